@@ -1,0 +1,302 @@
+"""Finding image/mask pairs in a user's data root, in the folder layouts the datasets ship in.
+
+Two layouts, a registry entry each:
+- `pranet`: `TrainDataset/{images,masks}` and `TestDataset/<Dataset>/{images,masks}`, the layout
+  PraNet published and most polyp papers since (Polyp-PVT, HSNet, Polyp-SAM) use;
+- `release`: the datasets' own releases side by side, e.g. `Kvasir-SEG/{images,masks}` with
+  `kavsir_bboxes.json`, `CVC-ClinicDB/{Original,Ground Truth}` (TIFF) or its PNG re-release.
+
+Images and masks are paired by file stem, never by sorted order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .reading import IMAGE_EXTENSIONS, DataError
+from .sources import (
+    SOURCES,
+    source_for_pranet_test_dir,
+    source_for_release_dir,
+    source_from_pranet_train_name,
+)
+
+KVASIR_BBOX_FILE = "kavsir_bboxes.json"  # sic: the Kvasir-SEG release spells it so
+
+# (image folder, mask folder) pairs a dataset folder may hold, relative to it.
+PAIR_FOLDERS = (
+    ("images", "masks"),
+    ("Original", "Ground Truth"),
+    ("PNG/Original", "PNG/Ground Truth"),
+    ("TIF/Original", "TIF/Ground Truth"),
+)
+
+
+@dataclass
+class PairRecord:
+    """One image and its mask, found on disk.
+
+    Attributes:
+        source: a `SOURCES` key.
+        image_id: the file stem, unique within the source.
+        image_path, mask_path: the two files.
+        group: `train` (the layout marks it for training), `test`, or `any` (an original
+            release, which the split preset divides).
+        json_box: for Kvasir, the box from `kavsir_bboxes.json` in that file's pixel frame,
+            with the frame size: `([x0, y0, x1, y1], (width, height))`.
+    """
+
+    source: str
+    image_id: str
+    image_path: Path
+    mask_path: Path
+    group: str
+    json_box: tuple[list[float], tuple[int, int]] | None = None
+
+
+@dataclass
+class Skipped:
+    """A file left out, with the reason, for the summary table."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class Discovery:
+    """What a layout found: the pairs, and everything it left out."""
+
+    layout: str
+    pairs: list[PairRecord] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+def _image_files(folder: Path, skipped: list[Skipped]) -> dict[str, Path]:
+    """Map stem -> image file in `folder`; non-image files are reported, duplicates are errors."""
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or path.is_dir():
+            continue
+        if path.suffix.lower() not in IMAGE_EXTENSIONS:
+            skipped.append(Skipped(str(path), "not an image file"))
+            continue
+        if path.stem in found:
+            raise DataError(
+                f"Duplicate image id {path.stem!r}: {found[path.stem]} and {path}. "
+                "Keep one file per id in the folder."
+            )
+        found[path.stem] = path
+    return found
+
+
+def pair_folder(
+    image_dir: Path, mask_dir: Path, skipped: list[Skipped]
+) -> list[tuple[str, Path, Path]]:
+    """Pair the files of an image folder and a mask folder by stem.
+
+    Returns:
+        `(stem, image_path, mask_path)` sorted by stem. Unpaired files are appended to `skipped`.
+    """
+    images = _image_files(image_dir, skipped)
+    masks = _image_files(mask_dir, skipped)
+    for stem in sorted(images.keys() - masks.keys()):
+        skipped.append(Skipped(str(images[stem]), f"image without a mask in {mask_dir}"))
+    for stem in sorted(masks.keys() - images.keys()):
+        skipped.append(Skipped(str(masks[stem]), f"mask without an image in {image_dir}"))
+    return [(stem, images[stem], masks[stem]) for stem in sorted(images.keys() & masks.keys())]
+
+
+def _find_pair_folders(dataset_dir: Path) -> tuple[Path, Path] | None:
+    for image_sub, mask_sub in PAIR_FOLDERS:
+        if (dataset_dir / image_sub).is_dir() and (dataset_dir / mask_sub).is_dir():
+            return dataset_dir / image_sub, dataset_dir / mask_sub
+    return None
+
+
+def read_kvasir_boxes(path: Path) -> dict[str, tuple[list[float], tuple[int, int]]]:
+    """Read `kavsir_bboxes.json`: image id -> (union of its boxes, (width, height)).
+
+    The file is a JSON object keyed by image id; each value holds `height`, `width` and a list
+    `bbox` of `{label, xmin, ymin, xmax, ymax}`. An image's several boxes are merged into the box
+    that holds them all, the whole-polyp prompt the paper uses.
+    """
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise DataError(f"Cannot read {path}: {err}. Restore the file from the release.") from None
+    boxes = {}
+    for image_id, entry in raw.items():
+        try:
+            items = entry["bbox"]
+            if not items:
+                continue
+            box = [
+                float(min(b["xmin"] for b in items)),
+                float(min(b["ymin"] for b in items)),
+                float(max(b["xmax"] for b in items)),
+                float(max(b["ymax"] for b in items)),
+            ]
+            boxes[image_id] = (box, (int(entry["width"]), int(entry["height"])))
+        except (KeyError, TypeError) as err:
+            raise DataError(
+                f"{path}: entry {image_id!r} lacks {err}; expected height, width and a list "
+                "'bbox' of {label, xmin, ymin, xmax, ymax}."
+            ) from None
+    return boxes
+
+
+def _attach_kvasir_boxes(pairs: list[PairRecord], json_path: Path) -> None:
+    if not json_path.is_file():
+        return
+    boxes = read_kvasir_boxes(json_path)
+    for pair in pairs:
+        if pair.source == "kvasir" and pair.image_id in boxes:
+            pair.json_box = boxes[pair.image_id]
+
+
+# --------------------------------------------------------------------------------------------
+# Layouts
+# --------------------------------------------------------------------------------------------
+
+
+def _matches_pranet(root: Path) -> bool:
+    return (root / "TrainDataset").is_dir() or (root / "TestDataset").is_dir()
+
+
+def _discover_pranet(root: Path) -> Discovery:
+    found = Discovery("pranet")
+    train_dir = root / "TrainDataset"
+    if train_dir.is_dir():
+        folders = _find_pair_folders(train_dir)
+        if folders is None:
+            found.skipped.append(Skipped(str(train_dir), "no images/ and masks/ folders in it"))
+        else:
+            for stem, image, mask in pair_folder(*folders, found.skipped):
+                source = source_from_pranet_train_name(stem)
+                if source is None:
+                    found.skipped.append(
+                        Skipped(
+                            str(image),
+                            "cannot tell its source: TrainDataset names are 25-character "
+                            "Kvasir ids or CVC-ClinicDB frame numbers",
+                        )
+                    )
+                    continue
+                found.pairs.append(PairRecord(source, stem, image, mask, "train"))
+    test_dir = root / "TestDataset"
+    if test_dir.is_dir():
+        for sub in sorted(p for p in test_dir.iterdir() if p.is_dir()):
+            source = source_for_pranet_test_dir(sub.name)
+            folders = _find_pair_folders(sub)
+            if source is None:
+                known = ", ".join(s.pranet_test_dir for s in SOURCES.values())
+                found.skipped.append(Skipped(str(sub), f"unknown dataset folder (known: {known})"))
+                continue
+            if folders is None:
+                found.skipped.append(Skipped(str(sub), "no images/ and masks/ folders in it"))
+                continue
+            for stem, image, mask in pair_folder(*folders, found.skipped):
+                found.pairs.append(PairRecord(source, stem, image, mask, "test"))
+    for candidate in (root / KVASIR_BBOX_FILE, root / "Kvasir-SEG" / KVASIR_BBOX_FILE):
+        _attach_kvasir_boxes(found.pairs, candidate)
+    return found
+
+
+def _release_dirs(root: Path) -> list[tuple[str, Path]]:
+    """Release folders at `root`, or `root` itself when it is one."""
+    own = source_for_release_dir(root.name)
+    if own is not None and _find_pair_folders(root) is not None:
+        return [(own, root)]
+    return [
+        (source, path)
+        for path in sorted(p for p in root.iterdir() if p.is_dir())
+        if (source := source_for_release_dir(path.name)) is not None
+    ]
+
+
+def _matches_release(root: Path) -> bool:
+    return bool(_release_dirs(root))
+
+
+def _discover_release(root: Path) -> Discovery:
+    found = Discovery("release")
+    releases = _release_dirs(root)
+    used = {path for _, path in releases}
+    if root not in used:
+        for path in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if path not in used:
+                known = ", ".join(d for s in SOURCES.values() for d in s.release_dirs)
+                found.skipped.append(Skipped(str(path), f"unknown dataset folder (known: {known})"))
+    for source, path in releases:
+        folders = _find_pair_folders(path)
+        if folders is None:
+            expected = ", ".join(f"{i}/ + {m}/" for i, m in PAIR_FOLDERS)
+            found.skipped.append(Skipped(str(path), f"no image and mask folders ({expected})"))
+            continue
+        pairs = [
+            PairRecord(source, stem, image, mask, "any")
+            for stem, image, mask in pair_folder(*folders, found.skipped)
+        ]
+        if source == "kvasir":
+            _attach_kvasir_boxes(pairs, path / KVASIR_BBOX_FILE)
+        found.pairs.extend(pairs)
+    return found
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A folder layout: how to recognise it and how to list its pairs."""
+
+    name: str
+    description: str
+    matches: Callable[[Path], bool]
+    discover: Callable[[Path], Discovery]
+
+
+LAYOUTS: dict[str, Layout] = {
+    layout.name: layout
+    for layout in (
+        Layout(
+            "pranet",
+            "PraNet layout: TrainDataset/{images,masks} and TestDataset/<Dataset>/{images,masks}",
+            _matches_pranet,
+            _discover_pranet,
+        ),
+        Layout(
+            "release",
+            "original releases: Kvasir-SEG/{images,masks}, CVC-ClinicDB/{Original,Ground Truth}, "
+            "CVC-ColonDB/, ETIS-LaribPolypDB/, CVC-300/",
+            _matches_release,
+            _discover_release,
+        ),
+    )
+}
+
+
+def discover(root: str | Path) -> Discovery:
+    """Detect the layout of `root` and list its image/mask pairs.
+
+    Raises:
+        DataError: `root` is missing, or holds no known layout (the message lists what was looked
+            for), or holds no pair at all.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"Data root {root} does not exist or is not a folder.")
+    looked_for = "; ".join(layout.description for layout in LAYOUTS.values())
+    for layout in LAYOUTS.values():
+        if layout.matches(root):
+            found = layout.discover(root)
+            if not found.pairs:
+                raise DataError(
+                    f"Found the {layout.name} layout at {root} but no image/mask pair in it. "
+                    f"Expected {layout.description}."
+                )
+            return found
+    raise DataError(
+        f"No polyp dataset found at {root}. Looked for: {looked_for}. "
+        "Point --data-root at the folder that holds them."
+    )

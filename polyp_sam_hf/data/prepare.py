@@ -1,0 +1,187 @@
+"""Build the polyp `datasets.DatasetDict` from a data root: read, validate, prompt, split, save.
+
+Schema of every row (see `FEATURES`):
+
+| column | type | meaning |
+|---|---|---|
+| `image` | `Image()` | RGB frame |
+| `mask` | `Image()` | single channel, 0/255 only |
+| `source` | string | a `SOURCES` key |
+| `image_id` | string | file stem, unique within a source |
+| `height`, `width` | int32 | original size |
+| `box` | 4 x float32 or null | `[x_min, y_min, x_max, y_max]`, inclusive, original pixels; null for an empty mask |
+| `box_origin` | string | `mask`, `kavsir_bboxes.json` or `none` |
+| `boxes` | list of 4 x float32 | one box per 8-connected component, largest first |
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from .layouts import Discovery, PairRecord, Skipped, discover
+from .prompts import component_boxes, mask_to_box
+from .reading import DataError, encode_png, read_pair
+from .splits import assign_splits, get_split_preset
+
+logger = logging.getLogger(__name__)
+
+BOX = datasets.List(datasets.Value("float32"), length=4)
+FEATURES = datasets.Features(
+    {
+        "image": datasets.Image(),
+        "mask": datasets.Image(),
+        "source": datasets.Value("string"),
+        "image_id": datasets.Value("string"),
+        "height": datasets.Value("int32"),
+        "width": datasets.Value("int32"),
+        "box": BOX,
+        "box_origin": datasets.Value("string"),
+        "boxes": datasets.List(BOX),
+    }
+)
+SPLITS = ("train", "validation", "test")
+KVASIR_ORIGIN = "kavsir_bboxes.json"
+
+
+@dataclass
+class PrepareReport:
+    """What `prepare_dataset` built and what it left out."""
+
+    layout: str
+    counts: Counter = field(default_factory=Counter)  # (split, source) -> rows
+    skipped: list[Skipped] = field(default_factory=list)
+    empty_dropped: Counter = field(default_factory=Counter)  # (split, source) -> rows
+    empty_kept: Counter = field(default_factory=Counter)  # source -> test rows with empty mask
+    left_out_by_preset: int = 0
+
+    def format(self) -> str:
+        """The summary table printed at the end of `polyp-sam prepare`."""
+        sources = sorted({source for _, source in self.counts})
+        lines = [f"Layout: {self.layout}", ""]
+        header = f"{'split':<11}" + "".join(f"{s:>14}" for s in sources) + f"{'total':>9}"
+        lines += [header, "-" * len(header)]
+        for split in SPLITS:
+            row = [self.counts[(split, s)] for s in sources]
+            lines.append(f"{split:<11}" + "".join(f"{n:>14}" for n in row) + f"{sum(row):>9}")
+        lines.append("")
+        for (split, source), n in sorted(self.empty_dropped.items()):
+            lines.append(f"Dropped {n} {source} {split} rows with an empty mask.")
+        for source, n in sorted(self.empty_kept.items()):
+            lines.append(f"Kept {n} {source} test rows with an empty mask (box is null).")
+        if self.left_out_by_preset:
+            lines.append(f"Left out {self.left_out_by_preset} pairs not used by the split preset.")
+        lines.append(f"Skipped files: {len(self.skipped)}")
+        lines += [f"  {s.path}: {s.reason}" for s in self.skipped]
+        return "\n".join(lines)
+
+
+def _image_bytes(path: Path, image: Image.Image) -> dict:
+    """Keep an RGB PNG/JPEG file's own bytes (no re-encoding loss); re-encode anything else."""
+    with Image.open(path) as raw:
+        keep = raw.mode == "RGB" and raw.format in ("PNG", "JPEG")
+    if keep:
+        return {"bytes": path.read_bytes(), "path": None}
+    return {"bytes": encode_png(image), "path": None}
+
+
+def _scaled_json_box(json_box, width: int, height: int) -> list[float]:
+    """A `kavsir_bboxes.json` box moved into this file's pixel frame (PraNet resizes some)."""
+    (x0, y0, x1, y1), (json_w, json_h) = json_box
+    sx, sy = width / json_w, height / json_h
+    return [
+        float(np.clip(x0 * sx, 0, width - 1)),
+        float(np.clip(y0 * sy, 0, height - 1)),
+        float(np.clip(x1 * sx, 0, width - 1)),
+        float(np.clip(y1 * sy, 0, height - 1)),
+    ]
+
+
+def build_row(pair: PairRecord, min_component_area: int = 10) -> dict:
+    """Read one pair and make its dataset row (see the module docstring for the schema).
+
+    Raises:
+        DataError: a file is unreadable, or image and mask sizes differ.
+    """
+    image, mask = read_pair(pair.image_path, pair.mask_path)
+    if pair.json_box is not None and mask.any():
+        box, origin = _scaled_json_box(pair.json_box, image.width, image.height), KVASIR_ORIGIN
+    else:
+        box = mask_to_box(mask)
+        origin = "mask" if box is not None else "none"
+    return {
+        "image": _image_bytes(pair.image_path, image),
+        "mask": {"bytes": encode_png(mask), "path": None},
+        "source": pair.source,
+        "image_id": pair.image_id,
+        "height": image.height,
+        "width": image.width,
+        "box": box,
+        "box_origin": origin,
+        "boxes": component_boxes(mask, min_component_area),
+    }
+
+
+def prepare_dataset(
+    data_root: str | Path,
+    split_preset: str = "paper",
+    val_fraction: float = 0.2,
+    seed: int = 42,
+    min_component_area: int = 10,
+    skip_bad_files: bool = False,
+) -> tuple[datasets.DatasetDict, PrepareReport]:
+    """Read a data root into a `DatasetDict` with `train`, `validation` and `test` splits.
+
+    Args:
+        data_root: a folder in the PraNet layout or holding original releases.
+        split_preset: a `SPLIT_PRESETS` key (`paper`, `cross-colondb`).
+        val_fraction: the part of each training source held out for validation.
+        seed: seeds the release split and the validation draw.
+        min_component_area: smallest polyp, in pixels, that gets its own box in `boxes`.
+        skip_bad_files: list unreadable or mismatched pairs as skipped instead of stopping.
+
+    Raises:
+        DataError: no dataset at `data_root`, or a bad file while `skip_bad_files` is False.
+    """
+    preset = get_split_preset(split_preset)
+    found: Discovery = discover(data_root)
+    report = PrepareReport(layout=found.layout, skipped=list(found.skipped))
+    splits, report.left_out_by_preset = assign_splits(found.pairs, preset, val_fraction, seed)
+
+    built: dict[str, list[dict]] = {}
+    total = sum(len(pairs) for pairs in splits.values())
+    with tqdm(total=total, desc="Reading pairs", unit="img") as bar:
+        for split, pairs in splits.items():
+            rows = []
+            for pair in pairs:
+                bar.update(1)
+                try:
+                    row = build_row(pair, min_component_area)
+                except DataError as err:
+                    if not skip_bad_files:
+                        raise
+                    report.skipped.append(Skipped(str(pair.image_path), str(err)))
+                    continue
+                if row["box"] is None:
+                    if split != "test":
+                        report.empty_dropped[(split, pair.source)] += 1
+                        continue
+                    report.empty_kept[pair.source] += 1
+                rows.append(row)
+                report.counts[(split, pair.source)] += 1
+            built[split] = rows
+    dataset = datasets.DatasetDict({split: _to_dataset(rows) for split, rows in built.items()})
+    return dataset, report
+
+
+def _to_dataset(rows: list[dict]) -> datasets.Dataset:
+    # from_dict, not from_list: an empty split must still carry every column
+    columns = {name: [row[name] for row in rows] for name in FEATURES}
+    return datasets.Dataset.from_dict(columns, features=FEATURES)

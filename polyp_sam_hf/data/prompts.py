@@ -1,0 +1,98 @@
+"""Box prompts made from masks: the whole-mask box the paper uses, and one box per polyp.
+
+All boxes are `[x_min, y_min, x_max, y_max]` in pixel coordinates of the original image, with the
+max inclusive: the box of a single foreground pixel at (x=3, y=5) is `[3, 5, 3, 5]`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+# 8-connectivity: pixels touching by a corner belong to the same polyp.
+_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+
+
+def mask_to_box(mask: np.ndarray) -> list[float] | None:
+    """The extreme foreground pixels of a mask as a box, or `None` for an empty mask.
+
+    Args:
+        mask: (H, W) boolean or 0/1 array.
+
+    Returns:
+        `[x_min, y_min, x_max, y_max]` (inclusive indices) as floats, or `None`.
+    """
+    ys, xs = np.nonzero(mask)
+    if xs.size == 0:
+        return None
+    return [float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())]
+
+
+def component_boxes(mask: np.ndarray, min_area: int = 10) -> list[list[float]]:
+    """One box per 8-connected foreground component of at least `min_area` pixels, largest first.
+
+    Args:
+        mask: (H, W) boolean array.
+        min_area: components with fewer pixels are ignored (annotation specks).
+
+    Returns:
+        A list of `[x_min, y_min, x_max, y_max]` boxes, by decreasing component area; ties keep
+        reading order (top to bottom, then left to right).
+    """
+    labels, count = ndimage.label(mask, structure=_EIGHT_CONNECTED)
+    if count == 0:
+        return []
+    areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    slices = ndimage.find_objects(labels)
+    found = []
+    for index, (area, (rows, cols)) in enumerate(zip(areas, slices)):
+        if area >= min_area:
+            box = [float(cols.start), float(rows.start), float(cols.stop - 1), float(rows.stop - 1)]
+            found.append((-int(area), index, box))
+    return [box for _, _, box in sorted(found)]
+
+
+def component_masks(mask: np.ndarray, boxes: list[list[float]]) -> list[np.ndarray]:
+    """The foreground of `mask` inside each box, one boolean (H, W) mask per box.
+
+    Used to give each per-polyp prompt its own target: the component(s) that lie in its box.
+    """
+    labels, _ = ndimage.label(mask, structure=_EIGHT_CONNECTED)
+    out = []
+    for x0, y0, x1, y1 in boxes:
+        window = labels[int(y0) : int(y1) + 1, int(x0) : int(x1) + 1]
+        ids = np.unique(window[window > 0])
+        out.append(np.isin(labels, ids))
+    return out
+
+
+def jitter_box(
+    box: np.ndarray, fraction: float, width: int, height: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Move each edge of a box by up to `fraction` of the box's size, uniformly, clipped to the image.
+
+    Models a clinician's imperfect box. `fraction=0` returns the box unchanged.
+
+    Args:
+        box: (..., 4) array of `[x_min, y_min, x_max, y_max]`.
+        fraction: the largest move of an edge, as a fraction of the box's width (x edges) or height
+            (y edges).
+        width: the image width the box is clipped to.
+        height: the image height the box is clipped to.
+        rng: the seeded generator that draws the moves.
+
+    Returns:
+        An array of the same shape, with x_min <= x_max and y_min <= y_max kept.
+    """
+    box = np.asarray(box, dtype=np.float32)
+    if fraction <= 0:
+        return box.copy()
+    size = np.stack(
+        [box[..., 2] - box[..., 0] + 1, box[..., 3] - box[..., 1] + 1] * 2, axis=-1
+    )
+    moved = box + rng.uniform(-fraction, fraction, size=box.shape).astype(np.float32) * size
+    moved[..., [0, 2]] = np.clip(moved[..., [0, 2]], 0, width - 1)
+    moved[..., [1, 3]] = np.clip(moved[..., [1, 3]], 0, height - 1)
+    lo = np.minimum(moved[..., :2], moved[..., 2:])
+    hi = np.maximum(moved[..., :2], moved[..., 2:])
+    return np.concatenate([lo, hi], axis=-1)

@@ -1,0 +1,128 @@
+"""The five public polyp datasets: one registry entry each.
+
+Every place that needs to know a dataset's folder names, its display name or its citation reads
+it from `SOURCES`, so adding a sixth dataset is one entry here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PolypSource:
+    """One public polyp dataset.
+
+    Attributes:
+        name: The value of the dataset's `source` column (`kvasir`, `cvc-clinicdb`, ...).
+        display_name: The name papers print in their tables.
+        pranet_test_dir: The folder name under PraNet's `TestDataset/`.
+        release_dirs: Folder names of the original release at a data root.
+        citation: BibTeX-free short citation, for reports and model cards.
+        terms: The licence or terms of use as the publisher states them.
+    """
+
+    name: str
+    display_name: str
+    pranet_test_dir: str
+    release_dirs: tuple[str, ...]
+    citation: str
+    terms: str
+
+
+SOURCES: dict[str, PolypSource] = {
+    s.name: s
+    for s in (
+        PolypSource(
+            name="kvasir",
+            display_name="Kvasir-SEG",
+            pranet_test_dir="Kvasir",
+            release_dirs=("Kvasir-SEG", "kvasir-seg"),
+            citation="Jha et al., Kvasir-SEG: A Segmented Polyp Dataset, MMM 2020.",
+            terms="CC BY 4.0",
+        ),
+        PolypSource(
+            name="cvc-clinicdb",
+            display_name="CVC-ClinicDB",
+            pranet_test_dir="CVC-ClinicDB",
+            release_dirs=("CVC-ClinicDB",),
+            citation="Bernal et al., WM-DOVA maps for accurate polyp highlighting in colonoscopy, "
+            "CMIG 2015.",
+            terms="Academic, non-commercial research use with citation.",
+        ),
+        PolypSource(
+            name="cvc-colondb",
+            display_name="CVC-ColonDB",
+            pranet_test_dir="CVC-ColonDB",
+            release_dirs=("CVC-ColonDB",),
+            citation="Bernal et al., Towards automatic polyp detection with a polyp appearance "
+            "model, Pattern Recognition 2012.",
+            terms="Academic, non-commercial research use with citation.",
+        ),
+        PolypSource(
+            name="etis",
+            display_name="ETIS-LaribPolypDB",
+            pranet_test_dir="ETIS-LaribPolypDB",
+            release_dirs=("ETIS-LaribPolypDB",),
+            citation="Silva et al., Toward embedded detection of polyps in WCE images for early "
+            "diagnosis of colorectal cancer, IJCARS 2014.",
+            terms="CC BY-NC-SA 4.0",
+        ),
+        PolypSource(
+            name="cvc-300",
+            display_name="CVC-300",
+            pranet_test_dir="CVC-300",
+            release_dirs=("CVC-300", "EndoScene-CVC300"),
+            citation="Vázquez et al., A benchmark for endoluminal scene segmentation of "
+            "colonoscopy images, Journal of Healthcare Engineering 2017.",
+            terms="Academic, non-commercial research use with citation.",
+        ),
+    )
+}
+
+# Kvasir-SEG ids are 25 lower-case alphanumerics (`cju0qkwl35piu0993l0dewei2`); CVC-ClinicDB
+# frames are numbered. PraNet's TrainDataset mixes the two, so the name is all that tells them apart.
+_KVASIR_ID = re.compile(r"^[a-z0-9]{25}$")
+_CLINICDB_ID = re.compile(r"^\d+$")
+
+
+def get_source(name: str) -> PolypSource:
+    """Return the registry entry called `name`; a `ValueError` lists the valid names otherwise."""
+    try:
+        return SOURCES[name]
+    except KeyError:
+        raise ValueError(
+            f"Unknown polyp source {name!r}. Valid sources: {', '.join(SOURCES)}."
+        ) from None
+
+
+def source_from_pranet_train_name(stem: str) -> str | None:
+    """Tell the source of a PraNet `TrainDataset` file from its stem, or `None` if neither matches.
+
+    >>> source_from_pranet_train_name("cju0qkwl35piu0993l0dewei2")
+    'kvasir'
+    >>> source_from_pranet_train_name("118")
+    'cvc-clinicdb'
+    """
+    if _KVASIR_ID.match(stem):
+        return "kvasir"
+    if _CLINICDB_ID.match(stem):
+        return "cvc-clinicdb"
+    return None
+
+
+def source_for_pranet_test_dir(dirname: str) -> str | None:
+    """The source whose PraNet test folder is `dirname` (exact match), else `None`."""
+    for source in SOURCES.values():
+        if source.pranet_test_dir == dirname:
+            return source.name
+    return None
+
+
+def source_for_release_dir(dirname: str) -> str | None:
+    """The source whose original-release folder is `dirname` (exact match), else `None`."""
+    for source in SOURCES.values():
+        if dirname in source.release_dirs:
+            return source.name
+    return None

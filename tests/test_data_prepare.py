@@ -1,0 +1,134 @@
+"""The DatasetDict: schema, splits, empty masks, bad files, the command line and its summary."""
+
+from __future__ import annotations
+
+import json
+from unittest import mock
+
+import datasets
+import numpy as np
+import pytest
+from PIL import Image
+
+from polyp_sam_hf.cli import main as cli_main
+from polyp_sam_hf.data.prepare import FEATURES, prepare_dataset
+from polyp_sam_hf.data.reading import DataError
+from polyp_sam_hf.data.splits import get_split_preset
+
+from conftest import KVASIR_IDS, blob_mask, write_pair
+
+
+def test_schema_and_values(pranet_root):
+    ds, report = prepare_dataset(pranet_root)
+    assert set(ds) == {"train", "validation", "test"}
+    for split in ds.values():
+        assert split.features == FEATURES
+    row = ds["train"].filter(lambda r: r["image_id"] == KVASIR_IDS[2])[0]
+    assert row["source"] == "kvasir" and (row["width"], row["height"]) == (48, 40)
+    assert row["box"] == [7.0, 6.0, 20.0, 30.0] and row["box_origin"] == "mask"
+    assert row["boxes"] == [[7.0, 6.0, 20.0, 30.0]]
+    assert row["image"].mode == "RGB" and row["image"].size == (48, 40)
+    mask = np.asarray(row["mask"])
+    assert row["mask"].mode == "L" and set(np.unique(mask)) == {0, 255}
+    assert report.counts[("test", "etis")] == 2
+
+
+def test_validation_is_stratified_seeded_and_disjoint(pranet_root):
+    ds, _ = prepare_dataset(pranet_root, val_fraction=0.2, seed=1)
+    val = ds["validation"]
+    assert sorted(val["source"]) == ["cvc-clinicdb", "kvasir"]  # 1 of 5 from each source
+    assert len(ds["train"]) == 8
+    train_keys = set(zip(ds["train"]["source"], ds["train"]["image_id"]))
+    assert not train_keys & set(zip(val["source"], val["image_id"]))
+    again, _ = prepare_dataset(pranet_root, val_fraction=0.2, seed=1)
+    assert again["validation"]["image_id"] == val["image_id"]
+    other = {tuple(prepare_dataset(pranet_root, seed=s)[0]["validation"]["image_id"]) for s in range(6)}
+    assert len(other) > 1  # the seed matters
+
+
+def test_cross_colondb_preset_tests_on_colondb_only(pranet_root):
+    ds, report = prepare_dataset(pranet_root, split_preset="cross-colondb")
+    assert set(ds["test"]["source"]) == {"cvc-colondb"}
+    assert len(ds["train"]) + len(ds["validation"]) == 10
+    assert report.left_out_by_preset == 8
+    with pytest.raises(ValueError, match="paper, cross-colondb"):
+        get_split_preset("table-3")
+
+
+def test_release_layout_split_counts(tmp_path):
+    kv = tmp_path / "Kvasir-SEG"
+    ids = [f"cju{i:022d}" for i in range(20)]
+    for kid in ids:
+        write_pair(kv, kid, blob_mask(16, 16, [(2, 2, 9, 9)]), ext=".jpg")
+    ds, _ = prepare_dataset(tmp_path, val_fraction=0.25)
+    assert len(ds["test"]) == 2  # 10% of Kvasir tests, as 100 of PraNet's 1000
+    assert len(ds["train"]) + len(ds["validation"]) == 18
+    assert len(ds["validation"]) == round(18 * 0.25)
+
+
+def test_empty_masks_kept_in_test_dropped_from_training(pranet_root):
+    empty = np.zeros((20, 20), dtype=bool)
+    write_pair(pranet_root / "TrainDataset", "77", empty)
+    write_pair(pranet_root / "TestDataset" / "CVC-300", "999", empty)
+    ds, report = prepare_dataset(pranet_root, val_fraction=0.0)
+    assert "77" not in ds["train"]["image_id"]
+    assert report.empty_dropped[("train", "cvc-clinicdb")] == 1
+    row = ds["test"].filter(lambda r: r["image_id"] == "999")[0]
+    assert row["box"] is None and row["boxes"] == [] and row["box_origin"] == "none"
+    assert report.empty_kept["cvc-300"] == 1
+    assert "Dropped 1 cvc-clinicdb train rows" in report.format()
+
+
+def test_kvasir_json_box_is_used_and_scaled(tmp_path):
+    kv = tmp_path / "Kvasir-SEG"
+    write_pair(kv, KVASIR_IDS[0], blob_mask(30, 40, [(5, 6, 20, 25)]), ext=".jpg")
+    write_pair(kv, KVASIR_IDS[1], blob_mask(30, 40, [(5, 6, 20, 25)]), ext=".jpg")
+    # boxes given for a frame twice the size: they are moved into this file's pixel frame
+    boxes = {KVASIR_IDS[0]: {"height": 60, "width": 80,
+                             "bbox": [{"label": "polyp", "xmin": 8, "ymin": 10, "xmax": 42, "ymax": 52}]}}
+    (kv / "kavsir_bboxes.json").write_text(json.dumps(boxes))
+    ds, _ = prepare_dataset(tmp_path, split_preset="cross-colondb", val_fraction=0.0)
+    rows = {r["image_id"]: r for r in ds["train"]}
+    assert rows[KVASIR_IDS[0]]["box"] == [4.0, 5.0, 21.0, 26.0]
+    assert rows[KVASIR_IDS[0]]["box_origin"] == "kavsir_bboxes.json"
+    assert rows[KVASIR_IDS[1]]["box_origin"] == "mask"
+
+
+def test_broken_json_names_the_file(tmp_path):
+    kv = tmp_path / "Kvasir-SEG"
+    write_pair(kv, KVASIR_IDS[0], blob_mask(30, 40, [(5, 6, 20, 25)]))
+    (kv / "kavsir_bboxes.json").write_text('{"x": {"height": 3}}')
+    with pytest.raises(DataError, match="kavsir_bboxes.json"):
+        prepare_dataset(tmp_path)
+
+
+def test_bad_pair_stops_or_is_skipped_on_request(pranet_root):
+    folder = pranet_root / "TestDataset" / "CVC-300"
+    Image.fromarray(np.zeros((5, 5), np.uint8)).save(folder / "masks" / "100.png")  # wrong size
+    with pytest.raises(DataError, match="100.png"):
+        prepare_dataset(pranet_root)
+    ds, report = prepare_dataset(pranet_root, skip_bad_files=True)
+    assert "100" not in [r for r, s in zip(ds["test"]["image_id"], ds["test"]["source"]) if s == "cvc-300"]
+    assert any("100.png" in s.path and "mask" in s.reason for s in report.skipped)
+
+
+def test_cli_prepare_saves_loads_and_prints_summary(pranet_root, tmp_path, capsys):
+    (pranet_root / "TrainDataset" / "images" / "readme.txt").write_text("x")
+    out = tmp_path / "prepared"
+    assert cli_main(["prepare", "--data-root", str(pranet_root), "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "train" in printed and "kvasir" in printed and "readme.txt: not an image file" in printed
+    loaded = datasets.load_from_disk(str(out))
+    assert loaded["test"].num_rows == 10 and loaded["train"].features == FEATURES
+
+
+def test_cli_reports_a_wrong_root_without_a_traceback(tmp_path, capsys):
+    assert cli_main(["prepare", "--data-root", str(tmp_path), "--output", str(tmp_path / "o")]) == 1
+    assert "No polyp dataset found" in capsys.readouterr().err
+
+
+def test_push_to_hub_is_private_by_default(pranet_root, tmp_path):
+    with mock.patch.object(datasets.DatasetDict, "push_to_hub") as push:
+        cli_main(["prepare", "--data-root", str(pranet_root), "--output", str(tmp_path / "o"),
+                  "--push-to-hub", "me/polyps"])
+    push.assert_called_once_with("me/polyps", private=True)
