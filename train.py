@@ -1,9 +1,16 @@
-"""Fine-tune SAM for polyp segmentation (not yet available: the training loop is being built).
+"""Fine-tune SAM for box-prompted polyp segmentation.
 
-    accelerate launch train.py --config configs/paper-b-full.yaml
+    python train.py --config configs/demo.yaml                       # offline demo, CPU, minutes
+    accelerate launch train.py --config configs/paper-b-full.yaml    # the paper's ViT-B run
+    accelerate launch --config_file configs/accelerate/2gpu.yaml train.py --config configs/paper-b-decoder.yaml
+
+Every config key is also a flag (`--learning_rate 1e-5`, `--output-dir runs/x`); flags override
+the file. `python train.py --help` lists them with their meaning.
 """
 
 import sys
 
+from polyp_sam_hf.training import main
+
 if __name__ == "__main__":
-    sys.exit("train.py: training is not implemented yet; `polyp-sam prepare` builds the data.")
+    sys.exit(main())

@@ -34,7 +34,6 @@ class FrameStyle:
 
 
 STYLES = {
-    "train": FrameStyle(),
     "kvasir": FrameStyle(),
     "cvc-clinicdb": FrameStyle((186.0, 96.0, 84.0), (214.0, 140.0, 118.0)),
     "cvc-colondb": FrameStyle((170.0, 100.0, 90.0), (205.0, 138.0, 122.0)),
@@ -146,8 +145,8 @@ def write_demo_data(
     """Write a synthetic dataset in the PraNet layout, deterministic by `seed`.
 
     `TrainDataset/` holds `num_train` frames named alternately like Kvasir ids and CVC-ClinicDB
-    numbers; `TestDataset/<Dataset>/` holds `num_test` frames for each of the five test sets,
-    each set in its own colour style.
+    numbers, in colour styles drawn from all five; `TestDataset/<Dataset>/` holds `num_test`
+    frames for each of the five test sets, each set in its own colour style.
 
     Returns:
         The output folder, ready for `polyp-sam prepare --data-root`.
@@ -156,9 +155,12 @@ def write_demo_data(
     rng = np.random.default_rng(seed)
     jobs: list[tuple[Path, str, FrameStyle]] = []
     train = output / "TrainDataset"
+    test_styles = [STYLES[source] for source in SOURCES]
     for i in range(num_train):
         name = _kvasir_like_id(rng) if i % 2 == 0 else str(i + 1)
-        jobs.append((train, name, STYLES["train"]))
+        # training frames mix every test set's colours, as a training set pooled from several
+        # centres would; each test set then keeps one style
+        jobs.append((train, name, test_styles[int(rng.integers(len(test_styles)))]))
     for source in SOURCES.values():
         folder = output / "TestDataset" / source.pranet_test_dir
         jobs += [(folder, str(i + 1), STYLES[source.name]) for i in range(num_test)]

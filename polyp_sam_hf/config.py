@@ -1,0 +1,126 @@
+"""Training configuration: dataclasses with help text, read from a YAML file with command-line overrides.
+
+    python train.py --config configs/paper-b-full.yaml --learning_rate 1e-5 --output_dir runs/x
+
+Every field is a flag (`--output_dir` or `--output-dir`); a YAML file sets the defaults the flags
+then override. A key in the file that is not a field is an error naming the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+from transformers import HfArgumentParser
+
+
+@dataclass
+class ModelArguments:
+    model: str = field(
+        default="facebook/sam-vit-base",
+        metadata={"help": "Hub id, local folder, or built-in name (tiny-sam: random tiny SAM, no download)."},
+    )
+    strategy: str = field(
+        default="decoder", metadata={"help": "What to train: decoder, full or lora."}
+    )
+    lora_rank: int = field(default=8, metadata={"help": "LoRA rank (strategy lora)."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (strategy lora)."})
+    gradient_checkpointing: bool = field(
+        default=False, metadata={"help": "Recompute encoder activations in backward (saves memory for ViT-L full)."}
+    )
+
+
+@dataclass
+class DataArguments:
+    data: str = field(
+        default="outputs/demo/data",
+        metadata={"help": "A prepared DatasetDict (save_to_disk folder) or a raw data root."},
+    )
+    generate_demo_data: bool = field(
+        default=False, metadata={"help": "If --data does not exist, write the synthetic demo data there."}
+    )
+    split_preset: str = field(default="paper", metadata={"help": "Split preset for a raw data root."})
+    val_fraction: float = field(default=0.2, metadata={"help": "Validation part of each training source (raw root)."})
+    prompt_mode: str = field(
+        default="single", metadata={"help": "single: the whole-mask box (paper); per-component: one box per polyp."}
+    )
+    box_jitter: float = field(
+        default=0.0, metadata={"help": "Move each training box edge by up to this fraction of the box size (0 = paper)."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation/test rows."})
+    num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
+    embedding_cache: bool = field(
+        default=True, metadata={"help": "With strategy decoder: compute the image embeddings once and reuse them."}
+    )
+    cache_dir: str | None = field(
+        default=None, metadata={"help": "Embedding cache folder (default OUTPUT_DIR/../embedding-cache)."}
+    )
+
+
+@dataclass
+class TrainArguments:
+    output_dir: str = field(default="outputs/run", metadata={"help": "Checkpoints, logs, best/ and curves."})
+    num_epochs: int = field(default=24, metadata={"help": "Training epochs."})
+    max_steps: int | None = field(default=None, metadata={"help": "Stop after this many optimiser steps."})
+    per_device_batch_size: int = field(default=4, metadata={"help": "Images per device per forward pass."})
+    effective_batch_size: int = field(
+        default=48, metadata={"help": "Images per optimiser step over all devices (paper: 48); sets accumulation."}
+    )
+    learning_rate: float = field(default=4e-6, metadata={"help": "AdamW peak learning rate (paper: 4e-6)."})
+    weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay (paper's code: 1e-4)."})
+    warmup_ratio: float = field(default=0.05, metadata={"help": "Part of the steps spent warming up linearly."})
+    lr_scheduler: str = field(default="cosine", metadata={"help": "transformers scheduler name after warm-up."})
+    loss: str = field(default="dice", metadata={"help": "dice (paper) or dice+bce."})
+    mixed_precision: str = field(default="no", metadata={"help": "no, bf16 or fp16 (through Accelerate)."})
+    max_grad_norm: float | None = field(default=None, metadata={"help": "Clip gradients to this norm."})
+    seed: int = field(default=42, metadata={"help": "Seeds weights of built-in models, shuffling and jitter."})
+    eval_every_steps: int = field(default=0, metadata={"help": "Validate every N steps (0: every epoch)."})
+    save_every_steps: int = field(default=0, metadata={"help": "Checkpoint every N steps (0: every validation)."})
+    save_total_limit: int = field(default=2, metadata={"help": "Keep the last K step checkpoints (best/ is kept too)."})
+    stop_after_steps: int | None = field(
+        default=None,
+        metadata={"help": "End this session after N optimiser steps with a checkpoint, schedule unchanged "
+                  "(for time-limited jobs; continue with --resume_from_checkpoint latest)."},
+    )
+    resume_from_checkpoint: str | None = field(
+        default=None, metadata={"help": "A checkpoint folder, or 'latest' in OUTPUT_DIR/checkpoints."}
+    )
+    report_to: str = field(default="tensorboard", metadata={"help": "Accelerate tracker: tensorboard, wandb, none."})
+    evaluate_test: bool = field(default=True, metadata={"help": "After training, score best/ on the test split."})
+
+
+CONFIG_CLASSES = (ModelArguments, DataArguments, TrainArguments)
+
+
+def parse_config(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, TrainArguments]:
+    """Parse `--config FILE.yaml` and command-line overrides into the three dataclasses.
+
+    Raises:
+        ValueError: the YAML file holds a key that is no field (the file and the key are named).
+    """
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    known, rest = pre.parse_known_args(argv)
+    parser = HfArgumentParser(CONFIG_CLASSES)
+    if known.config:
+        path = Path(known.config)
+        if not path.is_file():
+            raise ValueError(f"Config file {path} not found.")
+        values = yaml.safe_load(path.read_text()) or {}
+        names = {f.name for cls in CONFIG_CLASSES for f in fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"{path}: unknown keys {unknown}. Valid keys: {sorted(names)}.")
+        parser.set_defaults(**values)
+    return parser.parse_args_into_dataclasses(args=rest)
+
+
+def config_to_dict(*configs) -> dict:
+    """All fields of the given dataclasses, flat, for logs, trackers and model cards."""
+    out: dict = {}
+    for config in configs:
+        out.update(asdict(config))
+    return out

@@ -1,0 +1,97 @@
+"""One forward pass, one loss and one score for SAM batches: shared by training, validation and `evaluate`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from .metrics import batch_dice_iou
+from .postprocess import logits_to_original, upsample_to_input, valid_region
+
+
+def prompt_logits(model: torch.nn.Module, batch: dict) -> torch.Tensor:
+    """Low-resolution mask logits (B, K, h, w), one mask per box (SAM's single-mask output).
+
+    Uses `image_embeddings` when the batch has them (cached encoder), else `pixel_values`.
+    """
+    if "image_embeddings" in batch:
+        inputs = {"image_embeddings": batch["image_embeddings"]}
+    else:
+        inputs = {"pixel_values": batch["pixel_values"]}
+    out = model(**inputs, input_boxes=batch["input_boxes"], multimask_output=False)
+    return out.pred_masks[:, :, 0]
+
+
+def batch_loss(
+    logits: torch.Tensor,
+    batch: dict,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """Mean per-prompt loss, on the S x S input grid with padding and padded prompts excluded.
+
+    Args:
+        logits: (B, K, h, w) low-resolution logits.
+        batch: holds `targets` (B, K, S, S), `reshaped` (B, 2) and `box_valid` (B, K).
+    """
+    size = batch["targets"].shape[-1]
+    up = upsample_to_input(logits, size)  # (B, K, S, S)
+    valid = valid_region(batch["reshaped"], size)[:, None].expand_as(up)
+    per_mask = loss_fn(up.flatten(0, 1), batch["targets"].flatten(0, 1), valid.flatten(0, 1))
+    keep = batch["box_valid"].flatten().float()
+    return (per_mask * keep).sum() / keep.sum().clamp_min(1.0)
+
+
+def original_size_predictions(logits: torch.Tensor, batch: dict) -> list[torch.Tensor]:
+    """Per frame, the union of its prompts' masks at the original size: a list of (H, W) bool.
+
+    A frame with no prompt (empty ground truth in `test`) gets an empty prediction.
+    """
+    size = batch["targets"].shape[-1]
+    preds = []
+    for i in range(logits.shape[0]):
+        height, width = (int(v) for v in batch["original"][i])
+        own = logits[i][batch["box_valid"][i]]
+        if own.shape[0] == 0:
+            preds.append(torch.zeros((height, width), dtype=torch.bool, device=logits.device))
+            continue
+        full = logits_to_original(own, size, batch["reshaped"][i].tolist(), (height, width))
+        preds.append((full > 0).any(0))
+    return preds
+
+
+def score_batch(logits: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dice and IoU per frame (B,), at the original resolution, logits thresholded at 0."""
+    dice, iou = [], []
+    for pred, mask in zip(original_size_predictions(logits, batch), batch["mask"]):
+        d, j = batch_dice_iou(pred[None], mask[None].to(pred.device))
+        dice.append(d)
+        iou.append(j)
+    return torch.cat(dice), torch.cat(iou)
+
+
+@torch.no_grad()
+def evaluate_loader(model: torch.nn.Module, loader, accelerator, desc: str = "Validating") -> dict:
+    """Mean Dice and mIoU over a (prepared) loader, gathered across processes.
+
+    Returns:
+        `{"dice": float, "miou": float, "n": int, "indices": tensor, "dice_per_image": tensor}`.
+    """
+    model.eval()
+    dices, ious, indices = [], [], []
+    for batch in tqdm(loader, desc=desc, disable=not accelerator.is_local_main_process, leave=False):
+        dice, iou = score_batch(prompt_logits(model, batch), batch)
+        dice, iou, index = accelerator.gather_for_metrics((dice, iou, batch["index"]))
+        dices.append(dice.cpu())
+        ious.append(iou.cpu())
+        indices.append(index.cpu())
+    model.train()
+    dice, iou = torch.cat(dices), torch.cat(ious)
+    return {
+        "dice": float(dice.mean()) if len(dice) else float("nan"),
+        "miou": float(iou.mean()) if len(iou) else float("nan"),
+        "n": int(len(dice)),
+        "indices": torch.cat(indices),
+        "dice_per_image": dice,
+    }

@@ -1,0 +1,236 @@
+"""Loading SAM and choosing what to train: built-in tiny models, the Hub, and the strategies registry."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import SamConfig, SamImageProcessor, SamModel, SamProcessor
+
+logger = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------------------------
+# Built-in models: built from a SamConfig in code, no download. For the demo and the tests.
+# --------------------------------------------------------------------------------------------
+
+
+def tiny_sam_config(
+    image_size: int = 128,
+    patch_size: int = 8,
+    vision_hidden: int = 64,
+    vision_layers: int = 2,
+    prompt_hidden: int = 32,
+) -> SamConfig:
+    """A SAM of the real architecture at a size a CPU trains in minutes.
+
+    The image embedding grid is `image_size // patch_size` on a side, the low-resolution masks four
+    times that; `prompt_hidden` is the embedding width shared by the encoder's neck, the prompt
+    encoder and the mask decoder.
+    """
+    return SamConfig(
+        vision_config=dict(
+            hidden_size=vision_hidden,
+            num_hidden_layers=vision_layers,
+            num_attention_heads=4,
+            image_size=image_size,
+            patch_size=patch_size,
+            output_channels=prompt_hidden,
+            window_size=4,
+            global_attn_indexes=[vision_layers - 1],
+            mlp_dim=vision_hidden * 2,
+            num_pos_feats=prompt_hidden // 2,
+        ),
+        prompt_encoder_config=dict(
+            hidden_size=prompt_hidden, image_size=image_size, patch_size=patch_size
+        ),
+        mask_decoder_config=dict(
+            hidden_size=prompt_hidden,
+            mlp_dim=prompt_hidden * 2,
+            num_attention_heads=2,
+            iou_head_hidden_dim=prompt_hidden,
+        ),
+    )
+
+
+def processor_for(config: SamConfig) -> SamProcessor:
+    """A `SamProcessor` sized to a config: longest side and padding to the encoder's input size,
+    low-resolution mask size to the decoder's output (four times the embedding grid)."""
+    size = config.vision_config.image_size
+    low_res = 4 * (size // config.vision_config.patch_size)
+    return SamProcessor(
+        image_processor=SamImageProcessor(
+            size={"longest_edge": size},
+            pad_size={"height": size, "width": size},
+            mask_size={"longest_edge": low_res},
+            mask_pad_size={"height": low_res, "width": low_res},
+        )
+    )
+
+
+BUILTIN_MODELS: dict[str, Callable[[], SamConfig]] = {
+    # the demo's model: 128 px input, 16 x 16 embeddings, about 150k parameters
+    "tiny-sam": tiny_sam_config,
+    # the smallest that runs: for unit tests
+    "micro-sam-test": lambda: tiny_sam_config(
+        image_size=32, patch_size=4, vision_hidden=16, vision_layers=2, prompt_hidden=16
+    ),
+    # ViT-B and ViT-L shapes with random weights, for benchmarks without a download
+    "random-sam-vit-base": lambda: SamConfig(),
+    "random-sam-vit-large": lambda: SamConfig(
+        vision_config=dict(
+            hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+            global_attn_indexes=[5, 11, 17, 23],
+        )
+    ),
+}
+
+
+def load_model_and_processor(name: str, seed: int = 0) -> tuple[SamModel, SamProcessor]:
+    """Load SAM and its processor from a built-in name, a local folder or a Hub id.
+
+    Built-in names (`BUILTIN_MODELS`) are initialised randomly from `seed`.
+
+    Raises:
+        OSError: the weights are neither local nor in the cache while offline; the message says
+            how to get them or to use the demo config.
+    """
+    if name in BUILTIN_MODELS:
+        config = BUILTIN_MODELS[name]()
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            model = SamModel(config)
+        return model, processor_for(config)
+    path = Path(name)
+    if path.exists() and not (path / "config.json").is_file():
+        raise OSError(f"{path} has no config.json: it is not a saved SamModel folder.")
+    try:
+        model = SamModel.from_pretrained(name)
+        processor = SamProcessor.from_pretrained(name)
+    except OSError as err:
+        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
+        raise OSError(
+            f"Cannot load SAM weights {name!r}{' (offline)' if offline else ''}: {err}\n"
+            f"Download them once with network access (`huggingface-cli download {name}`), or copy "
+            "a saved model folder here and pass --model PATH. To try the library without weights, "
+            f"use a built-in model ({', '.join(BUILTIN_MODELS)}), e.g. `--config configs/demo.yaml`."
+        ) from None
+    return model, processor
+
+
+# --------------------------------------------------------------------------------------------
+# Strategies: which parts train. A registry, as the paper's two strategies plus LoRA.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A fine-tuning strategy.
+
+    Attributes:
+        name: the `--strategy` value.
+        description: one line for help and logs.
+        apply: sets `requires_grad` (and may wrap the model); returns the model to train.
+        frozen_encoder: True when the image encoder never changes, so its embeddings can be cached.
+    """
+
+    name: str
+    description: str
+    apply: Callable[..., torch.nn.Module]
+    frozen_encoder: bool
+
+
+def _set_trainable(model: torch.nn.Module, prefixes: tuple[str, ...]) -> None:
+    for name, param in model.named_parameters():
+        param.requires_grad = name.startswith(prefixes)
+
+
+def _decoder_only(model: SamModel, **_) -> torch.nn.Module:
+    _set_trainable(model, ("mask_decoder.",))
+    return model
+
+
+def _full(model: SamModel, **_) -> torch.nn.Module:
+    _set_trainable(model, ("vision_encoder.", "prompt_encoder.", "mask_decoder."))
+    return model
+
+
+def _lora(model: SamModel, lora_rank: int = 8, lora_alpha: int = 16, **_) -> torch.nn.Module:
+    from peft import LoraConfig, inject_adapter_in_model
+
+    _set_trainable(model, ())
+    config = LoraConfig(
+        r=lora_rank,
+        lora_alpha=lora_alpha,
+        lora_dropout=0.0,
+        # the fused query/key/value projection of every image-encoder attention block
+        target_modules=r"vision_encoder\.layers\.\d+\.attn\.qkv",
+    )
+    model = inject_adapter_in_model(config, model)
+    for name, param in model.named_parameters():
+        param.requires_grad = "lora_" in name or name.startswith("mask_decoder.")
+    return model
+
+
+STRATEGIES: dict[str, Strategy] = {
+    s.name: s
+    for s in (
+        Strategy("decoder", "mask decoder trained, image and prompt encoders frozen (paper's 1)",
+                 _decoder_only, True),
+        Strategy("full", "image encoder, prompt encoder and mask decoder trained (paper's 2)",
+                 _full, False),
+        Strategy("lora", "LoRA on the image encoder's attention, mask decoder trained fully",
+                 _lora, False),
+    )
+}
+
+
+def get_strategy(name: str) -> Strategy:
+    """The strategy called `name`; a `ValueError` lists the valid names otherwise."""
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        raise ValueError(f"Unknown strategy {name!r}. Valid strategies: {', '.join(STRATEGIES)}.") from None
+
+
+def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, sum(p.numel() for p in model.parameters())
+
+
+def merge_lora(model: torch.nn.Module) -> torch.nn.Module:
+    """Fold LoRA adapters into the base weights in place and remove them, giving a plain SamModel.
+
+    A model without adapters is returned unchanged.
+    """
+    from peft.tuners.lora import LoraLayer
+
+    for name, module in list(model.named_modules()):
+        if isinstance(module, LoraLayer):
+            module.merge()
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            setattr(parent, child, module.get_base_layer())
+    return model
+
+
+def freeze_unreached(model: torch.nn.Module, loss: torch.Tensor) -> list[str]:
+    """Freeze trainable parameters that `loss` does not depend on, and return their names.
+
+    With box prompts, the prompt encoder's point and mask-input embeddings and the IoU head never
+    take part in the loss. DistributedDataParallel stops with an error on such parameters (or
+    pays for `find_unused_parameters=True` on every step); freezing them once is exact, since
+    their gradient would always be empty.
+    """
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    grads = torch.autograd.grad(loss, [p for _, p in params], allow_unused=True)
+    unreached = [n for (n, p), g in zip(params, grads) if g is None]
+    for name, param in params:
+        if name in unreached:
+            param.requires_grad = False
+    return unreached

@@ -1,0 +1,368 @@
+"""The training loop: SAM fine-tuning with Accelerate on one device, several, or several nodes.
+
+    accelerate launch train.py --config configs/paper-b-full.yaml
+    python train.py --config configs/demo.yaml
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+from accelerate import Accelerator, PartialState
+from accelerate.logging import get_logger
+from accelerate.utils import DataLoaderConfiguration, parse_flag_from_env, set_seed
+from tqdm.auto import tqdm
+from transformers import SamModel, get_scheduler
+
+from .checkpointing import (
+    INTERRUPTED,
+    load_training_state,
+    resolve_checkpoint,
+    save_pretrained_atomic,
+    save_training_state,
+    step_name,
+)
+from .config import DataArguments, ModelArguments, TrainArguments, config_to_dict, parse_config
+from .data.collate import PromptDataset, collate
+from .data.loading import load_polyp_data
+from .embedding_cache import EmbeddingCache
+from .evaluation import batch_loss, evaluate_loader, prompt_logits
+from .losses import get_loss
+from .modeling import count_parameters, freeze_unreached, get_strategy, load_model_and_processor
+from .reporting import test_report
+from .visualize import plot_training_curves
+
+logger = get_logger(__name__)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite; training stops rather than corrupt the weights."""
+
+
+def accumulation_steps(effective: int, per_device: int, processes: int) -> int:
+    """Gradient accumulation that turns per-device batches into the effective batch.
+
+    Raises:
+        ValueError: the effective batch is not a multiple of per-device batch x processes.
+    """
+    per_step = per_device * processes
+    if effective % per_step:
+        raise ValueError(
+            f"--effective_batch_size {effective} is not a multiple of per-device batch "
+            f"{per_device} x {processes} processes = {per_step}; change one of them."
+        )
+    return effective // per_step
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, train_args: TrainArguments, total_steps: int):
+    """Learning rate per optimiser step.
+
+    1. Linear warm-up from 0 to the peak over `warmup_ratio` of the steps (rounded up): AdamW's
+       moment estimates are poor at first, and a full step from them can wreck pretrained weights.
+    2. Then `lr_scheduler` (cosine: half a cosine from the peak down to 0 at `total_steps`), so
+       the last epochs make small refinements.
+    """
+    return get_scheduler(
+        train_args.lr_scheduler,
+        optimizer,
+        num_warmup_steps=math.ceil(train_args.warmup_ratio * total_steps),
+        num_training_steps=total_steps,
+    )
+
+
+def is_better(score: float, best: float) -> bool:
+    """A validation score replaces the best only if it is finite and higher."""
+    return math.isfinite(score) and score > best
+
+
+def weights_checksum(model: torch.nn.Module) -> torch.Tensor:
+    """A float64 fingerprint of all parameters (sum of |w| and of w * position), shape (2,)."""
+    total = torch.zeros(2, dtype=torch.float64)
+    for i, p in enumerate(model.parameters()):
+        w = p.detach().double().cpu()
+        total += torch.stack([w.abs().sum(), w.sum() * (i + 1)])
+    return total
+
+
+@dataclass
+class TrainerState:
+    """What a checkpoint records beside the weights, to resume exactly."""
+
+    step: int = 0
+    epoch: int = 0
+    batches_in_epoch: int = 0  # data-loader batches of `epoch` already trained on
+    best_dice: float = -math.inf
+    best_step: int = -1
+    history: list[dict] = field(default_factory=list)
+
+
+def _loaders(model_args, data_args, train_args, dataset, model, processor, accelerator):
+    strategy = get_strategy(model_args.strategy)
+    cache = None
+    if strategy.frozen_encoder and data_args.embedding_cache:
+        root = data_args.cache_dir or str(Path(train_args.output_dir).parent / "embedding-cache")
+        cache = EmbeddingCache.build(
+            model, processor, [dataset["train"], dataset["validation"]], root, accelerator,
+            batch_size=max(train_args.per_device_batch_size, 1),
+        )
+    common = dict(processor=processor, prompt_mode=data_args.prompt_mode, seed=train_args.seed, embeddings=cache)
+    train_set = PromptDataset(dataset["train"], box_jitter=data_args.box_jitter, **common)
+    val_set = PromptDataset(dataset["validation"], **common)
+    kwargs = dict(batch_size=train_args.per_device_batch_size, collate_fn=collate,
+                  num_workers=data_args.num_workers)
+    train_loader = torch.utils.data.DataLoader(train_set, shuffle=True, drop_last=False, **kwargs)
+    val_loader = torch.utils.data.DataLoader(val_set, shuffle=False, **kwargs)
+    return train_set, train_loader, val_loader
+
+
+def _select(dataset, data_args):
+    if data_args.max_train_samples:
+        dataset["train"] = dataset["train"].select(range(min(data_args.max_train_samples, len(dataset["train"]))))
+    if data_args.max_eval_samples:
+        for split in ("validation", "test"):
+            if split in dataset:
+                dataset[split] = dataset[split].select(range(min(data_args.max_eval_samples, len(dataset[split]))))
+    for split in ("train", "validation"):
+        if split not in dataset or len(dataset[split]) == 0:
+            raise ValueError(f"The data has no {split!r} rows; prepare it with a validation fraction > 0.")
+    return dataset
+
+
+def make_accelerator(train_args: TrainArguments) -> Accelerator:
+    """An Accelerator with gradient accumulation set from the effective batch.
+
+    Processes launched without a GPU (`accelerate launch --multi_gpu --num_processes 2` or
+    `torchrun` on a CPU machine) join one gloo process group on the CPU, so two CPU ranks stand in
+    for two GPUs.
+    """
+    ranks = int(os.environ.get("WORLD_SIZE", "1"))
+    cpu = parse_flag_from_env("ACCELERATE_USE_CPU") or (ranks > 1 and not torch.cuda.is_available())
+    report_to = None if train_args.report_to in ("none", "") else train_args.report_to
+    accelerator = Accelerator(
+        cpu=cpu,
+        mixed_precision=train_args.mixed_precision,
+        log_with=report_to,
+        project_dir=train_args.output_dir,
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+    accelerator.gradient_accumulation_steps = accumulation_steps(
+        train_args.effective_batch_size, train_args.per_device_batch_size, accelerator.num_processes
+    )
+    return accelerator
+
+
+def train(model_args: ModelArguments, data_args: DataArguments, train_args: TrainArguments) -> dict:
+    """Fine-tune, keep the best validation weights, write OUTPUT/best/, and score the test split.
+
+    Returns:
+        `{"best_dice", "best_step", "steps", "test": {...}}`; `test` is empty when skipped.
+    """
+    accelerator = make_accelerator(train_args)
+    accum = accelerator.gradient_accumulation_steps
+    set_seed(train_args.seed)
+    output_dir = Path(train_args.output_dir)
+    settings = config_to_dict(model_args, data_args, train_args)
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "config.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+
+    with accelerator.main_process_first():  # one process writes demo data; the others read it
+        dataset = load_polyp_data(data_args.data, data_args.split_preset, data_args.val_fraction,
+                                  train_args.seed, data_args.generate_demo_data)
+    dataset = _select(dataset, data_args)
+
+    model, processor = load_model_and_processor(model_args.model, seed=train_args.seed)
+    strategy = get_strategy(model_args.strategy)
+    model = strategy.apply(model, lora_rank=model_args.lora_rank, lora_alpha=model_args.lora_alpha)
+    if model_args.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    model.to(accelerator.device)
+    train_set, train_loader, val_loader = _loaders(
+        model_args, data_args, train_args, dataset, model, processor, accelerator
+    )
+    loss_fn = get_loss(train_args.loss)
+
+    # Freeze what box prompts never reach, before DDP wraps the model (see freeze_unreached).
+    trainable_before, total = count_parameters(model)
+    probe = next(iter(train_loader))
+    probe = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in probe.items()}
+    unreached = freeze_unreached(model, batch_loss(prompt_logits(model, probe), probe, loss_fn))
+    trainable, _ = count_parameters(model)
+    logger.info(
+        "Strategy %s: %d of %d parameters trainable (%d frozen as unreachable from box prompts: %s)",
+        strategy.name, trainable, total, trainable_before - trainable, ", ".join(unreached) or "none",
+        main_process_only=True,
+    )
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=train_args.learning_rate, weight_decay=train_args.weight_decay,
+                                  fused=accelerator.device.type == "cuda")
+    model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
+    steps_per_epoch = math.ceil(len(train_loader) / accum)
+    total_steps = train_args.max_steps or train_args.num_epochs * steps_per_epoch
+    # The scheduler is stepped by hand once per optimiser step (not prepared: Accelerate would
+    # step it once per process), and saved with the checkpoints.
+    scheduler = build_scheduler(optimizer, train_args, total_steps)
+    accelerator.register_for_checkpointing(scheduler)
+    if accelerator.log_with:
+        accelerator.init_trackers("polyp-sam", config={k: v for k, v in settings.items() if v is not None})
+
+    state = TrainerState()
+    if train_args.resume_from_checkpoint:
+        path = resolve_checkpoint(output_dir, train_args.resume_from_checkpoint)
+        state = TrainerState(**load_training_state(accelerator, path))
+        logger.info("Resumed from %s at step %d", path, state.step, main_process_only=True)
+    logger.info(
+        "%d training frames, %d validation; %d processes x batch %d x accumulation %d = %d per step; "
+        "%d steps", len(dataset["train"]), len(dataset["validation"]), accelerator.num_processes,
+        train_args.per_device_batch_size, accum, train_args.effective_batch_size, total_steps,
+        main_process_only=True,
+    )
+
+    def checkpoint_state() -> dict:
+        return {k: v for k, v in state.__dict__.items()}
+
+    def validate_and_keep_best(train_loss: float | None) -> None:
+        result = evaluate_loader(model, val_loader, accelerator)
+        dice = result["dice"]
+        record = {"step": state.step, "epoch": state.epoch, "train_loss": train_loss,
+                  "lr": scheduler.get_last_lr()[0], "val_dice": dice, "val_miou": result["miou"],
+                  "time": time.time()}
+        state.history.append(record)
+        if is_better(dice, state.best_dice):
+            state.best_dice, state.best_step = dice, state.step
+            if accelerator.is_main_process:
+                save_pretrained_atomic(accelerator.unwrap_model(model), processor, output_dir / "best")
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            with open(output_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+        accelerator.log({k: v for k, v in record.items() if isinstance(v, float)}, step=state.step)
+        logger.info("step %d: validation Dice %.4f (best %.4f at step %d)", state.step, dice,
+                    state.best_dice, state.best_step, main_process_only=True)
+        save_training_state(accelerator, output_dir, step_name(state.step), checkpoint_state(),
+                            keep_last=train_args.save_total_limit)
+
+    bar = tqdm(total=total_steps, initial=state.step, desc="Training",
+               disable=not accelerator.is_local_main_process)
+    model.train()
+    running, micro, train_loss = 0.0, 0, None
+    try:
+        while state.step < total_steps:
+            train_loader.set_epoch(state.epoch)
+            train_set.set_epoch(state.epoch)
+            batches = train_loader
+            if state.batches_in_epoch:
+                batches = accelerator.skip_first_batches(train_loader, state.batches_in_epoch)
+            for batch in batches:
+                with accelerator.accumulate(model):
+                    loss = batch_loss(prompt_logits(model, batch), batch, loss_fn)
+                    _check_finite(loss, state.step + 1, accelerator)
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and train_args.max_grad_norm:
+                        accelerator.clip_grad_norm_(params, train_args.max_grad_norm)
+                    optimizer.step()
+                    optimizer.zero_grad()
+                state.batches_in_epoch += 1
+                running, micro = running + loss.item(), micro + 1
+                if not accelerator.sync_gradients:
+                    continue
+                scheduler.step()
+                state.step += 1
+                train_loss, running, micro = running / micro, 0.0, 0
+                bar.update(1)
+                bar.set_postfix(loss=f"{train_loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+                accelerator.log({"train_loss": train_loss, "lr": scheduler.get_last_lr()[0]}, step=state.step)
+                if train_args.eval_every_steps and state.step % train_args.eval_every_steps == 0:
+                    validate_and_keep_best(train_loss)
+                elif train_args.save_every_steps and state.step % train_args.save_every_steps == 0:
+                    save_training_state(accelerator, output_dir, step_name(state.step), checkpoint_state(),
+                                        keep_last=train_args.save_total_limit)
+                if state.step >= total_steps or state.step == train_args.stop_after_steps:
+                    break
+            else:  # the epoch ran to its end
+                state.epoch, state.batches_in_epoch = state.epoch + 1, 0
+                if not train_args.eval_every_steps:
+                    validate_and_keep_best(train_loss)
+                continue
+            break
+        if state.step == train_args.stop_after_steps and state.step < total_steps:
+            save_training_state(accelerator, output_dir, step_name(state.step), checkpoint_state(),
+                                keep_last=train_args.save_total_limit)
+            logger.info("Stopped after %d steps as asked; resume with --resume_from_checkpoint latest",
+                        state.step, main_process_only=True)
+            accelerator.end_training()
+            return {"best_dice": state.best_dice, "best_step": state.best_step, "steps": state.step}
+        if not state.history or state.history[-1]["step"] != state.step:
+            validate_and_keep_best(train_loss)
+    except KeyboardInterrupt:
+        bar.close()
+        logger.warning("Interrupted at step %d: saving checkpoints/%s", state.step, INTERRUPTED,
+                       main_process_only=True)
+        save_training_state(accelerator, output_dir, INTERRUPTED, checkpoint_state())
+        accelerator.end_training()
+        raise
+    bar.close()
+    _check_in_sync(accelerator, accelerator.unwrap_model(model))
+
+    results: dict = {"best_dice": state.best_dice, "best_step": state.best_step, "steps": state.step}
+    if accelerator.is_main_process:
+        plot_training_curves(state.history, output_dir / "training_curves.png")
+    # Restore the best validation weights: best/ is exactly what was kept.
+    best = SamModel.from_pretrained(output_dir / "best").to(accelerator.device)
+    if train_args.evaluate_test and "test" in dataset and len(dataset["test"]):
+        results["test"] = test_report(best, processor, dataset["test"], data_args.prompt_mode, accelerator,
+                                      batch_size=train_args.per_device_batch_size)
+        if accelerator.is_main_process:
+            (output_dir / "test_results.json").write_text(json.dumps(results["test"], indent=1))
+    accelerator.end_training()
+    return results
+
+
+def _check_finite(loss: torch.Tensor, step: int, accelerator: Accelerator) -> None:
+    finite = torch.isfinite(loss.detach()).float()
+    if accelerator.num_processes > 1:  # every rank stops together, none waits in a collective
+        finite = accelerator.reduce(finite, reduction="min")
+    if finite.item() < 1:
+        raise NonFiniteLossError(
+            f"Loss is {loss.item()} at step {step}: stopping. Lower --learning_rate, try "
+            "--mixed_precision bf16 instead of fp16, or set --max_grad_norm."
+        )
+
+
+def _check_in_sync(accelerator: Accelerator, model: torch.nn.Module) -> None:
+    """Log each rank's weight checksum, and fail if the ranks disagree (a DDP bug, never silent)."""
+    checksum = weights_checksum(model).to(accelerator.device)
+    logger.info("rank %d done, weight checksum %.10e", accelerator.process_index, checksum[0].item(),
+                main_process_only=False)
+    every = accelerator.gather(checksum[None]).cpu()
+    if not torch.allclose(every, every[:1].expand_as(every), rtol=1e-9, atol=0):
+        raise RuntimeError(f"Weights differ across processes after training: {every.tolist()}")
+    logger.info("Weights identical on all %d processes", accelerator.num_processes, main_process_only=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: parse the config, train, print the test table."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    try:
+        results = train(*parse_config(argv))
+    except KeyboardInterrupt:
+        return 130
+    if PartialState().is_main_process:
+        print(f"\nBest validation Dice {results['best_dice']:.4f} at step {results['best_step']}.")
+        if results.get("test"):
+            print(results["test"]["table"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
