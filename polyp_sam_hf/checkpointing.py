@@ -120,6 +120,8 @@ def save_pretrained_atomic(model: torch.nn.Module, processor, folder: str | Path
     plain = merge_lora(copy.deepcopy(model)) if _has_lora(model) else model
     plain.save_pretrained(tmp, safe_serialization=True)
     processor.save_pretrained(tmp)
+    # preprocessor_config.json too: what transformers 4.x and the Hub's widgets read
+    processor.image_processor.save_pretrained(tmp)
     _replace_atomically(tmp, folder)
     return folder
 

@@ -3,6 +3,8 @@
     polyp-sam demo-data --output DIR
     polyp-sam prepare --data-root DIR --output DIR
     polyp-sam train --config configs/demo.yaml
+    polyp-sam evaluate --model outputs/demo/run/best --data outputs/demo/data --output eval
+    polyp-sam predict --model outputs/demo/run/best --image frame.png --box 40,30,200,180 --output pred
 """
 
 from __future__ import annotations
@@ -69,6 +71,65 @@ def _run_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(v) for v in text.split(","))
+
+
+def _add_evaluate(parser: argparse.ArgumentParser) -> None:
+    from .evaluate_run import PROTOCOLS
+
+    parser.add_argument("--model", required=True, help="Hub id, folder, or built-in name")
+    parser.add_argument("--data", required=True, help="prepared DatasetDict or raw data root")
+    parser.add_argument("--output", required=True, type=Path)
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--protocol", default="paper", choices=sorted(PROTOCOLS))
+    parser.add_argument("--prompt-mode", default="single,per-component",
+                        help="comma-separated: single, per-component (the first is the headline)")
+    parser.add_argument("--box-jitter", default="0", type=_floats, help="comma-separated levels, e.g. 0,0.05,0.1,0.2")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the box jitter")
+    parser.add_argument("--batch-size", type=int, default=4, help="frames per encoder call")
+    parser.add_argument("--save-masks", action="store_true", help="write masks/<source>/<image_id>.png")
+    parser.add_argument("--figures", action="store_true", help="best/worst overlays per source")
+    parser.add_argument("--max-samples", type=int, help="evaluate only the first N frames")
+    parser.add_argument("--device", help="cuda, cpu, ... (default: cuda when present)")
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate_run import EvaluateConfig, run_evaluation
+
+    modes = tuple(m.strip() for m in args.prompt_mode.split(","))
+    for mode in modes:
+        if mode not in ("single", "per-component"):
+            raise ValueError(f"--prompt-mode {mode!r}: valid modes are single, per-component.")
+    metrics = run_evaluation(EvaluateConfig(
+        model=args.model, data=args.data, output=str(args.output), split=args.split,
+        protocol=args.protocol, prompt_modes=modes, box_jitter=args.box_jitter, seed=args.seed,
+        batch_size=args.batch_size, save_masks=args.save_masks, figures=args.figures,
+        max_samples=args.max_samples, device=args.device,
+    ))
+    print((args.output / "results.md").read_text())
+    print(f"mean Dice {metrics['all']['dice']:.4f}, mIoU {metrics['all']['miou']:.4f} over {metrics['all']['n']} frames")
+    return 0
+
+
+def _add_predict(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="Hub id, folder, or built-in name")
+    parser.add_argument("--image", required=True, type=Path, help="an image file or a folder of them")
+    parser.add_argument("--box", action="append", default=[], help="x0,y0,x1,y1 in pixels; repeat for several")
+    parser.add_argument("--boxes", type=Path, help="JSON {image: [[x0,y0,x1,y1], ...]} or CSV image,x0,y0,x1,y1")
+    parser.add_argument("--output", required=True, type=Path)
+    parser.add_argument("--device", help="cuda, cpu, ... (default: cuda when present)")
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from .predict_run import parse_box, run_predict
+
+    boxes = [parse_box(b) for b in args.box] or None
+    written = run_predict(args.model, args.image, args.output, boxes, args.boxes, args.device)
+    print(f"Wrote {len(written)} masks and overlays to {args.output}")
+    return 0
+
+
 def _run_train(argv: list[str]) -> int:
     from .training import main as train_main
 
@@ -85,6 +146,8 @@ class Command:
 COMMANDS: dict[str, Command] = {
     "demo-data": Command("write synthetic polyp frames (PraNet layout)", _add_demo_data, _run_demo_data),
     "prepare": Command("build the DatasetDict from a data root", _add_prepare, _run_prepare),
+    "evaluate": Command("score a model per dataset beside box-only baselines", _add_evaluate, _run_evaluate),
+    "predict": Command("masks and overlays for new frames from boxes", _add_predict, _run_predict),
     # train parses its own dataclass arguments (HfArgumentParser), so it takes the raw argv
     "train": Command("fine-tune SAM (same flags as train.py)", None, _run_train),
 }
@@ -107,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return COMMANDS[args.command].run(args)
-    except DataError as err:
+    except (DataError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
 

@@ -20,7 +20,9 @@ from pathlib import Path
 import datasets
 import numpy as np
 import torch
+from accelerate import Accelerator
 from tqdm.auto import tqdm
+from transformers import SamModel, SamProcessor
 
 logger = logging.getLogger(__name__)
 
@@ -76,11 +78,11 @@ class EmbeddingCache:
     @torch.no_grad()
     def build(
         cls,
-        model,
-        processor,
+        model: SamModel,
+        processor: SamProcessor,
         splits: list[datasets.Dataset],
         root: str | Path,
-        accelerator,
+        accelerator: Accelerator,
         batch_size: int = 8,
     ) -> "EmbeddingCache":
         """Open the cache for these frames, computing it first if it does not exist.
@@ -96,7 +98,8 @@ class EmbeddingCache:
         encoder = model.vision_encoder
         folder = Path(root) / cache_fingerprint(encoder, processor, splits)
         if (folder / COMPLETE).is_file():
-            logger.info("Reusing image embeddings from %s", folder)
+            if accelerator.is_main_process:
+                logger.info("Reusing image embeddings from %s", folder)
             return cls(folder)
         rows = [(split, i) for split in splits for i in range(len(split))]
         keys = [key for split in splits for key in _keys(split)]
@@ -131,8 +134,8 @@ class EmbeddingCache:
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             (folder / COMPLETE).write_text("ok\n")
+            logger.info("Cached %d image embeddings in %s", len(index), folder)
         accelerator.wait_for_everyone()
-        logger.info("Cached %d image embeddings in %s", len(index), folder)
         return cls(folder)
 
 

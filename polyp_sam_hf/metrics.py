@@ -7,6 +7,8 @@ Edge cases, by convention (the one most polyp papers' code follows):
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -40,8 +42,8 @@ def batch_dice_iou(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tens
     return dice, iou
 
 
-def pranet_dice(prob: np.ndarray, target: np.ndarray, num_thresholds: int = 256) -> float:
-    """PraNet's protocol: Dice averaged over `num_thresholds` thresholds of a probability map.
+def pranet_dice_iou(prob: np.ndarray, target: np.ndarray, num_thresholds: int = 256) -> tuple[float, float]:
+    """PraNet's protocol: Dice and IoU, each averaged over `num_thresholds` thresholds of a probability map.
 
     Args:
         prob: (H, W) float probabilities in [0, 1].
@@ -62,4 +64,10 @@ def pranet_dice(prob: np.ndarray, target: np.ndarray, num_thresholds: int = 256)
     gt = float(target.sum())
     total = pp + gt
     dice = np.where(total == 0, 1.0, 2.0 * tp / np.maximum(total, 1.0))
-    return float(dice.mean())
+    union = total - tp
+    iou = np.where(union == 0, 1.0, tp / np.maximum(union, 1.0))
+    return float(dice.mean()), float(iou.mean())
+
+
+# The same metric as an `evaluate` module: `evaluate.load(METRIC_SCRIPT)` works offline.
+METRIC_SCRIPT = str(Path(__file__).parent / "metrics_module" / "polyp_dice.py")

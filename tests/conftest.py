@@ -86,3 +86,37 @@ def demo_root(tmp_path_factory) -> Path:
     from polyp_sam_hf.data.synthetic import write_demo_data
 
     return write_demo_data(tmp_path_factory.mktemp("demo") / "data", num_train=24, num_test=3)
+
+
+@pytest.fixture(scope="session")
+def prepared_demo(tmp_path_factory) -> Path:
+    """A small prepared demo DatasetDict on disk: 16 training frames, 2 per test set."""
+    from polyp_sam_hf.data.prepare import prepare_dataset
+    from polyp_sam_hf.data.synthetic import write_demo_data
+
+    root = tmp_path_factory.mktemp("prepared")
+    raw = write_demo_data(root / "raw", num_train=16, num_test=2, seed=5)
+    dataset, _ = prepare_dataset(raw, val_fraction=0.25)
+    dataset.save_to_disk(str(root / "prepared"))
+    return root / "prepared"
+
+
+def train_args(data: Path, output: Path, *extra: str) -> list[str]:
+    """Command-line arguments for a fast run of the micro test model."""
+    return [
+        "--model", "micro-sam-test", "--strategy", "full", "--data", str(data),
+        "--output_dir", str(output), "--per_device_batch_size", "4", "--effective_batch_size", "4",
+        "--learning_rate", "1e-3", "--report_to", "none", "--num_epochs", "2", "--warmup_ratio", "0",
+        "--evaluate_test", "false", *extra,
+    ]
+
+
+@pytest.fixture(scope="session")
+def micro_checkpoint(prepared_demo, tmp_path_factory) -> Path:
+    """`best/` of a two-step run of the micro model: a real checkpoint folder of ours."""
+    from polyp_sam_hf.config import parse_config
+    from polyp_sam_hf.training import train
+
+    out = tmp_path_factory.mktemp("micro-run") / "run"
+    train(*parse_config(train_args(prepared_demo, out, "--max_steps", "2")))
+    return out / "best"

@@ -1,0 +1,85 @@
+"""Second-epoch time of decoder-only training: cached image embeddings against recomputing them.
+
+    python benchmarks/embedding_cache.py [--model random-sam-vit-base] [--images 6] [--output FILE]
+
+Runs one warm-up epoch each way (the cached run builds its cache there), then times the second
+epoch of each, in the same process on the same machine, and prints the ratio as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import datasets
+import torch
+from accelerate import Accelerator
+
+from polyp_sam_hf.data.collate import PromptDataset, collate
+from polyp_sam_hf.data.prepare import prepare_dataset
+from polyp_sam_hf.data.synthetic import write_demo_data
+from polyp_sam_hf.embedding_cache import EmbeddingCache
+from polyp_sam_hf.evaluation import batch_loss, prompt_logits
+from polyp_sam_hf.losses import get_loss
+from polyp_sam_hf.modeling import get_strategy, load_model_and_processor
+
+
+def _epoch(model, optimizer, loader) -> float:
+    loss_fn = get_loss("dice")
+    start = time.perf_counter()
+    for batch in loader:
+        loss = batch_loss(prompt_logits(model, batch), batch, loss_fn)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return time.perf_counter() - start
+
+
+def measure(model_name: str, images: int, batch_size: int, work: Path) -> dict:
+    raw = write_demo_data(work / "raw", num_train=images, num_test=0, seed=1)
+    split = prepare_dataset(raw, val_fraction=0.0)[0]["train"]
+    model, processor = load_model_and_processor(model_name)
+    model = get_strategy("decoder").apply(model)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
+    cache = EmbeddingCache.build(model, processor, [split], work / "cache", Accelerator(cpu=True), batch_size)
+
+    def loader(embeddings):
+        ds = PromptDataset(split, processor, embeddings=embeddings)
+        return torch.utils.data.DataLoader(ds, batch_size=batch_size, collate_fn=collate)
+
+    times = {}
+    for name, embeddings in (("recompute", None), ("cached", cache)):
+        _epoch(model, optimizer, loader(embeddings))  # first epoch: warm-up
+        times[name] = _epoch(model, optimizer, loader(embeddings))
+    return {
+        "model": model_name,
+        "images": images,
+        "second_epoch_recompute_s": round(times["recompute"], 3),
+        "second_epoch_cached_s": round(times["cached"], 3),
+        "embedding_cache_speedup": round(times["recompute"] / times["cached"], 1),
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, CPU",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="random-sam-vit-base")
+    parser.add_argument("--images", type=int, default=6)
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--output", type=Path)
+    args = parser.parse_args()
+    datasets.disable_progress_bars()
+    with tempfile.TemporaryDirectory() as work:
+        result = measure(args.model, args.images, args.batch_size, Path(work))
+    text = json.dumps(result, indent=1)
+    print(text)
+    if args.output:
+        args.output.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""`polyp-sam predict`: masks and overlays for new frames from box prompts."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from .data.reading import IMAGE_EXTENSIONS, DataError
+from .inference import PolypSegmenter, validate_boxes
+from .visualize import overlay
+
+
+def parse_box(text: str) -> list[float]:
+    """`"x0,y0,x1,y1"` -> four floats; a `ValueError` says the expected form otherwise."""
+    parts = text.split(",")
+    try:
+        if len(parts) != 4:
+            raise ValueError
+        return [float(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"--box {text!r}: expected four numbers x0,y0,x1,y1 in pixels.") from None
+
+
+def read_boxes_file(path: str | Path) -> dict[str, list[list[float]]]:
+    """Boxes per image from JSON (`{"name": [[x0, y0, x1, y1], ...]}`) or CSV (`image,x0,y0,x1,y1`).
+
+    Keys are file names or stems; both match.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"Boxes file {path} not found.")
+    if path.suffix.lower() == ".json":
+        try:
+            raw = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path} is not valid JSON: {err}") from None
+        return {str(k): [list(map(float, b)) for b in v] for k, v in raw.items()}
+    boxes: dict[str, list[list[float]]] = {}
+    with open(path, newline="") as f:
+        for line, row in enumerate(csv.DictReader(f), start=2):
+            try:
+                boxes.setdefault(row["image"], []).append([float(row[k]) for k in ("x0", "y0", "x1", "y1")])
+            except (KeyError, TypeError, ValueError):
+                raise DataError(f"{path}, line {line}: expected columns image,x0,y0,x1,y1 with numbers.") from None
+    return boxes
+
+
+def _images(path: Path) -> list[Path]:
+    if path.is_dir():
+        found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not found:
+            raise DataError(f"No image files ({', '.join(IMAGE_EXTENSIONS)}) in {path}.")
+        return found
+    if not path.exists():
+        raise DataError(f"Image {path} not found.")
+    return [path]
+
+
+def run_predict(model: str, image: str | Path, output: str | Path, boxes: list[list[float]] | None = None,
+                boxes_file: str | Path | None = None, device: str | None = None) -> list[Path]:
+    """Predict every image's masks; write `<stem>_mask.png` (union, 0/255), `<stem>_mask_<k>.png`
+    per box when there are several, and `<stem>_overlay.png`. Returns the mask paths."""
+    images = _images(Path(image))
+    per_image = read_boxes_file(boxes_file) if boxes_file else {}
+    for path in images:
+        if not (per_image.get(path.name) or per_image.get(path.stem) or boxes):
+            raise ValueError(f"No box for {path}: give --box x0,y0,x1,y1 or list it in --boxes.")
+    segmenter = PolypSegmenter.from_pretrained(model, device=device)
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in tqdm(images, desc="Predicting", unit="img"):
+        frame = segmenter._as_image(path)
+        chosen = per_image.get(path.name) or per_image.get(path.stem) or boxes
+        chosen = validate_boxes(chosen, frame.width, frame.height, name=str(path))
+        masks = segmenter.predict(frame, chosen, name=str(path))
+        union = masks.any(0)
+        Image.fromarray(union.astype(np.uint8) * 255).save(output / f"{path.stem}_mask.png")
+        if len(masks) > 1:
+            for k, mask in enumerate(masks):
+                Image.fromarray(mask.astype(np.uint8) * 255).save(output / f"{path.stem}_mask_{k}.png")
+        overlay(frame, union, None, chosen.tolist()).save(output / f"{path.stem}_overlay.png")
+        written.append(output / f"{path.stem}_mask.png")
+    return written

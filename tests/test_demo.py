@@ -1,0 +1,27 @@
+"""The README's first command: the embedded default trains offline and beats the box-only baseline."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import REPO_ROOT
+
+
+def test_demo_config_beats_the_ellipse_baseline(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "train.py", "--config", "configs/demo.yaml",
+           "--data", str(tmp_path / "data"), "--output_dir", str(out)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    assert (tmp_path / "data" / "TrainDataset" / "images").is_dir()  # it drew its own data
+    report = json.loads((out / "test_results.json").read_text())["sources"]
+    n = sum(e["n"] for e in report.values())
+    model = sum(e["dice"] * e["n"] for e in report.values()) / n
+    ellipse = sum(e["ellipse_dice"] * e["n"] for e in report.values()) / n
+    assert model >= ellipse + 0.03, result.stdout[-2000:]
+    assert "ellipse" in result.stdout and "margin" in result.stdout
+    assert (out / "best" / "model.safetensors").is_file() and (out / "training_curves.png").is_file()

@@ -1,0 +1,51 @@
+"""Two real Accelerate processes on the CPU (gloo) stand in for two GPUs."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+
+from conftest import REPO_ROOT
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+import pytest
+
+
+@pytest.mark.parametrize("strategy", ["full", "decoder"])  # decoder shards the embedding cache
+def test_two_process_demo_run(tmp_path, strategy):
+    out = tmp_path / "run"
+    cmd = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--main_process_port", str(_free_port()),
+        "train.py", "--config", "configs/demo.yaml", "--data", str(tmp_path / "data"),
+        "--output_dir", str(out), "--max_steps", "3", "--eval_every_steps", "3", "--evaluate_test", "false",
+        "--strategy", strategy, "--cache_dir", str(tmp_path / "cache"),
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-4000:]
+    assert "2 processes x batch 4 x accumulation 1 = 8 per step" in log
+    checksums = dict(re.findall(r"rank (\d) done, weight checksum (\S+)", log))
+    assert set(checksums) == {"0", "1"}, log[-3000:]  # both ranks trained
+    assert checksums["0"] == checksums["1"]  # and hold the same weights
+    assert "Weights identical on all 2 processes" in log
+    # one checkpoint, written once: no leftovers of a second writer
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-0000003"]
+    assert len([line for line in log.splitlines() if "Saved checkpoint" in line]) == 1
+    assert (out / "best" / "model.safetensors").is_file()
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+    if strategy == "decoder":
+        (cache,) = (tmp_path / "cache").iterdir()
+        assert (cache / "complete").is_file()
+        assert len(re.findall(r"Cached \d+ image embeddings", log)) == 1

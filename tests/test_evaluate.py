@@ -1,0 +1,94 @@
+"""`polyp-sam evaluate` end to end on a checkpoint of ours."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import datasets
+import pytest
+
+from polyp_sam_hf.cli import main as cli_main
+from polyp_sam_hf.inference import PolypSegmenter
+from polyp_sam_hf.published import PUBLISHED
+
+
+@pytest.fixture(scope="module")
+def evaluated(micro_checkpoint, prepared_demo, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval") / "out"
+    calls = {"n": 0}
+    real = PolypSegmenter.embed_batch
+
+    def counting(self, images):
+        calls["n"] += len(images)
+        return real(self, images)
+
+    PolypSegmenter.embed_batch = counting
+    try:
+        code = cli_main(["evaluate", "--model", str(micro_checkpoint), "--data", str(prepared_demo),
+                         "--output", str(out), "--box-jitter", "0,0.1", "--save-masks", "--figures"])
+    finally:
+        PolypSegmenter.embed_batch = real
+    assert code == 0
+    return out, calls["n"], datasets.load_from_disk(str(prepared_demo))["test"]
+
+
+def test_each_frame_is_embedded_once(evaluated):
+    _, embedded, split = evaluated
+    assert embedded == len(split)  # 2 prompt modes x 2 jitter levels, one encoder run a frame
+
+
+def test_metrics_json(evaluated):
+    out, _, split = evaluated
+    metrics = json.loads((out / "metrics.json").read_text())
+    sources = set(split["source"])
+    assert set(metrics["sources"]) == sources
+    for source, entry in metrics["sources"].items():
+        assert entry["n"] == split["source"].count(source) and 0 <= entry["dice"] <= 1
+    results = metrics["results"]
+    assert set(results) == {"model", "box", "ellipse"}
+    assert set(results["model"]) == {"single", "per-component"}
+    assert set(results["model"]["single"]) == {"0.0", "0.1"}
+    assert metrics["settings"]["protocol"] == "paper"
+
+
+def test_per_image_csv_matches_metrics(evaluated):
+    out, _, split = evaluated
+    rows = list(csv.DictReader(open(out / "per_image.csv")))
+    assert len(rows) == len(split) * 2 * 2 * 3  # frames x modes x jitter levels x (model + 2 baselines)
+    metrics = json.loads((out / "metrics.json").read_text())
+    kvasir = [float(r["dice"]) for r in rows if r["method"] == "model" and r["prompt_mode"] == "single"
+              and float(r["box_jitter"]) == 0 and r["source"] == "kvasir"]
+    assert sum(kvasir) / len(kvasir) == pytest.approx(metrics["sources"]["kvasir"]["dice"])
+
+
+def test_results_md_has_every_published_row_and_source(evaluated):
+    out, _, split = evaluated
+    text = (out / "results.md").read_text()
+    for row in PUBLISHED:
+        assert f"| {row.method} | published" in text
+    for name in ("Kvasir-SEG", "CVC-ClinicDB", "CVC-ColonDB", "ETIS-LaribPolypDB", "CVC-300"):
+        assert f"{name} Dice" in text
+    assert "(single box) | this run" in text and "(per-component box) | this run" in text
+    assert "ellipse from box" in text and "box from box" in text
+
+
+def test_masks_plots_and_figures(evaluated):
+    out, _, split = evaluated
+    masks = sorted((out / "masks").rglob("*.png"))
+    assert len(masks) == len(split)
+    from PIL import Image
+
+    row = split[0]
+    assert Image.open(out / "masks" / row["source"] / f"{row['image_id']}.png").size == (row["width"], row["height"])
+    assert (out / "dice_vs_jitter.png").stat().st_size > 1000
+    assert len(list((out / "figures").glob("*.png"))) == len(set(split["source"]))
+
+
+def test_baselines_are_scored_on_the_same_boxes(evaluated):
+    out, _, _ = evaluated
+    metrics = json.loads((out / "metrics.json").read_text())
+    # exact whole-mask boxes: the filled box covers every polyp, so its Dice is below the ellipse
+    # on lobed shapes only by shape, never 0
+    assert 0.3 < metrics["results"]["box"]["single"]["0.0"]["all"]["dice"] < 1
+    assert metrics["results"]["ellipse"]["single"]["0.1"]["all"]["dice"] != metrics["results"]["ellipse"]["single"]["0.0"]["all"]["dice"]

@@ -1,0 +1,100 @@
+"""PolypSegmenter and `polyp-sam predict`: one embedding for many boxes, clear errors, real frames."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from polyp_sam_hf.cli import main as cli_main
+from polyp_sam_hf.data.reading import DataError
+from polyp_sam_hf.inference import PolypSegmenter
+
+
+@pytest.fixture(scope="module")
+def segmenter():
+    return PolypSegmenter.from_pretrained("tiny-sam", device="cpu")
+
+
+def test_k_boxes_share_one_encoder_run(segmenter, monkeypatch):
+    calls = {"n": 0}
+    real = segmenter.model.get_image_embeddings
+
+    def counting(pixels):
+        calls["n"] += 1
+        return real(pixels)
+
+    monkeypatch.setattr(segmenter.model, "get_image_embeddings", counting)
+    frame = np.random.default_rng(0).integers(0, 255, (90, 160, 3), dtype=np.uint8)
+    masks = segmenter.predict(frame, [[10, 10, 60, 50], [80, 20, 150, 80], [5, 5, 30, 30]])
+    assert calls["n"] == 1
+    assert masks.shape == (3, 90, 160) and masks.dtype == bool
+    probs = segmenter.predict_proba(frame, [10, 10, 60, 50])
+    assert probs.shape == (1, 90, 160) and 0 <= probs.min() and probs.max() <= 1
+
+
+@pytest.mark.parametrize("box,message", [
+    ([10, 10, 5, 40], "x1 > x0"),
+    ([10, 40, 50, 40], "y1 > y0"),
+    ([-3, 10, 50, 40], "outside"),
+    ([10, 10, 160, 40], "outside"),
+    ([1, 2, 3], "x0, y0, x1, y1"),
+])
+def test_bad_boxes_are_named(segmenter, box, message):
+    frame = np.zeros((90, 160, 3), np.uint8)
+    with pytest.raises(ValueError, match=message):
+        segmenter.predict(frame, box, name="frame.png")
+
+
+def test_unreadable_image_and_missing_model(segmenter, tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG not really")
+    with pytest.raises(DataError, match="broken.png"):
+        segmenter.predict(bad, [1, 1, 5, 5])
+    with pytest.raises(OSError, match="no config.json|Cannot load"):
+        PolypSegmenter.from_pretrained(str(tmp_path / "nothing-here"))
+
+
+def test_our_checkpoint_loads(micro_checkpoint):
+    seg = PolypSegmenter.from_pretrained(str(micro_checkpoint), device="cpu")
+    assert seg.input_size == 32
+    assert seg.predict(np.zeros((40, 50, 3), np.uint8), [2, 2, 30, 30]).shape == (1, 40, 50)
+
+
+def test_predict_cli_on_real_samples(samples_root, tmp_path):
+    images = samples_root / "pranet" / "TestDataset" / "ETIS-LaribPolypDB" / "images"
+    boxes = {"135.png": [[100, 100, 200, 220], [300, 50, 400, 120]], "105": [[20, 30, 300, 280]]}
+    (tmp_path / "boxes.json").write_text(json.dumps(boxes))
+    single = tmp_path / "single"
+    single.mkdir()
+    for name in ("135.png", "105.png"):
+        (single / name).symlink_to(images / name)
+    out = tmp_path / "out"
+    assert cli_main(["predict", "--model", "tiny-sam", "--image", str(single), "--boxes",
+                     str(tmp_path / "boxes.json"), "--output", str(out)]) == 0
+    for stem in ("135", "105"):
+        mask = Image.open(out / f"{stem}_mask.png")
+        assert mask.size == Image.open(images / f"{stem}.png").size == (512, 512)
+        assert set(np.unique(np.asarray(mask))) <= {0, 255}
+        assert Image.open(out / f"{stem}_overlay.png").size == (512, 512)
+    assert (out / "135_mask_1.png").is_file() and not (out / "105_mask_1.png").exists()
+
+
+def test_predict_cli_box_flag_csv_and_errors(tmp_path, capsys):
+    frame = tmp_path / "f.png"
+    Image.fromarray(np.zeros((60, 80, 3), np.uint8)).save(frame)
+    out = tmp_path / "o"
+    assert cli_main(["predict", "--model", "tiny-sam", "--image", str(frame), "--box", "5,5,40,30",
+                     "--output", str(out)]) == 0
+    assert Image.open(out / "f_mask.png").size == (80, 60)
+    (tmp_path / "b.csv").write_text("image,x0,y0,x1,y1\nf.png,1,2,30,40\nf.png,40,10,70,50\n")
+    assert cli_main(["predict", "--model", "tiny-sam", "--image", str(frame), "--boxes",
+                     str(tmp_path / "b.csv"), "--output", str(out)]) == 0
+    assert (out / "f_mask_1.png").is_file()
+    assert cli_main(["predict", "--model", "tiny-sam", "--image", str(frame), "--box", "5,5,100,30",
+                     "--output", str(out)]) == 1
+    assert "outside" in capsys.readouterr().err
+    assert cli_main(["predict", "--model", "tiny-sam", "--image", str(frame), "--output", str(out)]) == 1
+    assert "No box for" in capsys.readouterr().err

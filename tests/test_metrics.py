@@ -1,0 +1,77 @@
+"""Dice and IoU by hand, both protocols, the edge cases, and the `evaluate` module."""
+
+from __future__ import annotations
+
+import evaluate
+import numpy as np
+import pytest
+import torch
+
+from polyp_sam_hf.metrics import METRIC_SCRIPT, batch_dice_iou, dice_iou, pranet_dice_iou
+
+
+def _masks():
+    pred = np.zeros((4, 4), bool)
+    pred[:2, :2] = True  # 4 px
+    target = np.zeros((4, 4), bool)
+    target[:2, :] = True  # 8 px, holds pred
+    return pred, target
+
+
+def test_dice_iou_by_hand():
+    pred, target = _masks()
+    dice, iou = dice_iou(pred, target)
+    assert dice == pytest.approx(2 * 4 / (4 + 8)) and iou == pytest.approx(4 / 8)
+
+
+@pytest.mark.parametrize("pred_empty,target_empty,expected", [(True, True, 1.0), (False, True, 0.0), (True, False, 0.0)])
+def test_edge_cases(pred_empty, target_empty, expected):
+    pred, target = _masks()
+    if pred_empty:
+        pred[:] = False
+    if target_empty:
+        target[:] = False
+    assert dice_iou(pred, target) == (expected, expected)
+    d, i = batch_dice_iou(torch.from_numpy(pred)[None], torch.from_numpy(target)[None])
+    assert (d.item(), i.item()) == (expected, expected)
+
+
+def test_batch_matches_single():
+    rng = np.random.default_rng(0)
+    preds, targets = rng.random((5, 9, 7)) > 0.5, rng.random((5, 9, 7)) > 0.6
+    d, i = batch_dice_iou(torch.from_numpy(preds), torch.from_numpy(targets))
+    for k in range(5):
+        assert (d[k].item(), i[k].item()) == pytest.approx(dice_iou(preds[k], targets[k]))
+
+
+def test_pranet_protocol_by_hand():
+    pred, target = _masks()
+    prob = pred * 0.7
+    # thresholds j/255: at 0 every pixel is positive (Dice 16/24); up to 0.7 (j <= 178) the
+    # 4 predicted pixels (Dice 8/12); above, nothing (Dice 0)
+    dice, iou = pranet_dice_iou(prob, target)
+    assert dice == pytest.approx((16 / 24 + 178 * 8 / 12) / 256)
+    assert iou == pytest.approx((8 / 16 + 178 * 4 / 8) / 256)
+
+
+def test_pranet_rewards_confidence_the_paper_protocol_does_not():
+    _, target = _masks()
+    sure, unsure = target * 0.99, target * 0.55
+    assert dice_iou(sure >= 0.5, target) == dice_iou(unsure >= 0.5, target)
+    assert pranet_dice_iou(sure, target)[0] > pranet_dice_iou(unsure, target)[0]
+
+
+def test_pranet_empty_target_and_prediction():
+    empty = np.zeros((3, 3))
+    # threshold 0 marks every pixel positive: PraNet's own protocol, kept as it is
+    assert pranet_dice_iou(empty, empty.astype(bool))[0] == pytest.approx(255 / 256)
+
+
+def test_evaluate_module_loads_offline_and_agrees():
+    metric = evaluate.load(METRIC_SCRIPT)
+    pred, target = _masks()
+    out = metric.compute(predictions=[pred.astype(float), target.astype(float)], references=[target, target])
+    assert out["per_image_dice"] == pytest.approx([dice_iou(pred, target)[0], 1.0])
+    assert out["dice"] == pytest.approx((2 * 4 / 12 + 1) / 2)
+    pranet = metric.compute(predictions=[pred * 0.7], references=[target], protocol="pranet")
+    assert pranet["dice"] == pytest.approx(pranet_dice_iou(pred * 0.7, target)[0])

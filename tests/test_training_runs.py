@@ -1,0 +1,171 @@
+"""Whole training runs on the micro model: equivalences, resume, safety, and what is saved."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import SamModel, SamProcessor
+
+from polyp_sam_hf import training
+from polyp_sam_hf.checkpointing import resolve_checkpoint, save_training_state
+from polyp_sam_hf.config import parse_config
+from polyp_sam_hf.training import NonFiniteLossError, train
+
+from conftest import train_args
+
+
+def run(data, out, *extra):
+    return train(*parse_config(train_args(data, out, *extra)))
+
+
+def weights(path):
+    return load_file(str(path / "model.safetensors"))
+
+
+def assert_same_weights(a, b, atol=0.0):
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=atol, rtol=0 if atol == 0 else 1e-5, msg=key)
+
+
+def test_accumulation_equals_the_large_batch(prepared_demo, tmp_path):
+    run(prepared_demo, tmp_path / "acc", "--per_device_batch_size", "2", "--effective_batch_size", "4",
+        "--max_steps", "2", "--save_total_limit", "5")
+    run(prepared_demo, tmp_path / "big", "--per_device_batch_size", "4", "--effective_batch_size", "4",
+        "--max_steps", "2", "--save_total_limit", "5")
+    acc = weights(tmp_path / "acc" / "checkpoints" / "step-0000002")
+    big = weights(tmp_path / "big" / "checkpoints" / "step-0000002")
+    assert_same_weights(acc, big, atol=1e-5)
+    from polyp_sam_hf.modeling import load_model_and_processor
+
+    start = load_model_and_processor("micro-sam-test", seed=42)[0].state_dict()
+    moved = [k for k in big if not torch.allclose(start[k], big[k], atol=1e-4)]
+    assert len(moved) > 10  # the two steps changed the weights: the equality above is not trivial
+
+
+def test_resume_equals_straight_run(prepared_demo, tmp_path):
+    # 12 training frames, batch 4: 3 steps an epoch; stopping at 4 resumes in the middle of epoch 2
+    common = ("--max_steps", "6", "--box_jitter", "0.1", "--save_total_limit", "10")
+    run(prepared_demo, tmp_path / "straight", *common)
+    first = run(prepared_demo, tmp_path / "resumed", *common, "--stop_after_steps", "4")
+    assert first["steps"] == 4
+    state = json.loads((tmp_path / "resumed" / "checkpoints" / "step-0000004" / "trainer_state.json").read_text())
+    assert state["step"] == 4 and state["epoch"] == 1 and state["batches_in_epoch"] == 1
+    second = run(prepared_demo, tmp_path / "resumed", *common, "--resume_from_checkpoint", "latest")
+    assert second["steps"] == 6
+    straight = weights(tmp_path / "straight" / "checkpoints" / "step-0000006")
+    resumed = weights(tmp_path / "resumed" / "checkpoints" / "step-0000006")
+    assert_same_weights(straight, resumed, atol=1e-6)
+    # and the resumed run did move away from the stop point
+    stopped = weights(tmp_path / "resumed" / "checkpoints" / "step-0000004")
+    assert any(not torch.equal(stopped[k], resumed[k]) for k in resumed)
+
+
+def test_best_weights_are_the_best_validation_step(prepared_demo, tmp_path):
+    out = tmp_path / "run"
+    result = run(prepared_demo, out, "--max_steps", "5", "--eval_every_steps", "1", "--save_total_limit", "10",
+                 "--learning_rate", "3e-3")
+    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history] == [1, 2, 3, 4, 5]
+    best = max(history, key=lambda h: h["val_dice"])
+    assert result["best_step"] == best["step"] and result["best_dice"] == pytest.approx(best["val_dice"])
+    saved = SamModel.from_pretrained(out / "best").state_dict()
+    at_best = weights(out / "checkpoints" / f"step-{best['step']:07d}")
+    for key, value in at_best.items():
+        torch.testing.assert_close(saved[key], value, msg=key)
+    assert (out / "training_curves.png").stat().st_size > 1000
+
+
+def test_best_folder_loads_with_vanilla_transformers_same_logits(prepared_demo, tmp_path):
+    out = tmp_path / "run"
+    run(prepared_demo, out, "--strategy", "lora", "--lora_rank", "2", "--max_steps", "2")
+    assert {"config.json", "model.safetensors", "preprocessor_config.json"} <= {p.name for p in (out / "best").iterdir()}
+    model = SamModel.from_pretrained(out / "best").eval()
+    processor = SamProcessor.from_pretrained(out / "best")
+    assert processor.image_processor.size["longest_edge"] == 32
+    assert not any("lora" in k for k in model.state_dict())
+
+
+def test_lora_export_gives_the_same_logits(tmp_path):
+    from polyp_sam_hf.checkpointing import save_pretrained_atomic
+    from polyp_sam_hf.modeling import get_strategy, load_model_and_processor
+
+    model, processor = load_model_and_processor("micro-sam-test")
+    model = get_strategy("lora").apply(model, lora_rank=2)
+    with torch.no_grad():  # LoRA's B starts at zero; give it weight so the merge matters
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    save_pretrained_atomic(model, processor, tmp_path / "export")
+    vanilla = SamModel.from_pretrained(tmp_path / "export").eval()
+    pixels = torch.randn(2, 3, 32, 32)
+    boxes = torch.tensor([[[2.0, 3.0, 20.0, 25.0]], [[5.0, 5.0, 30.0, 18.0]]])
+    with torch.no_grad():
+        expected = model.eval()(pixel_values=pixels, input_boxes=boxes, multimask_output=False).pred_masks
+        got = vanilla(pixel_values=pixels, input_boxes=boxes, multimask_output=False).pred_masks
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_nan_loss_stops_with_the_step(prepared_demo, tmp_path, monkeypatch):
+    real = training.batch_loss
+    calls = {"n": 0}
+
+    def poisoned(logits, batch, loss_fn):
+        calls["n"] += 1
+        loss = real(logits, batch, loss_fn)
+        return loss * float("nan") if calls["n"] >= 4 else loss  # call 1 is the parameter probe
+
+    monkeypatch.setattr(training, "batch_loss", poisoned)
+    with pytest.raises(NonFiniteLossError, match="at step 3"):
+        run(prepared_demo, tmp_path / "run", "--max_steps", "5")
+
+
+def test_ctrl_c_saves_interrupted_and_exits_nonzero(prepared_demo, tmp_path, monkeypatch):
+    real = training.batch_loss
+    calls = {"n": 0}
+
+    def interrupt(logits, batch, loss_fn):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(logits, batch, loss_fn)
+
+    monkeypatch.setattr(training, "batch_loss", interrupt)
+    out = tmp_path / "run"
+    code = training.main(train_args(prepared_demo, out, "--max_steps", "5"))
+    assert code == 130
+    state = json.loads((out / "checkpoints" / "interrupted" / "trainer_state.json").read_text())
+    assert state["step"] == 2
+    assert resolve_checkpoint(out, "latest").name == "interrupted"
+    monkeypatch.setattr(training, "batch_loss", real)
+    assert run(prepared_demo, out, "--max_steps", "5", "--resume_from_checkpoint", "latest")["steps"] == 5
+
+
+def test_interrupted_save_leaves_the_previous_checkpoint(prepared_demo, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    run(prepared_demo, out, "--max_steps", "2", "--eval_every_steps", "2")
+    good = out / "checkpoints" / "step-0000002"
+    before = weights(good)
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=True)
+    model = torch.nn.Linear(2, 2)
+    accelerator.prepare(model)
+
+    def dies_half_way(self, output_dir, **kwargs):
+        (tmp_path / "run" / "checkpoints" / ".step-0000002.tmp").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "run" / "checkpoints" / ".step-0000002.tmp" / "model.safetensors").write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Accelerator, "save_state", dies_half_way)
+    with pytest.raises(OSError, match="disk full"):
+        save_training_state(accelerator, out, "step-0000002", {"step": 2})
+    assert_same_weights(before, weights(good))
+    assert resolve_checkpoint(out, "latest") == good
+    monkeypatch.undo()
+    save_training_state(accelerator, out, "step-0000003", {"step": 3})
+    assert resolve_checkpoint(out, "latest").name == "step-0000003"

@@ -1,0 +1,230 @@
+"""Units of training: loss, schedule, accumulation, strategies, configuration, batching."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from polyp_sam_hf.config import TrainArguments, parse_config
+from polyp_sam_hf.data.collate import PromptDataset, collate, resized_shape
+from polyp_sam_hf.evaluation import batch_loss
+from polyp_sam_hf.losses import bce_loss, dice_loss, get_loss
+from polyp_sam_hf.modeling import (
+    count_parameters,
+    freeze_unreached,
+    get_strategy,
+    load_model_and_processor,
+)
+from polyp_sam_hf.training import accumulation_steps, build_scheduler, is_better
+
+
+# ----------------------------------------------------------------------------- loss
+
+def _t(rows):
+    return torch.tensor(rows, dtype=torch.float32)[None]
+
+
+def test_dice_loss_hand_computed():
+    # logits +-20 give probabilities 1 and 0 to within 2e-9
+    logits = _t([[20, 20], [-20, -20]])
+    target = _t([[1, 0], [1, 0]])
+    valid = torch.ones_like(target, dtype=torch.bool)
+    # inter = 1, |p| = 2, |g| = 2: 1 - (2*1 + 1) / (4 + 1) = 0.4
+    assert dice_loss(logits, target, valid).item() == pytest.approx(0.4, abs=1e-6)
+    # soft probabilities: sigmoid(0) = 0.5 everywhere, target one pixel of four
+    half = dice_loss(torch.zeros(1, 2, 2), _t([[1, 0], [0, 0]]), valid)
+    assert half.item() == pytest.approx(1 - (2 * 0.5 + 1) / (2 + 1 + 1), abs=1e-6)
+
+
+def test_dice_loss_empty_target_is_finite():
+    valid = torch.ones(1, 4, 4, dtype=torch.bool)
+    empty = torch.zeros(1, 4, 4)
+    right = dice_loss(torch.full((1, 4, 4), -20.0), empty, valid)
+    wrong = dice_loss(torch.full((1, 4, 4), 20.0), empty, valid)
+    assert torch.isfinite(right).all() and right.item() < 1e-6
+    assert wrong.item() == pytest.approx(1 - 1 / 17, abs=1e-6)
+    assert torch.isfinite(bce_loss(torch.zeros(1, 4, 4), empty, torch.zeros_like(valid))).all()
+
+
+def test_padding_does_not_count():
+    target = _t([[1, 0, 0], [1, 0, 0]])
+    logits = _t([[20, -20, 99], [20, -20, -99]])
+    valid = _t([[1, 1, 0], [1, 1, 0]]).bool()
+    padded_garbage = dice_loss(logits, target, valid)
+    cropped = dice_loss(logits[..., :2], target[..., :2], valid[..., :2])
+    assert padded_garbage.item() == pytest.approx(cropped.item(), abs=1e-6)
+    assert padded_garbage.item() < 1e-6  # a loss that counted the border would be 1/3 worse
+
+
+def test_batch_loss_ignores_padded_prompts_and_padding():
+    size = 8
+    targets = torch.zeros(1, 2, size, size, dtype=torch.uint8)
+    targets[0, 0, :4, :4] = 1
+    logits = torch.full((1, 2, 2, 2), -20.0)
+    logits[0, 0, 0, 0] = 20.0  # upsampled: top-left quarter (4 x 4 px) positive
+    batch = {"targets": targets, "reshaped": torch.tensor([[6, 8]]), "box_valid": torch.tensor([[True, False]])}
+    loss = batch_loss(logits, batch, get_loss("dice"))
+    assert loss.item() < 0.05  # the padded second prompt (empty target, empty logits) is not averaged in
+    logits[0, 1] = 20.0  # a wrong padded prompt would raise the loss if it counted
+    assert batch_loss(logits, batch, get_loss("dice")).item() == pytest.approx(loss.item())
+
+
+def test_unknown_loss_lists_names():
+    with pytest.raises(ValueError, match="dice, dice\\+bce"):
+        get_loss("focal")
+
+
+# ----------------------------------------------------------------------------- optimisation
+
+def test_schedule_values_at_known_steps():
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.AdamW([param], lr=4e-6)
+    sched = build_scheduler(opt, TrainArguments(warmup_ratio=0.1, learning_rate=4e-6), total_steps=100)
+    lrs = []
+    for _ in range(100):
+        lrs.append(sched.get_last_lr()[0])
+        opt.step()
+        sched.step()
+    assert lrs[0] == 0.0
+    assert lrs[5] == pytest.approx(2e-6)  # half-way up the 10 warm-up steps
+    assert lrs[10] == pytest.approx(4e-6)  # peak
+    assert lrs[55] == pytest.approx(2e-6)  # cosine half-way down
+    assert lrs[99] == pytest.approx(4e-6 * 0.5 * (1 + math.cos(math.pi * 89 / 90)))
+
+
+@pytest.mark.parametrize("effective,per_device,procs,expected", [(48, 4, 1, 12), (48, 4, 2, 6), (48, 8, 2, 3), (8, 8, 1, 1)])
+def test_accumulation_steps(effective, per_device, procs, expected):
+    assert accumulation_steps(effective, per_device, procs) == expected
+
+
+def test_accumulation_rejects_uneven_batches():
+    with pytest.raises(ValueError, match="not a multiple"):
+        accumulation_steps(48, 5, 2)
+
+
+def test_nan_score_never_becomes_best():
+    assert is_better(0.5, -math.inf)
+    assert not is_better(float("nan"), -math.inf)
+    assert not is_better(float("inf"), 0.5)
+    assert not is_better(0.4, 0.5)
+
+
+# ----------------------------------------------------------------------------- strategies
+
+def _module_params(model, prefix):
+    return sum(p.numel() for n, p in model.named_parameters() if n.startswith(prefix))
+
+
+@pytest.mark.parametrize("name", ["decoder", "full", "lora"])
+def test_strategy_trainable_counts(name):
+    model, _ = load_model_and_processor("micro-sam-test")
+    base_decoder = _module_params(model, "mask_decoder.")
+    encoder_and_prompt = _module_params(model, "vision_encoder.") + _module_params(model, "prompt_encoder.")
+    qkv = [m for n, m in model.named_modules() if n.endswith("attn.qkv")]
+    model = get_strategy(name).apply(model, lora_rank=4)
+    trainable, total = count_parameters(model)
+    if name == "decoder":
+        assert trainable == base_decoder
+    elif name == "full":
+        assert trainable == base_decoder + encoder_and_prompt
+    else:
+        lora = sum(4 * (m.in_features + m.out_features) for m in qkv)
+        assert trainable == base_decoder + lora
+        assert total == trainable + encoder_and_prompt + _module_params(model, "shared_image_embedding.")
+
+
+def test_unknown_strategy_lists_names():
+    with pytest.raises(ValueError, match="decoder, full, lora"):
+        get_strategy("encoder")
+
+
+def test_freeze_unreached_freezes_what_boxes_never_touch():
+    model, _ = load_model_and_processor("micro-sam-test")
+    get_strategy("full").apply(model)
+    pixels = torch.randn(1, 3, 32, 32)
+    out = model(pixel_values=pixels, input_boxes=torch.tensor([[[2.0, 3.0, 20.0, 25.0]]]), multimask_output=False)
+    frozen = freeze_unreached(model, out.pred_masks.sum())
+    assert "prompt_encoder.point_embed.0.weight" in frozen  # positive-point embedding
+    assert any(n.startswith("mask_decoder.iou_prediction_head") for n in frozen)
+    assert "prompt_encoder.point_embed.2.weight" not in frozen  # box corners are used
+    assert all(not p.requires_grad for n, p in model.named_parameters() if n in frozen)
+
+
+def test_missing_model_offline_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OSError, match="huggingface-cli download|configs/demo.yaml"):
+        load_model_and_processor("facebook/sam-vit-huge-not-cached")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(OSError, match="no config.json"):
+        load_model_and_processor(str(tmp_path / "empty"))
+
+
+# ----------------------------------------------------------------------------- configuration
+
+def test_yaml_config_with_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: tiny-sam\nlearning_rate: 1.0e-3\nstrategy: lora\n")
+    model_args, data_args, train_args = parse_config(["--config", str(path), "--learning-rate", "5e-4"])
+    assert model_args.model == "tiny-sam" and model_args.strategy == "lora"
+    assert train_args.learning_rate == 5e-4  # the flag wins over the file
+    assert train_args.effective_batch_size == 48  # the paper's default where neither says
+
+
+def test_yaml_unknown_key_names_the_file(tmp_path):
+    path = tmp_path / "typo.yaml"
+    path.write_text("learnig_rate: 1.0\n")
+    with pytest.raises(ValueError, match="typo.yaml.*learnig_rate"):
+        parse_config(["--config", str(path)])
+
+
+@pytest.mark.parametrize("name", ["demo", "paper-b-decoder", "paper-b-full", "paper-l-full"])
+def test_shipped_configs_parse(name):
+    from conftest import REPO_ROOT
+
+    model_args, _, train_args = parse_config(["--config", str(REPO_ROOT / "configs" / f"{name}.yaml")])
+    if name.startswith("paper"):
+        assert train_args.learning_rate == 4e-6 and train_args.effective_batch_size == 48
+        assert train_args.loss == "dice" and train_args.lr_scheduler == "cosine"
+
+
+# ----------------------------------------------------------------------------- batching
+
+def test_per_component_prompts_pad_and_mark(prepared_demo):
+    import datasets
+
+    split = datasets.load_from_disk(str(prepared_demo))["test"]
+    _, processor = load_model_and_processor("micro-sam-test")
+    ds = PromptDataset(split, processor, prompt_mode="per-component")
+    counts = [len(r) for r in split["boxes"]]
+    order = np.argsort(counts)[::-1]
+    many, one = int(order[0]), int(order[-1])
+    assert counts[many] > 1, "the demo data should hold a frame with several polyps"
+    batch = collate([ds[many], ds[one]])
+    k = counts[many]
+    assert batch["input_boxes"].shape == (2, k, 4) and batch["targets"].shape == (2, k, 32, 32)
+    assert batch["box_valid"].tolist() == [[True] * k, [True] * counts[one] + [False] * (k - counts[one])]
+    # each polyp's target is its own component: targets of one frame do not overlap
+    t = batch["targets"][0].bool()
+    assert (t.sum(0) <= 1).all()
+    # box coordinates are scaled into the 32 x 32 input frame
+    h, w = split[many]["height"], split[many]["width"]
+    new_h, new_w = resized_shape(h, w, 32)
+    expected = np.asarray(split[many]["boxes"][0]) * np.array([new_w / w, new_h / h] * 2)
+    np.testing.assert_allclose(batch["input_boxes"][0, 0].numpy(), expected, rtol=1e-5)
+
+
+def test_box_jitter_is_seeded_per_epoch(prepared_demo):
+    import datasets
+
+    split = datasets.load_from_disk(str(prepared_demo))["train"]
+    _, processor = load_model_and_processor("micro-sam-test")
+    ds = PromptDataset(split, processor, box_jitter=0.1, seed=3)
+    first = ds[0]["boxes"]
+    assert torch.equal(first, PromptDataset(split, processor, box_jitter=0.1, seed=3)[0]["boxes"])
+    ds.set_epoch(1)
+    assert not torch.equal(first, ds[0]["boxes"])
+    exact = PromptDataset(split, processor)[0]["boxes"]
+    assert not torch.equal(first, exact)
