@@ -1,0 +1,86 @@
+"""A box-prompt demo in the browser (Gradio): upload a frame, draw or type boxes, get the mask.
+
+Boxes are drawn by clicking two opposite corners on the frame, or typed as `x0,y0,x1,y1`
+separated by `;`. The result is the overlay and the mask as a PNG to download.
+"""
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .inference import PolypSegmenter
+from .predict_run import parse_box
+from .visualize import overlay
+
+INSTRUCTIONS = (
+    "Upload a colonoscopy frame, then click two opposite corners of a box around each polyp "
+    "(or type boxes as `x0,y0,x1,y1; ...` in pixels) and press **Segment**. "
+    "Research use only: not a medical device."
+)
+
+
+def parse_boxes(text: str) -> list[list[float]]:
+    """`"x0,y0,x1,y1; x0,y0,x1,y1"` -> list of boxes; a `ValueError` explains a bad entry."""
+    boxes = [parse_box(part.strip()) for part in text.replace("\n", ";").split(";") if part.strip()]
+    if not boxes:
+        raise ValueError("Draw or type at least one box (x0,y0,x1,y1).")
+    return boxes
+
+
+def add_corner(pending: list | None, boxes_text: str, x: int, y: int) -> tuple[list | None, str]:
+    """One click: the first corner is remembered; the second completes a box appended to the text."""
+    if not pending:
+        return [x, y], boxes_text
+    (x0, y0), (x1, y1) = pending, (x, y)
+    box = f"{min(x0, x1)},{min(y0, y1)},{max(x0, x1)},{max(y0, y1)}"
+    return None, f"{boxes_text.strip()}; {box}" if boxes_text.strip() else box
+
+
+def segment(segmenter: PolypSegmenter, image: Image.Image | np.ndarray, boxes_text: str,
+            out_dir: str | Path) -> tuple[Image.Image, str]:
+    """Predict the union mask for the typed/drawn boxes; returns the overlay and the mask's path."""
+    if image is None:
+        raise ValueError("Upload a frame first.")
+    frame = segmenter._as_image(image)
+    boxes = parse_boxes(boxes_text)
+    masks = segmenter.predict(frame, boxes, name="the uploaded frame")
+    union = masks.any(0)
+    path = Path(tempfile.mkdtemp(dir=out_dir)) / "polyp_mask.png"
+    Image.fromarray(union.astype(np.uint8) * 255).save(path)
+    return overlay(frame, union, None, boxes), str(path)
+
+
+def build_app(segmenter: PolypSegmenter, title: str = "Polyp-SAM: box-prompted polyp segmentation"):
+    """The Gradio Blocks app; its `segment` endpoint takes (image, boxes text)."""
+    import gradio as gr
+
+    out_dir = tempfile.mkdtemp(prefix="polyp-sam-app-")
+
+    def run(image, boxes_text):
+        try:
+            return segment(segmenter, image, boxes_text or "", out_dir)
+        except ValueError as err:
+            raise gr.Error(str(err)) from None
+
+    def click(pending, boxes_text, evt: gr.SelectData):
+        return add_corner(pending, boxes_text or "", int(evt.index[0]), int(evt.index[1]))
+
+    with gr.Blocks(title=title) as app:
+        gr.Markdown(f"# {title}\n{INSTRUCTIONS}")
+        pending = gr.State(None)
+        with gr.Row():
+            with gr.Column():
+                image = gr.Image(type="pil", label="Colonoscopy frame", elem_id="frame")
+                boxes = gr.Textbox(label="Boxes (x0,y0,x1,y1; ...)", elem_id="boxes")
+                with gr.Row():
+                    clear = gr.Button("Clear boxes")
+                    button = gr.Button("Segment", variant="primary", elem_id="segment")
+            with gr.Column():
+                result = gr.Image(type="pil", format="png", label="Mask overlay", elem_id="overlay")
+                mask_file = gr.File(label="Mask (PNG, 0/255)", elem_id="mask")
+        image.select(click, [pending, boxes], [pending, boxes], api_name=False)
+        clear.click(lambda: (None, ""), None, [pending, boxes], api_name=False)
+        button.click(run, [image, boxes], [result, mask_file], api_name="segment")
+    return app

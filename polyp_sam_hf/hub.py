@@ -1,0 +1,204 @@
+"""Publishing a checkpoint on the Hub: export, check, model card, upload.
+
+The export is a plain `SamModel` folder; before anything is uploaded it is loaded back with vanilla
+`transformers` and must give the source's logits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, get_token
+from PIL import Image
+from transformers import SamModel, SamProcessor
+
+from .checkpointing import save_pretrained_atomic
+from .data.sources import SOURCES
+from .published import PUBLISHED
+
+logger = logging.getLogger(__name__)
+
+TEMPLATE = Path(__file__).parent / "templates" / "modelcard.md"
+TAGS = ["medical", "colonoscopy", "polyp-segmentation", "segment-anything", "sam", "polyp-sam-hf"]
+BASE_BY_WIDTH = {768: "facebook/sam-vit-base", 1024: "facebook/sam-vit-large", 1280: "facebook/sam-vit-huge"}
+EXAMPLES_DIR = "examples"
+
+
+class MissingTokenError(RuntimeError):
+    """No Hugging Face token: nothing is exported or uploaded."""
+
+
+def require_token() -> str:
+    """The token from `HF_TOKEN` or the stored login; raises `MissingTokenError` without one."""
+    token = get_token()
+    if not token:
+        raise MissingTokenError(
+            "No Hugging Face token found. Set HF_TOKEN or run `huggingface-cli login`, "
+            "or use --dry-run DIR to write the upload without sending it."
+        )
+    return token
+
+
+def _probe_inputs(processor: SamProcessor) -> dict:
+    """A fixed frame and box, preprocessed: the same input for source and export."""
+    rng = np.random.default_rng(0)
+    frame = Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8))
+    return processor(images=frame, input_boxes=[[[16.0, 12.0, 90.0, 80.0]]], return_tensors="pt")
+
+
+@torch.no_grad()
+def max_logit_difference(a: SamModel, b: SamModel, processor: SamProcessor) -> float:
+    """Largest absolute difference of the two models' mask logits on the probe input."""
+    inputs = _probe_inputs(processor)
+    kwargs = {"pixel_values": inputs["pixel_values"], "input_boxes": inputs["input_boxes"].float(),
+              "multimask_output": False}
+    return float((a.eval()(**kwargs).pred_masks - b.eval()(**kwargs).pred_masks).abs().max())
+
+
+def export_checkpoint(model_dir: str | Path, out_dir: str | Path, atol: float = 1e-5) -> Path:
+    """Write `config.json`, `model.safetensors`, `preprocessor_config.json` (and processor files) to
+    `out_dir`, then load the export with vanilla transformers and compare logits with the source.
+
+    Raises:
+        RuntimeError: the export's logits differ from the source's by more than `atol`.
+    """
+    source = SamModel.from_pretrained(model_dir)
+    processor = SamProcessor.from_pretrained(model_dir)
+    save_pretrained_atomic(source, processor, out_dir)
+    exported = SamModel.from_pretrained(out_dir)
+    SamProcessor.from_pretrained(out_dir)
+    diff = max_logit_difference(source, exported, processor)
+    if diff > atol:
+        raise RuntimeError(f"The export in {out_dir} gives logits {diff:.3g} away from {model_dir}; not uploading.")
+    logger.info("Export loads with vanilla transformers; logits match the source (max diff %.2g)", diff)
+    return Path(out_dir)
+
+
+def base_model_of(model_dir: str | Path, train_config: dict | None) -> str:
+    """The Hub id the checkpoint was fine-tuned from: the run's `model`, else told by the width."""
+    if train_config and "/" in str(train_config.get("model", "")):
+        return str(train_config["model"])
+    width = json.loads((Path(model_dir) / "config.json").read_text())["vision_config"]["hidden_size"]
+    return BASE_BY_WIDTH.get(width, "facebook/sam-vit-base")
+
+
+def read_train_config(model_dir: str | Path) -> dict | None:
+    """`config.yaml` of the run that wrote `model_dir` (OUTPUT/best -> OUTPUT/config.yaml), if any."""
+    path = Path(model_dir).parent / "config.yaml"
+    return yaml.safe_load(path.read_text()) if path.is_file() else None
+
+
+def eval_results(metrics: dict) -> list[EvalResult]:
+    """One model-index result per test dataset and metric, from `metrics.json`'s headline."""
+    settings = metrics.get("settings", {})
+    results = []
+    for source, entry in metrics["sources"].items():
+        info = SOURCES[source]
+        for metric_type, name, key in (("dice", "Dice", "dice"), ("mean_iou", "mIoU", "miou")):
+            results.append(EvalResult(
+                task_type="image-segmentation",
+                task_name="Box-prompted polyp segmentation",
+                dataset_type=info.name,
+                dataset_name=f"{info.display_name} ({settings.get('split', 'test')}, {entry['n']} frames)",
+                metric_type=metric_type,
+                metric_name=name,
+                metric_value=round(float(entry[key]), 4),
+            ))
+    return results
+
+
+def _results_table(metrics: dict) -> str:
+    sources = [s for s in SOURCES if s in metrics["sources"]]
+    header = "| Method | " + " | ".join(f"{SOURCES[s].display_name} Dice / mIoU" for s in sources) + " |"
+    lines = [header, "|" + "---|" * (len(sources) + 1)]
+    level = str(metrics.get("primary", {}).get("box_jitter", 0.0))
+    mode = metrics.get("primary", {}).get("prompt_mode", "single")
+    results = metrics.get("results", {})
+    lines.append("| **this model** | " + " | ".join(
+        f"{metrics['sources'][s]['dice']:.3f} / {metrics['sources'][s]['miou']:.3f}" for s in sources) + " |")
+    for name in ("ellipse", "box"):
+        if name in results:
+            per = results[name][mode][level]
+            lines.append(f"| {name} from the box alone | " + " | ".join(
+                f"{per[s]['dice']:.3f} / {per[s]['miou']:.3f}" for s in sources) + " |")
+    for row in PUBLISHED:
+        cells = [f"{row.values[s][0]:.3f} / {row.values[s][1]:.3f}" if s in row.values else "n/a" for s in sources]
+        lines.append(f"| {row.method} (published) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_examples(folder: Path, count: int = 2) -> list[str]:
+    """Synthetic example frames for the widget (never the datasets' images: their terms forbid it)."""
+    from .data.synthetic import synth_frame
+
+    rng = np.random.default_rng(0)
+    (folder / EXAMPLES_DIR).mkdir(parents=True, exist_ok=True)
+    names = []
+    for i in range(count):
+        image, _ = synth_frame(rng, num_polyps=1 + i)
+        name = f"{EXAMPLES_DIR}/synthetic-polyp-{i + 1}.png"
+        Image.fromarray(image).save(folder / name)
+        names.append(name)
+    return names
+
+
+def build_model_card(export_dir: str | Path, repo_id: str, metrics: dict | None,
+                     train_config: dict | None, examples: list[str]) -> ModelCard:
+    """The card: metadata (licence, pipeline, base model, tags, model-index) and the body."""
+    base = base_model_of(export_dir, train_config)
+    data = ModelCardData(
+        language=None,
+        license="apache-2.0",
+        library_name="transformers",
+        pipeline_tag="mask-generation",
+        base_model=base,
+        base_model_relation="finetune",
+        tags=TAGS,
+        metrics=["dice", "mean_iou"],
+        model_name=repo_id.split("/")[-1],
+        eval_results=eval_results(metrics) if metrics else None,
+        widget=[{"src": f"https://huggingface.co/{repo_id}/resolve/main/{name}",
+                 "example_title": Path(name).stem} for name in examples],
+    )
+    settings = {k: v for k, v in (train_config or {}).items() if v is not None and k not in ("data", "output_dir")}
+    return ModelCard.from_template(
+        data,
+        template_path=str(TEMPLATE),
+        repo_id=repo_id,
+        base_model=base,
+        training_settings=yaml.safe_dump(settings, sort_keys=False).strip() if settings else None,
+        results_table=_results_table(metrics) if metrics else None,
+        protocol=(metrics or {}).get("settings", {}).get("protocol", "paper"),
+        datasets=[SOURCES[s] for s in SOURCES],
+    )
+
+
+def prepare_upload(model_dir: str | Path, folder: str | Path, repo_id: str,
+                   metrics_path: str | Path | None = None) -> Path:
+    """Write exactly what would be uploaded into `folder`: the export, README.md, examples/."""
+    folder = Path(folder)
+    if folder.exists():
+        shutil.rmtree(folder)
+    export_checkpoint(model_dir, folder)
+    metrics = json.loads(Path(metrics_path).read_text()) if metrics_path else None
+    examples = write_examples(folder)
+    card = build_model_card(folder, repo_id, metrics, read_train_config(model_dir), examples)
+    card.save(folder / "README.md")
+    return folder
+
+
+def upload(folder: str | Path, repo_id: str, token: str, private: bool = False) -> str:
+    """Create the repository if needed and push `folder` in one commit; returns the commit URL."""
+    api = HfApi(token=token)
+    api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True)
+    info = api.upload_folder(
+        folder_path=str(folder), repo_id=repo_id, repo_type="model",
+        commit_message=f"Upload {repo_id.split('/')[-1]}: fine-tuned SAM for box-prompted polyp segmentation",
+    )
+    return str(getattr(info, "commit_url", info))

@@ -1,0 +1,133 @@
+"""Publishing: dry-run contents, vanilla loading, the card, the token, the upload calls, the widget pipeline."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import subprocess
+import sys
+from unittest import mock
+
+import pytest
+import torch
+from huggingface_hub import HfApi, ModelCard
+from transformers import SamModel, SamProcessor, pipeline
+
+import hub_upload
+from polyp_sam_hf.hub import max_logit_difference
+
+from conftest import REPO_ROOT
+
+SECRET = "hf_testtokenthatmustneverappear0123456789"
+
+
+@pytest.fixture(scope="module")
+def metrics_file(micro_checkpoint, prepared_demo, tmp_path_factory):
+    from polyp_sam_hf.cli import main as cli_main
+
+    out = tmp_path_factory.mktemp("eval-for-card")
+    assert cli_main(["evaluate", "--model", str(micro_checkpoint), "--data", str(prepared_demo),
+                     "--output", str(out), "--prompt-mode", "single"]) == 0
+    return out / "metrics.json"
+
+
+@pytest.fixture(scope="module")
+def dry_run(micro_checkpoint, metrics_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("dry") / "upload"
+    assert hub_upload.main(["--model", str(micro_checkpoint), "--repo-id", "me/polyp-sam-b",
+                            "--eval-results", str(metrics_file), "--dry-run", str(out)]) == 0
+    return out
+
+
+def test_dry_run_contents(dry_run):
+    names = {p.relative_to(dry_run).as_posix() for p in dry_run.rglob("*") if p.is_file()}
+    assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md"} <= names
+    assert any(n.startswith("examples/") and n.endswith(".png") for n in names)
+    assert not any(n.endswith((".bin", ".pt", ".pkl")) for n in names)
+
+
+def test_export_loads_with_vanilla_transformers_and_matches(dry_run, micro_checkpoint):
+    exported = SamModel.from_pretrained(dry_run)
+    source = SamModel.from_pretrained(micro_checkpoint)
+    processor = SamProcessor.from_pretrained(dry_run)
+    assert max_logit_difference(source, exported, processor) == 0.0
+    with torch.no_grad():  # the check is not vacuous: one changed weight shows
+        exported.mask_decoder.output_hypernetworks_mlps[0].proj_out.bias.add_(1.0)
+    assert max_logit_difference(source, exported, processor) > 1e-3
+
+
+def test_card_round_trip(dry_run, metrics_file):
+    card = ModelCard.load(dry_run / "README.md")
+    data = card.data.to_dict()
+    assert data["license"] == "apache-2.0" and data["library_name"] == "transformers"
+    assert data["pipeline_tag"] == "mask-generation" and data["base_model_relation"] == "finetune"
+    assert data["base_model"].startswith("facebook/sam-vit-")
+    assert {"medical", "colonoscopy", "polyp-segmentation", "segment-anything"} <= set(data["tags"])
+    assert set(data["metrics"]) == {"dice", "mean_iou"} and data["widget"]
+    metrics = json.loads(metrics_file.read_text())["sources"]
+    values = {}
+    for result in card.data.eval_results:
+        values[(result.dataset_type, result.metric_type)] = result.metric_value
+    assert {s for s, _ in values} == set(metrics)
+    for source, entry in metrics.items():
+        assert values[(source, "dice")] == pytest.approx(entry["dice"], abs=5e-5)
+        assert values[(source, "mean_iou")] == pytest.approx(entry["miou"], abs=5e-5)
+    for needed in ("not a medical device", "box", "Citation", "Kvasir-SEG", "CC BY-NC-SA 4.0", "learning_rate"):
+        assert needed in card.text
+
+
+def test_card_usage_snippet_runs_as_written(dry_run):
+    text = (dry_run / "README.md").read_text()
+    snippet = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    assert '"me/polyp-sam-b"' in snippet
+    local = snippet.replace('"me/polyp-sam-b"', repr(str(dry_run)))
+    result = subprocess.run([sys.executable, "-c", local], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "torch.Size([480, 640])" in result.stdout
+
+
+def test_widget_pipeline_runs_on_the_export(dry_run):
+    generator = pipeline("mask-generation", model=str(dry_run), device="cpu", points_per_batch=16)
+    from PIL import Image
+
+    image = Image.open(next((dry_run / "examples").glob("*.png")))
+    out = generator(image, points_per_batch=16)
+    assert "masks" in out and all(m.shape == (image.height, image.width) for m in out["masks"])
+
+
+def test_missing_token_fails_before_exporting(micro_checkpoint, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # no stored login
+    with mock.patch("polyp_sam_hf.hub.export_checkpoint") as export, mock.patch.object(HfApi, "upload_folder") as up:
+        assert hub_upload.main(["--model", str(micro_checkpoint), "--repo-id", "me/x"]) == 1
+    export.assert_not_called()
+    up.assert_not_called()
+    assert "No Hugging Face token" in capsys.readouterr().err
+
+
+def test_upload_calls_and_the_token_never_leaks(micro_checkpoint, metrics_file, tmp_path, monkeypatch, capsys, caplog):
+    monkeypatch.setenv("HF_TOKEN", SECRET)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the upload folder is written here: scanned below
+    seen = {}
+
+    def fake_upload_folder(self, **kwargs):
+        seen.update(kwargs)
+        seen["token"] = self.token
+        seen["files"] = {p.name: p.read_bytes() for p in __import__("pathlib").Path(kwargs["folder_path"]).rglob("*") if p.is_file()}
+        return mock.Mock(commit_url="https://example.invalid/commit/1")
+
+    caplog.set_level(logging.DEBUG)
+    with mock.patch.object(HfApi, "create_repo") as create, mock.patch.object(HfApi, "upload_folder", fake_upload_folder):
+        code = hub_upload.main(["--model", str(micro_checkpoint), "--repo-id", "me/polyp-sam-b",
+                                "--eval-results", str(metrics_file), "--private"])
+    assert code == 0
+    create.assert_called_once_with(repo_id="me/polyp-sam-b", repo_type="model", private=True, exist_ok=True)
+    assert seen["repo_id"] == "me/polyp-sam-b" and seen["token"] == SECRET
+    assert "polyp-sam-b" in seen["commit_message"] and "model.safetensors" in seen["files"]
+    out = capsys.readouterr()
+    assert SECRET not in out.out + out.err + caplog.text
+    assert all(SECRET.encode() not in content for content in seen["files"].values())
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
