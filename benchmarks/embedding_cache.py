@@ -22,7 +22,8 @@ from accelerate import Accelerator
 from polyp_sam_hf.data.collate import PromptDataset, collate
 from polyp_sam_hf.data.prepare import prepare_dataset
 from polyp_sam_hf.data.synthetic import write_demo_data
-from polyp_sam_hf.embedding_cache import EmbeddingCache
+from polyp_sam_hf.array_cache import ArrayCache
+from polyp_sam_hf.embedding_cache import build_embedding_cache
 from polyp_sam_hf.evaluation import batch_loss, prompt_logits
 from polyp_sam_hf.losses import get_loss
 from polyp_sam_hf.modeling import get_strategy, load_model_and_processor
@@ -45,7 +46,7 @@ def measure(model_name: str, images: int, batch_size: int, work: Path) -> dict:
     model, processor = load_model_and_processor(model_name)
     model = get_strategy("decoder").apply(model)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
-    cache = EmbeddingCache.build(model, processor, [split], work / "cache", Accelerator(cpu=True), batch_size)
+    cache = build_embedding_cache(model, processor, [split], work / "cache", Accelerator(cpu=True), batch_size)
 
     def loader(embeddings):
         ds = PromptDataset(split, processor, embeddings=embeddings)

@@ -55,8 +55,13 @@ class DataArguments:
     embedding_cache: bool = field(
         default=True, metadata={"help": "With strategy decoder: compute the image embeddings once and reuse them."}
     )
+    pixel_cache: bool = field(
+        default=False,
+        metadata={"help": "With strategies full/lora: resize the frames once into a memory-mapped uint8 cache "
+                  "(3 x S x S bytes a frame on disk) so no image is decoded while training."},
+    )
     cache_dir: str | None = field(
-        default=None, metadata={"help": "Embedding cache folder (default OUTPUT_DIR/../embedding-cache)."}
+        default=None, metadata={"help": "Cache folder for embeddings and pixels (default OUTPUT_DIR/../cache)."}
     )
 
 

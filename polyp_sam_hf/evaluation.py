@@ -8,18 +8,21 @@ import torch
 from tqdm.auto import tqdm
 
 from .metrics import batch_dice_iou
+from .pixel_cache import normalize_pixels
 from .postprocess import logits_to_original, upsample_to_input, valid_region
 
 
 def prompt_logits(model: torch.nn.Module, batch: dict) -> torch.Tensor:
     """Low-resolution mask logits (B, K, h, w), one mask per box (SAM's single-mask output).
 
-    Uses `image_embeddings` when the batch has them (cached encoder), else `pixel_values`.
+    Uses `image_embeddings` when the batch has them (cached encoder), else normalises the uint8
+    frames on their device.
     """
     if "image_embeddings" in batch:
         inputs = {"image_embeddings": batch["image_embeddings"]}
     else:
-        inputs = {"pixel_values": batch["pixel_values"]}
+        pixels = normalize_pixels(batch["pixel_uint8"], batch["reshaped"], batch["pixel_mean"], batch["pixel_std"])
+        inputs = {"pixel_values": pixels}
     out = model(**inputs, input_boxes=batch["input_boxes"], multimask_output=False)
     return out.pred_masks[:, :, 0]
 

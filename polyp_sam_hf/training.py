@@ -34,10 +34,11 @@ from .checkpointing import (
 from .config import DataArguments, ModelArguments, TrainArguments, config_to_dict, parse_config
 from .data.collate import PromptDataset, collate
 from .data.loading import load_polyp_data
-from .embedding_cache import EmbeddingCache
+from .embedding_cache import build_embedding_cache
 from .evaluation import batch_loss, evaluate_loader, prompt_logits
 from .losses import get_loss
 from .modeling import count_parameters, freeze_unreached, get_strategy, load_model_and_processor
+from .pixel_cache import build_pixel_cache
 from .reporting import test_report
 from .visualize import plot_training_curves
 
@@ -107,14 +108,16 @@ class TrainerState:
 
 def _loaders(model_args, data_args, train_args, dataset, model, processor, accelerator):
     strategy = get_strategy(model_args.strategy)
-    cache = None
+    root = data_args.cache_dir or str(Path(train_args.output_dir).parent / "cache")
+    splits = [dataset["train"], dataset["validation"]]
+    embeddings = pixels = None
     if strategy.frozen_encoder and data_args.embedding_cache:
-        root = data_args.cache_dir or str(Path(train_args.output_dir).parent / "embedding-cache")
-        cache = EmbeddingCache.build(
-            model, processor, [dataset["train"], dataset["validation"]], root, accelerator,
-            batch_size=max(train_args.per_device_batch_size, 1),
-        )
-    common = dict(processor=processor, prompt_mode=data_args.prompt_mode, seed=train_args.seed, embeddings=cache)
+        embeddings = build_embedding_cache(model, processor, splits, root, accelerator,
+                                           batch_size=max(train_args.per_device_batch_size, 1))
+    elif data_args.pixel_cache:
+        pixels = build_pixel_cache(processor, splits, root, accelerator)
+    common = dict(processor=processor, prompt_mode=data_args.prompt_mode, seed=train_args.seed,
+                  embeddings=embeddings, pixels=pixels)
     train_set = PromptDataset(dataset["train"], box_jitter=data_args.box_jitter, **common)
     val_set = PromptDataset(dataset["validation"], **common)
     kwargs = dict(batch_size=train_args.per_device_batch_size, collate_fn=collate,

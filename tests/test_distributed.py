@@ -48,4 +48,4 @@ def test_two_process_demo_run(tmp_path, strategy):
     if strategy == "decoder":
         (cache,) = (tmp_path / "cache").iterdir()
         assert (cache / "complete").is_file()
-        assert len(re.findall(r"Cached \d+ image embeddings", log)) == 1
+        assert len(re.findall(r"Cached \d+ frames", log)) == 1

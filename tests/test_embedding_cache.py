@@ -8,7 +8,8 @@ import torch
 from accelerate import Accelerator
 from safetensors.torch import load_file
 
-from polyp_sam_hf.embedding_cache import EmbeddingCache
+from polyp_sam_hf.array_cache import ArrayCache
+from polyp_sam_hf.embedding_cache import build_embedding_cache
 from polyp_sam_hf.modeling import load_model_and_processor, processor_for
 from polyp_sam_hf.training import train
 from polyp_sam_hf.config import parse_config
@@ -24,7 +25,7 @@ def splits(prepared_demo):
 
 def test_cached_values_equal_the_encoder(splits, tmp_path):
     model, processor = load_model_and_processor("micro-sam-test")
-    cache = EmbeddingCache.build(model, processor, splits, tmp_path, Accelerator(cpu=True), batch_size=3)
+    cache = build_embedding_cache(model, processor, splits, tmp_path, Accelerator(cpu=True), batch_size=3)
     assert len(cache) == len(splits[0]) + len(splits[1])
     row = splits[1][1]
     pixels = processor.image_processor(row["image"], return_tensors="pt")["pixel_values"]
@@ -37,34 +38,34 @@ def test_cached_values_equal_the_encoder(splits, tmp_path):
 
 def test_second_build_reuses_without_running_the_encoder(splits, tmp_path, monkeypatch):
     model, processor = load_model_and_processor("micro-sam-test")
-    first = EmbeddingCache.build(model, processor, splits, tmp_path, Accelerator(cpu=True))
+    first = build_embedding_cache(model, processor, splits, tmp_path, Accelerator(cpu=True))
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("the encoder ran although the cache was complete")
 
     monkeypatch.setattr(model, "get_image_embeddings", must_not_run)
-    second = EmbeddingCache.build(model, processor, splits, tmp_path, Accelerator(cpu=True))
+    second = build_embedding_cache(model, processor, splits, tmp_path, Accelerator(cpu=True))
     assert second.folder == first.folder
 
 
 def test_any_change_gives_another_cache(splits, tmp_path):
     model, processor = load_model_and_processor("micro-sam-test")
     acc = Accelerator(cpu=True)
-    base = EmbeddingCache.build(model, processor, splits, tmp_path, acc).folder
+    base = build_embedding_cache(model, processor, splits, tmp_path, acc).folder
     other_model, _ = load_model_and_processor("micro-sam-test", seed=1)  # other weights
-    assert EmbeddingCache.build(other_model, processor, splits, tmp_path, acc).folder != base
+    assert build_embedding_cache(other_model, processor, splits, tmp_path, acc).folder != base
     other_processor = processor_for(model.config)
     other_processor.image_processor.image_mean = [0.5, 0.5, 0.5]  # other preprocessing
-    assert EmbeddingCache.build(model, other_processor, splits, tmp_path, acc).folder != base
+    assert build_embedding_cache(model, other_processor, splits, tmp_path, acc).folder != base
     fewer = [splits[0].select(range(4)), splits[1]]  # other frames
-    assert EmbeddingCache.build(model, processor, fewer, tmp_path, acc).folder != base
+    assert build_embedding_cache(model, processor, fewer, tmp_path, acc).folder != base
     assert len(list(tmp_path.iterdir())) == 4
 
 
 def test_incomplete_cache_is_refused(tmp_path):
     (tmp_path / "x").mkdir()
     with pytest.raises(ValueError, match="incomplete"):
-        EmbeddingCache(tmp_path / "x")
+        ArrayCache(tmp_path / "x")
 
 
 def test_training_with_and_without_cache_agree(prepared_demo, tmp_path):

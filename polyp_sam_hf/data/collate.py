@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from transformers import SamProcessor
 
+from ..pixel_cache import processor_settings, resize_pad_uint8
 from .prompts import component_masks, jitter_box
 
 PROMPT_MODES = ("single", "per-component")
@@ -29,7 +30,9 @@ class PromptDataset(torch.utils.data.Dataset):
     """Wraps a prepared split for SAM.
 
     Items:
-        `pixel_values` (3, S, S) float, or `image_embeddings` (C, h, w) when `embeddings` is given;
+        `pixel_uint8` (3, S, S) uint8, the frame resized and padded (normalised later, on the
+        device, by `normalize_pixels`), read from `pixels` when given; or `image_embeddings`
+        (C, h, w) when `embeddings` is given; `pixel_mean`, `pixel_std` (3,);
         `boxes` (K, 4) float in the S x S input frame; `targets` (K, S, S) uint8 0/1 on the same
         grid (zero on the padding); `reshaped` (2,) and `original` (2,) long (height, width);
         `mask` (H, W) bool at the original size; `index` int.
@@ -46,16 +49,21 @@ class PromptDataset(torch.utils.data.Dataset):
         box_jitter: float = 0.0,
         seed: int = 0,
         embeddings: Callable[[str], torch.Tensor] | None = None,
+        pixels: Callable[[str], torch.Tensor] | None = None,
     ) -> None:
         if prompt_mode not in PROMPT_MODES:
             raise ValueError(f"Unknown prompt mode {prompt_mode!r}. Valid modes: {', '.join(PROMPT_MODES)}.")
         self.split = split
         self.processor = processor
-        self.input_size = int(processor.image_processor.pad_size["height"])
+        self.input_size, self.resample, self.mean, self.std = processor_settings(processor)
         self.prompt_mode = prompt_mode
         self.box_jitter = box_jitter
         self.seed = seed
         self.embeddings = embeddings
+        self.pixels = pixels
+        # decode the frame only when it is needed (no cache); the mask always
+        needs_image = embeddings is None and pixels is None
+        self.rows = split if needs_image else split.select_columns([c for c in split.column_names if c != "image"])
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -72,7 +80,7 @@ class PromptDataset(torch.utils.data.Dataset):
         return np.asarray(boxes, np.float32), component_masks(mask, boxes)
 
     def __getitem__(self, index: int) -> dict:
-        row = self.split[index]
+        row = self.rows[index]
         mask = np.asarray(row["mask"]) > 127
         height, width = mask.shape
         boxes, targets = self._prompts(row, mask)
@@ -89,11 +97,15 @@ class PromptDataset(torch.utils.data.Dataset):
             "mask": torch.from_numpy(mask),
             "index": index,
         }
+        key = f"{row['source']}/{row['image_id']}"
         if self.embeddings is not None:
-            item["image_embeddings"] = self.embeddings(f"{row['source']}/{row['image_id']}")
+            item["image_embeddings"] = self.embeddings(key)
+            return item
+        if self.pixels is not None:
+            item["pixel_uint8"] = self.pixels(key)
         else:
-            pixels = self.processor.image_processor(row["image"], return_tensors="pt")
-            item["pixel_values"] = pixels["pixel_values"][0]
+            item["pixel_uint8"] = torch.from_numpy(resize_pad_uint8(row["image"], self.input_size, self.resample))
+        item["pixel_mean"], item["pixel_std"] = self.mean, self.std
         return item
 
     def _targets(self, masks: list[np.ndarray], new_h: int, new_w: int) -> torch.Tensor:
@@ -130,6 +142,9 @@ def collate(items: list[dict]) -> dict:
         "mask": [item["mask"] for item in items],
         "index": torch.tensor([item["index"] for item in items]),
     }
-    key = "image_embeddings" if "image_embeddings" in items[0] else "pixel_values"
-    batch[key] = torch.stack([item[key] for item in items])
+    if "image_embeddings" in items[0]:
+        batch["image_embeddings"] = torch.stack([item["image_embeddings"] for item in items])
+    else:
+        batch["pixel_uint8"] = torch.stack([item["pixel_uint8"] for item in items])
+        batch["pixel_mean"], batch["pixel_std"] = items[0]["pixel_mean"], items[0]["pixel_std"]
     return batch
