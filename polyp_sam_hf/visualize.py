@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
+
+if TYPE_CHECKING:
+    import datasets
 
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
@@ -50,7 +54,7 @@ def overlay(
     image: Image.Image,
     pred: np.ndarray | None = None,
     target: np.ndarray | None = None,
-    boxes=None,
+    boxes: list | None = None,
     thickness: int = 2,
 ) -> Image.Image:
     """The frame with the predicted mask tinted and outlined (green), the ground-truth outline
@@ -78,7 +82,7 @@ def overlay(
     return result
 
 
-def best_worst_grid(split, masks: dict, dice: dict, folder: str | Path, per_side: int = 3,
+def best_worst_grid(split: "datasets.Dataset", masks: dict, dice: dict, folder: str | Path, per_side: int = 3,
                     prompt_mode: str = "single") -> list[Path]:
     """For each source, the `per_side` best and worst frames by Dice as overlays in one figure,
     like the paper's Figures 2-4. Returns the PNG paths (`folder/<source>.png`).

@@ -1,0 +1,114 @@
+"""Input pipeline: frames per second ready for the encoder, this library's loader against
+`SamProcessor` called per sample in `__getitem__` (the Hugging Face SAM fine-tuning tutorial's way).
+
+    python benchmarks/input_pipeline.py [--images 48] [--workers 2] [--output FILE]
+
+Frames are synthetic, JPEG, 1000 x 860 (Kvasir-like sizes), prepared as the library prepares
+them. Both loaders produce 1024 x 1024 normalised pixel batches and the ground-truth masks; ours
+reads resized uint8 frames from the pixel cache (built once, not timed) and normalises each batch
+in one tensor operation. The second pass over the data is timed for both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+from accelerate import Accelerator
+from PIL import Image
+from transformers import SamConfig
+
+from polyp_sam_hf.data.collate import PromptDataset, collate
+from polyp_sam_hf.data.prepare import prepare_dataset
+from polyp_sam_hf.data.synthetic import write_demo_data
+from polyp_sam_hf.modeling import processor_for
+from polyp_sam_hf.pixel_cache import build_pixel_cache, normalize_pixels
+
+
+class PerSampleProcessor(torch.utils.data.Dataset):
+    """The tutorial's way: `SamProcessor` on every sample, in the worker."""
+
+    def __init__(self, split, processor):
+        self.split, self.processor = split, processor
+
+    def __len__(self):
+        return len(self.split)
+
+    def __getitem__(self, index):
+        row = self.split[index]
+        inputs = self.processor(row["image"], input_boxes=[[row["box"]]], return_tensors="pt")
+        return {"pixel_values": inputs["pixel_values"][0], "input_boxes": inputs["input_boxes"][0],
+                "mask": torch.from_numpy(np.asarray(row["mask"]) > 127)}
+
+
+def _collate_tutorial(items):
+    return {"pixel_values": torch.stack([i["pixel_values"] for i in items]),
+            "input_boxes": torch.stack([i["input_boxes"] for i in items]),
+            "mask": [i["mask"] for i in items]}
+
+
+def make_split(work: Path, images: int) -> datasets.Dataset:
+    raw = write_demo_data(work / "raw", num_train=images, num_test=0, seed=2)
+    for path in (raw / "TrainDataset" / "images").glob("*.png"):
+        Image.open(path).resize((1000, 860), Image.BICUBIC).save(path.with_suffix(".jpg"), quality=92)
+        path.unlink()
+    return prepare_dataset(raw, val_fraction=0.0)[0]["train"]
+
+
+def _epoch_seconds(loader, finish=lambda batch: batch) -> float:
+    start = time.perf_counter()
+    for batch in loader:
+        finish(batch)
+    return time.perf_counter() - start
+
+
+def measure(images: int, workers: int, batch_size: int, work: Path) -> dict:
+    split = make_split(work, images)
+    processor = processor_for(SamConfig())  # ViT-B's 1024 px preprocessing
+    ours = PromptDataset(split, processor, pixels=build_pixel_cache(processor, [split], work / "cache", Accelerator(cpu=True)))
+    loaders = {
+        "per_sample_processor": (torch.utils.data.DataLoader(PerSampleProcessor(split, processor), batch_size=batch_size,
+                                                             num_workers=workers, collate_fn=_collate_tutorial), lambda b: b),
+        "pixel_cache": (torch.utils.data.DataLoader(ours, batch_size=batch_size, num_workers=workers, collate_fn=collate),
+                        lambda b: normalize_pixels(b["pixel_uint8"], b["reshaped"], b["pixel_mean"], b["pixel_std"])),
+    }
+    seconds = {}
+    for name, (loader, finish) in loaders.items():
+        _epoch_seconds(loader, finish)  # warm-up: worker start, page cache
+        seconds[name] = _epoch_seconds(loader, finish)
+    return {
+        "images": images,
+        "workers": workers,
+        "per_sample_processor_images_per_s": round(images / seconds["per_sample_processor"], 2),
+        "pixel_cache_images_per_s": round(images / seconds["pixel_cache"], 2),
+        "per_sample_processor_s": round(seconds["per_sample_processor"], 3),
+        "pixel_cache_s": round(seconds["pixel_cache"], 3),
+        "input_pipeline_speedup": round(seconds["per_sample_processor"] / seconds["pixel_cache"], 2),
+        "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=48)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--output", type=Path)
+    args = parser.parse_args()
+    datasets.disable_progress_bars()
+    with tempfile.TemporaryDirectory() as work:
+        result = measure(args.images, args.workers, args.batch_size, Path(work))
+    print(json.dumps(result, indent=1))
+    if args.output:
+        args.output.write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Peak memory of a decoder-only epoch does not grow with the dataset: peak RSS at two sizes.
+
+    python benchmarks/memory.py [--sizes 200,2000]
+
+For each size a fresh process loads the prepared dataset from disk (memory-mapped Arrow), builds
+the embedding cache (memory-mapped `.npy`) and trains one decoder-only epoch of the tiny model
+reading from it; its peak resident memory is reported. Preparing the data is done beforehand in
+another process and not measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+
+def _prepare(work: Path, size: int) -> Path:
+    from polyp_sam_hf.data.prepare import prepare_dataset
+    from polyp_sam_hf.data.synthetic import write_demo_data
+
+    raw = write_demo_data(work / f"raw-{size}", num_train=size, num_test=0, seed=3)
+    dataset, _ = prepare_dataset(raw, val_fraction=0.0)
+    out = work / f"prepared-{size}"
+    dataset.save_to_disk(str(out))
+    return out
+
+
+def _epoch(prepared: Path, cache_root: Path) -> dict:
+    import datasets
+    import torch
+    from accelerate import Accelerator
+
+    from polyp_sam_hf.data.collate import PromptDataset, collate
+    from polyp_sam_hf.embedding_cache import build_embedding_cache
+    from polyp_sam_hf.evaluation import batch_loss, prompt_logits
+    from polyp_sam_hf.losses import get_loss
+    from polyp_sam_hf.modeling import get_strategy, load_model_and_processor
+
+    datasets.disable_progress_bars()
+    split = datasets.load_from_disk(str(prepared))["train"]
+    model, processor = load_model_and_processor("tiny-sam")
+    model = get_strategy("decoder").apply(model)
+    cache = build_embedding_cache(model, processor, [split], cache_root, Accelerator(cpu=True), batch_size=16)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    loader = torch.utils.data.DataLoader(PromptDataset(split, processor, embeddings=cache), batch_size=8,
+                                         shuffle=True, collate_fn=collate)
+    loss_fn = get_loss("dice")
+    for batch in loader:
+        loss = batch_loss(prompt_logits(model, batch), batch, loss_fn)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return {"frames": len(split), "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+def measure(sizes: list[int], work: Path) -> dict:
+    rows = []
+    for size in sizes:
+        prep = subprocess.run([sys.executable, __file__, "--child-prepare", str(size), "--work", str(work)],
+                              capture_output=True, text=True, check=True)
+        prepared = prep.stdout.strip().splitlines()[-1]
+        run = subprocess.run([sys.executable, __file__, "--child-epoch", prepared, "--work", str(work)],
+                             capture_output=True, text=True, check=True)
+        rows.append(json.loads(run.stdout.strip().splitlines()[-1]))
+    return {"epochs": rows, "peak_rss_ratio_largest_to_smallest": round(rows[-1]["peak_rss_mb"] / rows[0]["peak_rss_mb"], 3)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="200,2000")
+    parser.add_argument("--work", type=Path)
+    parser.add_argument("--child-prepare", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--child-epoch", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child_prepare:
+        print(_prepare(args.work, args.child_prepare))
+        return
+    if args.child_epoch:
+        print(json.dumps(_epoch(args.child_epoch, args.work / "cache")))
+        return
+    with tempfile.TemporaryDirectory() as work:
+        print(json.dumps(measure([int(s) for s in args.sizes.split(",")], Path(work)), indent=1))
+
+
+if __name__ == "__main__":
+    main()
