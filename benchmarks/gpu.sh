@@ -17,6 +17,9 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 # ViT-B: every strategy, bf16 and fp32, checkpointing off and on, eager and compiled
 python benchmarks/train_throughput.py --models random-sam-vit-base --batch 8 --steps 6 --warmup 3 \
     --compile --output "$out/gpu_vit_b.json"
+# ViT-B full in bf16: the effect of SDPA against eager attention
+python benchmarks/train_throughput.py --models random-sam-vit-base --variants full --precisions bf16 \
+    --checkpointing off --attention sdpa,eager --batch 8 --steps 6 --warmup 3 --output "$out/gpu_vit_b_attention.json"
 # ViT-L: full fine-tuning at batch 2 with checkpointing (the paper's 32 GB cards), bf16
 python benchmarks/train_throughput.py --models random-sam-vit-large --variants decoder-cached,lora,full \
     --precisions bf16 --checkpointing on,off --batch 2 --steps 4 --warmup 2 --output "$out/gpu_vit_l.json"

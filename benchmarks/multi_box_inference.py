@@ -20,12 +20,13 @@ from polyp_sam_hf.data.synthetic import synth_frame
 from polyp_sam_hf.inference import PolypSegmenter
 
 
-def measure(model: str, boxes: int, frames: int) -> dict:
+def measure(model: str, boxes: int, frames: int, warmup: bool = True) -> dict:
     rng = np.random.default_rng(0)
     images = [synth_frame(rng, height=448, width=512)[0] for _ in range(frames)]
     prompts = [[40 + 20 * i, 30 + 15 * i, 300 + 10 * i, 260 + 12 * i] for i in range(boxes)]
     segmenter = PolypSegmenter.from_pretrained(model, device="cpu")
-    segmenter.predict(images[0], prompts[:1])  # warm-up
+    if warmup:
+        segmenter.predict(images[0], prompts[:1])
     start = time.perf_counter()
     for image in images:
         shared = segmenter.predict(image, prompts)

@@ -64,12 +64,14 @@ def synthetic_batch(config, batch: int, cached: bool, device: torch.device) -> d
 
 
 def run_one(model_name: str, variant: str, precision: str, checkpointing: bool, batch: int, steps: int,
-            warmup: int, device: torch.device, compile_model: bool) -> dict:
+            warmup: int, device: torch.device, compile_model: bool, attention: str = "sdpa") -> dict:
     strategy, cached = VARIANTS[variant]
     model, _ = load_model_and_processor(model_name)
+    model.set_attn_implementation(attention)
     model = get_strategy(strategy).apply(model).to(device)
     if checkpointing:
-        model.gradient_checkpointing_enable()
+        # transformers 5 renamed it; older releases have only the first name
+        getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-6, fused=device.type == "cuda")
     forward = torch.compile(model) if compile_model else model
@@ -115,6 +117,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd models")
+    parser.add_argument("--attention", default="sdpa", help="comma-separated: sdpa, eager")
     parser.add_argument("--peak-tflops", type=float, help="the card's dense bf16 rate, if not in the table")
     parser.add_argument("--output", help="write the results as JSON here")
     args = parser.parse_args()
@@ -131,13 +134,14 @@ def main() -> None:
                 for ckpt in args.checkpointing.split(","):
                     if ckpt == "on" and cached:
                         continue  # nothing to recompute: the encoder does not run
-                    for compiled in ([False, True] if args.compile else [False]):
+                    for compiled, attention in [(c, a) for c in ([False, True] if args.compile else [False])
+                                                for a in args.attention.split(",")]:
                         row = {"model": model_name, "variant": variant, "precision": precision,
-                               "checkpointing": ckpt, "compiled": compiled, "batch": args.batch,
+                               "checkpointing": ckpt, "compiled": compiled, "attention": attention, "batch": args.batch,
                                "gflop_per_image": round(flops / 1e9, 3), "device": machine}
                         try:
                             row.update(run_one(model_name, variant, precision, ckpt == "on", args.batch,
-                                               args.steps, args.warmup, device, compiled))
+                                               args.steps, args.warmup, device, compiled, attention))
                             achieved = row["images_per_s"] * flops / 1e12
                             row["achieved_tflops"] = round(achieved, 2)
                             row["mfu"] = round(achieved / peak, 4) if peak else None

@@ -9,6 +9,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from .registry import lookup
+
 
 def box_mask(box: Sequence[float], height: int, width: int) -> np.ndarray:
     """The filled box as a boolean (H, W) mask."""
@@ -41,10 +43,7 @@ def baseline_prediction(
     name: str, boxes: Sequence[Sequence[float]], height: int, width: int
 ) -> np.ndarray:
     """The union of a baseline's masks over `boxes` (empty for no box), boolean (H, W)."""
-    try:
-        draw = BASELINES[name]
-    except KeyError:
-        raise ValueError(f"Unknown baseline {name!r}. Valid baselines: {', '.join(BASELINES)}.") from None
+    draw = lookup(BASELINES, name, "baseline")
     out = np.zeros((height, width), dtype=bool)
     for box in boxes:
         out |= draw(box, height, width)

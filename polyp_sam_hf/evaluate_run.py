@@ -24,6 +24,7 @@ from .baselines import BASELINES, baseline_prediction
 from .data.prompts import jitter_box
 from .inference import PolypSegmenter
 from .metrics import dice_iou, pranet_dice_iou
+from .registry import lookup
 from .reporting import prompt_boxes
 
 logger = logging.getLogger(__name__)
@@ -148,8 +149,7 @@ def run_evaluation(config: EvaluateConfig) -> dict:
     from .published import results_markdown
     from .visualize import best_worst_grid, plot_jitter_curves
 
-    if config.protocol not in PROTOCOLS:
-        raise ValueError(f"Unknown protocol {config.protocol!r}. Valid protocols: {', '.join(PROTOCOLS)}.")
+    lookup(PROTOCOLS, config.protocol, "protocol")
     output = Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
     data = load_polyp_data(config.data, split_preset=config.split_preset)

@@ -7,6 +7,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from .registry import lookup
+
 SMOOTH = 1.0  # keeps the loss finite, and near 0, for an empty target predicted empty
 
 
@@ -48,7 +50,4 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Ten
 
 def get_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
     """The per-mask loss called `name`; a `ValueError` lists the valid names otherwise."""
-    try:
-        return LOSSES[name]
-    except KeyError:
-        raise ValueError(f"Unknown loss {name!r}. Valid losses: {', '.join(LOSSES)}.") from None
+    return lookup(LOSSES, name, "loss", "losses")

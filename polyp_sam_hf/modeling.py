@@ -11,6 +11,8 @@ from pathlib import Path
 import torch
 from transformers import SamConfig, SamImageProcessor, SamModel, SamProcessor
 
+from .registry import lookup
+
 logger = logging.getLogger(__name__)
 
 
@@ -191,10 +193,7 @@ STRATEGIES: dict[str, Strategy] = {
 
 def get_strategy(name: str) -> Strategy:
     """The strategy called `name`; a `ValueError` lists the valid names otherwise."""
-    try:
-        return STRATEGIES[name]
-    except KeyError:
-        raise ValueError(f"Unknown strategy {name!r}. Valid strategies: {', '.join(STRATEGIES)}.") from None
+    return lookup(STRATEGIES, name, "strategy", "strategies")
 
 
 def count_parameters(model: torch.nn.Module) -> tuple[int, int]:

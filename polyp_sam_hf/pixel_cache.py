@@ -40,16 +40,23 @@ def resize_pad_uint8(image: Image.Image, size: int, resample: int = 2) -> np.nda
 def normalize_pixels(pixels: torch.Tensor, reshaped: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     """uint8 (B, 3, S, S) -> SAM's float pixel values, padding back to exactly 0.
 
+    One float copy, normalised in place (`x * 1/(255 std) - mean/std`), then the padding zeroed by
+    slices: a few passes over memory, which matters where the "device" is a CPU.
+
     Args:
         pixels: resized, zero-padded frames.
         reshaped: (B, 2) resized (height, width) of each frame.
-        mean, std: (3,) per-channel normalisation in [0, 1] units.
+        mean: (3,) per-channel mean in [0, 1] units.
+        std: (3,) per-channel standard deviation in [0, 1] units.
     """
-    size = pixels.shape[-1]
-    out = (pixels.float() / 255.0 - mean.view(1, 3, 1, 1).to(pixels.device)) / std.view(1, 3, 1, 1).to(pixels.device)
-    rows = torch.arange(size, device=pixels.device)
-    inside = (rows[None, :, None] < reshaped[:, 0, None, None]) & (rows[None, None, :] < reshaped[:, 1, None, None])
-    return out * inside[:, None]
+    scale = (1.0 / (255.0 * std)).view(1, 3, 1, 1).to(pixels.device)
+    shift = (mean / std).view(1, 3, 1, 1).to(pixels.device)
+    out = pixels.to(torch.float32)
+    out.mul_(scale).sub_(shift)
+    for i, (height, width) in enumerate(reshaped.tolist()):
+        out[i, :, height:, :] = 0
+        out[i, :, :height, width:] = 0
+    return out
 
 
 def processor_settings(processor: SamProcessor) -> tuple[int, int, torch.Tensor, torch.Tensor]:

@@ -118,7 +118,7 @@ def _loaders(model_args, data_args, train_args, dataset, model, processor, accel
         pixels = build_pixel_cache(processor, splits, root, accelerator)
     common = dict(processor=processor, prompt_mode=data_args.prompt_mode, seed=train_args.seed,
                   embeddings=embeddings, pixels=pixels)
-    train_set = PromptDataset(dataset["train"], box_jitter=data_args.box_jitter, **common)
+    train_set = PromptDataset(dataset["train"], box_jitter=data_args.box_jitter, original_masks=False, **common)
     val_set = PromptDataset(dataset["validation"], **common)
     kwargs = dict(batch_size=train_args.per_device_batch_size, collate_fn=collate,
                   num_workers=data_args.num_workers)
@@ -187,7 +187,8 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
     strategy = get_strategy(model_args.strategy)
     model = strategy.apply(model, lora_rank=model_args.lora_rank, lora_alpha=model_args.lora_alpha)
     if model_args.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        # transformers 5 renamed it; older releases have only the first name
+        getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
     model.to(accelerator.device)
     train_set, train_loader, val_loader = _loaders(
         model_args, data_args, train_args, dataset, model, processor, accelerator

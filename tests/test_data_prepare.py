@@ -132,3 +132,11 @@ def test_push_to_hub_is_private_by_default(pranet_root, tmp_path):
         cli_main(["prepare", "--data-root", str(pranet_root), "--output", str(tmp_path / "o"),
                   "--push-to-hub", "me/polyps"])
     push.assert_called_once_with("me/polyps", private=True)
+
+
+def test_empty_split_is_left_out_and_the_rest_saves_and_loads(pranet_root, tmp_path, capsys):
+    out = tmp_path / "prepared"
+    assert cli_main(["prepare", "--data-root", str(pranet_root), "--output", str(out), "--val-fraction", "0"]) == 0
+    assert "Split 'validation' has no rows" in capsys.readouterr().out
+    loaded = datasets.load_from_disk(str(out))
+    assert set(loaded) == {"train", "test"} and loaded["train"].num_rows == 10

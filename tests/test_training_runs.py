@@ -169,3 +169,24 @@ def test_interrupted_save_leaves_the_previous_checkpoint(prepared_demo, tmp_path
     monkeypatch.undo()
     save_training_state(accelerator, out, "step-0000003", {"step": 3})
     assert resolve_checkpoint(out, "latest").name == "step-0000003"
+
+
+def test_tensorboard_and_jsonl_logs(prepared_demo, tmp_path):
+    out = tmp_path / "run"
+    run(prepared_demo, out, "--max_steps", "2", "--eval_every_steps", "1", "--report_to", "tensorboard")
+    events = list(out.rglob("events.out.tfevents.*"))
+    assert events, "no TensorBoard event file"
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    assert {"train_loss", "val_dice"} <= set(acc.Tags()["scalars"])
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [1, 2] and all(0 <= x["val_dice"] <= 1 for x in lines)
+
+
+def test_gradient_checkpointing_gives_the_same_step(prepared_demo, tmp_path):
+    run(prepared_demo, tmp_path / "plain", "--max_steps", "1")
+    run(prepared_demo, tmp_path / "ckpt", "--max_steps", "1", "--gradient_checkpointing", "true")
+    assert_same_weights(weights(tmp_path / "plain" / "checkpoints" / "step-0000001"),
+                        weights(tmp_path / "ckpt" / "checkpoints" / "step-0000001"), atol=1e-6)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import datasets
 import numpy as np
 import torch
-import torch.nn.functional as F
+from PIL import Image
 from transformers import SamProcessor
 
 from ..pixel_cache import processor_settings, resize_pad_uint8
@@ -50,6 +50,7 @@ class PromptDataset(torch.utils.data.Dataset):
         seed: int = 0,
         embeddings: Callable[[str], torch.Tensor] | None = None,
         pixels: Callable[[str], torch.Tensor] | None = None,
+        original_masks: bool = True,
     ) -> None:
         if prompt_mode not in PROMPT_MODES:
             raise ValueError(f"Unknown prompt mode {prompt_mode!r}. Valid modes: {', '.join(PROMPT_MODES)}.")
@@ -61,6 +62,7 @@ class PromptDataset(torch.utils.data.Dataset):
         self.seed = seed
         self.embeddings = embeddings
         self.pixels = pixels
+        self.original_masks = original_masks  # for scoring at the original size; training needs none
         # decode the frame only when it is needed (no cache); the mask always
         needs_image = embeddings is None and pixels is None
         self.rows = split if needs_image else split.select_columns([c for c in split.column_names if c != "image"])
@@ -94,9 +96,10 @@ class PromptDataset(torch.utils.data.Dataset):
             "targets": self._targets(targets, new_h, new_w),
             "reshaped": torch.tensor([new_h, new_w]),
             "original": torch.tensor([height, width]),
-            "mask": torch.from_numpy(mask),
             "index": index,
         }
+        if self.original_masks:
+            item["mask"] = torch.from_numpy(mask)
         key = f"{row['source']}/{row['image_id']}"
         if self.embeddings is not None:
             item["image_embeddings"] = self.embeddings(key)
@@ -109,20 +112,21 @@ class PromptDataset(torch.utils.data.Dataset):
         return item
 
     def _targets(self, masks: list[np.ndarray], new_h: int, new_w: int) -> torch.Tensor:
+        """(K, S, S) uint8: each target resized (nearest) to the frame's resized size, zero-padded."""
         size = self.input_size
-        if not masks:
-            return torch.zeros((0, size, size), dtype=torch.uint8)
-        stacked = torch.from_numpy(np.stack(masks)).float()[None]
-        resized = F.interpolate(stacked, (new_h, new_w), mode="nearest")[0]
-        return F.pad(resized, (0, size - new_w, 0, size - new_h)).to(torch.uint8)
+        out = np.zeros((len(masks), size, size), dtype=np.uint8)
+        for k, mask in enumerate(masks):
+            resized = Image.fromarray(mask.astype(np.uint8)).resize((new_w, new_h), Image.NEAREST)
+            out[k, :new_h, :new_w] = np.asarray(resized)
+        return torch.from_numpy(out)
 
 
 def collate(items: list[dict]) -> dict:
     """Stack items, padding the prompt count K to the batch's largest.
 
     Adds `box_valid` (B, K) bool, False for padded prompts (their boxes are copies of a real one
-    so the model sees valid coordinates; the loss ignores them). `mask` stays a list: frames keep
-    their own size.
+    so the model sees valid coordinates; the loss ignores them). `mask`, when the items carry it,
+    stays a list: frames keep their own size.
     """
     k = max(max(len(item["boxes"]) for item in items), 1)
     size = items[0]["targets"].shape[-1]
@@ -139,9 +143,10 @@ def collate(items: list[dict]) -> dict:
         "box_valid": torch.stack(valid),
         "reshaped": torch.stack([item["reshaped"] for item in items]),
         "original": torch.stack([item["original"] for item in items]),
-        "mask": [item["mask"] for item in items],
         "index": torch.tensor([item["index"] for item in items]),
     }
+    if "mask" in items[0]:
+        batch["mask"] = [item["mask"] for item in items]
     if "image_embeddings" in items[0]:
         batch["image_embeddings"] = torch.stack([item["image_embeddings"] for item in items])
     else:

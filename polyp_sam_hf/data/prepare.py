@@ -61,6 +61,7 @@ class PrepareReport:
     empty_dropped: Counter = field(default_factory=Counter)  # (split, source) -> rows
     empty_kept: Counter = field(default_factory=Counter)  # source -> test rows with empty mask
     left_out_by_preset: int = 0
+    omitted: list[str] = field(default_factory=list)  # splits with no rows, not in the DatasetDict
 
     def format(self) -> str:
         """The summary table printed at the end of `polyp-sam prepare`."""
@@ -76,6 +77,8 @@ class PrepareReport:
             lines.append(f"Dropped {n} {source} {split} rows with an empty mask.")
         for source, n in sorted(self.empty_kept.items()):
             lines.append(f"Kept {n} {source} test rows with an empty mask (box is null).")
+        for split in self.omitted:
+            lines.append(f"Split {split!r} has no rows and is not in the saved dataset.")
         if self.left_out_by_preset:
             lines.append(f"Left out {self.left_out_by_preset} pairs not used by the split preset.")
         lines.append(f"Skipped files: {len(self.skipped)}")
@@ -177,11 +180,12 @@ def prepare_dataset(
                 rows.append(row)
                 report.counts[(split, pair.source)] += 1
             built[split] = rows
-    dataset = datasets.DatasetDict({split: _to_dataset(rows) for split, rows in built.items()})
+    # an empty split is left out: `save_to_disk` writes it without shards and cannot read it back
+    dataset = datasets.DatasetDict({split: _to_dataset(rows) for split, rows in built.items() if rows})
+    report.omitted = [split for split, rows in built.items() if not rows]
     return dataset, report
 
 
 def _to_dataset(rows: list[dict]) -> datasets.Dataset:
-    # from_dict, not from_list: an empty split must still carry every column
     columns = {name: [row[name] for row in rows] for name in FEATURES}
     return datasets.Dataset.from_dict(columns, features=FEATURES)

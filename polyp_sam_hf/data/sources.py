@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..registry import lookup
+
 
 @dataclass(frozen=True)
 class PolypSource:
@@ -89,12 +91,7 @@ _CLINICDB_ID = re.compile(r"^\d+$")
 
 def get_source(name: str) -> PolypSource:
     """Return the registry entry called `name`; a `ValueError` lists the valid names otherwise."""
-    try:
-        return SOURCES[name]
-    except KeyError:
-        raise ValueError(
-            f"Unknown polyp source {name!r}. Valid sources: {', '.join(SOURCES)}."
-        ) from None
+    return lookup(SOURCES, name, "polyp source", "sources")
 
 
 def source_from_pranet_train_name(stem: str) -> str | None:

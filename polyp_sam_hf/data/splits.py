@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..registry import lookup
 from .layouts import PairRecord
 from .sources import SOURCES
 
@@ -53,12 +54,7 @@ SPLIT_PRESETS: dict[str, SplitPreset] = {
 
 def get_split_preset(name: str) -> SplitPreset:
     """The preset called `name`; a `ValueError` lists the valid names otherwise."""
-    try:
-        return SPLIT_PRESETS[name]
-    except KeyError:
-        raise ValueError(
-            f"Unknown split preset {name!r}. Valid presets: {', '.join(SPLIT_PRESETS)}."
-        ) from None
+    return lookup(SPLIT_PRESETS, name, "split preset", "presets")
 
 
 def _seeded_take(items: list[PairRecord], fraction: float, rng: np.random.Generator):
