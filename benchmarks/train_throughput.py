@@ -70,7 +70,7 @@ def run_one(model_name: str, variant: str, precision: str, checkpointing: bool, 
     model.set_attn_implementation(attention)
     model = get_strategy(strategy).apply(model).to(device)
     if checkpointing:
-        # transformers 5 renamed it; older releases have only the first name
+        # transformers 5 renamed it; older releases have only gradient_checkpointing_enable
         getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-6, fused=device.type == "cuda")

@@ -187,7 +187,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
     strategy = get_strategy(model_args.strategy)
     model = strategy.apply(model, lora_rank=model_args.lora_rank, lora_alpha=model_args.lora_alpha)
     if model_args.gradient_checkpointing:
-        # transformers 5 renamed it; older releases have only the first name
+        # transformers 5 renamed it; older releases have only gradient_checkpointing_enable
         getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
     model.to(accelerator.device)
     train_set, train_loader, val_loader = _loaders(
