@@ -21,11 +21,10 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .baselines import BASELINES, baseline_prediction
-from .data.prompts import jitter_box
+from .data.prompts import jitter_box, prompt_boxes
 from .inference import PolypSegmenter
 from .metrics import dice_iou, pranet_dice_iou
 from .registry import lookup
-from .reporting import prompt_boxes
 
 logger = logging.getLogger(__name__)
 

@@ -323,11 +323,11 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
         plot_training_curves(state.history, output_dir / "training_curves.png")
     # Restore the best validation weights: best/ is exactly what was kept.
     best = SamModel.from_pretrained(output_dir / "best").to(accelerator.device)
-    if train_args.evaluate_test and "test" in dataset and len(dataset["test"]):
-        results["test"] = test_report(best, processor, dataset["test"], data_args.prompt_mode, accelerator,
-                                      batch_size=train_args.per_device_batch_size)
-        if accelerator.is_main_process:
-            (output_dir / "test_results.json").write_text(json.dumps(results["test"], indent=1))
+    if train_args.evaluate_test and "test" in dataset and accelerator.is_main_process:
+        results["test"] = test_report(best, processor, dataset["test"], data_args.prompt_mode,
+                                      accelerator.device, batch_size=train_args.per_device_batch_size)
+        (output_dir / "test_results.json").write_text(json.dumps(results["test"], indent=1))
+    accelerator.wait_for_everyone()
     accelerator.end_training()
     return results
 

@@ -94,7 +94,7 @@ def best_worst_grid(split: "datasets.Dataset", masks: dict, dice: dict, folder: 
         per_side: frames in each of the best and the worst rows.
         prompt_mode: the prompts the masks were made with, drawn as boxes.
     """
-    from .reporting import prompt_boxes
+    from .data.prompts import prompt_boxes
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -96,3 +96,11 @@ def jitter_box(
     lo = np.minimum(moved[..., :2], moved[..., 2:])
     hi = np.maximum(moved[..., :2], moved[..., 2:])
     return np.concatenate([lo, hi], axis=-1)
+
+
+def prompt_boxes(row: dict, prompt_mode: str) -> list[list[float]]:
+    """The boxes a dataset row is prompted with: `single`, the whole-mask box (none for an empty
+    mask); `per-component`, one box per polyp."""
+    if prompt_mode == "per-component" and row["boxes"]:
+        return row["boxes"]
+    return [row["box"]] if row["box"] is not None else []
