@@ -43,7 +43,7 @@ def segment(segmenter: PolypSegmenter, image: Image.Image | np.ndarray, boxes_te
     """Predict the union mask for the typed/drawn boxes; returns the overlay and the mask's path."""
     if image is None:
         raise ValueError("Upload a frame first.")
-    frame = segmenter._as_image(image)
+    frame = segmenter.as_image(image)
     boxes = parse_boxes(boxes_text)
     masks = segmenter.predict(frame, boxes, name="the uploaded frame")
     union = masks.any(0)

@@ -77,7 +77,9 @@ class PolypSegmenter:
         return cls(model, processor, device)
 
     @staticmethod
-    def _as_image(image: Image.Image | np.ndarray | str | Path) -> Image.Image:
+    def as_image(image: Image.Image | np.ndarray | str | Path) -> Image.Image:
+        """A frame as 8-bit RGB PIL from a PIL image, an HWC array, or a file path (read with errors
+        that name the file)."""
         if isinstance(image, (str, Path)):
             return read_image(image)
         if isinstance(image, np.ndarray):
@@ -91,7 +93,7 @@ class PolypSegmenter:
     @torch.no_grad()
     def embed_batch(self, images: list) -> list[ImageEmbedding]:
         """Run the image encoder on several frames in one call."""
-        images = [self._as_image(image) for image in images]
+        images = [self.as_image(image) for image in images]
         pixels = self.processor.image_processor(images, return_tensors="pt")["pixel_values"].to(self.device)
         embeddings = self.model.get_image_embeddings(pixels)
         return [

@@ -75,7 +75,7 @@ def run_predict(model: str, image: str | Path, output: str | Path, boxes: list[l
     output.mkdir(parents=True, exist_ok=True)
     written = []
     for path in tqdm(images, desc="Predicting", unit="img"):
-        frame = segmenter._as_image(path)
+        frame = segmenter.as_image(path)
         chosen = per_image.get(path.name) or per_image.get(path.stem) or boxes
         chosen = validate_boxes(chosen, frame.width, frame.height, name=str(path))
         masks = segmenter.predict(frame, chosen, name=str(path))

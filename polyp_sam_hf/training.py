@@ -361,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
         results = train(*parse_config(argv))
     except KeyboardInterrupt:
         return 130
+    except (ValueError, OSError) as err:  # bad settings, data or model: the message says what to do
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     if PartialState().is_main_process:
         print(f"\nBest validation Dice {results['best_dice']:.4f} at step {results['best_step']}.")
         if results.get("test"):

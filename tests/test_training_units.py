@@ -228,3 +228,14 @@ def test_box_jitter_is_seeded_per_epoch(prepared_demo):
     assert not torch.equal(first, ds[0]["boxes"])
     exact = PromptDataset(split, processor)[0]["boxes"]
     assert not torch.equal(first, exact)
+
+
+def test_train_command_reports_a_missing_model_without_a_traceback(prepared_demo, tmp_path, capsys):
+    from polyp_sam_hf.training import main
+
+    from conftest import train_args
+
+    argv = train_args(prepared_demo, tmp_path / "run") + ["--model", "facebook/sam-vit-not-cached"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: Cannot load SAM weights") and "Traceback" not in err
