@@ -24,9 +24,6 @@ from transformers import SamModel, SamProcessor
 
 from .array_cache import ArrayCache, frames_fingerprint
 
-EmbeddingCache = ArrayCache  # what a built embedding cache is read with
-
-
 def model_fingerprint(encoder: torch.nn.Module) -> str:
     """sha256 of the encoder's parameter and buffer names, shapes, dtypes and values."""
     digest = hashlib.sha256()
@@ -72,9 +69,9 @@ def build_embedding_cache(
         pixels = processor.image_processor(images, return_tensors="pt")["pixel_values"].to(device)
         return model.get_image_embeddings(pixels).float().cpu().numpy().astype(np.float16)
 
-    shape = tuple(model.get_image_embeddings(
-        processor.image_processor(splits[0][0]["image"], return_tensors="pt")["pixel_values"].to(device)
-    ).shape[1:]) if not (folder / "complete").is_file() else ()
+    vision = model.config.vision_config
+    grid = vision.image_size // vision.patch_size
+    shape = (vision.output_channels, grid, grid)  # what get_image_embeddings returns per frame
     was_training = encoder.training
     encoder.eval()
     try:

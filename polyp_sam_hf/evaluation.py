@@ -79,22 +79,19 @@ def evaluate_loader(model: torch.nn.Module, loader, accelerator, desc: str = "Va
     """Mean Dice and mIoU over a (prepared) loader, gathered across processes.
 
     Returns:
-        `{"dice": float, "miou": float, "n": int, "indices": tensor, "dice_per_image": tensor}`.
+        `{"dice": float, "miou": float, "n": int}`.
     """
     model.eval()
-    dices, ious, indices = [], [], []
+    dices, ious = [], []
     for batch in tqdm(loader, desc=desc, disable=not accelerator.is_local_main_process, leave=False):
         dice, iou = score_batch(prompt_logits(model, batch), batch)
-        dice, iou, index = accelerator.gather_for_metrics((dice, iou, batch["index"]))
+        dice, iou = accelerator.gather_for_metrics((dice, iou))
         dices.append(dice.cpu())
         ious.append(iou.cpu())
-        indices.append(index.cpu())
     model.train()
     dice, iou = torch.cat(dices), torch.cat(ious)
     return {
         "dice": float(dice.mean()) if len(dice) else float("nan"),
         "miou": float(iou.mean()) if len(iou) else float("nan"),
         "n": int(len(dice)),
-        "indices": torch.cat(indices),
-        "dice_per_image": dice,
     }
