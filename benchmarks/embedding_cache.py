@@ -22,7 +22,6 @@ from accelerate import Accelerator
 from polyp_sam_hf.data.collate import PromptDataset, collate
 from polyp_sam_hf.data.prepare import prepare_dataset
 from polyp_sam_hf.data.synthetic import write_demo_data
-from polyp_sam_hf.array_cache import ArrayCache
 from polyp_sam_hf.embedding_cache import build_embedding_cache
 from polyp_sam_hf.evaluation import batch_loss, prompt_logits
 from polyp_sam_hf.losses import get_loss

@@ -53,9 +53,11 @@ class ArrayCache:
         return len(self.index)
 
     def __call__(self, key: str) -> torch.Tensor:
+        """The frame's array as a tensor over the mapped file: no bytes are read or copied until it
+        is used (collated or normalised), and writes to it stay private (copy-on-write)."""
         if self._array is None:
-            self._array = np.load(self.folder / "arrays.npy", mmap_mode="r")
-        return torch.from_numpy(np.array(self._array[self.index[key]]))
+            self._array = np.load(self.folder / "arrays.npy", mmap_mode="c")
+        return torch.from_numpy(self._array[self.index[key]])
 
     def __getstate__(self):  # pickled into workers without the open memory map
         return {**self.__dict__, "_array": None}
@@ -71,25 +73,28 @@ class ArrayCache:
         accelerator: Accelerator,
         batch_size: int = 8,
         desc: str = "Caching",
+        columns: tuple[str, ...] = ("image",),
     ) -> "ArrayCache":
         """Open the cache in `folder`, computing it first if it is not complete.
 
         Args:
             folder: this cache's own folder (its name is the caller's fingerprint).
             splits: the frames to cache, keyed `source/image_id`.
-            compute: a list of PIL frames -> array of shape (len, *shape).
+            compute: a list of rows (dicts holding `columns`) -> array of shape (len, *shape).
             shape: one frame's array shape.
             dtype: the stored dtype.
             accelerator: divides the frames among processes and synchronises them.
             batch_size: frames per `compute` call.
             desc: the progress bar's label.
+            columns: the columns `compute` reads (others are not decoded).
         """
         folder = Path(folder)
         if (folder / COMPLETE).is_file():
             if accelerator.is_main_process:
                 logger.info("Reusing %s", folder)
             return cls(folder)
-        rows = [(split, i) for split in splits for i in range(len(split))]
+        readable = [split.select_columns(list(columns)) for split in splits]
+        rows = [(split, i) for split in readable for i in range(len(split))]
         keys = [key for split in splits for key in frame_keys(split)]
         index = {key: n for n, key in enumerate(dict.fromkeys(keys))}
         if accelerator.is_main_process:
@@ -103,7 +108,7 @@ class ArrayCache:
         with tqdm(total=len(mine), desc=desc, unit="img", disable=not accelerator.is_local_main_process) as bar:
             for start in range(0, len(mine), batch_size):
                 chunk = mine[start : start + batch_size]
-                values = compute([rows[n][0][rows[n][1]]["image"] for n in chunk])
+                values = compute([rows[n][0][rows[n][1]] for n in chunk])
                 for n, value in zip(chunk, values):
                     array[index[keys[n]]] = value
                 bar.update(len(chunk))

@@ -65,7 +65,8 @@ def build_embedding_cache(
     folder = Path(root) / f"embeddings-{cache_fingerprint(encoder, processor, splits)}"
     device = accelerator.device
 
-    def embed(images: list) -> np.ndarray:
+    def embed(rows: list[dict]) -> np.ndarray:
+        images = [row["image"] for row in rows]
         pixels = processor.image_processor(images, return_tensors="pt")["pixel_values"].to(device)
         return model.get_image_embeddings(pixels).float().cpu().numpy().astype(np.float16)
 

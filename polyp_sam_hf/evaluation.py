@@ -15,11 +15,13 @@ from .postprocess import logits_to_original, upsample_to_input, valid_region
 def prompt_logits(model: torch.nn.Module, batch: dict) -> torch.Tensor:
     """Low-resolution mask logits (B, K, h, w), one mask per box (SAM's single-mask output).
 
-    Uses `image_embeddings` when the batch has them (cached encoder), else normalises the uint8
-    frames on their device.
+    Uses `image_embeddings` when the batch has them (cached encoder), `pixel_values` when the
+    loader normalised the frames, else normalises the uint8 frames on their device.
     """
     if "image_embeddings" in batch:
         inputs = {"image_embeddings": batch["image_embeddings"]}
+    elif "pixel_values" in batch:
+        inputs = {"pixel_values": batch["pixel_values"]}
     else:
         pixels = normalize_pixels(batch["pixel_uint8"], batch["reshaped"], batch["pixel_mean"], batch["pixel_std"])
         inputs = {"pixel_values": pixels}

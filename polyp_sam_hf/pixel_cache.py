@@ -5,14 +5,16 @@ the ImageNet mean and std, pad to S x S with zeros. Only the resize depends on t
 in a costly way, and its result is uint8; so the loader can hand over uint8 frames (4x smaller
 than float) and the normalisation runs on the device, batched. With the pixel cache the resized
 frames are computed once and read from a memory-mapped file, so no JPEG is decoded during
-training. The result equals `SamImageProcessor`'s up to rounding of the resized pixels (at most
-one grey level).
+training; the cache also holds each frame's whole mask on the same grid (the training target for
+a single box), so no mask PNG is decoded either. The pixels equal `SamImageProcessor`'s up to
+rounding of the resized pixels (at most one grey level).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import datasets
@@ -27,33 +29,53 @@ from .array_cache import ArrayCache, frames_fingerprint
 _RESAMPLE = {0: Image.NEAREST, 1: Image.LANCZOS, 2: Image.BILINEAR, 3: Image.BICUBIC}
 
 
+def resized_shape(height: int, width: int, longest: int) -> tuple[int, int]:
+    """The (height, width) SAM resizes a frame to: longest side `longest`, aspect kept."""
+    scale = longest / max(height, width)
+    return int(height * scale + 0.5), int(width * scale + 0.5)
+
+
 def resize_pad_uint8(image: Image.Image, size: int, resample: int = 2) -> np.ndarray:
     """(3, S, S) uint8: the frame resized so its longest side is `size`, zero-padded bottom/right."""
-    scale = size / max(image.width, image.height)
-    new_w, new_h = int(image.width * scale + 0.5), int(image.height * scale + 0.5)
+    new_h, new_w = resized_shape(image.height, image.width, size)
     resized = np.asarray(image.convert("RGB").resize((new_w, new_h), _RESAMPLE.get(int(resample), Image.BILINEAR)))
     out = np.zeros((3, size, size), dtype=np.uint8)
     out[:, :new_h, :new_w] = resized.transpose(2, 0, 1)
     return out
 
 
-def normalize_pixels(pixels: torch.Tensor, reshaped: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+def resize_pad_mask(mask: np.ndarray, height: int, width: int, size: int) -> np.ndarray:
+    """(S, S) uint8 0/1: a boolean (H, W) mask resized (nearest) to (height, width), zero-padded."""
+    resized = Image.fromarray(mask.view(np.uint8)).resize((width, height), Image.NEAREST)  # bool as 0/1, no copy
+    out = np.zeros((size, size), dtype=np.uint8)
+    out[:height, :width] = np.asarray(resized)
+    return out
+
+
+def normalize_pixels(pixels: torch.Tensor | Sequence[torch.Tensor], reshaped: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
+                     out: torch.Tensor | None = None) -> torch.Tensor:
     """uint8 (B, 3, S, S) -> SAM's float pixel values, padding back to exactly 0.
 
-    One float copy, normalised in place (`x * 1/(255 std) - mean/std`), then the padding zeroed by
-    slices: a few passes over memory, which matters where the "device" is a CPU.
+    Each frame's resized region is converted to float and normalised in place
+    (`x * 1/(255 std) - mean/std`); only the padding is written as zeros. Every output byte is
+    written once or twice and the padding never normalised: memory passes matter where the
+    "device" is a CPU (a fresh output's pages are faulted in by the first write).
 
     Args:
-        pixels: resized, zero-padded frames.
+        pixels: resized, zero-padded uint8 frames, (B, 3, S, S) or B tensors (3, S, S).
         reshaped: (B, 2) resized (height, width) of each frame.
         mean: (3,) per-channel mean in [0, 1] units.
         std: (3,) per-channel standard deviation in [0, 1] units.
+        out: optional float32 (B, 3, S, S) to write into (e.g. a shared-memory batch).
     """
-    scale = (1.0 / (255.0 * std)).view(1, 3, 1, 1).to(pixels.device)
-    shift = (mean / std).view(1, 3, 1, 1).to(pixels.device)
-    out = pixels.to(torch.float32)
-    out.mul_(scale).sub_(shift)
+    device = pixels[0].device
+    scale = (1.0 / (255.0 * std)).view(3, 1, 1).to(device)
+    shift = (mean / std).view(3, 1, 1).to(device)
+    if out is None:
+        out = torch.empty((len(pixels), *pixels[0].shape), dtype=torch.float32, device=device)
     for i, (height, width) in enumerate(reshaped.tolist()):
+        frame = out[i, :, :height, :width]
+        frame.copy_(pixels[i][:, :height, :width]).mul_(scale).sub_(shift)
         out[i, :, height:, :] = 0
         out[i, :, :height, width:] = 0
     return out
@@ -68,16 +90,23 @@ def processor_settings(processor: SamProcessor) -> tuple[int, int, torch.Tensor,
 
 def build_pixel_cache(processor: SamProcessor, splits: list[datasets.Dataset], root: str | Path,
                       accelerator: Accelerator, batch_size: int = 16) -> ArrayCache:
-    """Open (computing once) the cache of resized uint8 frames for these splits under `root`.
+    """Open (computing once) the cache of resized frames and masks for these splits under `root`.
 
-    Its folder is named by the input size, the resize filter and the frames' fingerprint.
+    Each entry is (4, S, S) uint8: the frame's three channels as `resize_pad_uint8` gives them,
+    then its whole mask (0/1) on the same grid as `resize_pad_mask` gives it. The folder is named
+    by the layout, the input size, the resize filter and the frames' fingerprint.
     """
     size, resample, _, _ = processor_settings(processor)
-    key = hashlib.sha256(json.dumps([size, resample]).encode() + frames_fingerprint(splits).encode())
+    key = hashlib.sha256(json.dumps(["rgb+mask", size, resample]).encode() + frames_fingerprint(splits).encode())
     folder = Path(root) / f"pixels-{key.hexdigest()[:24]}"
 
-    def resize(images: list) -> np.ndarray:
-        return np.stack([resize_pad_uint8(image, size, resample) for image in images])
+    def resize(rows: list[dict]) -> np.ndarray:
+        out = np.empty((len(rows), 4, size, size), dtype=np.uint8)
+        for n, row in enumerate(rows):
+            out[n, :3] = resize_pad_uint8(row["image"], size, resample)
+            mask = np.asarray(row["mask"]) > 127
+            out[n, 3] = resize_pad_mask(mask, *resized_shape(*mask.shape, size), size)
+        return out
 
-    return ArrayCache.build(folder, splits, resize, (3, size, size), np.uint8, accelerator, batch_size,
-                            desc="Caching resized frames")
+    return ArrayCache.build(folder, splits, resize, (4, size, size), np.uint8, accelerator, batch_size,
+                            desc="Caching resized frames", columns=("image", "mask"))

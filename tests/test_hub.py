@@ -17,7 +17,6 @@ from transformers import SamModel, SamProcessor, pipeline
 import hub_upload
 from polyp_sam_hf.hub import max_logit_difference
 
-from conftest import REPO_ROOT
 
 SECRET = "hf_testtokenthatmustneverappear0123456789"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import datasets
 import numpy as np
 import torch
@@ -10,9 +12,10 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from polyp_sam_hf.config import parse_config
-from polyp_sam_hf.data.collate import resized_shape
+from polyp_sam_hf.data.collate import PromptDataset, collate, resized_shape
 from polyp_sam_hf.modeling import processor_for
-from polyp_sam_hf.pixel_cache import build_pixel_cache, normalize_pixels, processor_settings, resize_pad_uint8
+from polyp_sam_hf.pixel_cache import (build_pixel_cache, normalize_pixels, processor_settings, resize_pad_mask,
+                                      resize_pad_uint8)
 from polyp_sam_hf.training import train
 from transformers import SamConfig
 
@@ -41,10 +44,45 @@ def test_pixel_cache_holds_the_resized_frames(prepared_demo, tmp_path):
     cache = build_pixel_cache(processor, [ds["train"]], tmp_path, Accelerator(cpu=True))
     row = ds["train"][3]
     stored = cache(f"{row['source']}/{row['image_id']}")
-    assert stored.dtype == torch.uint8 and stored.shape == (3, 64, 64)
-    np.testing.assert_array_equal(stored.numpy(), resize_pad_uint8(row["image"], 64))
+    assert stored.dtype == torch.uint8 and stored.shape == (4, 64, 64)
+    np.testing.assert_array_equal(stored[:3].numpy(), resize_pad_uint8(row["image"], 64))
+    mask = np.asarray(row["mask"]) > 127
+    height, width = resized_shape(*mask.shape, 64)
+    np.testing.assert_array_equal(stored[3].numpy(), resize_pad_mask(mask, height, width, 64))
+    assert stored[3, :height, :width].sum() > 0 and stored[3, height:].sum() == 0 and stored[3, :, width:].sum() == 0
     again = build_pixel_cache(processor, [ds["train"]], tmp_path, Accelerator(cpu=True))
     assert again.folder == cache.folder and len(list(tmp_path.iterdir())) == 1
+
+
+def test_cached_items_equal_decoded_items(prepared_demo, tmp_path):
+    """Training items from the cache (mask plane as target, nothing decoded) equal those built
+    from the decoded frame and mask, with box jitter, and collate to the same batch either way."""
+    ds = datasets.load_from_disk(str(prepared_demo))
+    processor = processor_for(SamConfig(vision_config={"image_size": 64}))
+    processor.image_processor.size = {"longest_edge": 64}
+    processor.image_processor.pad_size = {"height": 64, "width": 64}
+    cache = build_pixel_cache(processor, [ds["train"]], tmp_path, Accelerator(cpu=True))
+    common = dict(box_jitter=0.1, seed=3, original_masks=False)
+    cached = PromptDataset(ds["train"], processor, pixels=cache, **common)
+    decoded = PromptDataset(ds["train"], processor, **common)
+    assert cached.cached_targets and "mask" not in cached.rows.column_names
+    for index in range(len(ds["train"])):
+        a, b = cached[index], decoded[index]
+        assert a.keys() == b.keys()
+        for key in a:
+            torch.testing.assert_close(torch.as_tensor(a[key]), torch.as_tensor(b[key]), atol=0, rtol=0, msg=key)
+    first, second = collate([cached[0], cached[1]], normalize=True), collate([decoded[0], decoded[1]])
+    torch.testing.assert_close(first["pixel_values"], normalize_pixels(second["pixel_uint8"], second["reshaped"],
+                                                                       second["pixel_mean"], second["pixel_std"]))
+    # batches built in worker processes (shared-memory outputs) equal those built in this one
+    batcher = functools.partial(collate, normalize=True)
+    here = list(torch.utils.data.DataLoader(cached, batch_size=4, collate_fn=batcher))
+    there = list(torch.utils.data.DataLoader(cached, batch_size=4, collate_fn=batcher, num_workers=2))
+    assert len(here) == len(there) > 1
+    for a, b in zip(here, there):
+        assert b["pixel_values"].is_shared() and b["targets"].is_shared()
+        for key in ("pixel_values", "targets", "input_boxes", "reshaped"):
+            torch.testing.assert_close(a[key], b[key], atol=0, rtol=0, msg=key)
 
 
 def test_training_with_pixel_cache_is_identical(prepared_demo, tmp_path):

@@ -11,19 +11,12 @@ from collections.abc import Callable
 import datasets
 import numpy as np
 import torch
-from PIL import Image
 from transformers import SamProcessor
 
-from ..pixel_cache import processor_settings, resize_pad_uint8
+from ..pixel_cache import normalize_pixels, processor_settings, resize_pad_mask, resize_pad_uint8, resized_shape
 from .prompts import component_masks, jitter_box
 
 PROMPT_MODES = ("single", "per-component")
-
-
-def resized_shape(height: int, width: int, longest: int) -> tuple[int, int]:
-    """The (height, width) SAM resizes a frame to: longest side `longest`, aspect kept."""
-    scale = longest / max(height, width)
-    return int(height * scale + 0.5), int(width * scale + 0.5)
 
 
 class PromptDataset(torch.utils.data.Dataset):
@@ -31,7 +24,9 @@ class PromptDataset(torch.utils.data.Dataset):
 
     Items:
         `pixel_uint8` (3, S, S) uint8, the frame resized and padded (normalised later, on the
-        device, by `normalize_pixels`), read from `pixels` when given; or `image_embeddings`
+        device, by `normalize_pixels`), a view of the pixel cache `pixels` when given (its entries
+        are (4, S, S): frame, then whole mask; that plane is the target for a single whole-mask
+        box when no original-size mask is asked for, so no mask is decoded); or `image_embeddings`
         (C, h, w) when `embeddings` is given; `pixel_mean`, `pixel_std` (3,);
         `boxes` (K, 4) float in the S x S input frame; `targets` (K, S, S) uint8 0/1 on the same
         grid (zero on the padding); `reshaped` (2,) and `original` (2,) long (height, width);
@@ -63,9 +58,13 @@ class PromptDataset(torch.utils.data.Dataset):
         self.embeddings = embeddings
         self.pixels = pixels
         self.original_masks = original_masks  # for scoring at the original size; training needs none
-        # decode the frame only when it is needed (no cache); the mask always
-        needs_image = embeddings is None and pixels is None
-        self.rows = split if needs_image else split.select_columns([c for c in split.column_names if c != "image"])
+        # decode only what is needed: the frame when no cache holds it; the mask unless the pixel
+        # cache's mask plane is the target (one whole-mask box) and no original-size mask is asked for
+        self.cached_targets = pixels is not None and prompt_mode == "single" and not original_masks
+        skip = set() if embeddings is None and pixels is None else {"image"}
+        if self.cached_targets:
+            skip.add("mask")
+        self.rows = split.select_columns([c for c in split.column_names if c not in skip]) if skip else split
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -83,50 +82,66 @@ class PromptDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         row = self.rows[index]
-        mask = np.asarray(row["mask"]) > 127
-        height, width = mask.shape
-        boxes, targets = self._prompts(row, mask)
+        key = f"{row['source']}/{row['image_id']}"
+        height, width = row["height"], row["width"]
+        new_h, new_w = resized_shape(height, width, self.input_size)
+        cached = self.pixels(key) if self.pixels is not None else None  # (4, S, S): frame, mask
+        if self.cached_targets:
+            boxes = np.asarray([row["box"]] if row["box"] is not None else [], np.float32).reshape(-1, 4)
+            targets = cached[3:4][: len(boxes)]
+        else:
+            mask = np.asarray(row["mask"]) > 127
+            boxes, masks = self._prompts(row, mask)
+            targets = torch.from_numpy(np.stack([resize_pad_mask(m, new_h, new_w, self.input_size) for m in masks])
+                                       if masks else np.zeros((0, self.input_size, self.input_size), np.uint8))
         if self.box_jitter > 0 and len(boxes):
             rng = np.random.default_rng((self.seed, self.epoch, index))
             boxes = jitter_box(boxes, self.box_jitter, width, height, rng)
-        new_h, new_w = resized_shape(height, width, self.input_size)
         scale = np.array([new_w / width, new_h / height] * 2, np.float32)
         item = {
             "boxes": torch.from_numpy(boxes * scale),
-            "targets": self._targets(targets, new_h, new_w),
+            "targets": targets,
             "reshaped": torch.tensor([new_h, new_w]),
             "original": torch.tensor([height, width]),
             "index": index,
         }
         if self.original_masks:
             item["mask"] = torch.from_numpy(mask)
-        key = f"{row['source']}/{row['image_id']}"
         if self.embeddings is not None:
             item["image_embeddings"] = self.embeddings(key)
             return item
-        if self.pixels is not None:
-            item["pixel_uint8"] = self.pixels(key)
+        if cached is not None:
+            item["pixel_uint8"] = cached[:3]
         else:
             item["pixel_uint8"] = torch.from_numpy(resize_pad_uint8(row["image"], self.input_size, self.resample))
         item["pixel_mean"], item["pixel_std"] = self.mean, self.std
         return item
 
-    def _targets(self, masks: list[np.ndarray], new_h: int, new_w: int) -> torch.Tensor:
-        """(K, S, S) uint8: each target resized (nearest) to the frame's resized size, zero-padded."""
-        size = self.input_size
-        out = np.zeros((len(masks), size, size), dtype=np.uint8)
-        for k, mask in enumerate(masks):
-            resized = Image.fromarray(mask.astype(np.uint8)).resize((new_w, new_h), Image.NEAREST)
-            out[k, :new_h, :new_w] = np.asarray(resized)
-        return torch.from_numpy(out)
+
+def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised tensor; in a DataLoader worker, allocated in shared memory so that handing
+    the batch to the main process moves no bytes (a plain tensor would be copied there first)."""
+    if torch.utils.data.get_worker_info() is None:
+        return torch.empty(shape, dtype=dtype)
+    numel = int(np.prod(shape))
+    storage = torch.empty(0, dtype=dtype)._typed_storage()._new_shared(numel)
+    return torch.empty(0, dtype=dtype).set_(storage).view(shape)
 
 
-def collate(items: list[dict]) -> dict:
+def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
+    return torch.stack(tensors, out=_empty((len(tensors), *tensors[0].shape), tensors[0].dtype))
+
+
+def collate(items: list[dict], normalize: bool = False) -> dict:
     """Stack items, padding the prompt count K to the batch's largest.
 
     Adds `box_valid` (B, K) bool, False for padded prompts (their boxes are copies of a real one
     so the model sees valid coordinates; the loss ignores them). `mask`, when the items carry it,
     stays a list: frames keep their own size.
+
+    Frames leave as `pixel_uint8` (B, 3, S, S), to be normalised on the device; with `normalize`
+    (for a CPU device, where the loader's worker processes are the parallel hardware) they leave
+    as SAM's float `pixel_values` (B, 3, S, S) instead, normalised here in the worker.
     """
     k = max(max(len(item["boxes"]) for item in items), 1)
     size = items[0]["targets"].shape[-1]
@@ -135,11 +150,12 @@ def collate(items: list[dict]) -> dict:
         n = len(item["boxes"])
         filler = item["boxes"][:1] if n else torch.tensor([[0.0, 0.0, 1.0, 1.0]])
         boxes.append(torch.cat([item["boxes"], filler.expand(k - n, 4)]))
-        targets.append(torch.cat([item["targets"], torch.zeros((k - n, size, size), dtype=torch.uint8)]))
+        targets.append(item["targets"] if n == k else
+                       torch.cat([item["targets"], torch.zeros((k - n, size, size), dtype=torch.uint8)]))
         valid.append(torch.arange(k) < n)
     batch = {
         "input_boxes": torch.stack(boxes),
-        "targets": torch.stack(targets),
+        "targets": _stack(targets),
         "box_valid": torch.stack(valid),
         "reshaped": torch.stack([item["reshaped"] for item in items]),
         "original": torch.stack([item["original"] for item in items]),
@@ -148,8 +164,14 @@ def collate(items: list[dict]) -> dict:
     if "mask" in items[0]:
         batch["mask"] = [item["mask"] for item in items]
     if "image_embeddings" in items[0]:
-        batch["image_embeddings"] = torch.stack([item["image_embeddings"] for item in items])
+        batch["image_embeddings"] = _stack([item["image_embeddings"] for item in items])
+        return batch
+    mean, std = items[0]["pixel_mean"], items[0]["pixel_std"]
+    if normalize:
+        pixels = [item["pixel_uint8"] for item in items]  # straight from the cache's pages, no uint8 copy
+        out = _empty((len(pixels), *pixels[0].shape), torch.float32)
+        batch["pixel_values"] = normalize_pixels(pixels, batch["reshaped"], mean, std, out=out)
     else:
-        batch["pixel_uint8"] = torch.stack([item["pixel_uint8"] for item in items])
-        batch["pixel_mean"], batch["pixel_std"] = items[0]["pixel_mean"], items[0]["pixel_std"]
+        batch["pixel_uint8"] = _stack([item["pixel_uint8"] for item in items])
+        batch["pixel_mean"], batch["pixel_std"] = mean, std
     return batch
