@@ -29,8 +29,10 @@ import memory  # noqa: E402
 import multi_box_inference  # noqa: E402
 
 SIZES = {
-    "quick": {"cache_images": 2, "pipeline_images": 64, "boxes": 3, "box_frames": 1, "memory": [200, 1000]},
-    "full": {"cache_images": 6, "pipeline_images": 160, "boxes": 4, "box_frames": 2, "memory": [200, 2000]},
+    "quick": {"cache_images": 2, "pipeline_images": 64, "boxes": 3, "box_frames": 1, "memory": [200, 1000],
+              "evaluate_models": ["tiny-sam"], "evaluate_frames": 8},
+    "full": {"cache_images": 6, "pipeline_images": 160, "boxes": 4, "box_frames": 2, "memory": [200, 2000],
+             "evaluate_models": ["tiny-sam", "random-sam-vit-base"], "evaluate_frames": 2},
 }
 
 
@@ -69,6 +71,11 @@ def main() -> None:
             "shared_embedding_s": vit_b["shared_embedding_s"], "encoder_per_box_s": vit_b["encoder_per_box_s"],
             "model": vit_b["model"], "by_model": boxes}
         print(json.dumps(results["multi_box_inference_speedup"]), flush=True)
+        # `evaluate` with k jitter levels: one embedding per frame against one evaluation per level
+        results["evaluate_multi_level_speedup"] = {
+            m: multi_box_inference.measure_evaluate(m, size["boxes"], size["evaluate_frames"], work / f"evaluate-{m}")
+            for m in size["evaluate_models"]}
+        print(json.dumps(results["evaluate_multi_level_speedup"]), flush=True)
         (work / "memory").mkdir()
         results["memory"] = memory.measure(size["memory"], work / "memory")
         print(json.dumps(results["memory"]), flush=True)
