@@ -9,7 +9,6 @@ the second epoch of each, in the same process on the same machine, and prints th
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import tempfile
 import time
@@ -26,6 +25,7 @@ from polyp_sam_hf.embedding_cache import build_embedding_cache
 from polyp_sam_hf.evaluation import batch_loss, prompt_logits
 from polyp_sam_hf.losses import get_loss
 from polyp_sam_hf.modeling import get_strategy, load_model_and_processor
+from report import emit
 
 
 def _epoch(model, optimizer, loader) -> float:
@@ -76,10 +76,7 @@ def main() -> None:
     datasets.disable_progress_bars()
     with tempfile.TemporaryDirectory() as work:
         result = measure(args.model, args.images, args.batch_size, Path(work))
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.output:
-        args.output.write_text(text + "\n")
+    emit(result, args.output)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import math
 import platform
 import tempfile
@@ -36,6 +35,7 @@ from polyp_sam_hf.data.prepare import prepare_dataset
 from polyp_sam_hf.data.synthetic import write_demo_data
 from polyp_sam_hf.modeling import processor_for
 from polyp_sam_hf.pixel_cache import build_pixel_cache, normalize_pixels
+from report import emit
 
 
 class PerSampleProcessor(torch.utils.data.Dataset):
@@ -132,9 +132,7 @@ def main() -> None:
     datasets.disable_progress_bars()
     with tempfile.TemporaryDirectory() as work:
         result = measure(args.images, args.workers, args.batch_size, Path(work), args.rounds)
-    print(json.dumps(result, indent=1))
-    if args.output:
-        args.output.write_text(json.dumps(result, indent=1) + "\n")
+    emit(result, args.output)
 
 
 if __name__ == "__main__":
