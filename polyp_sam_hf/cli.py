@@ -5,6 +5,7 @@
     polyp-sam train --config configs/demo.yaml
     polyp-sam evaluate --model outputs/demo/run/best --data outputs/demo/data --output eval
     polyp-sam predict --model outputs/demo/run/best --image frame.png --box 40,30,200,180 --output pred
+    polyp-sam convert --arch mobile-sam --output models/mobile-sam
 """
 
 from __future__ import annotations
@@ -130,6 +131,42 @@ def _run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_convert(parser: argparse.ArgumentParser) -> None:
+    from .convert import ARCHS
+
+    parser.add_argument("--arch", required=True, choices=sorted(ARCHS), help="the checkpoint's architecture")
+    parser.add_argument("--checkpoint", type=Path,
+                        help="a Meta-format .pt/.pth state dict (default: the official file, fetched and "
+                             "checked by SHA-256 into the cache, see fetch-weights)")
+    parser.add_argument("--output", type=Path, help="model folder to write (default: models/ARCH)")
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    from .convert import convert_checkpoint
+    from .weights import fetch_checkpoint
+
+    checkpoint = args.checkpoint or fetch_checkpoint(args.arch)
+    output = convert_checkpoint(checkpoint, args.arch, args.output or Path("models") / args.arch)
+    print(f"Wrote {args.arch} from {checkpoint} to {output}: pass --model {output} to train.py, evaluate, "
+          "predict, app.py or hub_upload.py.")
+    return 0
+
+
+def _add_fetch_weights(parser: argparse.ArgumentParser) -> None:
+    from .weights import PACKAGES
+
+    parser.add_argument("--arch", action="append", choices=sorted(PACKAGES),
+                        help="which checkpoint (repeat for several; default: all)")
+
+
+def _run_fetch_weights(args: argparse.Namespace) -> int:
+    from .weights import PACKAGES, fetch_checkpoint
+
+    for arch in args.arch or sorted(PACKAGES):
+        print(f"{arch}: {fetch_checkpoint(arch)}")
+    return 0
+
+
 def _run_train(argv: list[str]) -> int:
     from .training import main as train_main
 
@@ -148,6 +185,9 @@ COMMANDS: dict[str, Command] = {
     "prepare": Command("build the DatasetDict from a data root", _add_prepare, _run_prepare),
     "evaluate": Command("score a model per dataset beside box-only baselines", _add_evaluate, _run_evaluate),
     "predict": Command("masks and overlays for new frames from boxes", _add_predict, _run_predict),
+    "convert": Command("model folder from a MobileSAM / LiteMedSAM checkpoint", _add_convert, _run_convert),
+    "fetch-weights": Command("download the MobileSAM / LiteMedSAM checkpoints (SHA-256 checked)",
+                             _add_fetch_weights, _run_fetch_weights),
     # train parses its own dataclass arguments (HfArgumentParser), so it takes the raw argv
     "train": Command("fine-tune SAM (same flags as train.py)", None, _run_train),
 }

@@ -19,7 +19,9 @@ from PIL import Image
 from transformers import SamModel, SamProcessor
 
 from .checkpointing import save_pretrained_atomic
+from .convert import get_arch
 from .data.sources import SOURCES
+from .modeling import model_class_for
 from .published import PUBLISHED
 
 logger = logging.getLogger(__name__)
@@ -61,27 +63,86 @@ def max_logit_difference(a: SamModel, b: SamModel, processor: SamProcessor) -> f
     return float((a.eval()(**kwargs).pred_masks - b.eval()(**kwargs).pred_masks).abs().max())
 
 
-def export_checkpoint(model_dir: str | Path, out_dir: str | Path, atol: float = 1e-5) -> Path:
-    """Write `config.json`, `model.safetensors`, `preprocessor_config.json` (and processor files) to
-    `out_dir`, then load the export with vanilla transformers and compare logits with the source.
+# Run in a fresh interpreter where this library cannot be imported: what a Hub user without
+# polyp-sam-hf gets. Prints the probe logits as JSON.
+_STANDALONE_LOAD = r"""
+import json, sys
+sys.modules["polyp_sam_hf"] = None  # importing the library now fails: the folder must stand alone
+import numpy as np, torch
+from PIL import Image
+from transformers import AutoModel, SamModel, SamProcessor
+folder = sys.argv[1]
+config = json.load(open(folder + "/config.json"))
+if "auto_map" in config:
+    model = AutoModel.from_pretrained(folder, trust_remote_code=True)
+else:
+    model = SamModel.from_pretrained(folder)
+processor = SamProcessor.from_pretrained(folder)
+frame = Image.fromarray(np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8))
+inputs = processor(images=frame, input_boxes=[[[16.0, 12.0, 90.0, 80.0]]], return_tensors="pt")
+with torch.no_grad():
+    out = model.eval()(pixel_values=inputs["pixel_values"], input_boxes=inputs["input_boxes"].float(),
+                       multimask_output=False)
+print(json.dumps({"class": type(model).__name__, "logits": out.pred_masks.flatten().tolist()}))
+"""
+
+
+def standalone_logits(folder: str | Path) -> tuple[str, torch.Tensor]:
+    """(class name, probe logits) of `folder` loaded in a separate Python process in which
+    `polyp_sam_hf` cannot be imported: plain `SamModel`, or `AutoModel` with `trust_remote_code`
+    for a model whose code travels in the folder (`auto_map`).
 
     Raises:
-        RuntimeError: the export's logits differ from the source's by more than `atol`.
+        RuntimeError: the folder does not load without this library; the message has the error.
     """
-    source = SamModel.from_pretrained(model_dir)
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", _STANDALONE_LOAD, str(Path(folder).resolve())],
+                          capture_output=True, text=True, env=env, cwd=Path(folder).resolve())
+    if done.returncode != 0:
+        raise RuntimeError(f"{folder} does not load without polyp-sam-hf installed:\n{done.stderr[-2000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return result["class"], torch.tensor(result["logits"])
+
+
+def export_checkpoint(model_dir: str | Path, out_dir: str | Path, atol: float = 1e-5) -> Path:
+    """Write `config.json`, `model.safetensors`, `preprocessor_config.json` (and processor files, and
+    for a TinyViT model its modelling file) to `out_dir`, then load the export in a process without
+    this library and compare its logits with the source's.
+
+    Raises:
+        RuntimeError: the export does not load on its own, or its logits differ from the source's
+            by more than `atol`.
+    """
+    source = model_class_for(str(model_dir)).from_pretrained(model_dir).eval()
     processor = SamProcessor.from_pretrained(model_dir)
     save_pretrained_atomic(source, processor, out_dir)
-    exported = SamModel.from_pretrained(out_dir)
-    SamProcessor.from_pretrained(out_dir)
-    diff = max_logit_difference(source, exported, processor)
-    if diff > atol:
+    _, exported = standalone_logits(out_dir)
+    inputs = _probe_inputs(processor)
+    with torch.no_grad():
+        expected = source(pixel_values=inputs["pixel_values"], input_boxes=inputs["input_boxes"].float(),
+                          multimask_output=False).pred_masks.flatten()
+    diff = float((expected - exported).abs().max()) if exported.shape == expected.shape else float("inf")
+    if not diff <= atol:  # NaN fails too
         raise RuntimeError(f"The export in {out_dir} gives logits {diff:.3g} away from {model_dir}; not uploading.")
-    logger.info("Export loads with vanilla transformers; logits match the source (max diff %.2g)", diff)
+    logger.info("Export loads without this library; logits match the source (max diff %.2g)", diff)
     return Path(out_dir)
 
 
-def base_model_of(model_dir: str | Path, train_config: dict | None) -> str:
-    """The Hub id the checkpoint was fine-tuned from: the run's `model`, else told by the width."""
+def model_origin(model_dir: str | Path) -> dict | None:
+    """What a converted model was made from (`polyp_sam_origin` in config.json: arch, checkpoint
+    SHA-256, source, licence), or None for SAM's own checkpoints."""
+    return json.loads((Path(model_dir) / "config.json").read_text()).get("polyp_sam_origin")
+
+
+def base_model_of(model_dir: str | Path, train_config: dict | None) -> str | None:
+    """The Hub id the checkpoint was fine-tuned from: the run's `model`, else told by the width;
+    None for a converted MobileSAM / LiteMedSAM, which has no Hub id (the card names it in words)."""
+    if model_origin(model_dir):
+        return None
     if train_config and "/" in str(train_config.get("model", "")):
         return str(train_config["model"])
     width = json.loads((Path(model_dir) / "config.json").read_text())["vision_config"]["hidden_size"]
@@ -167,11 +228,14 @@ def build_model_card(export_dir: str | Path, repo_id: str, metrics: dict | None,
                  "example_title": Path(name).stem} for name in examples],
     )
     settings = {k: v for k, v in (train_config or {}).items() if v is not None and k not in ("data", "output_dir")}
+    origin = model_origin(export_dir)
     return ModelCard.from_template(
         data,
         template_path=str(TEMPLATE),
         repo_id=repo_id,
         base_model=base,
+        origin=origin,
+        origin_description=get_arch(origin["arch"]).description if origin else None,
         training_settings=yaml.safe_dump(settings, sort_keys=False).strip() if settings else None,
         results_table=_results_table(metrics) if metrics else None,
         protocol=(metrics or {}).get("settings", {}).get("protocol", "paper"),

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from transformers import SamConfig, SamImageProcessor, SamModel, SamProcessor
 
+from .modeling_tinyvit_sam import TINY_VIT_5M, TinyViTSamConfig, TinyViTSamModel
 from .registry import lookup
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,21 @@ def tiny_sam_config(
     )
 
 
+def tiny_vit_sam_config(image_size: int = 1024, patch_stride: int = 4) -> TinyViTSamConfig:
+    """MobileSAM's architecture (TinyViT-5M, stride 16, SAM's prompt encoder and decoder) at any
+    input size that is a multiple of 16; `patch_stride=1` gives LiteMedSAM's (stride 4)."""
+    stride = 4 * patch_stride
+    return TinyViTSamConfig(
+        vision_config=dict(image_size=image_size, patch_size=stride, output_channels=256,
+                           hidden_size=64, num_hidden_layers=0, num_attention_heads=1),
+        prompt_encoder_config=dict(image_size=image_size, patch_size=stride),
+        # segment-anything's two-way transformer normalises with LayerNorm's default eps 1e-5;
+        # transformers' SamMaskDecoderConfig defaults to 1e-6 (docs/real-weights.md)
+        mask_decoder_config=dict(layer_norm_eps=1e-5),
+        tiny_vit={**TINY_VIT_5M, "patch_stride": patch_stride},
+    )
+
+
 def processor_for(config: SamConfig) -> SamProcessor:
     """A `SamProcessor` sized to a config: longest side and padding to the encoder's input size,
     low-resolution mask size to the decoder's output (four times the embedding grid)."""
@@ -74,6 +90,10 @@ def processor_for(config: SamConfig) -> SamProcessor:
     )
 
 
+# model folders whose config.json names another model_type than SAM's own
+MODEL_CLASSES: dict[str, type[SamModel]] = {"tinyvit_sam": TinyViTSamModel}
+
+
 BUILTIN_MODELS: dict[str, Callable[[], SamConfig]] = {
     # the demo's model: 128 px input, 16 x 16 embeddings, about 150k parameters
     "tiny-sam": tiny_sam_config,
@@ -81,6 +101,8 @@ BUILTIN_MODELS: dict[str, Callable[[], SamConfig]] = {
     "micro-sam-test": lambda: tiny_sam_config(
         image_size=32, patch_size=4, vision_hidden=16, vision_layers=2, prompt_hidden=16
     ),
+    # MobileSAM's architecture (TinyViT-5M encoder) at 64 px with random weights: for unit tests
+    "micro-tinyvit-sam-test": lambda: tiny_vit_sam_config(image_size=64),
     # ViT-B and ViT-L shapes with random weights, for benchmarks without a download
     "random-sam-vit-base": lambda: SamConfig(),
     "random-sam-vit-large": lambda: SamConfig(
@@ -90,6 +112,18 @@ BUILTIN_MODELS: dict[str, Callable[[], SamConfig]] = {
         )
     ),
 }
+
+
+def model_class_for(name: str) -> type[SamModel]:
+    """The class that loads a model folder or Hub id: `SamModel`, or one of `MODEL_CLASSES` by the
+    `model_type` in its config.json (e.g. a converted MobileSAM). Reads config.json only."""
+    from transformers import PretrainedConfig
+
+    try:
+        config_dict, _ = PretrainedConfig.get_config_dict(name)
+    except OSError:
+        return SamModel  # not reachable: SamModel.from_pretrained gives the error the user needs
+    return MODEL_CLASSES.get(config_dict.get("model_type"), SamModel)
 
 
 def load_model_and_processor(name: str, seed: int = 0) -> tuple[SamModel, SamProcessor]:
@@ -105,13 +139,13 @@ def load_model_and_processor(name: str, seed: int = 0) -> tuple[SamModel, SamPro
         config = BUILTIN_MODELS[name]()
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            model = SamModel(config)
+            model = MODEL_CLASSES.get(config.model_type, SamModel)(config)
         return model, processor_for(config)
     path = Path(name)
     if path.exists() and not (path / "config.json").is_file():
         raise OSError(f"{path} has no config.json: it is not a saved SamModel folder.")
     try:
-        model = SamModel.from_pretrained(name)
+        model = model_class_for(name).from_pretrained(name)
         processor = SamProcessor.from_pretrained(name)
     except OSError as err:
         offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
@@ -169,8 +203,9 @@ def _lora(model: SamModel, lora_rank: int = 8, lora_alpha: int = 16, **_) -> tor
         r=lora_rank,
         lora_alpha=lora_alpha,
         lora_dropout=0.0,
-        # the fused query/key/value projection of every image-encoder attention block
-        target_modules=r"vision_encoder\.layers\.\d+\.attn\.qkv",
+        # the fused query/key/value projection of every image-encoder attention block: SAM's ViT
+        # (layers.N.attn.qkv) and TinyViT (layers.N.blocks.M.attn.qkv)
+        target_modules=r"vision_encoder\.layers\.\d+(\.blocks\.\d+)?\.attn\.qkv",
     )
     model = inject_adapter_in_model(config, model)
     for name, param in model.named_parameters():

@@ -38,7 +38,7 @@ from .data.loading import load_polyp_data
 from .embedding_cache import build_embedding_cache
 from .evaluation import batch_loss, evaluate_loader, prompt_logits
 from .losses import get_loss
-from .modeling import count_parameters, freeze_unreached, get_strategy, load_model_and_processor
+from .modeling import count_parameters, freeze_unreached, get_strategy, load_model_and_processor, model_class_for
 from .pixel_cache import build_pixel_cache
 from .reporting import test_report
 from .visualize import plot_training_curves
@@ -326,7 +326,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
     if accelerator.is_main_process:
         plot_training_curves(state.history, output_dir / "training_curves.png")
     # Restore the best validation weights: best/ is exactly what was kept.
-    best = SamModel.from_pretrained(output_dir / "best").to(accelerator.device)
+    best = model_class_for(str(output_dir / "best")).from_pretrained(output_dir / "best").to(accelerator.device)
     if train_args.evaluate_test and "test" in dataset and accelerator.is_main_process:
         results["test"] = test_report(best, processor, dataset["test"], data_args.prompt_mode,
                                       accelerator.device, batch_size=train_args.per_device_batch_size)

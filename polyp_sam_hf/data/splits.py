@@ -48,6 +48,12 @@ SPLIT_PRESETS: dict[str, SplitPreset] = {
             ("cvc-colondb",),
             {"kvasir": 1.0, "cvc-clinicdb": 1.0},
         ),
+        SplitPreset(
+            "test-only",
+            "every frame of an original-release root and every PraNet TestDataset frame tests: to score "
+            "a model on a data root it never trained on (PraNet TrainDataset frames still train)",
+            tuple(SOURCES),
+        ),
     )
 }
 
