@@ -2,22 +2,25 @@
 
     pip install -e ".[app]"
     python app.py --model runs/polyp-sam-b-full/best [--port 7860] [--share]
+    python app.py        # $POLYP_SAM_MODEL, else models/mobile-sam, else tiny-sam (random weights, warned)
 """
 
 import argparse
 
-from polyp_sam_hf.demo_app import build_app
+from polyp_sam_hf.demo_app import build_app, choose_model
 from polyp_sam_hf.inference import PolypSegmenter
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="tiny-sam", help="Hub id, folder, or built-in name")
+    parser.add_argument("--model", help="Hub id, folder, or built-in name (default: $POLYP_SAM_MODEL, "
+                        "else models/mobile-sam from `polyp-sam convert --arch mobile-sam`, else tiny-sam)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--share", action="store_true", help="a public Gradio link")
     args = parser.parse_args(argv)
-    build_app(PolypSegmenter.from_pretrained(args.model)).launch(
+    name, warning = choose_model(args.model)
+    build_app(PolypSegmenter.from_pretrained(name), warning=warning).launch(
         server_name=args.host, server_port=args.port, share=args.share
     )
 

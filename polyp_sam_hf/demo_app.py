@@ -4,13 +4,18 @@ Boxes are drawn by clicking two opposite corners on the frame, or typed as `x0,y
 separated by `;`. The result is the overlay and the mask as a PNG to download.
 """
 
+import hashlib
+import logging
+import os
 import tempfile
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from .inference import PolypSegmenter
+from .inference import ImageEmbedding, PolypSegmenter, validate_boxes
+from .modeling import BUILTIN_MODELS
 from .predict_run import parse_box
 from .visualize import overlay
 
@@ -19,6 +24,51 @@ INSTRUCTIONS = (
     "(or type boxes as `x0,y0,x1,y1; ...` in pixels) and press **Segment**. "
     "Research use only: not a medical device."
 )
+
+
+logger = logging.getLogger(__name__)
+
+# where the app looks for a real model when none is given: $POLYP_SAM_MODEL, then the folder that
+# `polyp-sam convert --arch mobile-sam` writes by default
+MODEL_ENV = "POLYP_SAM_MODEL"
+DEFAULT_MODEL_DIRS = (Path("models") / "mobile-sam",)
+RANDOM_WEIGHTS_WARNING = (
+    "**Warning: this demo runs `{name}`, a SAM with random weights: its masks mean nothing.** "
+    "Convert MobileSAM once (`polyp-sam convert --arch mobile-sam`, writes models/mobile-sam) or pass "
+    "`--model` a fine-tuned folder."
+)
+
+
+def choose_model(name: str | None) -> tuple[str, str | None]:
+    """(model to load, warning to show or None): `name` if given, else $POLYP_SAM_MODEL, else the
+    first of `DEFAULT_MODEL_DIRS` that holds a model, else `tiny-sam`. Built-in models have random
+    weights, so they always come with a warning."""
+    if not name:
+        found = [str(d) for d in DEFAULT_MODEL_DIRS if (d / "config.json").is_file()]
+        name = os.environ.get(MODEL_ENV) or (found[0] if found else "tiny-sam")
+    warning = RANDOM_WEIGHTS_WARNING.format(name=name) if name in BUILTIN_MODELS else None
+    if warning:
+        logger.warning(warning.replace("**", ""))
+    return name, warning
+
+
+class EmbeddingMemo:
+    """The last few frames' image embeddings, by the frame's pixels: a new box on the same frame
+    costs only the prompt encoder and mask decoder, not the image encoder."""
+
+    def __init__(self, segmenter: PolypSegmenter, size: int = 4) -> None:
+        self.segmenter, self.size = segmenter, size
+        self._memo: OrderedDict[str, ImageEmbedding] = OrderedDict()
+
+    def __call__(self, frame: Image.Image) -> ImageEmbedding:
+        key = hashlib.sha256(frame.tobytes() + repr(frame.size).encode()).hexdigest()
+        if key in self._memo:
+            self._memo.move_to_end(key)
+        else:
+            self._memo[key] = self.segmenter.embed(frame)
+            if len(self._memo) > self.size:
+                self._memo.popitem(last=False)
+        return self._memo[key]
 
 
 def parse_boxes(text: str) -> list[list[float]]:
@@ -39,28 +89,35 @@ def add_corner(pending: list | None, boxes_text: str, x: int, y: int) -> tuple[l
 
 
 def segment(segmenter: PolypSegmenter, image: Image.Image | np.ndarray, boxes_text: str,
-            out_dir: str | Path) -> tuple[Image.Image, str]:
-    """Predict the union mask for the typed/drawn boxes; returns the overlay and the mask's path."""
+            out_dir: str | Path, memo: EmbeddingMemo | None = None) -> tuple[Image.Image, str]:
+    """Predict the union mask for the typed/drawn boxes; returns the overlay and the mask's path.
+
+    With `memo`, the image encoder runs once per frame however many times it is segmented.
+    """
     if image is None:
         raise ValueError("Upload a frame first.")
     frame = segmenter.as_image(image)
     boxes = parse_boxes(boxes_text)
-    masks = segmenter.predict(frame, boxes, name="the uploaded frame")
-    union = masks.any(0)
+    embedded = memo(frame) if memo else segmenter.embed(frame)
+    boxes = validate_boxes(boxes, frame.width, frame.height, name="the uploaded frame")
+    union = (segmenter.logits(embedded, boxes) > 0).any(0).cpu().numpy()
     path = Path(tempfile.mkdtemp(dir=out_dir)) / "polyp_mask.png"
     Image.fromarray(union.astype(np.uint8) * 255).save(path)
     return overlay(frame, union, None, boxes), str(path)
 
 
-def build_app(segmenter: PolypSegmenter, title: str = "Polyp-SAM: box-prompted polyp segmentation"):
-    """The Gradio Blocks app; its `segment` endpoint takes (image, boxes text)."""
+def build_app(segmenter: PolypSegmenter, title: str = "Polyp-SAM: box-prompted polyp segmentation",
+              warning: str | None = None):
+    """The Gradio Blocks app; its `segment` endpoint takes (image, boxes text). `warning` is shown
+    above everything (e.g. that the model has random weights)."""
     import gradio as gr
 
     out_dir = tempfile.mkdtemp(prefix="polyp-sam-app-")
+    memo = EmbeddingMemo(segmenter)
 
     def run(image, boxes_text):
         try:
-            return segment(segmenter, image, boxes_text or "", out_dir)
+            return segment(segmenter, image, boxes_text or "", out_dir, memo)
         except ValueError as err:
             raise gr.Error(str(err)) from None
 
@@ -69,6 +126,8 @@ def build_app(segmenter: PolypSegmenter, title: str = "Polyp-SAM: box-prompted p
 
     with gr.Blocks(title=title) as app:
         gr.Markdown(f"# {title}\n{INSTRUCTIONS}")
+        if warning:
+            gr.Markdown(warning, elem_id="model-warning")
         pending = gr.State(None)
         with gr.Row():
             with gr.Column():

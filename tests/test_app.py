@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,3 +91,56 @@ def test_browser_end_to_end(server, frame, tmp_path):
     overlay = np.asarray(Image.open(tmp_path / "overlay.png").convert("RGB"))
     assert overlay.shape == (512, 512, 3)
     assert tuple(overlay[100, 150]) == (0, 255, 255)  # the box the browser typed is on the overlay
+
+
+def test_model_choice_and_warning(tmp_path, monkeypatch):
+    from polyp_sam_hf.demo_app import MODEL_ENV, choose_model
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(MODEL_ENV, raising=False)
+    name, warning = choose_model(None)  # nothing found: the random tiny model, with a warning
+    assert name == "tiny-sam" and "random weights" in warning
+    (tmp_path / "models" / "mobile-sam").mkdir(parents=True)
+    (tmp_path / "models" / "mobile-sam" / "config.json").write_text("{}")
+    assert choose_model(None) == (str(Path("models") / "mobile-sam"), None)
+    monkeypatch.setenv(MODEL_ENV, "runs/x/best")
+    assert choose_model(None) == ("runs/x/best", None)
+    assert choose_model("runs/y/best") == ("runs/y/best", None)
+    assert "random weights" in choose_model("micro-sam-test")[1]
+
+
+def test_encoder_runs_once_per_frame(micro_checkpoint, tmp_path):
+    from unittest import mock
+
+    from polyp_sam_hf.demo_app import EmbeddingMemo, segment
+
+    segmenter = PolypSegmenter.from_pretrained(str(micro_checkpoint), device="cpu")
+    memo = EmbeddingMemo(segmenter, size=1)
+    rng = np.random.default_rng(0)
+    a = Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8))
+    b = Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8))
+    with mock.patch.object(segmenter, "embed", wraps=segmenter.embed) as embed:
+        first, _ = segment(segmenter, a, "5,5,30,30", tmp_path, memo)
+        second, _ = segment(segmenter, a, "5,5,30,30; 40,10,70,50", tmp_path, memo)
+        assert embed.call_count == 1  # the second click on the same frame reuses its embedding
+        segment(segmenter, b, "5,5,30,30", tmp_path, memo)
+        segment(segmenter, a, "5,5,30,30", tmp_path, memo)
+        assert embed.call_count == 3  # memo of one frame: b replaced a
+    unmemoised, _ = segment(segmenter, a, "5,5,30,30", tmp_path)
+    assert np.array_equal(np.asarray(first), np.asarray(unmemoised))
+
+
+def test_random_weights_warning_is_on_the_page(micro_checkpoint):
+    import urllib.request
+
+    from polyp_sam_hf.demo_app import choose_model
+
+    name, warning = choose_model("tiny-sam")
+    app = build_app(PolypSegmenter.from_pretrained(name, device="cpu"), warning=warning)
+    port = _free_port()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/config").read().decode()
+    finally:
+        app.close()
+    assert "random weights" in page and "model-warning" in page

@@ -161,3 +161,39 @@ def test_convert_truncated_file(real_weights, tmp_path):
     path.write_bytes(real_weights("mobile-sam").read_bytes()[: 5_000_000])
     with pytest.raises(ValueError, match=f"Cannot read {path}"):
         convert_checkpoint(path, "mobile-sam", tmp_path / "out")
+
+
+# --- publishing and the app with the real MobileSAM ---------------------------------------------
+
+def test_hub_export_of_mobile_sam(converted, tmp_path, samples_root):
+    from huggingface_hub import ModelCard
+
+    from polyp_sam_hf.hub import prepare_upload
+    from polyp_sam_hf.inference import PolypSegmenter
+    from polyp_sam_hf.metrics import dice_iou
+
+    folder = prepare_upload(converted("mobile-sam"), tmp_path / "upload", "me/polyp-mobile-sam")
+    assert (folder / "modeling_tinyvit_sam.py").is_file()
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.base_model is None  # no Hub id exists for it; the text names it instead
+    assert "mobile-sam" in card.text and "Apache-2.0" in card.text and "6dbb9052" in card.text
+    assert 'AutoModel.from_pretrained("me/polyp-mobile-sam", trust_remote_code=True)' in card.text
+    image, boxes = _frame(samples_root, *FRAMES[1])
+    base = samples_root / "pranet" / "TestDataset" / FRAMES[1][0]
+    _, target = read_pair(base / "images" / FRAMES[1][1], base / "masks" / FRAMES[1][1])
+    masks = PolypSegmenter.from_pretrained(str(folder), device="cpu").predict(image, boxes)
+    assert dice_iou(masks.any(0), target)[0] > 0.8  # a real model finds the real polyp
+
+
+def test_app_segments_a_real_polyp_with_mobile_sam(converted, samples_root, tmp_path):
+    from polyp_sam_hf.demo_app import EmbeddingMemo, segment
+    from polyp_sam_hf.inference import PolypSegmenter
+    from polyp_sam_hf.metrics import dice_iou
+
+    segmenter = PolypSegmenter.from_pretrained(str(converted("mobile-sam")), device="cpu")
+    base = samples_root / "pranet" / "TestDataset" / "ETIS-LaribPolypDB"
+    image, target = read_pair(base / "images" / "135.png", base / "masks" / "135.png")
+    text = "; ".join(",".join(str(int(v)) for v in box) for box in component_boxes(target))
+    _, mask_path = segment(segmenter, image, text, tmp_path, EmbeddingMemo(segmenter))
+    mask = np.asarray(Image.open(mask_path)) > 127
+    assert dice_iou(mask, target)[0] > 0.8
