@@ -115,6 +115,9 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=REPO / "outputs" / "real-samples")
     parser.add_argument("--jitter", default="0,0.05,0.1,0.2", help="box jitter levels (fractions of the box)")
     parser.add_argument("--skip-training", action="store_true")
+    parser.add_argument("--strategies", default="decoder",
+                        help="comma-separated fine-tunes of MobileSAM: decoder, lora, full (each from its "
+                             "configs/mobile-sam-STRATEGY.yaml)")
     parser.add_argument("--train-arg", action="append", default=[], help="extra train.py flag (repeatable)")
     args = parser.parse_args()
     levels = tuple(float(v) for v in args.jitter.split(","))
@@ -131,11 +134,11 @@ def main() -> None:
     labelled = {"MobileSAM zero-shot": models["mobile-sam"],
                 "LiteMedSAM zero-shot (training data overlaps)": models["lite-medsam"]}
     timings = {}
-    if not args.skip_training:
-        best, seconds = fine_tune("configs/mobile-sam-decoder.yaml", models["mobile-sam"], data["pranet"],
-                                  out / "runs" / "mobile-sam-decoder", args.train_arg)
-        labelled["MobileSAM decoder fine-tuned"] = best
-        timings["mobile-sam-decoder"] = seconds
+    for strategy in [] if args.skip_training else args.strategies.split(","):
+        best, seconds = fine_tune(f"configs/mobile-sam-{strategy}.yaml", models["mobile-sam"], data["pranet"],
+                                  out / "runs" / f"mobile-sam-{strategy}", args.train_arg)
+        labelled[f"MobileSAM {strategy} fine-tuned"] = best
+        timings[f"mobile-sam-{strategy}"] = seconds
     scores = {label: score(path, tests, levels) for label, path in labelled.items()}
 
     result = {"samples": str(args.samples.name), "train_seconds": timings, "tables": {}}

@@ -49,6 +49,10 @@ class DataArguments:
     box_jitter: float = field(
         default=0.0, metadata={"help": "Move each training box edge by up to this fraction of the box size (0 = paper)."}
     )
+    augment_flips: str = field(
+        default="", metadata={"help": "Add flipped copies of the training frames: h (left-right), v (up-down), "
+                              "hv (both); works with the embedding and pixel caches. Empty: none (paper)."}
+    )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation/test rows."})
     num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})

@@ -38,6 +38,7 @@ from .data.loading import load_polyp_data
 from .embedding_cache import build_embedding_cache
 from .evaluation import batch_loss, evaluate_loader, prompt_logits
 from .losses import get_loss
+from .data.augment import add_flips
 from .modeling import count_parameters, freeze_unreached, get_strategy, load_model_and_processor, model_class_for
 from .pixel_cache import build_pixel_cache
 from .reporting import test_report
@@ -141,6 +142,8 @@ def _select(dataset, data_args):
     for split in ("train", "validation"):
         if split not in dataset or len(dataset[split]) == 0:
             raise ValueError(f"The data has no {split!r} rows; prepare it with a validation fraction > 0.")
+    if data_args.augment_flips:
+        dataset["train"] = add_flips(dataset["train"], data_args.augment_flips)
     return dataset
 
 
