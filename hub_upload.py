@@ -4,7 +4,7 @@
         --eval-results eval/metrics.json [--private]
     python hub_upload.py --model runs/polyp-sam-b-full/best --repo-id ORG/polyp-sam-b --dry-run upload/
 
-The token comes from HF_TOKEN or the stored login (`huggingface-cli login`); it is checked before
+The token comes from HF_TOKEN or the stored login (`hf auth login`); it is checked before
 anything is exported and never printed. `--dry-run DIR` writes exactly what would be uploaded.
 """
 

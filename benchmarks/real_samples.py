@@ -52,13 +52,16 @@ def prepare(samples: Path, out: Path) -> dict[str, Path]:
 
 def fine_tune(config: str, model: Path, data: Path, out: Path, extra: list[str]) -> tuple[Path, float]:
     """`python train.py --config CONFIG --model M --data D --output_dir O`; (best/, seconds)."""
-    if (out / "best" / "config.json").is_file() and (out / "test_results.json").is_file():
-        return out / "best", float("nan")
+    timing = out / "train_seconds.txt"  # kept with the run, so a resumed benchmark reports it too
+    if (out / "best" / "config.json").is_file() and (out / "test_results.json").is_file() and timing.is_file():
+        return out / "best", float(timing.read_text())
     start = time.perf_counter()
     cmd = [sys.executable, str(REPO / "train.py"), "--config", str(REPO / config), "--model", str(model),
            "--data", str(data), "--output_dir", str(out), *extra]
     subprocess.run(cmd, check=True, cwd=REPO)
-    return out / "best", time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    timing.write_text(f"{seconds:.1f}\n")
+    return out / "best", seconds
 
 
 def score(model: Path, datasets_: dict[str, Path], levels: tuple[float, ...]) -> list:

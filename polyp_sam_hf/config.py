@@ -14,6 +14,21 @@ from pathlib import Path
 
 import yaml
 from transformers import HfArgumentParser
+from transformers.trainer_utils import SchedulerType
+
+from .data.collate import PROMPT_MODES
+from .losses import LOSSES
+from .modeling import STRATEGIES
+
+
+def _check_choices(config) -> None:
+    """Every field whose metadata lists `choices` holds one of them, whether it came from a flag
+    (argparse checks too) or from a YAML file (argparse does not check defaults)."""
+    for f in fields(config):
+        choices = f.metadata.get("choices")
+        value = getattr(config, f.name)
+        if choices is not None and value not in choices:
+            raise ValueError(f"{f.name} {value!r} is not one of: {', '.join(map(str, choices))}.")
 
 
 @dataclass
@@ -23,13 +38,16 @@ class ModelArguments:
         metadata={"help": "Hub id, local folder, or built-in name (tiny-sam: random tiny SAM, no download)."},
     )
     strategy: str = field(
-        default="decoder", metadata={"help": "What to train: decoder, full or lora."}
+        default="decoder", metadata={"help": "What to train.", "choices": list(STRATEGIES)}
     )
     lora_rank: int = field(default=8, metadata={"help": "LoRA rank (strategy lora)."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (strategy lora)."})
     gradient_checkpointing: bool = field(
         default=False, metadata={"help": "Recompute encoder activations in backward (saves memory for ViT-L full)."}
     )
+
+    def __post_init__(self) -> None:
+        _check_choices(self)
 
 
 @dataclass
@@ -44,7 +62,8 @@ class DataArguments:
     split_preset: str = field(default="paper", metadata={"help": "Split preset for a raw data root."})
     val_fraction: float = field(default=0.2, metadata={"help": "Validation part of each training source (raw root)."})
     prompt_mode: str = field(
-        default="single", metadata={"help": "single: the whole-mask box (paper); per-component: one box per polyp."}
+        default="single", metadata={"help": "single: the whole-mask box (paper); per-component: one box per polyp.",
+                                    "choices": list(PROMPT_MODES)}
     )
     box_jitter: float = field(
         default=0.0, metadata={"help": "Move each training box edge by up to this fraction of the box size (0 = paper)."}
@@ -68,6 +87,9 @@ class DataArguments:
         default=None, metadata={"help": "Cache folder for embeddings and pixels (default OUTPUT_DIR/../cache)."}
     )
 
+    def __post_init__(self) -> None:
+        _check_choices(self)
+
 
 @dataclass
 class TrainArguments:
@@ -81,9 +103,10 @@ class TrainArguments:
     learning_rate: float = field(default=4e-6, metadata={"help": "AdamW peak learning rate (paper: 4e-6)."})
     weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay (paper's code: 1e-4)."})
     warmup_ratio: float = field(default=0.05, metadata={"help": "Part of the steps spent warming up linearly."})
-    lr_scheduler: str = field(default="cosine", metadata={"help": "transformers scheduler name after warm-up."})
-    loss: str = field(default="dice", metadata={"help": "dice (paper) or dice+bce."})
-    mixed_precision: str = field(default="no", metadata={"help": "no, bf16 or fp16 (through Accelerate)."})
+    lr_scheduler: str = field(default="cosine", metadata={"help": "transformers scheduler after warm-up.",
+                                                          "choices": [s.value for s in SchedulerType]})
+    loss: str = field(default="dice", metadata={"help": "dice (paper) or dice+bce.", "choices": list(LOSSES)})
+    mixed_precision: str = field(default="no", metadata={"help": "Through Accelerate.", "choices": ["no", "bf16", "fp16"]})
     max_grad_norm: float | None = field(default=None, metadata={"help": "Clip gradients to this norm."})
     seed: int = field(default=42, metadata={"help": "Seeds weights of built-in models, shuffling and jitter."})
     eval_every_steps: int = field(default=0, metadata={"help": "Validate every N steps (0: every epoch)."})
@@ -100,6 +123,9 @@ class TrainArguments:
     report_to: str = field(default="tensorboard", metadata={"help": "Accelerate tracker: tensorboard, wandb, none."})
     evaluate_test: bool = field(default=True, metadata={"help": "After training, score best/ on the test split."})
 
+    def __post_init__(self) -> None:
+        _check_choices(self)
+
 
 CONFIG_CLASSES = (ModelArguments, DataArguments, TrainArguments)
 
@@ -114,6 +140,9 @@ def parse_config(argv: list[str] | None = None) -> tuple[ModelArguments, DataArg
     pre.add_argument("--config")
     known, rest = pre.parse_known_args(argv)
     parser = HfArgumentParser(CONFIG_CLASSES)
+    # listed for --help; read above, so it never reaches the namespace (SUPPRESS keeps it out)
+    parser.add_argument("--config", metavar="FILE.yaml", default=argparse.SUPPRESS,
+                        help="A YAML file of these settings (e.g. configs/paper-b-full.yaml); flags override it.")
     if known.config:
         path = Path(known.config)
         if not path.is_file():
@@ -124,7 +153,10 @@ def parse_config(argv: list[str] | None = None) -> tuple[ModelArguments, DataArg
         if unknown:
             raise ValueError(f"{path}: unknown keys {unknown}. Valid keys: {sorted(names)}.")
         parser.set_defaults(**values)
-    return parser.parse_args_into_dataclasses(args=rest)
+    try:
+        return parser.parse_args_into_dataclasses(args=rest)
+    except ValueError as err:  # a value from the file (flags are checked by argparse first)
+        raise ValueError(f"{known.config}: {err}" if known.config else str(err)) from None
 
 
 def config_to_dict(*configs) -> dict:

@@ -41,7 +41,7 @@ def require_token() -> str:
     token = get_token()
     if not token:
         raise MissingTokenError(
-            "No Hugging Face token found. Set HF_TOKEN or run `huggingface-cli login`, "
+            "No Hugging Face token found. Set HF_TOKEN or run `hf auth login`, "
             "or use --dry-run DIR to write the upload without sending it."
         )
     return token

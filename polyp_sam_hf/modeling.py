@@ -151,7 +151,7 @@ def load_model_and_processor(name: str, seed: int = 0) -> tuple[SamModel, SamPro
         offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
         raise OSError(
             f"Cannot load SAM weights {name!r}{' (offline)' if offline else ''}: {err}\n"
-            f"Download them once with network access (`huggingface-cli download {name}`), or copy "
+            f"Download them once with network access (`hf download {name}`), or copy "
             "a saved model folder here and pass --model PATH. To try the library without weights, "
             f"use a built-in model ({', '.join(BUILTIN_MODELS)}), e.g. `--config configs/demo.yaml`."
         ) from None

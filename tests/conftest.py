@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# forced, not defaulted: an exported HF_HUB_OFFLINE=0 must not let the suite reach the Hub
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = Path(os.environ.get("POLYP_SAMPLES", REPO_ROOT.parent / "shared" / "polyp-samples"))

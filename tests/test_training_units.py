@@ -155,7 +155,7 @@ def test_freeze_unreached_freezes_what_boxes_never_touch():
 
 def test_missing_model_offline_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(OSError, match="huggingface-cli download|configs/demo.yaml"):
+    with pytest.raises(OSError, match="hf download"):
         load_model_and_processor("facebook/sam-vit-huge-not-cached")
     (tmp_path / "empty").mkdir()
     with pytest.raises(OSError, match="no config.json"):
@@ -239,3 +239,40 @@ def test_train_command_reports_a_missing_model_without_a_traceback(prepared_demo
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: Cannot load SAM weights") and "Traceback" not in err
+
+
+# --- every choice checked when the settings are read, before data or model load -------------------
+
+@pytest.mark.parametrize("flag,value", [("--loss", "dcie"), ("--prompt_mode", "per_component"),
+                                        ("--lr_scheduler", "cosin"), ("--strategy", "decodr"),
+                                        ("--mixed_precision", "bf32")])
+def test_typo_in_a_choice_fails_at_parse_time(flag, value, capsys):
+    from polyp_sam_hf.config import parse_config
+
+    with pytest.raises(SystemExit):
+        parse_config([flag, value])
+    assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("key,value", [("loss", "dcie"), ("strategy", "decodr"), ("prompt_mode", "both")])
+def test_typo_in_a_config_file_names_the_file(key, value, tmp_path):
+    from polyp_sam_hf.config import parse_config
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"{key}: {value}\n")
+    with pytest.raises(ValueError, match=rf"{path}: {key} '{value}' is not one of"):
+        parse_config(["--config", str(path)])
+
+
+def test_choices_are_the_registries_and_config_is_in_help(capsys):
+    from polyp_sam_hf.config import parse_config
+    from polyp_sam_hf.losses import LOSSES
+    from polyp_sam_hf.modeling import STRATEGIES
+
+    model, data, train = parse_config(["--strategy", "lora", "--loss", "dice+bce", "--prompt_mode", "per-component"])
+    assert (model.strategy, train.loss, data.prompt_mode) == ("lora", "dice+bce", "per-component")
+    with pytest.raises(SystemExit):
+        parse_config(["--help"])
+    help_text = capsys.readouterr().out
+    assert "--config FILE.yaml" in help_text
+    assert "{" + ",".join(STRATEGIES) + "}" in help_text and "{" + ",".join(LOSSES) + "}" in help_text
