@@ -28,7 +28,6 @@ logger = logging.getLogger(__name__)
 
 TEMPLATE = Path(__file__).parent / "templates" / "modelcard.md"
 TAGS = ["medical", "colonoscopy", "polyp-segmentation", "segment-anything", "sam", "polyp-sam-hf"]
-BASE_BY_WIDTH = {768: "facebook/sam-vit-base", 1024: "facebook/sam-vit-large", 1280: "facebook/sam-vit-huge"}
 EXAMPLES_DIR = "examples"
 
 
@@ -135,18 +134,44 @@ def export_checkpoint(model_dir: str | Path, out_dir: str | Path, atol: float = 
 def model_origin(model_dir: str | Path) -> dict | None:
     """What a converted model was made from (`polyp_sam_origin` in config.json: arch, checkpoint
     SHA-256, source, licence), or None for SAM's own checkpoints."""
-    return json.loads((Path(model_dir) / "config.json").read_text()).get("polyp_sam_origin")
+    path = Path(model_dir) / "config.json"
+    return json.loads(path.read_text()).get("polyp_sam_origin") if path.is_file() else None
+
+
+def _is_hub_id(name: str) -> bool:
+    """`org/name` that names no local path: a Hub repository id."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if Path(name).exists() or name.count("/") != 1:
+        return False
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
 
 
 def base_model_of(model_dir: str | Path, train_config: dict | None) -> str | None:
-    """The Hub id the checkpoint was fine-tuned from: the run's `model`, else told by the width;
-    None for a converted MobileSAM / LiteMedSAM, which has no Hub id (the card names it in words)."""
+    """The Hub id the checkpoint was fine-tuned from, from what the run recorded, or None.
+
+    - a converted MobileSAM / LiteMedSAM (`polyp_sam_origin` in config.json): None, it has no Hub
+      id (the card names it in words);
+    - the run's `model` is a Hub id: that id;
+    - the run's `model` is a local folder: that folder's own base, from its run's record;
+    - a built-in model (random weights) or no record: None. Nothing is guessed from the shape.
+    """
     if model_origin(model_dir):
         return None
-    if train_config and "/" in str(train_config.get("model", "")):
-        return str(train_config["model"])
-    width = json.loads((Path(model_dir) / "config.json").read_text())["vision_config"]["hidden_size"]
-    return BASE_BY_WIDTH.get(width, "facebook/sam-vit-base")
+    from .modeling import BUILTIN_MODELS
+
+    name = str((train_config or {}).get("model") or "")
+    if name in BUILTIN_MODELS:
+        return None
+    if _is_hub_id(name):
+        return name
+    if name and Path(name).is_dir() and Path(name).resolve() != Path(model_dir).resolve():
+        return base_model_of(name, read_train_config(name))
+    return None
 
 
 def read_train_config(model_dir: str | Path) -> dict | None:
@@ -213,13 +238,15 @@ def build_model_card(export_dir: str | Path, repo_id: str, metrics: dict | None,
                      train_config: dict | None, examples: list[str]) -> ModelCard:
     """The card: metadata (licence, pipeline, base model, tags, model-index) and the body."""
     base = base_model_of(export_dir, train_config)
+    if base is not None and not _is_hub_id(base):  # never publish a local path as the base model
+        raise ValueError(f"The base model {base!r} is not a Hub id; refusing to write it into the card.")
     data = ModelCardData(
         language=None,
         license="apache-2.0",
         library_name="transformers",
         pipeline_tag="mask-generation",
         base_model=base,
-        base_model_relation="finetune",
+        base_model_relation="finetune" if base else None,
         tags=TAGS,
         metrics=["dice", "mean_iou"],
         model_name=repo_id.split("/")[-1],

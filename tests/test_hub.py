@@ -60,8 +60,10 @@ def test_card_round_trip(dry_run, metrics_file):
     card = ModelCard.load(dry_run / "README.md")
     data = card.data.to_dict()
     assert data["license"] == "apache-2.0" and data["library_name"] == "transformers"
-    assert data["pipeline_tag"] == "mask-generation" and data["base_model_relation"] == "finetune"
-    assert data["base_model"].startswith("facebook/sam-vit-")
+    assert data["pipeline_tag"] == "mask-generation"
+    # trained from the built-in micro model (random weights): no base model is claimed
+    assert "base_model" not in data and "base_model_relation" not in data
+    assert "starts from random weights" in card.text and "facebook/sam-vit" not in card.text.split("## Reproduce")[0]
     assert {"medical", "colonoscopy", "polyp-segmentation", "segment-anything"} <= set(data["tags"])
     assert set(data["metrics"]) == {"dice", "mean_iou"} and data["widget"]
     metrics = json.loads(metrics_file.read_text())["sources"]
@@ -130,3 +132,27 @@ def test_upload_calls_and_the_token_never_leaks(micro_checkpoint, metrics_file, 
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_base_model_comes_from_the_run_record(tmp_path):
+    import yaml
+
+    from polyp_sam_hf.hub import base_model_of
+
+    def run(name: str, model: str):
+        best = tmp_path / name / "best"
+        best.mkdir(parents=True)
+        (best / "config.json").write_text("{}")
+        (tmp_path / name / "config.yaml").write_text(yaml.safe_dump({"model": model}))
+        return best
+
+    from_hub = run("a", "facebook/sam-vit-large")
+    assert base_model_of(from_hub, {"model": "facebook/sam-vit-large"}) == "facebook/sam-vit-large"
+    # fine-tuned again from a local folder: the base is that folder's own base, not its path
+    again = run("b", str(from_hub))
+    assert base_model_of(again, {"model": str(from_hub)}) == "facebook/sam-vit-large"
+    assert base_model_of(run("c", "tiny-sam"), {"model": "tiny-sam"}) is None
+    assert base_model_of(run("d", "x"), None) is None  # nothing recorded: nothing guessed
+    local = tmp_path / "org" / "name"
+    local.mkdir(parents=True)
+    assert base_model_of(run("e", "org/name"), {"model": str(local)}) is None
