@@ -13,7 +13,7 @@ import logging
 import sys
 import tempfile
 
-from polyp_sam_hf.hub import MissingTokenError, prepare_upload, require_token, upload
+from polyp_sam_hf.hub import MissingTokenError, UploadTargetError, prepare_upload, require_token, upload
 
 
 def main(argv=None) -> int:
@@ -26,7 +26,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     if args.dry_run:
-        folder = prepare_upload(args.model, args.dry_run, args.repo_id, args.eval_results)
+        try:
+            folder = prepare_upload(args.model, args.dry_run, args.repo_id, args.eval_results)
+        except UploadTargetError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
         print(f"Dry run: wrote what would be uploaded to {folder}; nothing was sent.")
         return 0
     try:

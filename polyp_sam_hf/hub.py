@@ -18,7 +18,7 @@ from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, get_tok
 from PIL import Image
 from transformers import SamModel, SamProcessor
 
-from .checkpointing import save_pretrained_atomic
+from .checkpointing import _replace_atomically, save_pretrained_atomic
 from .convert import get_arch
 from .data.sources import SOURCES
 from .modeling import model_class_for
@@ -29,6 +29,10 @@ logger = logging.getLogger(__name__)
 TEMPLATE = Path(__file__).parent / "templates" / "modelcard.md"
 TAGS = ["medical", "colonoscopy", "polyp-segmentation", "segment-anything", "sam", "polyp-sam-hf"]
 EXAMPLES_DIR = "examples"
+
+
+class UploadTargetError(ValueError):
+    """The folder given for the upload cannot be used without deleting what is not ours."""
 
 
 class MissingTokenError(RuntimeError):
@@ -270,17 +274,39 @@ def build_model_card(export_dir: str | Path, repo_id: str, metrics: dict | None,
     )
 
 
+EXPORT_MARKER = ".polyp-sam-hf-export"  # marks a folder this command wrote; never uploaded
+
+
 def prepare_upload(model_dir: str | Path, folder: str | Path, repo_id: str,
                    metrics_path: str | Path | None = None) -> Path:
-    """Write exactly what would be uploaded into `folder`: the export, README.md, examples/."""
-    folder = Path(folder)
-    if folder.exists():
-        shutil.rmtree(folder)
-    export_checkpoint(model_dir, folder)
+    """Write exactly what would be uploaded into `folder`: the export, README.md, examples/.
+
+    Nothing the library did not write is deleted: `folder` must be new, empty, or an earlier
+    export of this command, and must not hold the model. The upload is built in a sibling
+    staging folder and renamed into place, so an interrupted run leaves `folder` as it was.
+
+    Raises:
+        UploadTargetError: `folder` is a file, holds other files, or holds the model itself.
+    """
+    folder, model = Path(folder), Path(model_dir)
+    if folder.exists() and not folder.is_dir():
+        raise UploadTargetError(f"{folder} is a file; give a folder for the upload (nothing was changed).")
+    if model.exists() and (folder.resolve() == model.resolve() or folder.resolve() in model.resolve().parents):
+        raise UploadTargetError(f"{folder} holds the model {model_dir}; write the upload to another folder "
+                         "(nothing was changed).")
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / EXPORT_MARKER).is_file():
+        raise UploadTargetError(f"{folder} is not empty and is not an earlier export of hub_upload.py; give a new or "
+                         "empty folder (nothing was deleted).")
+    staging = folder.with_name(f".{folder.name}.export-tmp")
+    if staging.exists():
+        shutil.rmtree(staging)  # this command's own, left by an interrupted run
+    export_checkpoint(model_dir, staging)
     metrics = json.loads(Path(metrics_path).read_text()) if metrics_path else None
-    examples = write_examples(folder)
-    card = build_model_card(folder, repo_id, metrics, read_train_config(model_dir), examples)
-    card.save(folder / "README.md")
+    examples = write_examples(staging)
+    card = build_model_card(staging, repo_id, metrics, read_train_config(model_dir), examples)
+    card.save(staging / "README.md")
+    (staging / EXPORT_MARKER).write_text("Written by hub_upload.py; the next export into this folder replaces it.\n")
+    _replace_atomically(staging, folder)
     return folder
 
 
@@ -289,7 +315,7 @@ def upload(folder: str | Path, repo_id: str, token: str, private: bool = False) 
     api = HfApi(token=token)
     api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True)
     info = api.upload_folder(
-        folder_path=str(folder), repo_id=repo_id, repo_type="model",
+        folder_path=str(folder), repo_id=repo_id, repo_type="model", ignore_patterns=[EXPORT_MARKER],
         commit_message=f"Upload {repo_id.split('/')[-1]}: fine-tuned SAM for box-prompted polyp segmentation",
     )
     return str(getattr(info, "commit_url", info))

@@ -15,7 +15,7 @@ from huggingface_hub import HfApi, ModelCard
 from transformers import SamModel, SamProcessor, pipeline
 
 import hub_upload
-from polyp_sam_hf.hub import max_logit_difference
+from polyp_sam_hf.hub import EXPORT_MARKER, max_logit_difference
 
 
 SECRET = "hf_testtokenthatmustneverappear0123456789"
@@ -126,6 +126,7 @@ def test_upload_calls_and_the_token_never_leaks(micro_checkpoint, metrics_file, 
     create.assert_called_once_with(repo_id="me/polyp-sam-b", repo_type="model", private=True, exist_ok=True)
     assert seen["repo_id"] == "me/polyp-sam-b" and seen["token"] == SECRET
     assert "polyp-sam-b" in seen["commit_message"] and "model.safetensors" in seen["files"]
+    assert seen["ignore_patterns"] == [EXPORT_MARKER]  # the export marker never reaches the Hub
     out = capsys.readouterr()
     assert SECRET not in out.out + out.err + caplog.text
     assert all(SECRET.encode() not in content for content in seen["files"].values())
@@ -156,3 +157,35 @@ def test_base_model_comes_from_the_run_record(tmp_path):
     local = tmp_path / "org" / "name"
     local.mkdir(parents=True)
     assert base_model_of(run("e", "org/name"), {"model": str(local)}) is None
+
+
+# --- --dry-run DIR never deletes what the library did not write ----------------------------------
+
+@pytest.mark.parametrize("case", ["user folder", "the run itself", "a file"])
+def test_dry_run_refuses_targets_it_would_destroy(case, micro_checkpoint, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(micro_checkpoint, run / "best")
+    target = {"user folder": tmp_path / "mine", "the run itself": run, "a file": tmp_path / "notes.txt"}[case]
+    if case == "user folder":
+        target.mkdir()
+        (target / "thesis.tex").write_text("precious")
+    if case == "a file":
+        target.write_text("precious")
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    code = hub_upload.main(["--model", str(run / "best"), "--repo-id", "me/x", "--dry-run", str(target)])
+    assert code == 1 and "nothing was" in capsys.readouterr().err
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
+    assert (run / "best" / "model.safetensors").is_file()
+
+
+def test_dry_run_replaces_its_own_earlier_export(micro_checkpoint, tmp_path):
+    target = tmp_path / "upload"
+    target.mkdir()  # an empty folder is fine
+    assert hub_upload.main(["--model", str(micro_checkpoint), "--repo-id", "me/x", "--dry-run", str(target)]) == 0
+    assert (target / EXPORT_MARKER).is_file() and (target / "README.md").is_file()
+    (target / "stale.txt").write_text("from the first export")
+    assert hub_upload.main(["--model", str(micro_checkpoint), "--repo-id", "me/x", "--dry-run", str(target)]) == 0
+    assert not (target / "stale.txt").exists() and (target / "model.safetensors").is_file()
+    assert not list(tmp_path.glob(".upload*"))  # no staging or old folder left behind
