@@ -21,6 +21,17 @@ from .losses import LOSSES
 from .modeling import STRATEGIES
 
 
+def _check_ranges(config, rules: dict[str, tuple[float | None, float | None]]) -> None:
+    """Each named field lies in [low, high] (None: unbounded; a None value is allowed: unset)."""
+    for name, (low, high) in rules.items():
+        value = getattr(config, name)
+        if value is None:
+            continue
+        if (low is not None and value < low) or (high is not None and value > high):
+            bounds = f"at least {low}" if high is None else f"in [{low}, {high}]"
+            raise ValueError(f"{name} {value!r} must be {bounds}.")
+
+
 def _check_choices(config) -> None:
     """Every field whose metadata lists `choices` holds one of them, whether it came from a flag
     (argparse checks too) or from a YAML file (argparse does not check defaults)."""
@@ -89,6 +100,8 @@ class DataArguments:
 
     def __post_init__(self) -> None:
         _check_choices(self)
+        _check_ranges(self, {"val_fraction": (0.0, 0.99), "box_jitter": (0.0, 1.0), "max_train_samples": (1, None),
+                             "max_eval_samples": (1, None), "num_workers": (0, None)})
 
 
 @dataclass
@@ -125,6 +138,11 @@ class TrainArguments:
 
     def __post_init__(self) -> None:
         _check_choices(self)
+        _check_ranges(self, {"num_epochs": (1, None), "max_steps": (1, None), "per_device_batch_size": (1, None),
+                             "effective_batch_size": (1, None), "learning_rate": (0.0, None),
+                             "weight_decay": (0.0, None), "warmup_ratio": (0.0, 1.0), "max_grad_norm": (0.0, None),
+                             "eval_every_steps": (0, None), "save_every_steps": (0, None),
+                             "save_total_limit": (1, None), "stop_after_steps": (1, None)})
 
 
 CONFIG_CLASSES = (ModelArguments, DataArguments, TrainArguments)

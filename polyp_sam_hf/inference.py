@@ -46,6 +46,8 @@ def validate_boxes(boxes, width: int, height: int, name: str = "image") -> np.nd
         arr = arr[None]
     if arr.ndim != 2 or arr.shape[1] != 4:
         raise ValueError(f"Boxes for {name} must be [x0, y0, x1, y1] each; got shape {arr.shape}.")
+    if not np.isfinite(arr).all():  # NaN fails every comparison below, so it must be caught here
+        raise ValueError(f"Boxes for {name} must be finite numbers; got {arr.tolist()}.")
     for box in arr:
         x0, y0, x1, y1 = box.tolist()
         if x1 <= x0 or y1 <= y0:

@@ -189,3 +189,17 @@ def test_dry_run_replaces_its_own_earlier_export(micro_checkpoint, tmp_path):
     assert hub_upload.main(["--model", str(micro_checkpoint), "--repo-id", "me/x", "--dry-run", str(target)]) == 0
     assert not (target / "stale.txt").exists() and (target / "model.safetensors").is_file()
     assert not list(tmp_path.glob(".upload*"))  # no staging or old folder left behind
+
+
+def test_export_with_non_finite_weights_is_refused(micro_checkpoint, tmp_path):
+    """A NaN logit difference used to pass the check (NaN > atol is False)."""
+    from polyp_sam_hf.hub import export_checkpoint
+    from polyp_sam_hf.modeling import load_model_and_processor
+
+    model, processor = load_model_and_processor(str(micro_checkpoint))
+    with torch.no_grad():
+        model.mask_decoder.iou_token.weight.fill_(float("nan"))
+    model.save_pretrained(tmp_path / "nan-model")
+    processor.save_pretrained(tmp_path / "nan-model")
+    with pytest.raises(RuntimeError, match="logits nan away"):
+        export_checkpoint(tmp_path / "nan-model", tmp_path / "export")

@@ -98,3 +98,11 @@ def test_predict_cli_box_flag_csv_and_errors(tmp_path, capsys):
     assert "outside" in capsys.readouterr().err
     assert cli_main(["predict", "--model", "tiny-sam", "--image", str(frame), "--output", str(out)]) == 1
     assert "No box for" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("box", [[float("nan"), 1, 20, 20], [1, 1, float("inf"), 20]])
+def test_non_finite_box_is_refused(box):
+    from polyp_sam_hf.inference import validate_boxes
+
+    with pytest.raises(ValueError, match="finite"):
+        validate_boxes([box], 64, 48, "frame.png")

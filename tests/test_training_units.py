@@ -276,3 +276,17 @@ def test_choices_are_the_registries_and_config_is_in_help(capsys):
     help_text = capsys.readouterr().out
     assert "--config FILE.yaml" in help_text
     assert "{" + ",".join(STRATEGIES) + "}" in help_text and "{" + ",".join(LOSSES) + "}" in help_text
+
+
+@pytest.mark.parametrize("flag,value", [
+    ("--num_epochs", "0"), ("--max_train_samples", "0"), ("--per_device_batch_size", "0"),
+    ("--effective_batch_size", "0"), ("--warmup_ratio", "-0.1"), ("--box_jitter", "-0.05"),
+    ("--learning_rate", "-1e-5"), ("--save_total_limit", "0"), ("--max_steps", "0"), ("--val_fraction", "1.0"),
+])
+def test_out_of_range_settings_fail_at_parse_time(flag, value):
+    """Each of these used to run on: 0 epochs still wrote best/, 0 training samples trained on all,
+    batch 0 divided by zero, negative warm-up or jitter were accepted."""
+    from polyp_sam_hf.config import parse_config
+
+    with pytest.raises(ValueError, match=rf"{flag[2:]} .* must be"):
+        parse_config([f"{flag}={value}"])  # one token: argparse reads "-1e-5" alone as a flag
