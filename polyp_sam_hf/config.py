@@ -107,6 +107,11 @@ class DataArguments:
 @dataclass
 class TrainArguments:
     output_dir: str = field(default="outputs/run", metadata={"help": "Checkpoints, logs, best/ and curves."})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Train into an OUTPUT_DIR that holds an earlier run, first removing that run's files "
+                  "(best/, checkpoints/, logs). Without it such a folder is refused unless resuming."},
+    )
     num_epochs: int = field(default=24, metadata={"help": "Training epochs."})
     max_steps: int | None = field(default=None, metadata={"help": "Stop after this many optimiser steps."})
     per_device_batch_size: int = field(default=4, metadata={"help": "Images per device per forward pass."})

@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -181,6 +182,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
     set_seed(train_args.seed)
     output_dir = Path(train_args.output_dir)
     settings = config_to_dict(model_args, data_args, train_args)
+    _claim_output_dir(output_dir, train_args, accelerator)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "config.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
@@ -337,6 +339,35 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return results
+
+
+# what a run writes into OUTPUT_DIR: an earlier run is recognised by any of these
+RUN_FILES = ("best", "checkpoints", "metrics.jsonl", "test_results.json", "training_curves.png", "config.yaml")
+
+
+def _claim_output_dir(output_dir: Path, train_args: TrainArguments, accelerator: Accelerator) -> None:
+    """Refuse an OUTPUT_DIR that holds an earlier run unless resuming it or told to overwrite it
+    (then remove that run's files, and only those), as the transformers Trainer refuses: two runs in
+    one folder would mix their best/, checkpoints and logs without a word.
+
+    Raises:
+        ValueError: the folder holds an earlier run and neither --resume_from_checkpoint nor
+            --overwrite_output_dir was given.
+    """
+    earlier = [name for name in RUN_FILES if (output_dir / name).exists()]
+    if earlier and not train_args.resume_from_checkpoint:
+        if not train_args.overwrite_output_dir:
+            raise ValueError(
+                f"{output_dir} holds an earlier run ({', '.join(earlier)}). Continue it with "
+                "--resume_from_checkpoint latest, train into a new --output_dir, or pass "
+                "--overwrite_output_dir to replace it."
+            )
+        if accelerator.is_main_process:
+            logger.warning("Removing the earlier run in %s (%s): --overwrite_output_dir", output_dir, ", ".join(earlier))
+            for name in earlier:
+                path = output_dir / name
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+    accelerator.wait_for_everyone()  # no process may see the files the main process writes next
 
 
 def _check_finite(loss: torch.Tensor, step: int, accelerator: Accelerator) -> None:

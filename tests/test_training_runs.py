@@ -189,3 +189,17 @@ def test_gradient_checkpointing_gives_the_same_step(prepared_demo, tmp_path):
     run(prepared_demo, tmp_path / "ckpt", "--max_steps", "1", "--gradient_checkpointing", "true")
     assert_same_weights(weights(tmp_path / "plain" / "checkpoints" / "step-0000001"),
                         weights(tmp_path / "ckpt" / "checkpoints" / "step-0000001"), atol=1e-6)
+
+
+def test_second_run_into_the_same_folder_is_refused_or_replaces(prepared_demo, tmp_path):
+    """Two runs in one OUTPUT_DIR used to mix best/, checkpoints and metrics.jsonl silently."""
+    out = tmp_path / "run"
+    run(prepared_demo, out, "--max_steps", "2", "--eval_every_steps", "1")
+    best = (out / "best" / "model.safetensors").read_bytes()
+    with pytest.raises(ValueError, match=rf"{out} holds an earlier run .*--resume_from_checkpoint latest.*--overwrite_output_dir"):
+        run(prepared_demo, out, "--max_steps", "1", "--learning_rate", "5e-2")
+    assert (out / "best" / "model.safetensors").read_bytes() == best  # nothing touched
+    run(prepared_demo, out, "--max_steps", "1", "--learning_rate", "5e-2", "--overwrite_output_dir", "true")
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1]  # only the new run's validation, no interleaving
+    assert sorted(p.name for p in (out / "checkpoints").iterdir() if p.name.startswith("step-")) == ["step-0000001"]
