@@ -43,7 +43,7 @@ def _add_prepare(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split-preset", default="paper", choices=sorted(SPLIT_PRESETS))
     parser.add_argument("--val-fraction", type=float, default=0.2, help="per training source")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--min-component-area", type=int, default=10, help="pixels, for `boxes`")
+    parser.add_argument("--min-component-area", type=int, default=10, help="smallest polyp in pixels: smaller specks are left out of `box` and `boxes`")
     parser.add_argument(
         "--skip-bad-files",
         action="store_true",

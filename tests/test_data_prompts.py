@@ -65,3 +65,42 @@ def test_jitter_is_seeded_and_zero_is_identity():
     b = jitter_box(box, 0.1, 64, 64, np.random.default_rng(7))
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(jitter_box(box, 0.0, 64, 64, np.random.default_rng(7)), box)
+
+
+def test_box_ignores_specks_as_boxes_do():
+    """A JPEG mask's 1-pixel speck at (0, 0) used to stretch `box` to the corner while `boxes`
+    left it out (SAM then scored Dice 0.001 with that box); a specks-only mask had a whole-frame box."""
+    from polyp_sam_hf.data.prompts import polyp_prompts
+
+    mask = np.zeros((40, 50), bool)
+    mask[0, 0] = True  # the speck
+    mask[10:20, 15:30] = True  # the polyp: x 15..29, y 10..19
+    box, boxes, specks = polyp_prompts(mask, min_area=10)
+    assert box == [15.0, 10.0, 29.0, 19.0] and boxes == [[15.0, 10.0, 29.0, 19.0]] and specks == 1
+    noise = np.zeros((40, 50), bool)
+    noise[0, 0] = noise[39, 49] = noise[5, 40] = True
+    assert polyp_prompts(noise, min_area=10) == (None, [], 3)
+    two = np.zeros((40, 50), bool)
+    two[2:8, 2:8] = two[30:38, 40:48] = True
+    assert polyp_prompts(two, min_area=10)[0] == [2.0, 2.0, 47.0, 37.0]  # the extent of both polyps
+
+
+def test_prepare_reports_specks_and_drops_noise_only_training_masks(tmp_path):
+    from PIL import Image
+
+    from polyp_sam_hf.data.prepare import prepare_dataset
+
+    root = tmp_path / "pranet"
+    for i in range(6):
+        mask = np.zeros((32, 32), np.uint8)
+        mask[0, 0] = 255
+        if i:  # frame 0 is a speck only
+            mask[8:20, 8:20] = 255
+        for folder, array in (("images", np.full((32, 32, 3), 90 + i, np.uint8)), ("masks", mask)):
+            (root / "TrainDataset" / folder).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(array).save(root / "TrainDataset" / folder / f"{i + 1}.png")
+    ds, report = prepare_dataset(root, val_fraction=0.2)
+    rows = list(ds["train"]) + list(ds["validation"])
+    assert len(rows) == 5 and all(r["box"] == [8.0, 8.0, 19.0, 19.0] for r in rows)
+    assert len(report.specks) == 6 and "Ignored 6 specks" in report.format()
+    assert sum(report.empty_dropped.values()) == 1

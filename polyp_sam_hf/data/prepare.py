@@ -27,7 +27,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .layouts import Discovery, PairRecord, Skipped, discover
-from .prompts import component_boxes, mask_to_box
+from .prompts import polyp_prompts
 from .reading import DataError, encode_png, read_pair
 from .splits import assign_splits, get_split_preset
 
@@ -62,6 +62,7 @@ class PrepareReport:
     empty_kept: Counter = field(default_factory=Counter)  # source -> test rows with empty mask
     left_out_by_preset: int = 0
     omitted: list[str] = field(default_factory=list)  # splits with no rows, not in the DatasetDict
+    specks: dict[str, int] = field(default_factory=dict)  # "source/image_id" -> components under the minimum
 
     def format(self) -> str:
         """The summary table printed at the end of `polyp-sam prepare`."""
@@ -77,6 +78,11 @@ class PrepareReport:
             lines.append(f"Dropped {n} {source} {split} rows with an empty mask.")
         for source, n in sorted(self.empty_kept.items()):
             lines.append(f"Kept {n} {source} test rows with an empty mask (box is null).")
+        if self.specks:
+            named = ", ".join(f"{k} ({n})" for k, n in list(self.specks.items())[:5])
+            lines.append(f"Ignored {sum(self.specks.values())} specks smaller than the minimum polyp area in "
+                         f"{len(self.specks)} masks (box and boxes leave them out): {named}"
+                         + (" ..." if len(self.specks) > 5 else ""))
         for split in self.omitted:
             lines.append(f"Split {split!r} has no rows and is not in the saved dataset.")
         if self.left_out_by_preset:
@@ -114,11 +120,11 @@ def build_row(pair: PairRecord, min_component_area: int = 10) -> dict:
         DataError: a file is unreadable, or image and mask sizes differ.
     """
     image, mask = read_pair(pair.image_path, pair.mask_path)
-    if pair.json_box is not None and mask.any():
+    mask_box, boxes, specks = polyp_prompts(mask, min_component_area)
+    if pair.json_box is not None and mask_box is not None:
         box, origin = _scaled_json_box(pair.json_box, image.width, image.height), KVASIR_ORIGIN
     else:
-        box = mask_to_box(mask)
-        origin = "mask" if box is not None else "none"
+        box, origin = mask_box, "mask" if mask_box is not None else "none"
     return {
         "image": _image_bytes(pair.image_path, image),
         "mask": {"bytes": encode_png(mask), "path": None},
@@ -128,7 +134,8 @@ def build_row(pair: PairRecord, min_component_area: int = 10) -> dict:
         "width": image.width,
         "box": box,
         "box_origin": origin,
-        "boxes": component_boxes(mask, min_component_area),
+        "boxes": boxes,
+        "specks": specks,  # not a column: counted in the report
     }
 
 
@@ -172,6 +179,8 @@ def prepare_dataset(
                         raise
                     report.skipped.append(Skipped(str(pair.image_path), str(err)))
                     continue
+                if row["specks"]:
+                    report.specks[f"{pair.source}/{pair.image_id}"] = row["specks"]
                 if row["box"] is None:
                     if split != "test":
                         report.empty_dropped[(split, pair.source)] += 1

@@ -52,6 +52,25 @@ def component_boxes(mask: np.ndarray, min_area: int = 10) -> list[list[float]]:
     return [box for _, _, box in sorted(found)]
 
 
+def polyp_prompts(mask: np.ndarray, min_area: int = 10) -> tuple[list[float] | None, list[list[float]], int]:
+    """The whole-mask `box`, the per-polyp `boxes`, and how many specks both ignore.
+
+    Both boxes come from the same components: those of at least `min_area` pixels. A speck of
+    annotation noise (a JPEG mask's stray pixel in a corner) would otherwise stretch the whole-mask
+    box to the corner while `boxes` left it out; a mask of specks only has no box at all.
+
+    Returns:
+        (`box`: the extent of all kept components, or None; `boxes`: `component_boxes`; the number
+        of components smaller than `min_area`).
+    """
+    boxes = component_boxes(mask, min_area)
+    _, count = ndimage.label(mask, structure=_EIGHT_CONNECTED)
+    if not boxes:
+        return None, [], count
+    box = [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]
+    return box, boxes, count - len(boxes)
+
+
 def component_masks(mask: np.ndarray, boxes: list[list[float]]) -> list[np.ndarray]:
     """The foreground of `mask` inside each box, one boolean (H, W) mask per box.
 
