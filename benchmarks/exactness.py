@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(HERE))
 
-from reference_sam import reference_logits, reference_parts  # noqa: E402
+from reference_sam import kornia_logits, reference_logits, reference_parts  # noqa: E402
 from report import emit  # noqa: E402
 
 from polyp_sam_hf.convert import convert_checkpoint  # noqa: E402
@@ -57,11 +57,6 @@ def main() -> None:
         model, processor = load_model_and_processor(str(folder))
         model.eval()
         parts = reference_parts(arch, checkpoint)
-        kornia_sam = None
-        if arch == "mobile-sam":
-            from kornia.models.sam import Sam, SamConfig
-
-            kornia_sam = Sam.from_config(SamConfig("mobile_sam", checkpoint=str(checkpoint))).eval()
         for folder_name, name in FRAMES:
             base = args.samples / "pranet" / "TestDataset" / folder_name
             image, mask = read_pair(base / "images" / name, base / "masks" / name)
@@ -73,13 +68,9 @@ def main() -> None:
             ref_emb, ref = reference_logits(parts, inputs["pixel_values"], inputs["input_boxes"][0].float())
             entry = {"boxes": len(boxes), "official": {"max_abs_embedding_diff": float((emb - ref_emb).abs().max()),
                                                        **compare(ours, ref)}}
-            if kornia_sam is not None:
-                sparse, dense = kornia_sam.prompt_encoder(points=None, boxes=inputs["input_boxes"][0].float(), masks=None)
-                k_logits, _ = kornia_sam.mask_decoder(
-                    image_embeddings=kornia_sam.image_encoder(inputs["pixel_values"]),
-                    image_pe=kornia_sam.prompt_encoder.get_dense_pe(), sparse_prompt_embeddings=sparse,
-                    dense_prompt_embeddings=dense, multimask_output=False)
-                entry["kornia_sam"] = compare(ours, k_logits[:, 0])
+            if arch == "mobile-sam":
+                entry["kornia_sam"] = compare(ours, kornia_logits(checkpoint, inputs["pixel_values"],
+                                                                  inputs["input_boxes"][0].float()))
             result[f"{arch} {folder_name}/{name}"] = entry
     emit(result, args.output)
 

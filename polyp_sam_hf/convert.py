@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import SamImageProcessor, SamProcessor
+from transformers import SamProcessor
 
 from .modeling_tinyvit_sam import TinyViTSamConfig, TinyViTSamModel
 from .registry import lookup
@@ -78,26 +77,22 @@ class Arch:
     sha256: str
     source: str
     license: str = "Apache-2.0"
-    extra: dict = field(default_factory=dict)
 
-    def config(self) -> TinyViTSamConfig:
+    def config(self, checkpoint_sha256: str | None = None) -> TinyViTSamConfig:
+        """The model config; `polyp_sam_origin` records the checkpoint's SHA-256 (the official one
+        when not given) and whether it is the official file."""
         from .modeling import tiny_vit_sam_config
 
+        digest = checkpoint_sha256 or self.sha256
         config = tiny_vit_sam_config(self.image_size, self.patch_stride)
-        config.polyp_sam_origin = {"arch": self.name, "checkpoint_sha256": self.sha256, "source": self.source,
-                                   "license": self.license}
+        config.polyp_sam_origin = {"arch": self.name, "checkpoint_sha256": digest, "source": self.source,
+                                   "license": self.license, "official": digest == self.sha256}
         return config
 
     def processor(self) -> SamProcessor:
-        low_res = 256  # 4 x the 64 x 64 embedding grid
-        return SamProcessor(image_processor=SamImageProcessor(
-            size={"longest_edge": self.image_size},
-            pad_size={"height": self.image_size, "width": self.image_size},
-            mask_size={"longest_edge": low_res},
-            mask_pad_size={"height": low_res, "width": low_res},
-            image_mean=list(self.image_mean),
-            image_std=list(self.image_std),
-        ))
+        from .modeling import processor_for
+
+        return processor_for(self.config(), self.image_mean, self.image_std)
 
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -183,20 +178,15 @@ def convert_state_dict(state: dict[str, torch.Tensor], model: TinyViTSamModel, n
     return converted
 
 
-def convert_checkpoint(checkpoint: str | Path, arch: str, output: str | Path,
-                       check_hash: bool = True) -> Path:
+def convert_checkpoint(checkpoint: str | Path, arch: str, output: str | Path) -> Path:
     """Write a model folder for a Meta-format checkpoint of `arch` (see `ARCHS`).
 
-    With `check_hash`, a file whose SHA-256 differs from the official one is still converted
-    (fine-tuned weights are legitimate) but the config records that it is not the official file.
+    A file whose SHA-256 differs from the official one is still converted (fine-tuned weights are
+    legitimate), and the config records that it is not the official file.
     """
     spec = get_arch(arch)
     state = load_meta_state_dict(checkpoint)
-    config = spec.config()
-    digest = sha256_of(checkpoint) if check_hash else None
-    config.polyp_sam_origin = {**config.polyp_sam_origin, "checkpoint_sha256": digest,
-                               "official": digest == spec.sha256}
-    model = TinyViTSamModel(config)
+    model = TinyViTSamModel(spec.config(sha256_of(checkpoint)))
     converted = convert_state_dict(state, model, str(checkpoint))
     model.load_state_dict(converted, strict=False)
     model.tie_weights()

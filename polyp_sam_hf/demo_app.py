@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .inference import ImageEmbedding, PolypSegmenter, validate_boxes
+from .inference import ImageEmbedding, PolypSegmenter
 from .modeling import BUILTIN_MODELS
 from .predict_run import parse_box
 from .visualize import overlay
@@ -99,8 +99,7 @@ def segment(segmenter: PolypSegmenter, image: Image.Image | np.ndarray, boxes_te
     frame = segmenter.as_image(image)
     boxes = parse_boxes(boxes_text)
     embedded = memo(frame) if memo else segmenter.embed(frame)
-    boxes = validate_boxes(boxes, frame.width, frame.height, name="the uploaded frame")
-    union = (segmenter.logits(embedded, boxes) > 0).any(0).cpu().numpy()
+    union = segmenter.masks(embedded, boxes, name="the uploaded frame").any(0)
     path = Path(tempfile.mkdtemp(dir=out_dir)) / "polyp_mask.png"
     Image.fromarray(union.astype(np.uint8) * 255).save(path)
     return overlay(frame, union, None, boxes), str(path)

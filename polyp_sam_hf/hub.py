@@ -58,42 +58,44 @@ def _probe_inputs(processor: SamProcessor) -> dict:
 
 
 @torch.no_grad()
+def _probe_logits(model: torch.nn.Module, inputs: dict) -> torch.Tensor:
+    """The model's single-mask logits on the probe input, flattened."""
+    return model.eval()(pixel_values=inputs["pixel_values"], input_boxes=inputs["input_boxes"].float(),
+                        multimask_output=False).pred_masks.flatten()
+
+
 def max_logit_difference(a: SamModel, b: SamModel, processor: SamProcessor) -> float:
     """Largest absolute difference of the two models' mask logits on the probe input."""
     inputs = _probe_inputs(processor)
-    kwargs = {"pixel_values": inputs["pixel_values"], "input_boxes": inputs["input_boxes"].float(),
-              "multimask_output": False}
-    return float((a.eval()(**kwargs).pred_masks - b.eval()(**kwargs).pred_masks).abs().max())
+    return float((_probe_logits(a, inputs) - _probe_logits(b, inputs)).abs().max())
 
 
 # Run in a fresh interpreter where this library cannot be imported: what a Hub user without
-# polyp-sam-hf gets. Prints the probe logits as JSON.
+# polyp-sam-hf gets. Reads the probe input the caller saved (safetensors), prints the logits as JSON.
 _STANDALONE_LOAD = r"""
 import json, sys
 sys.modules["polyp_sam_hf"] = None  # importing the library now fails: the folder must stand alone
-import numpy as np, torch
-from PIL import Image
+import torch
+from safetensors.torch import load_file
 from transformers import AutoModel, SamModel, SamProcessor
-folder = sys.argv[1]
+folder, probe = sys.argv[1], load_file(sys.argv[2])
 config = json.load(open(folder + "/config.json"))
 if "auto_map" in config:
     model = AutoModel.from_pretrained(folder, trust_remote_code=True)
 else:
     model = SamModel.from_pretrained(folder)
-processor = SamProcessor.from_pretrained(folder)
-frame = Image.fromarray(np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8))
-inputs = processor(images=frame, input_boxes=[[[16.0, 12.0, 90.0, 80.0]]], return_tensors="pt")
+SamProcessor.from_pretrained(folder)
 with torch.no_grad():
-    out = model.eval()(pixel_values=inputs["pixel_values"], input_boxes=inputs["input_boxes"].float(),
-                       multimask_output=False)
+    out = model.eval()(pixel_values=probe["pixel_values"], input_boxes=probe["input_boxes"], multimask_output=False)
 print(json.dumps({"class": type(model).__name__, "logits": out.pred_masks.flatten().tolist()}))
 """
 
 
-def standalone_logits(folder: str | Path) -> tuple[str, torch.Tensor]:
+def standalone_logits(folder: str | Path, inputs: dict | None = None) -> tuple[str, torch.Tensor]:
     """(class name, probe logits) of `folder` loaded in a separate Python process in which
     `polyp_sam_hf` cannot be imported: plain `SamModel`, or `AutoModel` with `trust_remote_code`
-    for a model whose code travels in the folder (`auto_map`).
+    for a model whose code travels in the folder (`auto_map`). `inputs` defaults to
+    `_probe_inputs` of the folder's processor.
 
     Raises:
         RuntimeError: the folder does not load without this library; the message has the error.
@@ -101,10 +103,19 @@ def standalone_logits(folder: str | Path) -> tuple[str, torch.Tensor]:
     import os
     import subprocess
     import sys
+    import tempfile
 
+    from safetensors.torch import save_file
+
+    folder = Path(folder).resolve()
+    inputs = inputs or _probe_inputs(SamProcessor.from_pretrained(folder))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, "-c", _STANDALONE_LOAD, str(Path(folder).resolve())],
-                          capture_output=True, text=True, env=env, cwd=Path(folder).resolve())
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = Path(tmp) / "probe.safetensors"
+        save_file({"pixel_values": inputs["pixel_values"].contiguous(),
+                   "input_boxes": inputs["input_boxes"].float().contiguous()}, str(probe))
+        done = subprocess.run([sys.executable, "-c", _STANDALONE_LOAD, str(folder), str(probe)],
+                              capture_output=True, text=True, env=env, cwd=folder)
     if done.returncode != 0:
         raise RuntimeError(f"{folder} does not load without polyp-sam-hf installed:\n{done.stderr[-2000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -123,11 +134,9 @@ def export_checkpoint(model_dir: str | Path, out_dir: str | Path, atol: float = 
     source = model_class_for(str(model_dir)).from_pretrained(model_dir).eval()
     processor = SamProcessor.from_pretrained(model_dir)
     save_pretrained_atomic(source, processor, out_dir)
-    _, exported = standalone_logits(out_dir)
     inputs = _probe_inputs(processor)
-    with torch.no_grad():
-        expected = source(pixel_values=inputs["pixel_values"], input_boxes=inputs["input_boxes"].float(),
-                          multimask_output=False).pred_masks.flatten()
+    _, exported = standalone_logits(out_dir, inputs)
+    expected = _probe_logits(source, inputs)
     diff = float((expected - exported).abs().max()) if exported.shape == expected.shape else float("inf")
     if not diff <= atol:  # NaN fails too
         raise RuntimeError(f"The export in {out_dir} gives logits {diff:.3g} away from {model_dir}; not uploading.")

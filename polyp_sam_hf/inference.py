@@ -115,7 +115,10 @@ class PolypSegmenter:
 
     def predict(self, image, boxes, name: str = "image") -> np.ndarray:
         """Masks for each box: (K, H, W) bool at the frame's size (logits thresholded at 0)."""
-        embedded = self.embed(image)
+        return self.masks(self.embed(image), boxes, name)
+
+    def masks(self, embedded: ImageEmbedding, boxes, name: str = "image") -> np.ndarray:
+        """`predict` for a frame already embedded (several prompts, one encoder pass)."""
         boxes = validate_boxes(boxes, embedded.original[1], embedded.original[0], name)
         return (self.logits(embedded, boxes) > 0).cpu().numpy()
 

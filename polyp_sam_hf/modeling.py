@@ -75,9 +75,11 @@ def tiny_vit_sam_config(image_size: int = 1024, patch_stride: int = 4) -> TinyVi
     )
 
 
-def processor_for(config: SamConfig) -> SamProcessor:
+def processor_for(config: SamConfig, image_mean: list[float] | None = None,
+                  image_std: list[float] | None = None) -> SamProcessor:
     """A `SamProcessor` sized to a config: longest side and padding to the encoder's input size,
-    low-resolution mask size to the decoder's output (four times the embedding grid)."""
+    low-resolution mask size to the decoder's output (four times the embedding grid); normalisation
+    by `image_mean` / `image_std` ([0, 1] units), SAM's ImageNet values when not given."""
     size = config.vision_config.image_size
     low_res = 4 * (size // config.vision_config.patch_size)
     return SamProcessor(
@@ -86,6 +88,8 @@ def processor_for(config: SamConfig) -> SamProcessor:
             pad_size={"height": size, "width": size},
             mask_size={"longest_edge": low_res},
             mask_pad_size={"height": low_res, "width": low_res},
+            **({"image_mean": list(image_mean)} if image_mean is not None else {}),
+            **({"image_std": list(image_std)} if image_std is not None else {}),
         )
     )
 

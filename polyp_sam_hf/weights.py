@@ -19,6 +19,7 @@ import sys
 import tarfile
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -76,7 +77,7 @@ def reference_dir(arch: str, cache: str | Path | None = None) -> Path:
     return Path(cache or cache_root()) / "reference" / arch
 
 
-def _archive_members(archive: Path) -> tuple[list[str], callable]:
+def _archive_members(archive: Path) -> tuple[list[str], Callable[[str], bytes]]:
     if archive.name.endswith((".tar.gz", ".tgz")):
         tar = tarfile.open(archive)
         return tar.getnames(), lambda name: tar.extractfile(name).read()

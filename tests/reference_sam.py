@@ -66,3 +66,16 @@ def reference_logits(parts, pixels: torch.Tensor, boxes: torch.Tensor) -> tuple[
     low_res, _ = decoder(image_embeddings=embeddings, image_pe=prompt.get_dense_pe(),
                          sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=False)
     return embeddings, low_res[:, 0]
+
+
+@torch.no_grad()
+def kornia_logits(checkpoint: Path, pixels: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """Low-resolution single-mask logits (K, 256, 256) of kornia's complete MobileSAM `Sam` (its own
+    TinyViT, prompt encoder and mask decoder) for one frame's boxes (K, 4) in input pixels."""
+    from kornia.models.sam import Sam, SamConfig
+
+    sam = Sam.from_config(SamConfig("mobile_sam", checkpoint=str(checkpoint))).eval()
+    sparse, dense = sam.prompt_encoder(points=None, boxes=boxes, masks=None)
+    logits, _ = sam.mask_decoder(image_embeddings=sam.image_encoder(pixels), image_pe=sam.prompt_encoder.get_dense_pe(),
+                                 sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=False)
+    return logits[:, 0]

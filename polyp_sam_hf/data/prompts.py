@@ -28,6 +28,22 @@ def mask_to_box(mask: np.ndarray) -> list[float] | None:
     return [float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())]
 
 
+def _components(mask: np.ndarray, min_area: int) -> tuple[list[list[float]], int]:
+    """(boxes of the 8-connected components of at least `min_area` pixels, largest first; the
+    number of all components), from one labelling of the mask."""
+    labels, count = ndimage.label(mask, structure=_EIGHT_CONNECTED)
+    if count == 0:
+        return [], 0
+    areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    slices = ndimage.find_objects(labels)
+    found = []
+    for index, (area, (rows, cols)) in enumerate(zip(areas, slices)):
+        if area >= min_area:
+            box = [float(cols.start), float(rows.start), float(cols.stop - 1), float(rows.stop - 1)]
+            found.append((-int(area), index, box))
+    return [box for _, _, box in sorted(found)], count
+
+
 def component_boxes(mask: np.ndarray, min_area: int = 10) -> list[list[float]]:
     """One box per 8-connected foreground component of at least `min_area` pixels, largest first.
 
@@ -39,17 +55,7 @@ def component_boxes(mask: np.ndarray, min_area: int = 10) -> list[list[float]]:
         A list of `[x_min, y_min, x_max, y_max]` boxes, by decreasing component area; ties keep
         reading order (top to bottom, then left to right).
     """
-    labels, count = ndimage.label(mask, structure=_EIGHT_CONNECTED)
-    if count == 0:
-        return []
-    areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
-    slices = ndimage.find_objects(labels)
-    found = []
-    for index, (area, (rows, cols)) in enumerate(zip(areas, slices)):
-        if area >= min_area:
-            box = [float(cols.start), float(rows.start), float(cols.stop - 1), float(rows.stop - 1)]
-            found.append((-int(area), index, box))
-    return [box for _, _, box in sorted(found)]
+    return _components(mask, min_area)[0]
 
 
 def polyp_prompts(mask: np.ndarray, min_area: int = 10) -> tuple[list[float] | None, list[list[float]], int]:
@@ -63,8 +69,7 @@ def polyp_prompts(mask: np.ndarray, min_area: int = 10) -> tuple[list[float] | N
         (`box`: the extent of all kept components, or None; `boxes`: `component_boxes`; the number
         of components smaller than `min_area`).
     """
-    boxes = component_boxes(mask, min_area)
-    _, count = ndimage.label(mask, structure=_EIGHT_CONNECTED)
+    boxes, count = _components(mask, min_area)
     if not boxes:
         return None, [], count
     box = [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]
