@@ -22,10 +22,12 @@ from pathlib import Path
 import torch
 
 from .modeling import merge_lora
+from .provenance import TRAINING_SETTINGS
 
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "trainer_state.json"
+FINISHED = "train_results.json"  # OUTPUT/train_results.json: written last, when a run has finished
 STEP_PREFIX = "step-"
 INTERRUPTED = "interrupted"
 
@@ -107,11 +109,14 @@ def load_training_state(accelerator, path: str | Path) -> dict:
     return json.loads((Path(path) / STATE_FILE).read_text())
 
 
-def save_pretrained_atomic(model: torch.nn.Module, processor, folder: str | Path) -> Path:
+def save_pretrained_atomic(model: torch.nn.Module, processor, folder: str | Path,
+                           training_settings: dict | None = None) -> Path:
     """Write a plain `SamModel` folder (LoRA merged) that vanilla `from_pretrained` loads.
 
     Files: `config.json`, `model.safetensors`, `preprocessor_config.json` (and any other processor
-    files). Written under a temporary name, then renamed.
+    files), and with `training_settings` the run's settings as `polyp_sam_training.json` (what it
+    trained on and how: the split and its seed among them). Written under a temporary name, then
+    renamed.
     """
     folder = Path(folder)
     tmp = folder.with_name(f".{folder.name}.tmp")
@@ -122,6 +127,8 @@ def save_pretrained_atomic(model: torch.nn.Module, processor, folder: str | Path
     processor.save_pretrained(tmp)
     # preprocessor_config.json too: what transformers 4.x and the Hub's widgets read
     processor.image_processor.save_pretrained(tmp)
+    if training_settings is not None:
+        (tmp / TRAINING_SETTINGS).write_text(json.dumps(training_settings, indent=1))
     _replace_atomically(tmp, folder)
     return folder
 

@@ -42,7 +42,8 @@ def _add_prepare(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, type=Path, help="where save_to_disk writes")
     parser.add_argument("--split-preset", default="paper", choices=sorted(SPLIT_PRESETS))
     parser.add_argument("--val-fraction", type=float, default=0.2, help="per training source")
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=42, help="the split seed: draws the release split and validation")
+    parser.add_argument("--overwrite", action="store_true", help="replace a dataset already prepared in --output")
     parser.add_argument("--min-component-area", type=int, default=10, help="smallest polyp in pixels: smaller specks are left out of `box` and `boxes`")
     parser.add_argument(
         "--skip-bad-files",
@@ -54,6 +55,7 @@ def _add_prepare(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_prepare(args: argparse.Namespace) -> int:
+    from .data.loading import SplitSettings, save_prepared
     from .data.prepare import prepare_dataset
 
     dataset, report = prepare_dataset(
@@ -64,7 +66,8 @@ def _run_prepare(args: argparse.Namespace) -> int:
         min_component_area=args.min_component_area,
         skip_bad_files=args.skip_bad_files,
     )
-    dataset.save_to_disk(str(args.output))
+    save_prepared(dataset, args.output, SplitSettings(args.split_preset, args.val_fraction, args.seed),
+                  args.data_root, overwrite=args.overwrite)
     if args.push_to_hub:
         dataset.push_to_hub(args.push_to_hub, private=not args.public)
     print(report.format())
@@ -77,7 +80,9 @@ def _floats(text: str) -> tuple[float, ...]:
 
 
 def _add_evaluate(parser: argparse.ArgumentParser) -> None:
+    from .data.splits import SPLIT_PRESETS
     from .evaluate_run import PROTOCOLS
+    from .published import PAPER_RUNS
 
     parser.add_argument("--model", required=True, help="Hub id, folder, or built-in name")
     parser.add_argument("--data", required=True, help="prepared DatasetDict or raw data root")
@@ -93,6 +98,14 @@ def _add_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--figures", action="store_true", help="best/worst overlays per source")
     parser.add_argument("--max-samples", type=int, help="evaluate only the first N frames")
     parser.add_argument("--device", help="cuda, cpu, ... (default: cuda when present)")
+    split = parser.add_argument_group("split of a raw data root (a prepared dataset holds its own)")
+    split.add_argument("--split-preset", choices=sorted(SPLIT_PRESETS),
+                       help="default: the one the model's run trained on, else paper")
+    split.add_argument("--split-seed", type=int, help="default: the model's run's split seed, else 42")
+    split.add_argument("--val-fraction", type=float, help="default: the model's run's, else 0.2")
+    parser.add_argument("--paper-run", choices=sorted(PAPER_RUNS),
+                        help="the paper run this model reproduces, for the difference to the paper's row "
+                             "(default: read from the run's record: base model, strategy, split)")
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
@@ -106,7 +119,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         model=args.model, data=args.data, output=str(args.output), split=args.split,
         protocol=args.protocol, prompt_modes=modes, box_jitter=args.box_jitter, seed=args.seed,
         batch_size=args.batch_size, save_masks=args.save_masks, figures=args.figures,
-        max_samples=args.max_samples, device=args.device,
+        max_samples=args.max_samples, device=args.device, split_preset=args.split_preset,
+        split_seed=args.split_seed, val_fraction=args.val_fraction, paper_run=args.paper_run,
     ))
     print((args.output / "results.md").read_text())
     print(f"mean Dice {metrics['all']['dice']:.4f}, mIoU {metrics['all']['miou']:.4f} over {metrics['all']['n']} frames")
@@ -167,6 +181,58 @@ def _run_fetch_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_compare(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("metrics", nargs="+", type=Path, metavar="EVAL",
+                        help="metrics.json files of `polyp-sam evaluate`, or the folders holding them")
+    parser.add_argument("--table", type=int, action="append", choices=(1, 2, 3),
+                        help="only this paper table (repeat for several; default: all)")
+    parser.add_argument("--output", type=Path, help="also write the comparison to this file")
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    from .comparison import comparison_markdown, read_metrics
+
+    text = comparison_markdown([read_metrics(p) for p in args.metrics], tuple(args.table or ()))
+    if args.output:
+        args.output.write_text(text)
+    print(text)
+    return 0
+
+
+def _add_reproduce(parser: argparse.ArgumentParser) -> None:
+    from .published import PAPER_RUNS
+    from .reproduce import REPO_CONFIGS
+
+    parser.add_argument("--data-root", required=True, type=Path, help="PraNet layout or original releases")
+    parser.add_argument("--output", required=True, type=Path, help="data/, runs/, eval/ and comparison.md go here")
+    parser.add_argument("--gpus", type=int, default=1, help="processes for accelerate launch, one per GPU")
+    parser.add_argument("--accelerate-config", type=Path, help="an accelerate config file instead of --gpus")
+    parser.add_argument("--model", help="replace every config's model (a local copy of SAM ViT-B/L, a built-in)")
+    parser.add_argument("--configs", type=Path, default=REPO_CONFIGS, help="the folder of paper configs")
+    parser.add_argument("--run", action="append", choices=list(PAPER_RUNS), help="only this run (repeatable)")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands; run nothing")
+    parser.add_argument("train_args", nargs=argparse.REMAINDER,
+                        help="after --: further train.py flags for every run, e.g. -- --max_steps 100")
+
+
+def _run_reproduce(args: argparse.Namespace) -> int:
+    from .reproduce import ReproduceConfig, StepFailedError, reproduce
+
+    extra = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
+    if args.gpus < 1:
+        raise ValueError(f"--gpus {args.gpus}: give at least 1.")
+    try:
+        reproduce(ReproduceConfig(
+            data_root=args.data_root, output=args.output, gpus=args.gpus, accelerate_config=args.accelerate_config,
+            model=args.model, configs=args.configs, runs=tuple(args.run or ReproduceConfig.runs),
+            train_args=tuple(extra), dry_run=args.dry_run,
+        ))
+    except StepFailedError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _run_train(argv: list[str]) -> int:
     from .training import main as train_main
 
@@ -188,6 +254,9 @@ COMMANDS: dict[str, Command] = {
     "convert": Command("model folder from a MobileSAM / LiteMedSAM checkpoint", _add_convert, _run_convert),
     "fetch-weights": Command("download the MobileSAM / LiteMedSAM checkpoints (SHA-256 checked)",
                              _add_fetch_weights, _run_fetch_weights),
+    "compare": Command("set evaluations beside the paper's Tables 1-3", _add_compare, _run_compare),
+    "reproduce": Command("train and evaluate every run of the paper's tables; write comparison.md",
+                         _add_reproduce, _run_reproduce),
     # train parses its own dataclass arguments (HfArgumentParser), so it takes the raw argv
     "train": Command("fine-tune SAM (same flags as train.py)", None, _run_train),
 }

@@ -1,6 +1,6 @@
 """Training configuration: dataclasses with help text, read from a YAML file with command-line overrides.
 
-    python train.py --config configs/paper-b-full.yaml --learning_rate 1e-5 --output_dir runs/x
+    python train.py --config configs/paper/table2-b-full.yaml --learning_rate 1e-5 --output_dir runs/x
 
 Every field is a flag (`--output_dir` or `--output-dir`); a YAML file sets the defaults the flags
 then override. A key in the file that is not a field is an error naming the file.
@@ -17,6 +17,7 @@ from transformers import HfArgumentParser
 from transformers.trainer_utils import SchedulerType
 
 from .data.collate import PROMPT_MODES
+from .data.splits import SPLIT_PRESETS
 from .losses import LOSSES
 from .modeling import STRATEGIES
 
@@ -70,8 +71,13 @@ class DataArguments:
     generate_demo_data: bool = field(
         default=False, metadata={"help": "If --data does not exist, write the synthetic demo data there."}
     )
-    split_preset: str = field(default="paper", metadata={"help": "Split preset for a raw data root."})
+    split_preset: str = field(default="paper", metadata={"help": "Split preset for a raw data root (a prepared "
+                              "dataset holds its own: the one it was prepared with is recorded).",
+                              "choices": list(SPLIT_PRESETS)})
     val_fraction: float = field(default=0.2, metadata={"help": "Validation part of each training source (raw root)."})
+    split_seed: int = field(
+        default=42, metadata={"help": "Seeds the split of a raw data root (train/validation/test), apart from --seed, "
+                              "so a seed sweep trains on the same frames and never on a test frame."})
     prompt_mode: str = field(
         default="single", metadata={"help": "single: the whole-mask box (paper); per-component: one box per polyp.",
                                     "choices": list(PROMPT_MODES)}
@@ -165,7 +171,7 @@ def parse_config(argv: list[str] | None = None) -> tuple[ModelArguments, DataArg
     parser = HfArgumentParser(CONFIG_CLASSES)
     # listed for --help; read above, so it never reaches the namespace (SUPPRESS keeps it out)
     parser.add_argument("--config", metavar="FILE.yaml", default=argparse.SUPPRESS,
-                        help="A YAML file of these settings (e.g. configs/paper-b-full.yaml); flags override it.")
+                        help="A YAML file of these settings (e.g. configs/paper/table2-b-full.yaml); flags override it.")
     if known.config:
         path = Path(known.config)
         if not path.is_file():

@@ -21,9 +21,11 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .baselines import BASELINES, baseline_prediction
+from .data.loading import SplitSettings, is_prepared, load_polyp_data, recorded_split
 from .data.prompts import jitter_box, prompt_boxes
 from .inference import PolypSegmenter
 from .metrics import dice_iou, pranet_dice_iou
+from .provenance import base_model_of, read_train_config
 from .registry import lookup
 
 logger = logging.getLogger(__name__)
@@ -56,9 +58,45 @@ class EvaluateConfig:
     batch_size: int = 4
     save_masks: bool = False
     figures: bool = False
-    split_preset: str = "paper"
+    split_preset: str | None = None  # raw data roots: default the run's recorded split, else `paper`
+    split_seed: int | None = None  # raw data roots: default the run's recorded split seed, else 42
+    val_fraction: float | None = None
+    paper_run: str | None = None  # the `PAPER_RUNS` entry this model reproduces (default: from its record)
     max_samples: int | None = None
     device: str | None = None
+
+
+def trained_split(train_config: dict | None) -> SplitSettings | None:
+    """The split a run trained on, from its record. Runs recorded before the split had its own
+    seed drew it with the training seed, which is read back for them."""
+    if not train_config:
+        return None
+    return SplitSettings(train_config.get("split_preset", "paper"), train_config.get("val_fraction", 0.2),
+                         train_config.get("split_seed", train_config.get("seed", 42)))
+
+
+def resolve_split(config: EvaluateConfig, train_config: dict | None) -> SplitSettings:
+    """The split to evaluate a raw data root with: the one the model's run trained on, so no
+    training frame is scored as a test frame. A flag that contradicts the run's record is refused.
+
+    Raises:
+        ValueError: a split flag disagrees with the split the run recorded.
+    """
+    recorded = trained_split(train_config)
+    default = recorded or SplitSettings()
+    given = SplitSettings(
+        config.split_preset if config.split_preset is not None else default.preset,
+        config.val_fraction if config.val_fraction is not None else default.val_fraction,
+        config.split_seed if config.split_seed is not None else default.seed,
+    )
+    if recorded is not None and given != recorded:
+        raise ValueError(
+            f"{config.model} was trained with split preset {recorded.preset}, val_fraction {recorded.val_fraction} "
+            f"and split seed {recorded.seed}; splitting {config.data} with {given.preset}, {given.val_fraction} and "
+            f"{given.seed} would score frames it trained on. Drop the split flags, or prepare a dataset "
+            "(`polyp-sam prepare`) and pass it as --data."
+        )
+    return given
 
 
 @dataclass
@@ -138,33 +176,50 @@ def summarise(scores: list[ImageScore]) -> dict:
     return out
 
 
+def _short(name: str) -> str:
+    """A Hub id or built-in name as is; a local path as its last two parts (`run/best`)."""
+    path = Path(name)
+    return "/".join(path.parts[-2:]) if path.exists() else name
+
+
 def run_evaluation(config: EvaluateConfig) -> dict:
     """Evaluate, then write metrics.json, per_image.csv, results.md (and masks, plots, figures).
 
     Returns:
         The content of metrics.json.
     """
-    from .data.loading import load_polyp_data
-    from .published import results_markdown
+    from .comparison import identify, results_markdown
     from .visualize import best_worst_grid, plot_jitter_curves
 
     lookup(PROTOCOLS, config.protocol, "protocol")
+    train_config = read_train_config(config.model) if Path(config.model).is_dir() else None
+    if is_prepared(config.data):
+        split = recorded_split(config.data)
+        trained = trained_split(train_config)
+        if split and trained and split != trained:
+            logger.warning("%s was trained on a %s split; %s holds a %s split: if both come from the same frames, "
+                           "its test split may hold training frames.", config.model, trained, config.data, split)
+    else:
+        split = resolve_split(config, train_config)
+    identity = identify(_short(config.model), base_model_of(config.model, train_config), train_config,
+                        split.preset if split else None, config.paper_run)
     output = Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
-    data = load_polyp_data(config.data, split_preset=config.split_preset)
+    data = load_polyp_data(config.data, *((split.preset, split.val_fraction, split.seed) if split else ()))
     if config.split not in data:
         raise ValueError(f"{config.data} has no split {config.split!r}; it has {', '.join(data)}.")
-    split = data[config.split]
+    frames = data[config.split]
     if config.max_samples:
-        split = split.select(range(min(config.max_samples, len(split))))
+        frames = frames.select(range(min(config.max_samples, len(frames))))
     segmenter = PolypSegmenter.from_pretrained(config.model, device=config.device)
-    scores, masks = evaluate_split(segmenter, split, config)
+    scores, masks = evaluate_split(segmenter, frames, config)
     summary = summarise(scores)
     primary_mode, primary_level = config.prompt_modes[0], str(config.box_jitter[0])
     primary = summary["model"][primary_mode][primary_level]
     metrics = {
         "settings": {**asdict(config), "prompt_modes": list(config.prompt_modes),
-                     "box_jitter": list(config.box_jitter)},
+                     "box_jitter": list(config.box_jitter), "data_split": asdict(split) if split else None},
+        "run": asdict(identity),
         "primary": {"prompt_mode": primary_mode, "box_jitter": float(primary_level)},
         "sources": {k: v for k, v in primary.items() if k != "all"},
         "all": primary["all"],
@@ -176,7 +231,7 @@ def run_evaluation(config: EvaluateConfig) -> dict:
         if writer:
             writer.writeheader()
             writer.writerows(asdict(s) for s in scores)
-    (output / "results.md").write_text(results_markdown(metrics, config.model))
+    (output / "results.md").write_text(results_markdown(metrics))
     if config.save_masks:
         for key, mask in masks.items():
             path = output / "masks" / f"{key}.png"
@@ -188,6 +243,6 @@ def run_evaluation(config: EvaluateConfig) -> dict:
         model_scores = {f"{s.source}/{s.image_id}": s.dice for s in scores
                         if s.method == "model" and s.prompt_mode == primary_mode
                         and str(s.box_jitter) == primary_level}
-        best_worst_grid(split, masks, model_scores, output / "figures", prompt_mode=primary_mode)
+        best_worst_grid(frames, masks, model_scores, output / "figures", prompt_mode=primary_mode)
     logger.info("Wrote metrics.json, per_image.csv and results.md to %s", output)
     return metrics

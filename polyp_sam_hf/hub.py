@@ -22,7 +22,8 @@ from .checkpointing import _replace_atomically, save_pretrained_atomic
 from .convert import get_arch
 from .data.sources import SOURCES
 from .modeling import model_class_for
-from .published import PUBLISHED
+from .comparison import results_section
+from .provenance import base_model_of, is_hub_id, model_origin, read_train_config
 
 logger = logging.getLogger(__name__)
 
@@ -144,55 +145,6 @@ def export_checkpoint(model_dir: str | Path, out_dir: str | Path, atol: float = 
     return Path(out_dir)
 
 
-def model_origin(model_dir: str | Path) -> dict | None:
-    """What a converted model was made from (`polyp_sam_origin` in config.json: arch, checkpoint
-    SHA-256, source, licence), or None for SAM's own checkpoints."""
-    path = Path(model_dir) / "config.json"
-    return json.loads(path.read_text()).get("polyp_sam_origin") if path.is_file() else None
-
-
-def _is_hub_id(name: str) -> bool:
-    """`org/name` that names no local path: a Hub repository id."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    if Path(name).exists() or name.count("/") != 1:
-        return False
-    try:
-        validate_repo_id(name)
-    except HFValidationError:
-        return False
-    return True
-
-
-def base_model_of(model_dir: str | Path, train_config: dict | None) -> str | None:
-    """The Hub id the checkpoint was fine-tuned from, from what the run recorded, or None.
-
-    - a converted MobileSAM / LiteMedSAM (`polyp_sam_origin` in config.json): None, it has no Hub
-      id (the card names it in words);
-    - the run's `model` is a Hub id: that id;
-    - the run's `model` is a local folder: that folder's own base, from its run's record;
-    - a built-in model (random weights) or no record: None. Nothing is guessed from the shape.
-    """
-    if model_origin(model_dir):
-        return None
-    from .modeling import BUILTIN_MODELS
-
-    name = str((train_config or {}).get("model") or "")
-    if name in BUILTIN_MODELS:
-        return None
-    if _is_hub_id(name):
-        return name
-    if name and Path(name).is_dir() and Path(name).resolve() != Path(model_dir).resolve():
-        return base_model_of(name, read_train_config(name))
-    return None
-
-
-def read_train_config(model_dir: str | Path) -> dict | None:
-    """`config.yaml` of the run that wrote `model_dir` (OUTPUT/best -> OUTPUT/config.yaml), if any."""
-    path = Path(model_dir).parent / "config.yaml"
-    return yaml.safe_load(path.read_text()) if path.is_file() else None
-
-
 def eval_results(metrics: dict) -> list[EvalResult]:
     """One model-index result per test dataset and metric, from `metrics.json`'s headline."""
     settings = metrics.get("settings", {})
@@ -212,26 +164,6 @@ def eval_results(metrics: dict) -> list[EvalResult]:
     return results
 
 
-def _results_table(metrics: dict) -> str:
-    sources = [s for s in SOURCES if s in metrics["sources"]]
-    header = "| Method | " + " | ".join(f"{SOURCES[s].display_name} Dice / mIoU" for s in sources) + " |"
-    lines = [header, "|" + "---|" * (len(sources) + 1)]
-    level = str(metrics.get("primary", {}).get("box_jitter", 0.0))
-    mode = metrics.get("primary", {}).get("prompt_mode", "single")
-    results = metrics.get("results", {})
-    lines.append("| **this model** | " + " | ".join(
-        f"{metrics['sources'][s]['dice']:.3f} / {metrics['sources'][s]['miou']:.3f}" for s in sources) + " |")
-    for name in ("ellipse", "box"):
-        if name in results:
-            per = results[name][mode][level]
-            lines.append(f"| {name} from the box alone | " + " | ".join(
-                f"{per[s]['dice']:.3f} / {per[s]['miou']:.3f}" for s in sources) + " |")
-    for row in PUBLISHED:
-        cells = [f"{row.values[s][0]:.3f} / {row.values[s][1]:.3f}" if s in row.values else "n/a" for s in sources]
-        lines.append(f"| {row.method} (published) | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def write_examples(folder: Path, count: int = 2) -> list[str]:
     """Synthetic example frames for the widget (never the datasets' images: their terms forbid it)."""
     from .data.synthetic import synth_frame
@@ -247,11 +179,23 @@ def write_examples(folder: Path, count: int = 2) -> list[str]:
     return names
 
 
+def _split_facts(train_config: dict | None) -> dict | None:
+    """The recorded split of the run, with its preset's description, for the card's data section."""
+    if not train_config or "split_preset" not in train_config:
+        return None
+    from .data.splits import SPLIT_PRESETS
+
+    preset = train_config["split_preset"]
+    return {"preset": preset, "description": SPLIT_PRESETS[preset].description,
+            "val_fraction": train_config.get("val_fraction", 0.2),
+            "seed": train_config.get("split_seed", train_config.get("seed", 42))}
+
+
 def build_model_card(export_dir: str | Path, repo_id: str, metrics: dict | None,
                      train_config: dict | None, examples: list[str]) -> ModelCard:
     """The card: metadata (licence, pipeline, base model, tags, model-index) and the body."""
     base = base_model_of(export_dir, train_config)
-    if base is not None and not _is_hub_id(base):  # never publish a local path as the base model
+    if base is not None and not is_hub_id(base):  # never publish a local path as the base model
         raise ValueError(f"The base model {base!r} is not a Hub id; refusing to write it into the card.")
     data = ModelCardData(
         language=None,
@@ -277,8 +221,12 @@ def build_model_card(export_dir: str | Path, repo_id: str, metrics: dict | None,
         origin=origin,
         origin_description=get_arch(origin["arch"]).description if origin else None,
         training_settings=yaml.safe_dump(settings, sort_keys=False).strip() if settings else None,
-        results_table=_results_table(metrics) if metrics else None,
+        results_table=results_section(metrics) if metrics else None,
         protocol=(metrics or {}).get("settings", {}).get("protocol", "paper"),
+        split=_split_facts(train_config),
+        test_counts=", ".join(f"{SOURCES[s].display_name} {e['n']}" for s, e in metrics["sources"].items())
+        if metrics else None,
+        paper_run=(metrics or {}).get("run", {}).get("paper_run"),
         datasets=[SOURCES[s] for s in SOURCES],
     )
 

@@ -1,6 +1,6 @@
 """The training loop: SAM fine-tuning with Accelerate on one device, several, or several nodes.
 
-    accelerate launch train.py --config configs/paper-b-full.yaml
+    accelerate launch train.py --config configs/paper/table2-b-full.yaml
     python train.py --config configs/demo.yaml
 """
 
@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from transformers import SamModel, get_scheduler
 
 from .checkpointing import (
+    FINISHED,
     INTERRUPTED,
     load_training_state,
     resolve_checkpoint,
@@ -35,7 +36,7 @@ from .checkpointing import (
 )
 from .config import DataArguments, ModelArguments, TrainArguments, config_to_dict, parse_config
 from .data.collate import PromptDataset, collate
-from .data.loading import load_polyp_data
+from .data.loading import is_prepared, load_polyp_data, recorded_split
 from .embedding_cache import build_embedding_cache
 from .evaluation import batch_loss, evaluate_loader, prompt_logits
 from .losses import get_loss
@@ -181,6 +182,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
     accum = accelerator.gradient_accumulation_steps
     set_seed(train_args.seed)
     output_dir = Path(train_args.output_dir)
+    _record_data_split(data_args)
     settings = config_to_dict(model_args, data_args, train_args)
     _claim_output_dir(output_dir, train_args, accelerator)
     if accelerator.is_main_process:
@@ -189,7 +191,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
 
     with accelerator.main_process_first():  # one process writes demo data; the others read it
         dataset = load_polyp_data(data_args.data, data_args.split_preset, data_args.val_fraction,
-                                  train_args.seed, data_args.generate_demo_data)
+                                  data_args.split_seed, data_args.generate_demo_data)
     dataset = _select(dataset, data_args)
 
     model, processor = load_model_and_processor(model_args.model, seed=train_args.seed)
@@ -254,7 +256,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
         if is_better(dice, state.best_dice):
             state.best_dice, state.best_step = dice, state.step
             if accelerator.is_main_process:
-                save_pretrained_atomic(accelerator.unwrap_model(model), processor, output_dir / "best")
+                save_pretrained_atomic(accelerator.unwrap_model(model), processor, output_dir / "best", settings)
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             with open(output_dir / "metrics.jsonl", "a") as f:
@@ -336,13 +338,30 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
         results["test"] = test_report(best, processor, dataset["test"], data_args.prompt_mode,
                                       accelerator.device, batch_size=train_args.per_device_batch_size)
         (output_dir / "test_results.json").write_text(json.dumps(results["test"], indent=1))
+    if accelerator.is_main_process:  # written last: its presence says the run finished
+        (output_dir / FINISHED).write_text(json.dumps({k: v for k, v in results.items() if k != "test"}, indent=1))
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return results
 
 
+def _record_data_split(data_args: DataArguments) -> None:
+    """Make the run record the split the data really holds: a prepared dataset's recorded split
+    replaces the split settings (which apply to raw roots only), with a warning where they differ."""
+    recorded = recorded_split(data_args.data) if is_prepared(data_args.data) else None
+    if recorded is None:
+        return
+    given = (data_args.split_preset, data_args.val_fraction, data_args.split_seed)
+    if given != (recorded.preset, recorded.val_fraction, recorded.seed):
+        logger.warning("%s was prepared with split %s (val_fraction %s, seed %s); recording that, not the "
+                       "settings' %s", data_args.data, recorded.preset, recorded.val_fraction, recorded.seed, given)
+    data_args.split_preset, data_args.val_fraction, data_args.split_seed = (
+        recorded.preset, recorded.val_fraction, recorded.seed)
+
+
 # what a run writes into OUTPUT_DIR: an earlier run is recognised by any of these
-RUN_FILES = ("best", "checkpoints", "metrics.jsonl", "test_results.json", "training_curves.png", "config.yaml")
+RUN_FILES = ("best", "checkpoints", "metrics.jsonl", "test_results.json", "training_curves.png", "config.yaml",
+             FINISHED)
 
 
 def _claim_output_dir(output_dir: Path, train_args: TrainArguments, accelerator: Accelerator) -> None:

@@ -92,14 +92,14 @@ def demo_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def prepared_demo(tmp_path_factory) -> Path:
     """A small prepared demo DatasetDict on disk: 16 training frames, 2 per test set."""
+    from polyp_sam_hf.data.loading import SplitSettings, save_prepared
     from polyp_sam_hf.data.prepare import prepare_dataset
     from polyp_sam_hf.data.synthetic import write_demo_data
 
     root = tmp_path_factory.mktemp("prepared")
     raw = write_demo_data(root / "raw", num_train=16, num_test=2, seed=5)
     dataset, _ = prepare_dataset(raw, val_fraction=0.25)
-    dataset.save_to_disk(str(root / "prepared"))
-    return root / "prepared"
+    return save_prepared(dataset, root / "prepared", SplitSettings("paper", 0.25, 42), raw)
 
 
 def train_args(data: Path, output: Path, *extra: str) -> list[str]:

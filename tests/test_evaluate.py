@@ -10,7 +10,7 @@ import pytest
 
 from polyp_sam_hf.cli import main as cli_main
 from polyp_sam_hf.inference import PolypSegmenter
-from polyp_sam_hf.published import PUBLISHED
+from polyp_sam_hf.published import table_rows
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +38,9 @@ def test_each_frame_is_embedded_once(evaluated):
     assert embedded == len(split)  # 2 prompt modes x 2 jitter levels, one encoder run a frame
 
 
+SOURCES = ("kvasir", "cvc-clinicdb", "cvc-colondb", "etis", "cvc-300")
+
+
 def test_metrics_json(evaluated):
     out, _, split = evaluated
     metrics = json.loads((out / "metrics.json").read_text())
@@ -62,15 +65,20 @@ def test_per_image_csv_matches_metrics(evaluated):
     assert sum(kvasir) / len(kvasir) == pytest.approx(metrics["sources"]["kvasir"]["dice"])
 
 
-def test_results_md_has_every_published_row_and_source(evaluated):
+def test_results_md_shows_table_2_beside_the_run(evaluated):
     out, _, split = evaluated
     text = (out / "results.md").read_text()
-    for row in PUBLISHED:
-        assert f"| {row.method} | published" in text
+    assert "split `paper`" in text  # read from the prepared dataset's record
+    for row in table_rows(2):
+        cells = [c for s in SOURCES for c in (f"{row.values[s][0]:.3f}", f"{row.values[s][1]:.3f}")]
+        assert f"| {row.label} | published, Table 2 | {'yes' if row.strategy else 'no'} | " + " | ".join(cells) in text
     for name in ("Kvasir-SEG", "CVC-ClinicDB", "CVC-ColonDB", "ETIS-LaribPolypDB", "CVC-300"):
         assert f"{name} Dice" in text
-    assert "(single box) | this run" in text and "(per-component box) | this run" in text
-    assert "ellipse from box" in text and "box from box" in text
+    assert "(single box) | this library" in text and "(per-component box) | this library" in text
+    for mode in ("single", "per-component"):  # each model row has the baselines of its own prompt mode
+        assert f"ellipse from the same boxes ({mode} box)" in text and f"box from the same boxes ({mode} box)" in text
+    # a random tiny model has no Polyp-SAM row: no difference, and a sentence saying why
+    assert "difference to" not in text and "not fine-tuned from SAM ViT-B or ViT-L" in text
 
 
 def test_masks_plots_and_figures(evaluated):

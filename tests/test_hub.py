@@ -138,7 +138,7 @@ def test_upload_calls_and_the_token_never_leaks(micro_checkpoint, metrics_file, 
 def test_base_model_comes_from_the_run_record(tmp_path):
     import yaml
 
-    from polyp_sam_hf.hub import base_model_of
+    from polyp_sam_hf.provenance import base_model_of
 
     def run(name: str, model: str):
         best = tmp_path / name / "best"

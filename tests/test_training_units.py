@@ -12,6 +12,7 @@ from polyp_sam_hf.config import TrainArguments, parse_config
 from polyp_sam_hf.data.collate import PromptDataset, collate, resized_shape
 from polyp_sam_hf.evaluation import batch_loss
 from polyp_sam_hf.losses import bce_loss, dice_loss, get_loss
+from polyp_sam_hf.published import PAPER_RUNS
 from polyp_sam_hf.modeling import (
     count_parameters,
     freeze_unreached,
@@ -180,14 +181,25 @@ def test_yaml_unknown_key_names_the_file(tmp_path):
         parse_config(["--config", str(path)])
 
 
-@pytest.mark.parametrize("name", ["demo", "paper-b-decoder", "paper-b-full", "paper-l-full"])
+@pytest.mark.parametrize("name", ["demo", "mobile-sam-decoder", "mobile-sam-lora", "mobile-sam-full"])
 def test_shipped_configs_parse(name):
     from conftest import REPO_ROOT
 
-    model_args, _, train_args = parse_config(["--config", str(REPO_ROOT / "configs" / f"{name}.yaml")])
-    if name.startswith("paper"):
-        assert train_args.learning_rate == 4e-6 and train_args.effective_batch_size == 48
-        assert train_args.loss == "dice" and train_args.lr_scheduler == "cosine"
+    parse_config(["--config", str(REPO_ROOT / "configs" / f"{name}.yaml")])
+
+
+@pytest.mark.parametrize("name", list(PAPER_RUNS))
+def test_paper_configs_follow_the_paper(name):
+    """Each paper run's config holds the paper's recipe, its backbone, strategy and split."""
+    from conftest import REPO_ROOT
+
+    model_args, data_args, train_args = parse_config(["--config", str(REPO_ROOT / "configs" / "paper" / f"{name}.yaml")])
+    run = PAPER_RUNS[name]
+    assert model_args.model == {"Polyp-SAM-B": "facebook/sam-vit-base", "Polyp-SAM-L": "facebook/sam-vit-large"}[run.method]
+    assert model_args.strategy == run.strategy and data_args.split_preset == run.split
+    assert data_args.prompt_mode == "single" and data_args.box_jitter == 0 and data_args.val_fraction == 0.2
+    assert train_args.learning_rate == 4e-6 and train_args.effective_batch_size == 48
+    assert train_args.loss == "dice" and train_args.lr_scheduler == "cosine"
 
 
 # ----------------------------------------------------------------------------- batching

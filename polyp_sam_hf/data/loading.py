@@ -1,21 +1,59 @@
-"""Open what `--data` names: a prepared DatasetDict, or a raw data root prepared on the fly."""
+"""Open what `--data` names (a prepared DatasetDict, or a raw data root prepared on the fly), save a
+prepared one safely, and say which split it holds.
+
+The split is a property of the data, not of a training run: `prepare` records it beside the
+DatasetDict (`polyp_sam_split.json`), a run records the split it trained on, and `evaluate` reads
+it back, so a seed sweep never moves a test frame into training.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import shutil
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import datasets
 
 from .prepare import prepare_dataset
+from .reading import DataError
 from .synthetic import write_demo_data
 
 logger = logging.getLogger(__name__)
+
+SPLIT_RECORD = "polyp_sam_split.json"
+
+
+@dataclass(frozen=True)
+class SplitSettings:
+    """How frames were divided: the split preset, the validation fraction and the split seed."""
+
+    preset: str = "paper"
+    val_fraction: float = 0.2
+    seed: int = 42
 
 
 def is_prepared(path: str | Path) -> bool:
     """True for a `DatasetDict.save_to_disk` folder."""
     return (Path(path) / "dataset_dict.json").is_file()
+
+
+def recorded_split(path: str | Path) -> SplitSettings | None:
+    """The split a prepared folder was made with, from its record; None without one (made by
+    hand or by an older version)."""
+    record = Path(path) / SPLIT_RECORD
+    if not record.is_file():
+        return None
+    values = json.loads(record.read_text())
+    return SplitSettings(values["preset"], values["val_fraction"], values["seed"])
+
+
+def split_of(data: str | Path, requested: SplitSettings) -> SplitSettings | None:
+    """The split `data` gives: a prepared folder's recorded one (None if unrecorded), or, for a
+    raw root, the `requested` one it is prepared with."""
+    return recorded_split(data) if is_prepared(data) else requested
 
 
 def load_polyp_data(
@@ -27,6 +65,7 @@ def load_polyp_data(
 ) -> datasets.DatasetDict:
     """Load a prepared DatasetDict, or prepare a raw data root in memory.
 
+    `seed` is the split seed (the release split and the validation draw), never a training seed.
     With `generate_demo_data`, a missing `data` folder is first filled with the synthetic demo
     dataset (deterministic, seed 0), so a demo run needs nothing on disk.
     """
@@ -39,3 +78,42 @@ def load_polyp_data(
     dataset, report = prepare_dataset(path, split_preset=split_preset, val_fraction=val_fraction, seed=seed)
     logger.info("Prepared %s:\n%s", path, report.format())
     return dataset
+
+
+def save_prepared(dataset: datasets.DatasetDict, output: str | Path, split: SplitSettings,
+                  data_root: str | Path, overwrite: bool = False) -> Path:
+    """`save_to_disk` into `output` with the split record, never leaving a half-written dataset.
+
+    The DatasetDict is written into a sibling temporary folder and renamed into place, so a run
+    killed while saving leaves `output` as it was. An existing non-empty `output` is replaced only
+    with `overwrite` and only if it is a prepared dataset; `output` may not lie inside the data root
+    (a later `prepare` would read it as data).
+
+    Raises:
+        DataError: `output` is inside `data_root`, is a file, or holds something that would be lost.
+    """
+    output, root = Path(output), Path(data_root)
+    if output.resolve() == root.resolve() or root.resolve() in output.resolve().parents:
+        raise DataError(f"--output {output} is inside the data root {root}; write the prepared dataset "
+                        "elsewhere (nothing was written).")
+    if output.exists() and not output.is_dir():
+        raise DataError(f"--output {output} is a file; give a folder (nothing was written).")
+    if output.is_dir() and any(output.iterdir()):
+        if not is_prepared(output):
+            raise DataError(f"--output {output} is not empty and holds no prepared dataset; give a new or empty "
+                            "folder (nothing was deleted).")
+        if not overwrite:
+            raise DataError(f"--output {output} already holds a prepared dataset; pass --overwrite to replace it "
+                            "(nothing was changed).")
+    staging = output.with_name(f".{output.name}.prepare-tmp")
+    if staging.exists():
+        shutil.rmtree(staging)  # ours, left by an interrupted save
+    dataset.save_to_disk(str(staging))
+    (staging / SPLIT_RECORD).write_text(json.dumps(asdict(split), indent=1))
+    old = output.with_name(f".{output.name}.prepare-old")
+    if output.exists():
+        os.replace(output, old)
+    os.replace(staging, output)
+    if old.exists():
+        shutil.rmtree(old)
+    return output
