@@ -1,0 +1,149 @@
+"""The split belongs to the data: a run records the split it trained on and `evaluate` reads it back,
+so a training seed never moves a test frame into training; `prepare` records it and writes safely."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import train_args
+from polyp_sam_hf import training
+from polyp_sam_hf.cli import main as cli_main
+from polyp_sam_hf.config import parse_config
+from polyp_sam_hf.data.loading import SPLIT_RECORD, load_polyp_data
+from polyp_sam_hf.data.synthetic import synth_frame
+
+
+@pytest.fixture(scope="module")
+def clinicdb_release(tmp_path_factory):
+    """An original CVC-ClinicDB release (no split of its own): 24 frames, 22 train under `paper`."""
+    db = tmp_path_factory.mktemp("release") / "CVC-ClinicDB"
+    (db / "Original").mkdir(parents=True)
+    (db / "Ground Truth").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(1, 25):
+        image, mask = synth_frame(rng, height=48, width=64)
+        Image.fromarray(image).save(db / "Original" / f"{i}.png")
+        Image.fromarray(mask.astype(np.uint8) * 255).save(db / "Ground Truth" / f"{i}.png")
+    return db.parent
+
+
+def _test_ids(root, seed):
+    return set(list(load_polyp_data(root, "paper", 0.2, seed)["test"]["image_id"]))
+
+
+def test_a_seed_sweep_never_trains_on_a_test_frame(clinicdb_release, tmp_path, monkeypatch):
+    # the check has teeth: drawn with the training seed, the test frames would differ
+    assert _test_ids(clinicdb_release, 7) != _test_ids(clinicdb_release, 42)
+    seen: list[str] = []
+    real_select = training._select
+
+    def spy(dataset, data_args):
+        dataset = real_select(dataset, data_args)
+        seen.extend(list(dataset["train"]["image_id"]) + list(dataset["validation"]["image_id"]))
+        return dataset
+
+    monkeypatch.setattr(training, "_select", spy)
+    out = tmp_path / "run"
+    training.train(*parse_config(train_args(clinicdb_release, out, "--seed", "7", "--max_steps", "1")))
+    record = json.loads((out / "best" / "polyp_sam_training.json").read_text())
+    assert (record["seed"], record["split_seed"], record["split_preset"]) == (7, 42, "paper")
+
+    assert cli_main(["evaluate", "--model", str(out / "best"), "--data", str(clinicdb_release),
+                     "--output", str(tmp_path / "eval"), "--prompt-mode", "single"]) == 0
+    tested = {row["image_id"] for row in csv.DictReader(open(tmp_path / "eval" / "per_image.csv"))}
+    assert tested == _test_ids(clinicdb_release, 42) and len(seen) == 22
+    assert not tested & set(seen)
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["settings"]["data_split"] == {"preset": "paper", "val_fraction": 0.2, "seed": 42}
+
+    # a split flag that contradicts the run's record is refused, naming both
+    code = cli_main(["evaluate", "--model", str(out / "best"), "--data", str(clinicdb_release),
+                     "--output", str(tmp_path / "eval2"), "--split-seed", "7"])
+    assert code == 1
+
+
+def test_a_run_recorded_before_the_split_seed_is_read_back_with_its_training_seed(tmp_path):
+    from polyp_sam_hf.evaluate_run import EvaluateConfig, resolve_split
+
+    old_record = {"split_preset": "paper", "val_fraction": 0.2, "seed": 7}  # no split_seed: drawn with seed 7
+    split = resolve_split(EvaluateConfig(model="m", data="d", output="o"), old_record)
+    assert split.seed == 7
+    with pytest.raises(ValueError, match="split seed 7.*would score frames it trained on"):
+        resolve_split(EvaluateConfig(model="m", data="d", output="o", split_seed=42), old_record)
+    # no record (a Hub model): the flags, or the defaults
+    assert resolve_split(EvaluateConfig(model="m", data="d", output="o", split_seed=3), None).seed == 3
+
+
+def test_training_records_the_split_a_prepared_dataset_holds(prepared_demo, tmp_path):
+    """The settings' split applies to raw roots only; a run on prepared data records the data's own."""
+    out = tmp_path / "run"
+    training.train(*parse_config(train_args(prepared_demo, out, "--max_steps", "1", "--val_fraction", "0.5",
+                                            "--split_seed", "3")))
+    record = json.loads((out / "best" / "polyp_sam_training.json").read_text())
+    assert json.loads((prepared_demo / SPLIT_RECORD).read_text()) == {"preset": "paper", "val_fraction": 0.25, "seed": 42}
+    assert (record["split_preset"], record["val_fraction"], record["split_seed"]) == ("paper", 0.25, 42)
+
+
+# ----------------------------------------------------------------------------- prepare writes safely
+
+def _prepare(root, output, *extra):
+    return cli_main(["prepare", "--data-root", str(root), "--output", str(output), *extra])
+
+
+def test_prepare_records_its_split(clinicdb_release, tmp_path):
+    assert _prepare(clinicdb_release, tmp_path / "p", "--seed", "5", "--val-fraction", "0.25") == 0
+    assert json.loads((tmp_path / "p" / SPLIT_RECORD).read_text()) == {"preset": "paper", "val_fraction": 0.25,
+                                                                      "seed": 5}
+
+
+@pytest.mark.parametrize("case", ["user folder", "prepared, no --overwrite", "inside the data root", "a file"])
+def test_prepare_refuses_to_lose_what_is_there(case, clinicdb_release, tmp_path, capsys):
+    target = tmp_path / "out"
+    if case == "user folder":
+        target.mkdir()
+        (target / "notes.txt").write_text("mine")
+    elif case == "prepared, no --overwrite":
+        assert _prepare(clinicdb_release, target) == 0
+    elif case == "inside the data root":
+        target = clinicdb_release / "prepared"
+    else:
+        target.write_text("mine")
+    def state():
+        if target.is_dir():
+            return sorted(p.name for p in target.iterdir())
+        return target.read_text() if target.exists() else None
+
+    before = state()
+    assert _prepare(clinicdb_release, target, "--seed", "9") == 1
+    err = capsys.readouterr().err
+    assert str(target) in err and "nothing was" in err
+    assert state() == before
+
+
+def test_prepare_overwrite_replaces_a_prepared_dataset_whole(clinicdb_release, tmp_path, monkeypatch):
+    import datasets
+
+    target = tmp_path / "out"
+    assert _prepare(clinicdb_release, target, "--seed", "1") == 0
+    first = datasets.load_from_disk(str(target))["test"]["image_id"]
+    # killed while saving: the earlier dataset is untouched, and nothing half-written is left in place
+    real = datasets.DatasetDict.save_to_disk
+
+    def dies(self, path, **kwargs):
+        real(self, path, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(datasets.DatasetDict, "save_to_disk", dies)
+    with pytest.raises(KeyboardInterrupt):
+        _prepare(clinicdb_release, target, "--seed", "2", "--overwrite")
+    assert datasets.load_from_disk(str(target))["test"]["image_id"] == first
+    assert json.loads((target / SPLIT_RECORD).read_text())["seed"] == 1
+    monkeypatch.setattr(datasets.DatasetDict, "save_to_disk", real)
+    assert _prepare(clinicdb_release, target, "--seed", "2", "--overwrite") == 0
+    assert json.loads((target / SPLIT_RECORD).read_text())["seed"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary folder left beside it
