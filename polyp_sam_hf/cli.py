@@ -67,7 +67,7 @@ def _run_prepare(args: argparse.Namespace) -> int:
         skip_bad_files=args.skip_bad_files,
     )
     save_prepared(dataset, args.output, SplitSettings(args.split_preset, args.val_fraction, args.seed),
-                  args.data_root, overwrite=args.overwrite)
+                  args.data_root, overwrite=args.overwrite, report=report.format(full=True))
     if args.push_to_hub:
         dataset.push_to_hub(args.push_to_hub, private=not args.public)
     print(report.format())

@@ -190,12 +190,17 @@ def results_markdown(metrics: dict) -> str:
     settings = metrics["settings"]
     level = metrics["primary"]["box_jitter"]
     counts = ", ".join(f"{SOURCES[s].display_name} {e['n']}" for s, e in metrics["sources"].items())
+    empty = metrics.get("empty_mask_frames") or []
+    empty_note = ([f"**{len(empty)} test frames have an empty mask and are in no mean**: "
+                   f"{', '.join(empty[:10])}{' ...' if len(empty) > 10 else ''}. {metrics['empty_mask_policy']}", ""]
+                  if empty else [])
     return "\n".join([
         f"# Results: {identity.label}",
         "",
         f"Protocol `{settings['protocol']}`, split `{identity.split or 'unknown'}`, box jitter {level}. "
         f"Frames: {counts}.",
         "",
+        *empty_note,
         results_section(metrics),
         "",
     ])

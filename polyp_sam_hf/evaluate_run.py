@@ -108,6 +108,7 @@ class ImageScore:
     box_jitter: float
     dice: float
     iou: float
+    empty_mask: bool = False  # no polyp annotated: left out of the means (EMPTY_MASK_POLICY)
 
 
 def _jittered(boxes: list, level: float, width: int, height: int, rng_key: tuple) -> np.ndarray:
@@ -150,9 +151,11 @@ def evaluate_split(
                         (name, baseline_prediction(name, boxes, height, width).astype(np.float32))
                         for name in BASELINES
                     ]
+                    empty = not target.any()
                     for method, pred in entries:
                         dice, iou = scorer(pred, target)
-                        scores.append(ImageScore(row["source"], row["image_id"], method, mode, level, dice, iou))
+                        scores.append(ImageScore(row["source"], row["image_id"], method, mode, level, dice, iou,
+                                                 empty))
                     if mode_index == 0 and level_index == 0:
                         kept[f"{row['source']}/{row['image_id']}"] = prob >= 0.5
         bar.update(len(rows))
@@ -160,10 +163,25 @@ def evaluate_split(
     return scores, kept
 
 
+EMPTY_MASK_POLICY = (
+    "Test frames whose mask is empty (no polyp annotated) are left out of every mean: any method that "
+    "predicts nothing on them scores Dice 1, which would inflate a mean without a word. They are listed "
+    "by name in metrics.json (`empty_mask_frames`) and scored one by one in per_image.csv."
+)
+
+
+def empty_mask_frames(scores: list[ImageScore]) -> list[str]:
+    """`source/image_id` of the frames with an empty ground-truth mask, sorted."""
+    return sorted({f"{s.source}/{s.image_id}" for s in scores if s.empty_mask})
+
+
 def summarise(scores: list[ImageScore]) -> dict:
-    """Nested means: method -> prompt mode -> jitter -> source -> {n, dice, miou}; `all` per level."""
+    """Nested means: method -> prompt mode -> jitter -> source -> {n, dice, miou}; `all` per level.
+
+    Frames with an empty mask are not in any mean (`EMPTY_MASK_POLICY`).
+    """
     groups: dict[tuple, list[ImageScore]] = defaultdict(list)
-    for s in scores:
+    for s in (s for s in scores if not s.empty_mask):
         groups[(s.method, s.prompt_mode, s.box_jitter, s.source)].append(s)
         groups[(s.method, s.prompt_mode, s.box_jitter, "all")].append(s)
     out: dict = {}
@@ -224,6 +242,8 @@ def run_evaluation(config: EvaluateConfig) -> dict:
         "sources": {k: v for k, v in primary.items() if k != "all"},
         "all": primary["all"],
         "results": summary,
+        "empty_mask_frames": empty_mask_frames(scores),
+        "empty_mask_policy": EMPTY_MASK_POLICY,
     }
     (output / "metrics.json").write_text(json.dumps(metrics, indent=1))
     with open(output / "per_image.csv", "w", newline="") as f:

@@ -72,11 +72,26 @@ def test_empty_masks_kept_in_test_dropped_from_training(pranet_root):
     write_pair(pranet_root / "TestDataset" / "CVC-300", "999", empty)
     ds, report = prepare_dataset(pranet_root, val_fraction=0.0)
     assert "77" not in ds["train"]["image_id"]
-    assert report.empty_dropped[("train", "cvc-clinicdb")] == 1
+    assert report.empty_dropped[("train", "cvc-clinicdb")] == ["77"]
     row = ds["test"].filter(lambda r: r["image_id"] == "999")[0]
     assert row["box"] is None and row["boxes"] == [] and row["box_origin"] == "none"
-    assert report.empty_kept["cvc-300"] == 1
-    assert "Dropped 1 cvc-clinicdb train rows" in report.format()
+    assert report.empty_kept["cvc-300"] == ["999"]
+    assert "Dropped 1 cvc-clinicdb train rows with an empty mask: 77" in report.format()
+    assert "Kept 1 cvc-300 test rows with an empty mask" in report.format() and ": 999" in report.format()
+
+
+def test_report_names_the_first_few_and_the_saved_copy_all(pranet_root, tmp_path):
+    from polyp_sam_hf.cli import main as cli_main
+
+    empty = np.zeros((20, 20), dtype=bool)
+    for i in range(8):
+        write_pair(pranet_root / "TestDataset" / "ETIS-LaribPolypDB", f"e{i}", empty)
+    ds, report = prepare_dataset(pranet_root, val_fraction=0.0)
+    short = report.format()
+    assert "e0, e1, e2, e3, e4 ... (3 more in prepare_report.txt)" in short and "e7" not in short
+    assert cli_main(["prepare", "--data-root", str(pranet_root), "--output", str(tmp_path / "p")]) == 0
+    saved = (tmp_path / "p" / "prepare_report.txt").read_text()
+    assert "e0, e1, e2, e3, e4, e5, e6, e7" in saved
 
 
 def test_kvasir_json_box_is_used_and_scaled(tmp_path):
@@ -100,6 +115,46 @@ def test_broken_json_names_the_file(tmp_path):
     (kv / "kavsir_bboxes.json").write_text('{"x": {"height": 3}}')
     with pytest.raises(DataError, match="kavsir_bboxes.json"):
         prepare_dataset(tmp_path)
+
+
+def _kvasir_entry(**box):
+    return {"height": 30, "width": 40, "bbox": [{"label": "polyp", **box}]}
+
+
+@pytest.mark.parametrize("case, content, message", [
+    ("top-level list", [_kvasir_entry(xmin=5, ymin=6, xmax=20, ymax=25)], "holds a JSON list"),
+    ("width 0", {"ID": {"height": 30, "width": 0, "bbox": [{"xmin": 1, "ymin": 1, "xmax": 2, "ymax": 2}]}},
+     "size 0x30"),
+    ("inverted box", {"ID": _kvasir_entry(xmin=20, ymin=6, xmax=5, ymax=25)}, "inverted box"),
+    ("string coordinate", {"ID": _kvasir_entry(xmin="left", ymin=6, xmax=20, ymax=25)}, "malformed"),
+    ("null bbox list", {"ID": {"height": 30, "width": 40, "bbox": [None]}}, "malformed"),
+])
+def test_bad_kvasir_json_is_an_error_naming_file_and_entry(case, content, message, tmp_path):
+    kv = tmp_path / "Kvasir-SEG"
+    write_pair(kv, KVASIR_IDS[0], blob_mask(30, 40, [(5, 6, 20, 25)]), ext=".jpg")
+    (kv / "kavsir_bboxes.json").write_text(json.dumps(content).replace("ID", KVASIR_IDS[0]))
+    with pytest.raises(DataError, match=message) as err:
+        prepare_dataset(tmp_path, split_preset="cross-colondb", val_fraction=0.0)
+    assert "kavsir_bboxes.json" in str(err.value)
+    if case != "top-level list":
+        assert KVASIR_IDS[0] in str(err.value)
+
+
+def test_kvasir_json_box_far_from_the_mask_is_not_the_prompt(tmp_path):
+    kv = tmp_path / "Kvasir-SEG"
+    write_pair(kv, KVASIR_IDS[0], blob_mask(30, 40, [(5, 6, 20, 25)]), ext=".jpg")
+    write_pair(kv, KVASIR_IDS[1], blob_mask(30, 40, [(5, 6, 20, 25)]), ext=".jpg")
+    boxes = {KVASIR_IDS[0]: _kvasir_entry(xmin=25, ymin=0, xmax=39, ymax=8),  # another place: IoU 0
+             KVASIR_IDS[1]: _kvasir_entry(xmin=4, ymin=6, xmax=21, ymax=24),  # a pixel off: kept
+             KVASIR_IDS[2]: _kvasir_entry(xmin=4, ymin=6, xmax=21, ymax=24)}  # no such frame
+    (kv / "kavsir_bboxes.json").write_text(json.dumps(boxes))
+    ds, report = prepare_dataset(tmp_path, split_preset="cross-colondb", val_fraction=0.0)
+    rows = {r["image_id"]: r for r in ds["train"]}
+    assert rows[KVASIR_IDS[0]]["box"] == [5.0, 6.0, 20.0, 25.0] and rows[KVASIR_IDS[0]]["box_origin"] == "mask"
+    assert rows[KVASIR_IDS[1]]["box"] == [4.0, 6.0, 21.0, 24.0]
+    text = report.format()
+    assert f"kvasir/{KVASIR_IDS[0]} (kavsir_bboxes.json box [25, 0, 39, 8] has IoU 0.00" in text
+    assert f"1 entries name no Kvasir-SEG frame found here: {KVASIR_IDS[2]}" in text
 
 
 def test_bad_pair_stops_or_is_skipped_on_request(pranet_root):

@@ -103,4 +103,12 @@ def test_prepare_reports_specks_and_drops_noise_only_training_masks(tmp_path):
     rows = list(ds["train"]) + list(ds["validation"])
     assert len(rows) == 5 and all(r["box"] == [8.0, 8.0, 19.0, 19.0] for r in rows)
     assert len(report.specks) == 6 and "Ignored 6 specks" in report.format()
-    assert sum(report.empty_dropped.values()) == 1
+    assert sum(len(ids) for ids in report.empty_dropped.values()) == 1
+
+
+def test_box_iou_of_inclusive_boxes():
+    from polyp_sam_hf.data.prompts import box_iou
+
+    assert box_iou([0, 0, 9, 9], [0, 0, 9, 9]) == 1.0
+    assert box_iou([0, 0, 9, 9], [10, 0, 19, 9]) == 0.0  # touching edges share no pixel
+    assert box_iou([0, 0, 9, 9], [5, 0, 14, 9]) == pytest.approx(50 / 150)  # 5x10 of 10x10 + 10x10 - 5x10

@@ -64,6 +64,18 @@ def _mask_as(mode: str) -> Image.Image:
         img = Image.fromarray(m.astype(np.uint8), mode="L").convert("P")
         img.putpalette([0, 0, 0, 255, 255, 255] + [0] * 762)
         return img
+    if mode == "P-voc":  # VOC style: index 1 is a dark red, (128, 0, 0), luminance 38
+        img = Image.fromarray(m.astype(np.uint8), mode="L").convert("P")
+        img.putpalette([0, 0, 0, 128, 0, 0] + [0] * 762)
+        return img
+    if mode == "P-transparent":  # index 1 drawn black and only told apart by its index
+        img = Image.fromarray(m.astype(np.uint8) * 2, mode="L").convert("P")
+        img.putpalette([0, 0, 0, 255, 255, 255, 0, 0, 0] + [0] * 759)
+        return img
+    if mode == "RGBA-alpha":  # black everywhere, the polyp only in alpha
+        return Image.fromarray(np.dstack([np.zeros_like(grey)] * 3 + [grey]))
+    if mode == "LA-alpha":
+        return Image.fromarray(np.dstack([np.full_like(grey, 255), grey]), mode="LA")
     if mode == "1":
         return Image.fromarray(grey).convert("1")
     if mode == "I;16":
@@ -76,6 +88,7 @@ def _mask_as(mode: str) -> Image.Image:
 @pytest.mark.parametrize("mode,ext", [
     ("L", ".png"), ("RGB", ".png"), ("RGBA", ".png"), ("P", ".png"), ("1", ".png"),
     ("I;16", ".png"), ("I;16", ".tif"), ("01", ".png"), ("L", ".tif"),
+    ("P-voc", ".png"), ("P-transparent", ".png"), ("RGBA-alpha", ".png"), ("LA-alpha", ".png"),
 ])
 def test_masks_of_every_mode_read_as_the_same_boolean_mask(tmp_path, mode, ext):
     path = tmp_path / f"mask{ext}"

@@ -100,3 +100,25 @@ def test_baselines_are_scored_on_the_same_boxes(evaluated):
     # on lobed shapes only by shape, never 0
     assert 0.3 < metrics["results"]["box"]["single"]["0.0"]["all"]["dice"] < 1
     assert metrics["results"]["ellipse"]["single"]["0.1"]["all"]["dice"] != metrics["results"]["ellipse"]["single"]["0.0"]["all"]["dice"]
+
+
+def test_empty_mask_frames_are_named_and_in_no_mean(micro_checkpoint, pranet_root, tmp_path):
+    """A test frame with nothing annotated scores Dice 1 for any method that predicts nothing:
+    counted in a mean it would lift every method alike, so it is left out and named."""
+    import numpy as np
+    from conftest import write_pair
+
+    write_pair(pranet_root / "TestDataset" / "CVC-300", "999", np.zeros((32, 40), dtype=bool))
+    out = tmp_path / "eval"
+    assert cli_main(["evaluate", "--model", str(micro_checkpoint), "--data", str(pranet_root),
+                     "--output", str(out), "--prompt-mode", "single"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["empty_mask_frames"] == ["cvc-300/999"]
+    rows = [r for r in csv.DictReader(open(out / "per_image.csv")) if r["method"] == "ellipse" and r["source"] == "cvc-300"]
+    scored = {r["image_id"]: float(r["dice"]) for r in rows}
+    assert scored["999"] == 1.0  # empty ground truth, empty ellipse (no box): scored one by one
+    kept = [d for i, d in scored.items() if i != "999"]
+    cvc300 = metrics["results"]["ellipse"]["single"]["0.0"]["cvc-300"]
+    assert cvc300["n"] == 2 and cvc300["dice"] == pytest.approx(sum(kept) / len(kept))
+    text = (out / "results.md").read_text()
+    assert "1 test frames have an empty mask and are in no mean" in text and "cvc-300/999" in text

@@ -122,39 +122,54 @@ def read_kvasir_boxes(path: Path) -> dict[str, tuple[list[float], tuple[int, int
     The file is a JSON object keyed by image id; each value holds `height`, `width` and a list
     `bbox` of `{label, xmin, ymin, xmax, ymax}`. An image's several boxes are merged into the box
     that holds them all, the whole-polyp prompt the paper uses.
+
+    Raises:
+        DataError: the file is not such an object, or an entry has a missing or non-numeric field,
+            a size that is not positive, or a box whose max is below its min (file and entry named).
     """
     try:
         raw = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise DataError(f"Cannot read {path}: {err}. Restore the file from the release.") from None
+    if not isinstance(raw, dict):
+        raise DataError(f"{path} holds a JSON {type(raw).__name__}; the release's file is an object keyed by image "
+                        "id. Restore it from the release, or remove it to use boxes from the masks.")
     boxes = {}
     for image_id, entry in raw.items():
         try:
             items = entry["bbox"]
             if not items:
                 continue
-            box = [
-                float(min(b["xmin"] for b in items)),
-                float(min(b["ymin"] for b in items)),
-                float(max(b["xmax"] for b in items)),
-                float(max(b["ymax"] for b in items)),
-            ]
-            boxes[image_id] = (box, (int(entry["width"]), int(entry["height"])))
-        except (KeyError, TypeError) as err:
+            width, height = int(entry["width"]), int(entry["height"])
+            box = [float(min(b["xmin"] for b in items)), float(min(b["ymin"] for b in items)),
+                   float(max(b["xmax"] for b in items)), float(max(b["ymax"] for b in items))]
+        except (KeyError, TypeError, ValueError) as err:
             raise DataError(
-                f"{path}: entry {image_id!r} lacks {err}; expected height, width and a list "
-                "'bbox' of {label, xmin, ymin, xmax, ymax}."
+                f"{path}: entry {image_id!r} is malformed ({type(err).__name__}: {err}); expected height, width "
+                "and a list 'bbox' of {label, xmin, ymin, xmax, ymax} numbers."
             ) from None
+        if width <= 0 or height <= 0:
+            raise DataError(f"{path}: entry {image_id!r} has size {width}x{height}; width and height must be positive.")
+        if box[2] < box[0] or box[3] < box[1]:
+            raise DataError(f"{path}: entry {image_id!r} has an inverted box {box} (xmax < xmin or ymax < ymin); "
+                            "fix or remove the entry.")
+        boxes[image_id] = (box, (width, height))
     return boxes
 
 
-def _attach_kvasir_boxes(pairs: list[PairRecord], json_path: Path) -> None:
+def _attach_kvasir_boxes(pairs: list[PairRecord], json_path: Path, skipped: list[Skipped]) -> None:
+    """Give each Kvasir pair its json box; an entry naming no frame on disk is reported."""
     if not json_path.is_file():
         return
     boxes = read_kvasir_boxes(json_path)
+    ids = {pair.image_id for pair in pairs if pair.source == "kvasir"}
     for pair in pairs:
         if pair.source == "kvasir" and pair.image_id in boxes:
             pair.json_box = boxes[pair.image_id]
+    orphans = sorted(set(boxes) - ids)
+    if orphans:
+        named = ", ".join(orphans[:3]) + (f" and {len(orphans) - 3} more" if len(orphans) > 3 else "")
+        skipped.append(Skipped(str(json_path), f"{len(orphans)} entries name no Kvasir-SEG frame found here: {named}"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -201,7 +216,7 @@ def _discover_pranet(root: Path) -> Discovery:
             for stem, image, mask in pair_folder(*folders, found.skipped):
                 found.pairs.append(PairRecord(source, stem, image, mask, "test"))
     for candidate in (root / KVASIR_BBOX_FILE, root / "Kvasir-SEG" / KVASIR_BBOX_FILE):
-        _attach_kvasir_boxes(found.pairs, candidate)
+        _attach_kvasir_boxes(found.pairs, candidate, found.skipped)
     return found
 
 
@@ -241,7 +256,7 @@ def _discover_release(root: Path) -> Discovery:
             for stem, image, mask in pair_folder(*folders, found.skipped)
         ]
         if source == "kvasir":
-            _attach_kvasir_boxes(pairs, path / KVASIR_BBOX_FILE)
+            _attach_kvasir_boxes(pairs, path / KVASIR_BBOX_FILE, found.skipped)
         found.pairs.extend(pairs)
     return found
 

@@ -81,7 +81,7 @@ def load_polyp_data(
 
 
 def save_prepared(dataset: datasets.DatasetDict, output: str | Path, split: SplitSettings,
-                  data_root: str | Path, overwrite: bool = False) -> Path:
+                  data_root: str | Path, overwrite: bool = False, report: str | None = None) -> Path:
     """`save_to_disk` into `output` with the split record, never leaving a half-written dataset.
 
     The DatasetDict is written into a sibling temporary folder and renamed into place, so a run
@@ -110,6 +110,8 @@ def save_prepared(dataset: datasets.DatasetDict, output: str | Path, split: Spli
         shutil.rmtree(staging)  # ours, left by an interrupted save
     dataset.save_to_disk(str(staging))
     (staging / SPLIT_RECORD).write_text(json.dumps(asdict(split), indent=1))
+    if report is not None:
+        (staging / "prepare_report.txt").write_text(report + "\n")
     old = output.with_name(f".{output.name}.prepare-old")
     if output.exists():
         os.replace(output, old)

@@ -27,7 +27,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .layouts import Discovery, PairRecord, Skipped, discover
-from .prompts import polyp_prompts
+from .prompts import box_iou, polyp_prompts
 from .reading import DataError, encode_png, read_pair
 from .splits import assign_splits, get_split_preset
 
@@ -49,6 +49,10 @@ FEATURES = datasets.Features(
 )
 SPLITS = ("train", "validation", "test")
 KVASIR_ORIGIN = "kavsir_bboxes.json"
+# A Kvasir json box is the prompt only if it overlaps the mask's own extent at least this much
+# (IoU); the release's boxes and the mask extents agree far closer than that, so a box below it is
+# a wrong entry (another frame's box, swapped coordinates), not annotation noise.
+MIN_JSON_BOX_IOU = 0.5
 
 
 @dataclass
@@ -58,14 +62,16 @@ class PrepareReport:
     layout: str
     counts: Counter = field(default_factory=Counter)  # (split, source) -> rows
     skipped: list[Skipped] = field(default_factory=list)
-    empty_dropped: Counter = field(default_factory=Counter)  # (split, source) -> rows
-    empty_kept: Counter = field(default_factory=Counter)  # source -> test rows with empty mask
+    empty_dropped: dict = field(default_factory=dict)  # (split, source) -> image ids with an empty mask, left out
+    empty_kept: dict = field(default_factory=dict)  # source -> test image ids with an empty mask, kept
     left_out_by_preset: int = 0
     omitted: list[str] = field(default_factory=list)  # splits with no rows, not in the DatasetDict
     specks: dict[str, int] = field(default_factory=dict)  # "source/image_id" -> components under the minimum
+    rejected_json_boxes: dict[str, str] = field(default_factory=dict)  # "source/image_id" -> why
 
-    def format(self) -> str:
-        """The summary table printed at the end of `polyp-sam prepare`."""
+    def format(self, full: bool = False) -> str:
+        """The summary table printed at the end of `polyp-sam prepare`: the first few frames of each
+        kind named, or with `full` all of them (the copy saved as `prepare_report.txt`)."""
         sources = sorted({source for _, source in self.counts})
         lines = [f"Layout: {self.layout}", ""]
         header = f"{'split':<11}" + "".join(f"{s:>14}" for s in sources) + f"{'total':>9}"
@@ -74,15 +80,19 @@ class PrepareReport:
             row = [self.counts[(split, s)] for s in sources]
             lines.append(f"{split:<11}" + "".join(f"{n:>14}" for n in row) + f"{sum(row):>9}")
         lines.append("")
-        for (split, source), n in sorted(self.empty_dropped.items()):
-            lines.append(f"Dropped {n} {source} {split} rows with an empty mask.")
-        for source, n in sorted(self.empty_kept.items()):
-            lines.append(f"Kept {n} {source} test rows with an empty mask (box is null).")
+        for (split, source), ids in sorted(self.empty_dropped.items()):
+            lines.append(f"Dropped {len(ids)} {source} {split} rows with an empty mask: {_named(ids, full)}")
+        for source, ids in sorted(self.empty_kept.items()):
+            lines.append(f"Kept {len(ids)} {source} test rows with an empty mask (box is null; evaluate leaves "
+                         f"them out of every mean and lists them): {_named(ids, full)}")
         if self.specks:
-            named = ", ".join(f"{k} ({n})" for k, n in list(self.specks.items())[:5])
+            named = _named([f"{k} ({n})" for k, n in self.specks.items()], full)
             lines.append(f"Ignored {sum(self.specks.values())} specks smaller than the minimum polyp area in "
-                         f"{len(self.specks)} masks (box and boxes leave them out): {named}"
-                         + (" ..." if len(self.specks) > 5 else ""))
+                         f"{len(self.specks)} masks (box and boxes leave them out): {named}")
+        if self.rejected_json_boxes:
+            lines.append(f"Used the mask's extent instead of {KVASIR_ORIGIN} for {len(self.rejected_json_boxes)} frames "
+                         f"whose json box overlaps it by IoU < {MIN_JSON_BOX_IOU}: "
+                         + _named([f"{k} ({why})" for k, why in self.rejected_json_boxes.items()], full))
         for split in self.omitted:
             lines.append(f"Split {split!r} has no rows and is not in the saved dataset.")
         if self.left_out_by_preset:
@@ -90,6 +100,11 @@ class PrepareReport:
         lines.append(f"Skipped files: {len(self.skipped)}")
         lines += [f"  {s.path}: {s.reason}" for s in self.skipped]
         return "\n".join(lines)
+
+
+def _named(ids: list[str], full: bool, first: int = 5) -> str:
+    shown = ids if full else ids[:first]
+    return ", ".join(shown) + ("" if len(shown) == len(ids) else f" ... ({len(ids) - first} more in prepare_report.txt)")
 
 
 def _image_bytes(path: Path, image: Image.Image) -> dict:
@@ -121,10 +136,15 @@ def build_row(pair: PairRecord, min_component_area: int = 10) -> dict:
     """
     image, mask = read_pair(pair.image_path, pair.mask_path)
     mask_box, boxes, specks = polyp_prompts(mask, min_component_area)
+    box, origin, rejected = mask_box, "mask" if mask_box is not None else "none", None
     if pair.json_box is not None and mask_box is not None:
-        box, origin = _scaled_json_box(pair.json_box, image.width, image.height), KVASIR_ORIGIN
-    else:
-        box, origin = mask_box, "mask" if mask_box is not None else "none"
+        json_box = _scaled_json_box(pair.json_box, image.width, image.height)
+        overlap = box_iou(json_box, mask_box)
+        if overlap >= MIN_JSON_BOX_IOU:
+            box, origin = json_box, KVASIR_ORIGIN
+        else:  # the mask's own extent is the prompt; the report names the frame
+            rejected = f"{KVASIR_ORIGIN} box {[round(v) for v in json_box]} has IoU {overlap:.2f} with the mask's extent " \
+                       f"{[round(v) for v in mask_box]}"
     return {
         "image": _image_bytes(pair.image_path, image),
         "mask": {"bytes": encode_png(mask), "path": None},
@@ -136,6 +156,7 @@ def build_row(pair: PairRecord, min_component_area: int = 10) -> dict:
         "box_origin": origin,
         "boxes": boxes,
         "specks": specks,  # not a column: counted in the report
+        "rejected_json_box": rejected,  # not a column: named in the report
     }
 
 
@@ -179,13 +200,15 @@ def prepare_dataset(
                         raise
                     report.skipped.append(Skipped(str(pair.image_path), str(err)))
                     continue
+                if row["rejected_json_box"]:
+                    report.rejected_json_boxes[f"{pair.source}/{pair.image_id}"] = row["rejected_json_box"]
                 if row["specks"]:
                     report.specks[f"{pair.source}/{pair.image_id}"] = row["specks"]
                 if row["box"] is None:
                     if split != "test":
-                        report.empty_dropped[(split, pair.source)] += 1
+                        report.empty_dropped.setdefault((split, pair.source), []).append(pair.image_id)
                         continue
-                    report.empty_kept[pair.source] += 1
+                    report.empty_kept.setdefault(pair.source, []).append(pair.image_id)
                 rows.append(row)
                 report.counts[(split, pair.source)] += 1
             built[split] = rows

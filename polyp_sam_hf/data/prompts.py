@@ -28,6 +28,15 @@ def mask_to_box(mask: np.ndarray) -> list[float] | None:
     return [float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())]
 
 
+def box_iou(a, b) -> float:
+    """Intersection over union of two inclusive pixel boxes `[x_min, y_min, x_max, y_max]`."""
+    ix = min(a[2], b[2]) - max(a[0], b[0]) + 1
+    iy = min(a[3], b[3]) - max(a[1], b[1]) + 1
+    inter = max(ix, 0.0) * max(iy, 0.0)
+    area = lambda box: (box[2] - box[0] + 1) * (box[3] - box[1] + 1)  # noqa: E731
+    return float(inter / (area(a) + area(b) - inter))
+
+
 def _components(mask: np.ndarray, min_area: int) -> tuple[list[list[float]], int]:
     """(boxes of the 8-connected components of at least `min_area` pixels, largest first; the
     number of all components), from one labelling of the mask."""

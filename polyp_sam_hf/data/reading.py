@@ -27,8 +27,12 @@ class DataError(ValueError):
     """A data file that cannot be used as it is; the message names the file and what to do."""
 
 
-def open_image_file(path: str | Path) -> Image.Image:
+def open_image_file(path: str | Path, keep_palette: bool = False) -> Image.Image:
     """Open and fully decode an image file.
+
+    Args:
+        keep_palette: return a palette image as it is (mode `P`, its indices), for masks; else
+            it becomes RGBA.
 
     Raises:
         DataError: the file is missing, not an image, or truncated; the message names it.
@@ -37,7 +41,7 @@ def open_image_file(path: str | Path) -> Image.Image:
     try:
         with Image.open(path) as img:
             img.load()  # decode now, so a truncated file fails here and not deep in training
-            return img.copy() if img.mode != "P" else img.convert("RGBA")
+            return img.copy() if img.mode != "P" or keep_palette else img.convert("RGBA")
     except FileNotFoundError:
         raise DataError(f"File not found: {path}") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
@@ -77,10 +81,20 @@ def to_rgb(img: Image.Image) -> Image.Image:
 def to_binary_mask(img: Image.Image) -> np.ndarray:
     """Convert a mask image of any mode to a boolean (H, W) array.
 
-    Colour masks are read as luminance; 16-bit masks are rescaled to 8 bits; then pixels above
-    `MASK_THRESHOLD` are foreground. A mask whose only values are 0 and 1 (a common export) takes
-    1 as foreground rather than thresholding it to nothing.
+    - palette masks (mode `P`, VOC style): by index, any non-zero index is polyp, whatever colour
+      the palette gives it (index 1 is often a dark red that luminance would call background);
+    - masks with an alpha channel whose colour channels are all one value: the polyp is the alpha;
+    - colour masks are read as luminance; 16-bit masks are rescaled to 8 bits; then pixels above
+      `MASK_THRESHOLD` are foreground. A mask whose only values are 0 and 1 (a common export)
+      takes 1 as foreground rather than thresholding it to nothing.
     """
+    if img.mode == "P":
+        return np.asarray(img) > 0
+    if img.mode in ("RGBA", "LA", "PA"):
+        bands = np.asarray(img.convert("RGBA" if img.mode != "LA" else "LA"))
+        colour, alpha = bands[..., :-1], bands[..., -1]
+        if colour.min(initial=0) == colour.max(initial=0) and alpha.min(initial=0) != alpha.max(initial=0):
+            return alpha > MASK_THRESHOLD  # the polyp is drawn in alpha only
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img)
         if arr.max(initial=0) <= 1:
@@ -104,7 +118,7 @@ def read_image(path: str | Path) -> Image.Image:
 
 def read_mask(path: str | Path) -> np.ndarray:
     """Read a mask file as a boolean (H, W) array. Raises `DataError` naming the file."""
-    return to_binary_mask(open_image_file(path))
+    return to_binary_mask(open_image_file(path, keep_palette=True))
 
 
 def read_pair(image_path: str | Path, mask_path: str | Path) -> tuple[Image.Image, np.ndarray]:
