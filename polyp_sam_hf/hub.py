@@ -21,7 +21,7 @@ from transformers import SamModel, SamProcessor
 from .checkpointing import _replace_atomically, save_pretrained_atomic
 from .convert import get_arch
 from .data.sources import SOURCES
-from .modeling import model_class_for
+from .modeling import load_model_and_processor
 from .comparison import results_section
 from .provenance import base_model_of, is_hub_id, model_origin, read_train_config
 
@@ -132,8 +132,8 @@ def export_checkpoint(model_dir: str | Path, out_dir: str | Path, atol: float = 
         RuntimeError: the export does not load on its own, or its logits differ from the source's
             by more than `atol`.
     """
-    source = model_class_for(str(model_dir)).from_pretrained(model_dir).eval()
-    processor = SamProcessor.from_pretrained(model_dir)
+    source, processor = load_model_and_processor(str(model_dir))
+    source.eval()
     save_pretrained_atomic(source, processor, out_dir)
     inputs = _probe_inputs(processor)
     _, exported = standalone_logits(out_dir, inputs)

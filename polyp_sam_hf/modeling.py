@@ -130,14 +130,85 @@ def model_class_for(name: str) -> type[SamModel]:
     return MODEL_CLASSES.get(config_dict.get("model_type"), SamModel)
 
 
+class ModelLoadError(OSError):
+    """A model that cannot be loaded; the message names what is wrong and what to do."""
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hub answers a TCP connection now (checked before a download, so an offline
+    machine gets the message at once instead of after the client's retries)."""
+    import socket
+
+    from huggingface_hub import constants
+
+    host = constants.ENDPOINT.split("://")[-1].split("/")[0]
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _check_local_folder(path: Path) -> None:
+    """A local model folder holds what `from_pretrained` needs, or the error says what is missing."""
+    if not path.is_dir():
+        raise ModelLoadError(f"{path} is a file; --model takes a model folder, a Hub id or a built-in name.")
+    if not (path / "config.json").is_file():
+        if (path / "best" / "config.json").is_file():
+            raise ModelLoadError(f"{path} is a training run, not a model: pass {path / 'best'} (the best "
+                                 "validation weights).")
+        raise ModelLoadError(f"{path} has no config.json: it is not a saved SamModel folder.")
+    if not any((path / f).is_file() for f in ("model.safetensors", "model.safetensors.index.json",
+                                              "pytorch_model.bin")):
+        raise ModelLoadError(f"{path} has a config.json but no weights (model.safetensors): copy the whole folder.")
+    if not any((path / f).is_file() for f in ("preprocessor_config.json", "processor_config.json")):
+        raise ModelLoadError(f"{path} has no preprocessor_config.json (the processor's settings): copy it from the "
+                             "model this folder came from, or save the processor with the model.")
+
+
+def _check_hub_id(name: str) -> None:
+    """A name that is no local path must be a Hub id that is cached or can be downloaded now."""
+    from huggingface_hub import try_to_load_from_cache
+
+    from .provenance import is_hub_id
+
+    builtins = ", ".join(BUILTIN_MODELS)
+    if not is_hub_id(name):
+        raise ModelLoadError(f"{name} does not exist: there is no such folder, and it is neither a Hub id "
+                             f"(org/name) nor a built-in model ({builtins}).")
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("0", "", "false")
+    if offline or not _hub_reachable():
+        raise ModelLoadError(
+            f"No folder {name} exists here, and the Hub model {name!r} is not in the local cache while "
+            f"{'HF_HUB_OFFLINE is set' if offline else 'the Hub cannot be reached'}. Download it once with "
+            f"network access (`hf download {name}`), or pass --model with a saved model folder. To try "
+            f"the library without weights, use a built-in model ({builtins}), e.g. `--config configs/demo.yaml`."
+        )
+
+
+def check_finite_weights(model: torch.nn.Module, where: str) -> None:
+    """Refuse weights holding NaN or infinity: they give Dice 0 and empty masks without a word.
+
+    Raises:
+        ValueError: names the first non-finite tensor and `where` it was loaded from.
+    """
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise ValueError(f"{where}: the weight {name} holds NaN or infinite values; the checkpoint is damaged "
+                             "(or a run diverged): use an earlier checkpoint.")
+
+
 def load_model_and_processor(name: str, seed: int = 0) -> tuple[SamModel, SamProcessor]:
     """Load SAM and its processor from a built-in name, a local folder or a Hub id.
 
     Built-in names (`BUILTIN_MODELS`) are initialised randomly from `seed`.
 
     Raises:
-        OSError: the weights are neither local nor in the cache while offline; the message says
-            how to get them or to use the demo config.
+        ModelLoadError: no such folder, a folder lacking a file, a damaged weights file, or a Hub
+            model that is neither cached nor downloadable now; the message says what to do.
+        ValueError: the weights hold NaN or infinite values.
     """
     if name in BUILTIN_MODELS:
         config = BUILTIN_MODELS[name]()
@@ -145,20 +216,23 @@ def load_model_and_processor(name: str, seed: int = 0) -> tuple[SamModel, SamPro
             torch.manual_seed(seed)
             model = MODEL_CLASSES.get(config.model_type, SamModel)(config)
         return model, processor_for(config)
-    path = Path(name)
-    if path.exists() and not (path / "config.json").is_file():
-        raise OSError(f"{path} has no config.json: it is not a saved SamModel folder.")
+    path = Path(name).expanduser()
+    if path.exists():
+        _check_local_folder(path)
+        name = str(path)
+    else:
+        _check_hub_id(name)
     try:
         model = model_class_for(name).from_pretrained(name)
         processor = SamProcessor.from_pretrained(name)
-    except OSError as err:
-        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
-        raise OSError(
-            f"Cannot load SAM weights {name!r}{' (offline)' if offline else ''}: {err}\n"
-            f"Download them once with network access (`hf download {name}`), or copy "
-            "a saved model folder here and pass --model PATH. To try the library without weights, "
-            f"use a built-in model ({', '.join(BUILTIN_MODELS)}), e.g. `--config configs/demo.yaml`."
-        ) from None
+    except Exception as err:  # safetensors and json parsers raise their own types for damaged files
+        if not path.exists():
+            if isinstance(err, OSError):
+                raise ModelLoadError(f"Cannot load the model {name!r}: {err}") from None
+            raise
+        raise ModelLoadError(f"Cannot read the model in {path}: {type(err).__name__}: {err}. A file is damaged or "
+                             "truncated (model.safetensors, config.json): copy the folder again.") from None
+    check_finite_weights(model, name)
     return model, processor
 
 

@@ -201,5 +201,21 @@ def test_export_with_non_finite_weights_is_refused(micro_checkpoint, tmp_path):
         model.mask_decoder.iou_token.weight.fill_(float("nan"))
     model.save_pretrained(tmp_path / "nan-model")
     processor.save_pretrained(tmp_path / "nan-model")
+    with pytest.raises(ValueError, match="mask_decoder.iou_token.weight holds NaN"):
+        export_checkpoint(tmp_path / "nan-model", tmp_path / "export")
+    assert not (tmp_path / "export").exists()
+
+
+def test_export_logit_check_is_nan_safe(micro_checkpoint, tmp_path, monkeypatch):
+    """Past the load-time check (bypassed here), a NaN logit difference still fails the comparison."""
+    from polyp_sam_hf import modeling
+    from polyp_sam_hf.hub import export_checkpoint
+
+    model, processor = modeling.load_model_and_processor(str(micro_checkpoint))
+    with torch.no_grad():
+        model.mask_decoder.iou_token.weight.fill_(float("nan"))
+    model.save_pretrained(tmp_path / "nan-model")
+    processor.save_pretrained(tmp_path / "nan-model")
+    monkeypatch.setattr(modeling, "check_finite_weights", lambda *a: None)
     with pytest.raises(RuntimeError, match="logits nan away"):
         export_checkpoint(tmp_path / "nan-model", tmp_path / "export")
