@@ -80,27 +80,48 @@ def step_name(step: int) -> str:
     return f"{STEP_PREFIX}{step:07d}"
 
 
+def _read_state(path: Path) -> dict | None:
+    """A checkpoint's trainer state, or None when the file is damaged."""
+    try:
+        state = json.loads((path / STATE_FILE).read_text())
+        int(state["step"])
+        return state
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def resolve_checkpoint(output_dir: str | Path, value: str) -> Path:
     """`latest` -> the complete checkpoint with the highest step under OUTPUT/checkpoints; a path
     -> that folder, checked.
 
     Raises:
         FileNotFoundError: nothing to resume from; the message says where it looked.
+        ValueError: the chosen checkpoint's trainer_state.json is damaged; the message names it and
+            the newest readable checkpoint to resume from instead.
     """
+    root = checkpoints_dir(output_dir)
+    folders = [p for p in root.glob("*") if p.is_dir() and not p.name.startswith(".") and (p / STATE_FILE).is_file()]
+    readable = {p: state for p in folders if (state := _read_state(p)) is not None}
+    newest_readable = max(readable, key=lambda p: (readable[p]["step"], p.name == INTERRUPTED), default=None)
+    offer = (f" Resume from {newest_readable} (step {readable[newest_readable]['step']}) with "
+             f"--resume_from_checkpoint {newest_readable}." if newest_readable else "")
     if value != "latest":
         path = Path(value)
         if not (path / STATE_FILE).is_file():
             raise FileNotFoundError(f"{path} is not a complete checkpoint (no {STATE_FILE}).")
+        if _read_state(path) is None:
+            raise ValueError(f"{path / STATE_FILE} is damaged (not the JSON a checkpoint writes).{offer}")
         return path
-    root = checkpoints_dir(output_dir)
-    found = [
-        (json.loads((p / STATE_FILE).read_text())["step"], p.name == INTERRUPTED, p)
-        for p in root.glob("*")
-        if p.is_dir() and not p.name.startswith(".") and (p / STATE_FILE).is_file()
-    ]
-    if not found:
+    if not folders:
         raise FileNotFoundError(f"No checkpoint to resume from in {root}.")
-    return max(found)[2]
+    newest_step = readable[newest_readable]["step"] if newest_readable else -1
+    for path in sorted(p for p in folders if p not in readable):
+        step = int(path.name[len(STEP_PREFIX):]) if path.name.startswith(STEP_PREFIX) else None
+        if step is None or step > newest_step:  # it may be the latest: do not guess
+            raise ValueError(f"{path / STATE_FILE} is damaged (not the JSON a checkpoint writes), so the latest "
+                             f"checkpoint cannot be told.{offer}")
+        logger.warning("Ignoring %s: its %s is damaged; an older checkpoint than %s", path, STATE_FILE, newest_readable)
+    return newest_readable
 
 
 def load_training_state(accelerator, path: str | Path) -> dict:

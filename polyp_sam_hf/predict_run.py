@@ -39,7 +39,7 @@ def read_boxes_file(path: str | Path) -> dict[str, list[list[float]]]:
             raw = json.loads(path.read_text())
         except json.JSONDecodeError as err:
             raise DataError(f"{path} is not valid JSON: {err}") from None
-        return {str(k): [list(map(float, b)) for b in v] for k, v in raw.items()}
+        return _json_boxes(raw, path)
     boxes: dict[str, list[list[float]]] = {}
     with open(path, newline="") as f:
         for line, row in enumerate(csv.DictReader(f), start=2):
@@ -47,6 +47,24 @@ def read_boxes_file(path: str | Path) -> dict[str, list[list[float]]]:
                 boxes.setdefault(row["image"], []).append([float(row[k]) for k in ("x0", "y0", "x1", "y1")])
             except (KeyError, TypeError, ValueError):
                 raise DataError(f"{path}, line {line}: expected columns image,x0,y0,x1,y1 with numbers.") from None
+    return boxes
+
+
+def _json_boxes(raw, path: Path) -> dict[str, list[list[float]]]:
+    """`{"name": [[x0, y0, x1, y1], ...]}` checked entry by entry; a one-box entry may be flat."""
+    form = 'an object {"frame.png": [[x0, y0, x1, y1], ...]}'
+    if not isinstance(raw, dict):
+        raise DataError(f"{path} holds a JSON {type(raw).__name__}; expected {form}.")
+    boxes = {}
+    for name, value in raw.items():
+        if isinstance(value, list) and len(value) == 4 and all(isinstance(v, (int, float)) for v in value):
+            value = [value]  # one box written flat
+        if not isinstance(value, list) or not value or not all(
+                isinstance(b, list) and len(b) == 4 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                            for v in b) for b in value):
+            raise DataError(f"{path}: entry {name!r} is {json.dumps(value)[:80]}; expected a list of boxes, each "
+                            f"four numbers [x0, y0, x1, y1] in pixels ({form}).")
+        boxes[str(name)] = [[float(v) for v in b] for b in value]
     return boxes
 
 

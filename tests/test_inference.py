@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -106,3 +107,29 @@ def test_non_finite_box_is_refused(box):
 
     with pytest.raises(ValueError, match="finite"):
         validate_boxes([box], 64, 48, "frame.png")
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"frame.png": null}', "entry 'frame.png' is null"),
+    ('{"frame.png": ["a", "b", "c", "d"]}', "entry 'frame.png' is"),
+    ('{"frame.png": [[1, 2, 3]]}', "four numbers"),
+    ('[[1, 2, 3, 4]]', "holds a JSON list"),
+    ('"frame.png"', "holds a JSON str"),
+    ('{"frame.png": []}', "entry 'frame.png' is \\[\\]"),
+])
+def test_boxes_json_of_the_wrong_shape_is_named(content, message, tmp_path, capsys):
+    from PIL import Image
+
+    Image.new("RGB", (64, 48)).save(tmp_path / "frame.png")
+    (tmp_path / "boxes.json").write_text(content)
+    assert cli_main(["predict", "--model", "tiny-sam", "--image", str(tmp_path / "frame.png"), "--boxes",
+                     str(tmp_path / "boxes.json"), "--output", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "boxes.json" in err and re.search(message, err) and "Traceback" not in err
+
+
+def test_boxes_json_one_flat_box_is_read(tmp_path):
+    from polyp_sam_hf.predict_run import read_boxes_file
+
+    (tmp_path / "b.json").write_text('{"frame.png": [1, 2, 30, 40]}')
+    assert read_boxes_file(tmp_path / "b.json") == {"frame.png": [[1.0, 2.0, 30.0, 40.0]]}

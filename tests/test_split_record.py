@@ -147,3 +147,31 @@ def test_prepare_overwrite_replaces_a_prepared_dataset_whole(clinicdb_release, t
     assert _prepare(clinicdb_release, target, "--seed", "2", "--overwrite") == 0
     assert json.loads((target / SPLIT_RECORD).read_text())["seed"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary folder left beside it
+
+
+@pytest.mark.parametrize("case", ["no box column", "empty validation split", "one Dataset", "damaged arrow"])
+def test_a_bad_prepared_dataset_is_named_with_what_to_do(case, prepared_demo, tmp_path, capsys):
+    import shutil
+
+    import datasets
+
+    target = tmp_path / "data"
+    ds = datasets.load_from_disk(str(prepared_demo))
+    if case == "no box column":
+        ds.remove_columns(["box"]).save_to_disk(str(target))
+    elif case == "empty validation split":
+        ds["validation"] = ds["validation"].select([])
+        ds.save_to_disk(str(target))
+    elif case == "one Dataset":
+        ds["train"].save_to_disk(str(target))
+        (target / "dataset_dict.json").write_text('{"splits": ["train"]}')
+    else:
+        shutil.copytree(prepared_demo, target)
+        for arrow in target.rglob("*.arrow"):
+            arrow.write_bytes(arrow.read_bytes()[:100])
+    code = training.main(train_args(target, tmp_path / "run", "--max_steps", "1"))
+    err = capsys.readouterr().err
+    assert code == 1 and str(target) in err and "Traceback" not in err
+    assert "polyp-sam prepare" in err
+    if case == "no box column":
+        assert "lacks the column(s) box" in err

@@ -203,3 +203,28 @@ def test_second_run_into_the_same_folder_is_refused_or_replaces(prepared_demo, t
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1]  # only the new run's validation, no interleaving
     assert sorted(p.name for p in (out / "checkpoints").iterdir() if p.name.startswith("step-")) == ["step-0000001"]
+
+
+def _fake_checkpoint(out, name, state):
+    folder = out / "checkpoints" / name
+    folder.mkdir(parents=True)
+    (folder / "trainer_state.json").write_text(state if isinstance(state, str) else json.dumps(state))
+    return folder
+
+
+def test_damaged_trainer_state_is_named_and_the_previous_checkpoint_offered(tmp_path):
+    out = tmp_path / "run"
+    good = _fake_checkpoint(out, "step-0000002", {"step": 2})
+    bad = _fake_checkpoint(out, "step-0000004", '{"step": 4, "best_di')  # cut off mid-write
+    with pytest.raises(ValueError) as err:
+        resolve_checkpoint(out, "latest")
+    assert str(bad / "trainer_state.json") in str(err.value) and f"--resume_from_checkpoint {good}" in str(err.value)
+    with pytest.raises(ValueError, match="step-0000004/trainer_state.json is damaged"):
+        resolve_checkpoint(out, str(bad))
+    # an older damaged checkpoint does not hide the newest good one
+    _fake_checkpoint(out, "step-0000006", {"step": 6})
+    assert resolve_checkpoint(out, "latest").name == "step-0000006"
+    # nor may a damaged `interrupted/`, whose step cannot be told
+    _fake_checkpoint(out, "interrupted", "[]")
+    with pytest.raises(ValueError, match="interrupted/trainer_state.json is damaged.*step-0000006"):
+        resolve_checkpoint(out, "latest")

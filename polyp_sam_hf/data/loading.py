@@ -71,12 +71,38 @@ def load_polyp_data(
     """
     path = Path(data)
     if is_prepared(path):
-        return datasets.load_from_disk(str(path))
+        return check_columns(_load_prepared(path), path)
     if not path.exists() and generate_demo_data:
         logger.info("Writing the synthetic demo data to %s", path)
         write_demo_data(path)
     dataset, report = prepare_dataset(path, split_preset=split_preset, val_fraction=val_fraction, seed=seed)
     logger.info("Prepared %s:\n%s", path, report.format())
+    return dataset
+
+
+REQUIRED_COLUMNS = ("image", "mask", "source", "image_id", "box", "boxes")
+PREPARE_HINT = "prepare it with `polyp-sam prepare --data-root DATA_ROOT --output DIR` and pass DIR"
+
+
+def _load_prepared(path: Path) -> datasets.DatasetDict:
+    try:
+        dataset = datasets.load_from_disk(str(path))
+    except Exception as err:  # arrow, json and file errors: the folder is damaged or half-written
+        raise DataError(f"Cannot read the prepared dataset {path}: {type(err).__name__}: {err}. A split is empty, "
+                        f"damaged or half-written; {PREPARE_HINT}.") from None
+    if not isinstance(dataset, datasets.DatasetDict):
+        raise DataError(f"{path} holds one Dataset, not a DatasetDict with train/validation/test splits; {PREPARE_HINT}.")
+    return dataset
+
+
+def check_columns(dataset: datasets.DatasetDict, path: str | Path) -> datasets.DatasetDict:
+    """Every split has the columns the library reads, or a `DataError` names the split, the missing
+    columns and how to make them."""
+    for split, part in dataset.items():
+        missing = [c for c in REQUIRED_COLUMNS if c not in part.column_names]
+        if missing:
+            raise DataError(f"{path}: split {split!r} lacks the column(s) {', '.join(missing)} (it has "
+                            f"{', '.join(part.column_names)}); {PREPARE_HINT}.")
     return dataset
 
 
