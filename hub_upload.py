@@ -1,8 +1,8 @@
 """Publish a fine-tuned checkpoint on the Hugging Face Hub, with its model card.
 
-    python hub_upload.py --model runs/polyp-sam-b-full/best --repo-id ORG/polyp-sam-b \
+    python hub_upload.py --model runs/table2-b-full/best --repo-id ORG/polyp-sam-b \
         --eval-results eval/metrics.json [--private]
-    python hub_upload.py --model runs/polyp-sam-b-full/best --repo-id ORG/polyp-sam-b --dry-run upload/
+    python hub_upload.py --model runs/table2-b-full/best --repo-id ORG/polyp-sam-b --dry-run upload/
 
 The token comes from HF_TOKEN or the stored login (`hf auth login`); it is checked before
 anything is exported and never printed. `--dry-run DIR` writes exactly what would be uploaded.
@@ -13,7 +13,16 @@ import logging
 import sys
 import tempfile
 
-from polyp_sam_hf.hub import MissingTokenError, UploadTargetError, prepare_upload, require_token, upload
+from polyp_sam_hf.data.reading import DataError
+from polyp_sam_hf.hub import (
+    ExportCheckError,
+    MissingTokenError,
+    UploadTargetError,
+    prepare_upload,
+    require_token,
+    upload,
+)
+from polyp_sam_hf.modeling import ModelLoadError
 
 
 def main(argv=None) -> int:
@@ -25,22 +34,19 @@ def main(argv=None) -> int:
     parser.add_argument("--dry-run", metavar="DIR", help="write the upload to DIR; send nothing")
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    if args.dry_run:
-        try:
-            folder = prepare_upload(args.model, args.dry_run, args.repo_id, args.eval_results)
-        except UploadTargetError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-        print(f"Dry run: wrote what would be uploaded to {folder}; nothing was sent.")
-        return 0
     try:
+        if args.dry_run:
+            folder = prepare_upload(args.model, args.dry_run, args.repo_id, args.eval_results)
+            print(f"Dry run: wrote what would be uploaded to {folder}; nothing was sent.")
+            return 0
         token = require_token()
-    except MissingTokenError as err:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = prepare_upload(args.model, f"{tmp}/upload", args.repo_id, args.eval_results)
+            url = upload(folder, args.repo_id, token, private=args.private)
+    except (UploadTargetError, MissingTokenError, ExportCheckError, ModelLoadError, DataError, ValueError) as err:
+        # the library's own errors carry what to do; anything else is a bug and keeps its traceback
         print(f"error: {err}", file=sys.stderr)
         return 1
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = prepare_upload(args.model, f"{tmp}/upload", args.repo_id, args.eval_results)
-        url = upload(folder, args.repo_id, token, private=args.private)
     print(f"Uploaded {args.repo_id}: {url}")
     return 0
 

@@ -25,7 +25,7 @@ from .data.loading import SplitSettings, is_prepared, load_polyp_data, recorded_
 from .data.prompts import jitter_box, prompt_boxes
 from .inference import PolypSegmenter
 from .metrics import dice_iou, pranet_dice_iou
-from .provenance import base_model_of, read_train_config
+from .provenance import base_model_of, read_train_config, weights_sha256
 from .registry import lookup
 
 logger = logging.getLogger(__name__)
@@ -238,6 +238,7 @@ def run_evaluation(config: EvaluateConfig) -> dict:
         "settings": {**asdict(config), "prompt_modes": list(config.prompt_modes),
                      "box_jitter": list(config.box_jitter), "data_split": asdict(split) if split else None},
         "run": asdict(identity),
+        "model_sha256": weights_sha256(config.model),
         "primary": {"prompt_mode": primary_mode, "box_jitter": float(primary_level)},
         "sources": {k: v for k, v in primary.items() if k != "all"},
         "all": primary["all"],

@@ -23,7 +23,7 @@ from .convert import get_arch
 from .data.sources import SOURCES
 from .modeling import load_model_and_processor
 from .comparison import results_section
-from .provenance import base_model_of, is_hub_id, model_origin, read_train_config
+from .provenance import base_model_of, is_hub_id, model_origin, read_train_config, weights_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,10 @@ EXAMPLES_DIR = "examples"
 
 class UploadTargetError(ValueError):
     """The folder given for the upload cannot be used without deleting what is not ours."""
+
+
+class ExportCheckError(RuntimeError):
+    """The export does not load on its own, or gives other logits than the source: nothing is uploaded."""
 
 
 class MissingTokenError(RuntimeError):
@@ -118,7 +122,7 @@ def standalone_logits(folder: str | Path, inputs: dict | None = None) -> tuple[s
         done = subprocess.run([sys.executable, "-c", _STANDALONE_LOAD, str(folder), str(probe)],
                               capture_output=True, text=True, env=env, cwd=folder)
     if done.returncode != 0:
-        raise RuntimeError(f"{folder} does not load without polyp-sam-hf installed:\n{done.stderr[-2000:]}")
+        raise ExportCheckError(f"{folder} does not load without polyp-sam-hf installed:\n{done.stderr[-2000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     return result["class"], torch.tensor(result["logits"])
 
@@ -129,7 +133,7 @@ def export_checkpoint(model_dir: str | Path, out_dir: str | Path, atol: float = 
     this library and compare its logits with the source's.
 
     Raises:
-        RuntimeError: the export does not load on its own, or its logits differ from the source's
+        ExportCheckError: the export does not load on its own, or its logits differ from the source's
             by more than `atol`.
     """
     source, processor = load_model_and_processor(str(model_dir))
@@ -140,7 +144,7 @@ def export_checkpoint(model_dir: str | Path, out_dir: str | Path, atol: float = 
     expected = _probe_logits(source, inputs)
     diff = float((expected - exported).abs().max()) if exported.shape == expected.shape else float("inf")
     if not diff <= atol:  # NaN fails too
-        raise RuntimeError(f"The export in {out_dir} gives logits {diff:.3g} away from {model_dir}; not uploading.")
+        raise ExportCheckError(f"The export in {out_dir} gives logits {diff:.3g} away from {model_dir}; not uploading.")
     logger.info("Export loads without this library; logits match the source (max diff %.2g)", diff)
     return Path(out_dir)
 
@@ -234,6 +238,28 @@ def build_model_card(export_dir: str | Path, repo_id: str, metrics: dict | None,
 EXPORT_MARKER = ".polyp-sam-hf-export"  # marks a folder this command wrote; never uploaded
 
 
+def metrics_of(model_dir: str | Path, metrics_path: str | Path) -> dict:
+    """The evaluation to put on the card, checked to be of this very model: the SHA-256 of the
+    weights it scored (or, for evaluations that did not record it, the model path) must match.
+
+    Raises:
+        ValueError: the file is no evaluation, or it scored another model (both named).
+    """
+    from .comparison import read_metrics
+
+    metrics = read_metrics(metrics_path)
+    scored = metrics.get("model_sha256")
+    if scored is not None:
+        if scored != weights_sha256(model_dir):
+            raise ValueError(f"{metrics_path} scored other weights than {model_dir} (SHA-256 {scored[:12]}... vs "
+                             f"{(weights_sha256(model_dir) or 'none')[:12]}...): evaluate this model and pass that "
+                             "metrics.json (nothing was uploaded).")
+    elif Path(metrics["settings"].get("model", "")).resolve() != Path(model_dir).resolve():
+        raise ValueError(f"{metrics_path} is an evaluation of {metrics['settings'].get('model')!r}, not of {model_dir}: "
+                         "evaluate this model and pass that metrics.json (nothing was uploaded).")
+    return metrics
+
+
 def prepare_upload(model_dir: str | Path, folder: str | Path, repo_id: str,
                    metrics_path: str | Path | None = None) -> Path:
     """Write exactly what would be uploaded into `folder`: the export, README.md, examples/.
@@ -254,11 +280,11 @@ def prepare_upload(model_dir: str | Path, folder: str | Path, repo_id: str,
     if folder.is_dir() and any(folder.iterdir()) and not (folder / EXPORT_MARKER).is_file():
         raise UploadTargetError(f"{folder} is not empty and is not an earlier export of hub_upload.py; give a new or "
                          "empty folder (nothing was deleted).")
+    metrics = metrics_of(model_dir, metrics_path) if metrics_path else None
     staging = folder.with_name(f".{folder.name}.export-tmp")
     if staging.exists():
         shutil.rmtree(staging)  # this command's own, left by an interrupted run
     export_checkpoint(model_dir, staging)
-    metrics = json.loads(Path(metrics_path).read_text()) if metrics_path else None
     examples = write_examples(staging)
     card = build_model_card(staging, repo_id, metrics, read_train_config(model_dir), examples)
     card.save(staging / "README.md")

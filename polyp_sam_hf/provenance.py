@@ -58,6 +58,21 @@ def base_model_of(model_dir: str | Path, train_config: dict | None) -> str | Non
     return None
 
 
+def weights_sha256(model: str | Path) -> str | None:
+    """SHA-256 of a local model folder's `model.safetensors` (None for a Hub id or built-in): what
+    ties an evaluation to the exact weights it scored."""
+    import hashlib
+
+    path = Path(model) / "model.safetensors"
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def read_train_config(model_dir: str | Path) -> dict | None:
     """The settings of the run that wrote `model_dir`: its `polyp_sam_training.json`, else the run
     folder's `config.yaml` (OUTPUT/best -> OUTPUT/config.yaml); None when neither exists."""

@@ -219,3 +219,28 @@ def test_export_logit_check_is_nan_safe(micro_checkpoint, tmp_path, monkeypatch)
     monkeypatch.setattr(modeling, "check_finite_weights", lambda *a: None)
     with pytest.raises(RuntimeError, match="logits nan away"):
         export_checkpoint(tmp_path / "nan-model", tmp_path / "export")
+
+
+def test_card_refuses_an_evaluation_of_other_weights(micro_checkpoint, metrics_file, tmp_path, capsys):
+    """The card's numbers must be this model's: an evaluation of other weights is refused before anything is written."""
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(micro_checkpoint, other)
+    from polyp_sam_hf.modeling import load_model_and_processor
+
+    model, processor = load_model_and_processor(str(other))
+    with torch.no_grad():
+        model.mask_decoder.iou_token.weight.add_(1.0)
+    model.save_pretrained(other)
+    code = hub_upload.main(["--model", str(other), "--repo-id", "someone/polyp-sam-x", "--eval-results",
+                        str(metrics_file), "--dry-run", str(tmp_path / "up")])
+    assert code == 1 and "scored other weights" in capsys.readouterr().err
+    assert not (tmp_path / "up").exists()
+    # an evaluation recorded without the weights' hash is matched by the model path
+    metrics = json.loads(metrics_file.read_text())
+    del metrics["model_sha256"]
+    (tmp_path / "old.json").write_text(json.dumps(metrics))
+    code = hub_upload.main(["--model", str(other), "--repo-id", "someone/polyp-sam-x", "--eval-results",
+                        str(tmp_path / "old.json"), "--dry-run", str(tmp_path / "up")])
+    assert code == 1 and "is an evaluation of" in capsys.readouterr().err
