@@ -1,13 +1,13 @@
 """The box-prompt demo app (Gradio), ready to run locally or as a Hugging Face Space.
 
     pip install -e ".[app]"
-    python app.py --model runs/polyp-sam-b-full/best [--port 7860] [--share]
+    python app.py --model runs/table2-b-full/best [--port 7860] [--share]
     python app.py        # $POLYP_SAM_MODEL, else models/mobile-sam, else tiny-sam (random weights, warned)
 """
 
 import argparse
 
-from polyp_sam_hf.demo_app import build_app, choose_model
+from polyp_sam_hf.demo_app import LAUNCH_SETTINGS, build_app, choose_model
 from polyp_sam_hf.inference import PolypSegmenter
 
 
@@ -21,7 +21,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     name, warning = choose_model(args.model)
     build_app(PolypSegmenter.from_pretrained(name), warning=warning).launch(
-        server_name=args.host, server_port=args.port, share=args.share
+        server_name=args.host, server_port=args.port, share=args.share, **LAUNCH_SETTINGS
     )
 
 

@@ -28,6 +28,11 @@ INSTRUCTIONS = (
 
 logger = logging.getLogger(__name__)
 
+# Largest frame the app decodes: colonoscopy frames are at most about 1920 x 1080; a 10000 x 10000
+# upload would take gigabytes. The size is read from the file's header before anything is decoded.
+MAX_PIXELS = 4096 * 4096
+MAX_FILE_SIZE = "50mb"  # refused by the server before it is stored
+
 # where the app looks for a real model when none is given: $POLYP_SAM_MODEL, then the folder that
 # `polyp-sam convert --arch mobile-sam` writes by default
 MODEL_ENV = "POLYP_SAM_MODEL"
@@ -88,6 +93,25 @@ def add_corner(pending: list | None, boxes_text: str, x: int, y: int) -> tuple[l
     return None, f"{boxes_text.strip()}; {box}" if boxes_text.strip() else box
 
 
+LAUNCH_SETTINGS = {"show_error": True, "max_file_size": MAX_FILE_SIZE}
+
+
+def check_frame_size(path: str | Path) -> None:
+    """Refuse a frame over `MAX_PIXELS` from its header, before it is decoded.
+
+    Raises:
+        ValueError: the frame is too large (its size and the limit are named), or not an image.
+    """
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+    except (OSError, Image.DecompressionBombError) as err:
+        raise ValueError(f"The upload is not an image this app reads: {err}") from None
+    if width * height > MAX_PIXELS:
+        raise ValueError(f"The frame is {width} x {height} pixels; this app takes frames up to {MAX_PIXELS:,} pixels "
+                         "(e.g. 4096 x 4096). Resize it first: colonoscopy frames are about 1920 x 1080.")
+
+
 def segment(segmenter: PolypSegmenter, image: Image.Image | np.ndarray, boxes_text: str,
             out_dir: str | Path, memo: EmbeddingMemo | None = None) -> tuple[Image.Image, str]:
     """Predict the union mask for the typed/drawn boxes; returns the overlay and the mask's path.
@@ -96,6 +120,8 @@ def segment(segmenter: PolypSegmenter, image: Image.Image | np.ndarray, boxes_te
     """
     if image is None:
         raise ValueError("Upload a frame first.")
+    if isinstance(image, (str, Path)):
+        check_frame_size(image)
     frame = segmenter.as_image(image)
     boxes = parse_boxes(boxes_text)
     embedded = memo(frame) if memo else segmenter.embed(frame)
@@ -108,7 +134,8 @@ def segment(segmenter: PolypSegmenter, image: Image.Image | np.ndarray, boxes_te
 def build_app(segmenter: PolypSegmenter, title: str = "Polyp-SAM: box-prompted polyp segmentation",
               warning: str | None = None):
     """The Gradio Blocks app; its `segment` endpoint takes (image, boxes text). `warning` is shown
-    above everything (e.g. that the model has random weights)."""
+    above everything (e.g. that the model has random weights). Launch it with `LAUNCH_SETTINGS`
+    (the library's error texts shown in the page, uploads bounded)."""
     import gradio as gr
 
     out_dir = tempfile.mkdtemp(prefix="polyp-sam-app-")
@@ -117,8 +144,8 @@ def build_app(segmenter: PolypSegmenter, title: str = "Polyp-SAM: box-prompted p
     def run(image, boxes_text):
         try:
             return segment(segmenter, image, boxes_text or "", out_dir, memo)
-        except ValueError as err:
-            raise gr.Error(str(err)) from None
+        except ValueError as err:  # the library's messages (bad box, no frame, too large): shown as they are
+            raise gr.Error(str(err), print_exception=False) from None
 
     def click(pending, boxes_text, evt: gr.SelectData):
         return add_corner(pending, boxes_text or "", int(evt.index[0]), int(evt.index[1]))
@@ -130,7 +157,8 @@ def build_app(segmenter: PolypSegmenter, title: str = "Polyp-SAM: box-prompted p
         pending = gr.State(None)
         with gr.Row():
             with gr.Column():
-                image = gr.Image(type="pil", label="Colonoscopy frame", elem_id="frame")
+                # a file path: the size is checked from the header before the frame is decoded
+                image = gr.Image(type="filepath", label="Colonoscopy frame", elem_id="frame")
                 boxes = gr.Textbox(label="Boxes (x0,y0,x1,y1; ...)", elem_id="boxes")
                 with gr.Row():
                     clear = gr.Button("Clear boxes")

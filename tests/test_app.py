@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from polyp_sam_hf.demo_app import add_corner, build_app, parse_boxes
+from polyp_sam_hf.demo_app import LAUNCH_SETTINGS, MAX_PIXELS, add_corner, build_app, parse_boxes
 from polyp_sam_hf.inference import PolypSegmenter
 
 gradio_client = pytest.importorskip("gradio_client")
@@ -26,14 +26,23 @@ def _free_port() -> int:
 def server(micro_checkpoint):
     app = build_app(PolypSegmenter.from_pretrained(str(micro_checkpoint), device="cpu"))
     port = _free_port()
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **LAUNCH_SETTINGS)
     yield f"http://127.0.0.1:{port}/"
     app.close()
 
 
-@pytest.fixture
-def frame(samples_root):
-    return samples_root / "pranet" / "TestDataset" / "ETIS-LaribPolypDB" / "images" / "135.png"
+@pytest.fixture(params=["generated", "real"])
+def frame(request, tmp_path_factory):
+    """A 512 x 512 frame: drawn by the library (so a clone without the real samples tests the app),
+    and a real ETIS frame where the samples are present."""
+    if request.param == "real":
+        return request.getfixturevalue("samples_root") / "pranet" / "TestDataset" / "ETIS-LaribPolypDB" / "images" / "135.png"
+    from polyp_sam_hf.data.synthetic import synth_frame
+
+    image, _ = synth_frame(np.random.default_rng(1), height=512, width=512, num_polyps=2)
+    path = tmp_path_factory.mktemp("frame") / "generated.png"
+    Image.fromarray(image).save(path)
+    return path
 
 
 def test_two_clicks_make_a_box():
@@ -61,6 +70,26 @@ def test_http_api_reports_a_bad_box(server, frame):
     client = gradio_client.Client(server, verbose=False)
     with pytest.raises(Exception, match="outside"):
         client.predict(gradio_client.handle_file(str(frame)), "100,100,900,220", api_name="/segment")
+
+
+def test_http_api_refuses_an_oversized_frame_before_decoding_it(server, tmp_path, monkeypatch):
+    """A 5000 x 5000 frame (a 30 kB PNG) is refused with its size named, from its header alone."""
+    big = tmp_path / "big.png"
+    Image.new("RGB", (5000, 5000)).save(big)
+    assert 5000 * 5000 > MAX_PIXELS
+    decoded = []
+    real_load = Image.Image.load
+    monkeypatch.setattr(Image.Image, "load", lambda self: decoded.append(self.size) or real_load(self))
+    client = gradio_client.Client(server, verbose=False)
+    with pytest.raises(Exception, match="5000 x 5000 pixels; this app takes frames up to"):
+        client.predict(gradio_client.handle_file(str(big)), "100,100,200,220", api_name="/segment")
+    assert (5000, 5000) not in decoded
+
+
+def test_http_api_shows_the_librarys_message_for_a_missing_frame(server):
+    client = gradio_client.Client(server, verbose=False)
+    with pytest.raises(Exception, match="Upload a frame first"):
+        client.predict(None, "1,1,5,5", api_name="/segment")
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -138,7 +167,7 @@ def test_random_weights_warning_is_on_the_page(micro_checkpoint):
     name, warning = choose_model("tiny-sam")
     app = build_app(PolypSegmenter.from_pretrained(name, device="cpu"), warning=warning)
     port = _free_port()
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **LAUNCH_SETTINGS)
     try:
         page = urllib.request.urlopen(f"http://127.0.0.1:{port}/config").read().decode()
     finally:
