@@ -125,8 +125,14 @@ def resolve_checkpoint(output_dir: str | Path, value: str) -> Path:
 
 
 def load_training_state(accelerator, path: str | Path) -> dict:
-    """Restore everything `save_training_state` saved; returns the trainer state dict."""
+    """Restore everything `save_training_state` saved; returns the trainer state dict.
+
+    Training always resumes at the first micro-batch of an optimiser step (an interrupted partial
+    step is discarded), so Accelerate's micro-batch counter, which it saves and restores, is reset:
+    restored mid-step it would apply the next step after too few micro-batches.
+    """
     accelerator.load_state(str(path))
+    accelerator.step = 0
     return json.loads((Path(path) / STATE_FILE).read_text())
 
 

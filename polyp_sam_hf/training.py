@@ -44,6 +44,7 @@ from .data.augment import add_flips
 from .modeling import count_parameters, freeze_unreached, get_strategy, load_model_and_processor, model_class_for
 from .pixel_cache import build_pixel_cache
 from .reporting import test_report
+from .stopping import GracefulStop
 from .visualize import plot_training_curves
 
 logger = get_logger(__name__)
@@ -271,6 +272,8 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
                disable=not accelerator.is_local_main_process)
     model.train()
     running, micro, train_loss = 0.0, 0, None
+    step_start = state.batches_in_epoch  # the micro-batch the optimiser step in progress began at
+    stop = GracefulStop().__enter__()
     try:
         while state.step < total_steps:
             train_loader.set_epoch(state.epoch)
@@ -293,6 +296,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
                     continue
                 scheduler.step()
                 state.step += 1
+                step_start = state.batches_in_epoch
                 train_loss, running, micro = running / micro, 0.0, 0
                 bar.update(1)
                 bar.set_postfix(loss=f"{train_loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
@@ -304,8 +308,11 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
                                         keep_last=train_args.save_total_limit)
                 if state.step >= total_steps or state.step == train_args.stop_after_steps:
                     break
+                if stop.should_stop(accelerator):  # Ctrl-C: the step is done, stop here
+                    raise KeyboardInterrupt
             else:  # the epoch ran to its end
                 state.epoch, state.batches_in_epoch = state.epoch + 1, 0
+                step_start = 0
                 if not train_args.eval_every_steps:
                     validate_and_keep_best(train_loss)
                 continue
@@ -321,11 +328,19 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
             validate_and_keep_best(train_loss)
     except KeyboardInterrupt:
         bar.close()
-        logger.warning("Interrupted at step %d: saving checkpoints/%s", state.step, INTERRUPTED,
-                       main_process_only=True)
-        save_training_state(accelerator, output_dir, INTERRUPTED, checkpoint_state())
+        # a partial step is discarded: resume runs its micro-batches again, from its first
+        discarded, state.batches_in_epoch = state.batches_in_epoch - step_start, step_start
+        logger.warning("Interrupted at step %d%s: saving checkpoints/%s", state.step,
+                       f" (discarding {discarded} micro-batches of step {state.step + 1})" if discarded else "",
+                       INTERRUPTED, main_process_only=True)
+        with stop.saving():
+            save_training_state(accelerator, output_dir, INTERRUPTED, checkpoint_state())
+        logger.warning("Saved checkpoints/%s at step %d; continue with --resume_from_checkpoint latest",
+                       INTERRUPTED, state.step, main_process_only=True)
         accelerator.end_training()
         raise
+    finally:
+        stop.__exit__()
     bar.close()
     _check_in_sync(accelerator, accelerator.unwrap_model(model))
 

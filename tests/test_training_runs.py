@@ -228,3 +228,48 @@ def test_damaged_trainer_state_is_named_and_the_previous_checkpoint_offered(tmp_
     _fake_checkpoint(out, "interrupted", "[]")
     with pytest.raises(ValueError, match="interrupted/trainer_state.json is damaged.*step-0000006"):
         resolve_checkpoint(out, "latest")
+
+
+# 12 training frames at batch 2 and accumulation 3: two optimiser steps an epoch, three micro-batches each
+ACCUMULATING = ("--per_device_batch_size", "2", "--effective_batch_size", "6", "--max_steps", "4",
+                "--box_jitter", "0.1", "--save_total_limit", "10")
+
+
+def _interrupt_at(monkeypatch, call, how):
+    """Ctrl-C during the `call`-th loss computation (call 1 is the parameter probe)."""
+    import os
+    import signal
+
+    real = training.batch_loss
+    calls = {"n": 0}
+
+    def hooked(logits, batch, loss_fn):
+        calls["n"] += 1
+        if calls["n"] == call:
+            if how == "raise":  # the second Ctrl-C: stop at once
+                raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)  # a real first Ctrl-C, through the handler
+        return real(logits, batch, loss_fn)
+
+    monkeypatch.setattr(training, "batch_loss", hooked)
+    return real
+
+
+@pytest.mark.parametrize("how, saved_step, saved_batches", [
+    ("signal", 2, 6),  # the first Ctrl-C finishes step 2 (micro-batches 5 and 6), then stops
+    ("raise", 1, 3),  # a second Ctrl-C in step 2's second micro-batch: step 2 is discarded
+])
+def test_ctrl_c_during_accumulation_resumes_exactly(how, saved_step, saved_batches, prepared_demo, tmp_path,
+                                                     monkeypatch):
+    straight = tmp_path / "straight"
+    run(prepared_demo, straight, *ACCUMULATING)
+    out = tmp_path / "run"
+    real = _interrupt_at(monkeypatch, 1 + 5, how)  # the fifth micro-batch: step 2's second
+    assert training.main(train_args(prepared_demo, out, *ACCUMULATING)) == 130
+    state = json.loads((out / "checkpoints" / "interrupted" / "trainer_state.json").read_text())
+    assert (state["step"], state["epoch"], state["batches_in_epoch"]) == (saved_step, 0, saved_batches)
+    monkeypatch.setattr(training, "batch_loss", real)
+    assert run(prepared_demo, out, *ACCUMULATING, "--resume_from_checkpoint", "latest")["steps"] == 4
+    assert_same_weights(weights(straight / "checkpoints" / "step-0000004"),
+                        weights(out / "checkpoints" / "step-0000004"), atol=1e-6)
+    assert not list((out / "checkpoints").glob(".*"))  # no temporary folder left
