@@ -36,8 +36,39 @@ def checkpoints_dir(output_dir: str | Path) -> Path:
     return Path(output_dir) / "checkpoints"
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux `renameat2(RENAME_EXCHANGE)`); False where the
+    system or file system cannot."""
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+def restore_replaced(final: Path) -> None:
+    """Undo a replacement cut off between its two renames: `final` missing, `.final.old` present."""
+    old = final.with_name(f".{final.name}.old")
+    if old.exists() and not final.exists():
+        os.replace(old, final)
+        logger.warning("Restored %s from %s, left by an interrupted save", final, old.name)
+
+
 def _replace_atomically(tmp: Path, final: Path) -> None:
-    """Rename `tmp` to `final`; an existing `final` is moved aside first and deleted after."""
+    """Put `tmp` in place of `final`.
+
+    Where the system can swap two paths atomically (Linux), `final` is always either the old or
+    the new folder. Elsewhere the old folder is first renamed to `.final.old`: a crash between the
+    two renames leaves `final` only as `.final.old`, which `restore_replaced` (called by every save
+    and by resuming) puts back.
+    """
+    restore_replaced(final)
+    if final.exists() and _exchange(tmp, final):
+        shutil.rmtree(tmp)  # now the old folder
+        return
     old = final.with_name(f".{final.name}.old")
     if old.exists():
         shutil.rmtree(old)
@@ -67,9 +98,9 @@ def save_training_state(accelerator, output_dir: str | Path, name: str, state: d
     if accelerator.is_main_process:
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))
         _replace_atomically(tmp, final)
-        if keep_last is not None:
+        if keep_last is not None:  # never fewer than one: the checkpoint just written is kept
             steps = sorted(p for p in root.glob(f"{STEP_PREFIX}*") if p.is_dir())
-            for stale in steps[: max(len(steps) - keep_last, 0)]:
+            for stale in steps[: max(len(steps) - max(keep_last, 1), 0)]:
                 shutil.rmtree(stale)
         logger.info("Saved checkpoint %s", final)
     accelerator.wait_for_everyone()
@@ -100,6 +131,8 @@ def resolve_checkpoint(output_dir: str | Path, value: str) -> Path:
             the newest readable checkpoint to resume from instead.
     """
     root = checkpoints_dir(output_dir)
+    for replaced in (root / INTERRUPTED, Path(output_dir) / "best"):
+        restore_replaced(replaced)
     folders = [p for p in root.glob("*") if p.is_dir() and not p.name.startswith(".") and (p / STATE_FILE).is_file()]
     readable = {p: state for p in folders if (state := _read_state(p)) is not None}
     newest_readable = max(readable, key=lambda p: (readable[p]["step"], p.name == INTERRUPTED), default=None)

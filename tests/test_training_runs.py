@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 
 import pytest
 import torch
@@ -273,3 +275,57 @@ def test_ctrl_c_during_accumulation_resumes_exactly(how, saved_step, saved_batch
     assert_same_weights(weights(straight / "checkpoints" / "step-0000004"),
                         weights(out / "checkpoints" / "step-0000004"), atol=1e-6)
     assert not list((out / "checkpoints").glob(".*"))  # no temporary folder left
+
+
+def test_best_is_swapped_in_one_step_and_a_cut_replacement_is_restored(tmp_path, monkeypatch):
+    from polyp_sam_hf import checkpointing
+
+    def folder(name, text):
+        path = tmp_path / name
+        path.mkdir()
+        (path / "model.safetensors").write_text(text)
+        return path
+
+    best = folder("best", "old")
+    renames = []
+    real_replace = os.replace
+    monkeypatch.setattr(checkpointing.os, "replace", lambda a, b: renames.append((a, b)) or real_replace(a, b))
+    checkpointing._replace_atomically(folder(".best.tmp", "new"), best)
+    assert (best / "model.safetensors").read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["best"]
+    if sys.platform == "linux":
+        assert renames == []  # one atomic exchange: best/ never missing, not even for a moment
+    # where only two renames are possible and the process dies between them, the next save restores best/
+    monkeypatch.setattr(checkpointing, "_exchange", lambda a, b: False)
+    calls = {"n": 0}
+
+    def dies_after_first(a, b):
+        calls["n"] += 1
+        real_replace(a, b)
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpointing.os, "replace", dies_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        checkpointing._replace_atomically(folder(".best.tmp", "newer"), best)
+    assert not best.exists() and (tmp_path / ".best.old").is_dir()
+    monkeypatch.setattr(checkpointing.os, "replace", real_replace)
+    checkpointing.restore_replaced(best)  # what resuming and the next save of best/ call first
+    assert (best / "model.safetensors").read_text() == "new"
+
+
+def test_checkpoints_rotate_past_save_total_limit_and_the_newest_is_kept(prepared_demo, tmp_path):
+    out = tmp_path / "run"
+    run(prepared_demo, out, "--max_steps", "5", "--save_every_steps", "1", "--eval_every_steps", "0",
+        "--save_total_limit", "2")
+    kept = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert kept == ["step-0000004", "step-0000005"]
+    assert (out / "best" / "model.safetensors").is_file()  # best/ is not a step checkpoint: never rotated
+
+
+def test_keep_last_zero_never_deletes_the_checkpoint_just_written(tmp_path):
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=True)
+    accelerator.prepare(torch.nn.Linear(2, 2))
+    save_training_state(accelerator, tmp_path, "step-0000001", {"step": 1}, keep_last=0)
+    assert (tmp_path / "checkpoints" / "step-0000001" / "trainer_state.json").is_file()
