@@ -157,13 +157,35 @@ def resolve_checkpoint(output_dir: str | Path, value: str) -> Path:
     return newest_readable
 
 
+def _check_rng_file(accelerator, path: Path) -> None:
+    """Accelerate reads each process's RNG states itself and, when they cannot be read, says so
+    only at INFO level; read them first (as data only) so the user sees a warning."""
+    from accelerate.utils import load
+
+    rng_file = path / f"random_states_{accelerator.process_index}.pkl"
+    try:
+        load(rng_file)  # weights_only=True, numpy arrays allowed: data, never code
+    except Exception as err:  # missing, truncated, or holding objects that are not plain data
+        logger.warning("Cannot read the random states %s (%s: %s); resuming without them: the weights, optimiser, "
+                       "schedule and data order are restored, random draws outside them will differ from an "
+                       "uninterrupted run.", rng_file, type(err).__name__, str(err)[:200])
+
+
 def load_training_state(accelerator, path: str | Path) -> dict:
-    """Restore everything `save_training_state` saved; returns the trainer state dict.
+    """Restore everything `save_training_state` saved; returns the trainer state dict (with the
+    learning-rate scheduler's state under `scheduler`, see `restore_scheduler`).
 
     Training always resumes at the first micro-batch of an optimiser step (an interrupted partial
     step is discarded), so Accelerate's micro-batch counter, which it saves and restores, is reset:
     restored mid-step it would apply the next step after too few micro-batches.
     """
+    path = Path(path)
+    pickled = sorted(p.name for p in path.glob("custom_checkpoint_*.pkl"))
+    if pickled:
+        raise ValueError(f"{path} holds {', '.join(pickled)}: a pickled object (an older version's scheduler), which "
+                         "could run code when loaded, so it is never read. If the checkpoint is your own, delete that "
+                         "file and resume again: the schedule is replayed from the recorded step.")
+    _check_rng_file(accelerator, path)
     accelerator.load_state(str(path))
     accelerator.step = 0
     return json.loads((Path(path) / STATE_FILE).read_text())
@@ -195,3 +217,24 @@ def save_pretrained_atomic(model: torch.nn.Module, processor, folder: str | Path
 
 def _has_lora(model: torch.nn.Module) -> bool:
     return any("lora_" in name for name, _ in model.named_parameters())
+
+
+def restore_scheduler(scheduler, saved: dict | None, step: int) -> None:
+    """Put the learning-rate scheduler where the checkpoint left it.
+
+    Its state travels as JSON in trainer_state.json, never as a pickle (Accelerate would load a
+    registered object's pickle with `weights_only=False`, which runs any code planted in it).
+    Checkpoints of older versions carry no such state: the schedule, a pure function of the step,
+    is then replayed to `step`.
+    """
+    if saved is not None:
+        scheduler.load_state_dict(saved)
+        return
+    import warnings
+
+    logger.warning("The checkpoint has no scheduler state in %s (an older version wrote it): replaying the "
+                   "schedule to step %d", STATE_FILE, step)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()": intended here
+        for _ in range(step):
+            scheduler.step()

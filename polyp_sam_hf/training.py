@@ -30,6 +30,7 @@ from .checkpointing import (
     INTERRUPTED,
     load_training_state,
     resolve_checkpoint,
+    restore_scheduler,
     save_pretrained_atomic,
     save_training_state,
     step_name,
@@ -227,15 +228,16 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
     total_steps = train_args.max_steps or train_args.num_epochs * steps_per_epoch
     # The scheduler is stepped by hand once per optimiser step (not prepared: Accelerate would
     # step it once per process), and saved with the checkpoints.
-    scheduler = build_scheduler(optimizer, train_args, total_steps)
-    accelerator.register_for_checkpointing(scheduler)
+    scheduler = build_scheduler(optimizer, train_args, total_steps)  # saved as JSON in trainer_state.json
     if accelerator.log_with:
         accelerator.init_trackers("polyp-sam", config={k: v for k, v in settings.items() if v is not None})
 
     state = TrainerState()
     if train_args.resume_from_checkpoint:
         path = resolve_checkpoint(output_dir, train_args.resume_from_checkpoint)
-        state = TrainerState(**load_training_state(accelerator, path))
+        saved = load_training_state(accelerator, path)
+        restore_scheduler(scheduler, saved.pop("scheduler", None), saved["step"])
+        state = TrainerState(**saved)
         logger.info("Resumed from %s at step %d", path, state.step, main_process_only=True)
     logger.info(
         "%d training frames, %d validation; %d processes x batch %d x accumulation %d = %d per step; "
@@ -245,7 +247,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
     )
 
     def checkpoint_state() -> dict:
-        return {k: v for k, v in state.__dict__.items()}
+        return {**state.__dict__, "scheduler": scheduler.state_dict()}
 
     def validate_and_keep_best(train_loss: float | None) -> None:
         result = evaluate_loader(model, val_loader, accelerator)

@@ -329,3 +329,50 @@ def test_keep_last_zero_never_deletes_the_checkpoint_just_written(tmp_path):
     accelerator.prepare(torch.nn.Linear(2, 2))
     save_training_state(accelerator, tmp_path, "step-0000001", {"step": 1}, keep_last=0)
     assert (tmp_path / "checkpoints" / "step-0000001" / "trainer_state.json").is_file()
+
+
+def _planted_pickle(path, marker):
+    import pickle
+
+    class Payload:
+        def __reduce__(self):
+            return (exec, (f"open({str(marker)!r}, 'w').write('ran')",))
+
+    path.write_bytes(pickle.dumps(Payload()))
+
+
+def test_resume_never_unpickles_code_from_a_checkpoint(prepared_demo, tmp_path, caplog):
+    """A planted pickle where Accelerate keeps custom objects and RNG states is never run: the
+    scheduler travels as JSON, the RNG states are read as data only, and the user is warned."""
+    out = tmp_path / "run"
+    run(prepared_demo, out, "--max_steps", "2", "--save_every_steps", "1", "--eval_every_steps", "0",
+        "--stop_after_steps", "1")
+    checkpoint = out / "checkpoints" / "step-0000001"
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    assert state["scheduler"]["last_epoch"] == 1  # the schedule's state is JSON
+    assert not list(checkpoint.glob("custom_checkpoint_*"))
+    marker = tmp_path / "pwned"
+    _planted_pickle(checkpoint / "custom_checkpoint_0.pkl", marker)
+    with pytest.raises(ValueError, match="custom_checkpoint_0.pkl: a pickled object .* never read"):
+        run(prepared_demo, out, "--max_steps", "2", "--resume_from_checkpoint", "latest")
+    assert not marker.exists()
+    (checkpoint / "custom_checkpoint_0.pkl").unlink()
+    _planted_pickle(checkpoint / "random_states_0.pkl", marker)
+    with caplog.at_level("WARNING"):
+        assert run(prepared_demo, out, "--max_steps", "2", "--resume_from_checkpoint", "latest")["steps"] == 2
+    assert not marker.exists()
+    assert any("Cannot read the random states" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+
+
+def test_resume_from_an_older_checkpoint_replays_the_schedule(prepared_demo, tmp_path):
+    common = ("--max_steps", "4", "--save_total_limit", "10", "--eval_every_steps", "0", "--save_every_steps", "1")
+    run(prepared_demo, tmp_path / "straight", *common)
+    out = tmp_path / "run"
+    run(prepared_demo, out, *common, "--stop_after_steps", "2")
+    path = out / "checkpoints" / "step-0000002" / "trainer_state.json"
+    state = json.loads(path.read_text())
+    del state["scheduler"]  # as versions before the JSON scheduler state wrote it
+    path.write_text(json.dumps(state))
+    run(prepared_demo, out, *common, "--resume_from_checkpoint", "latest")
+    assert_same_weights(weights(tmp_path / "straight" / "checkpoints" / "step-0000004"),
+                        weights(out / "checkpoints" / "step-0000004"), atol=1e-6)
