@@ -38,6 +38,7 @@ from .checkpointing import (
 from .config import DataArguments, ModelArguments, TrainArguments, config_to_dict, parse_config
 from .data.collate import PromptDataset, collate
 from .data.loading import is_prepared, load_polyp_data, recorded_split
+from .data.reading import DataError
 from .embedding_cache import build_embedding_cache
 from .evaluation import batch_loss, evaluate_loader, prompt_logits
 from .losses import get_loss
@@ -146,6 +147,15 @@ def _select(dataset, data_args):
     for split in ("train", "validation"):
         if split not in dataset or len(dataset[split]) == 0:
             raise ValueError(f"The data has no {split!r} rows; prepare it with a validation fraction > 0.")
+        boxed = [i for i, box in enumerate(dataset[split]["box"]) if box is not None]
+        if not boxed:
+            raise DataError(f"{data_args.data}: no {split!r} row has a box (every `box` is null: empty masks), so "
+                            "there is nothing to prompt or learn; prepare the data from its masks with `polyp-sam "
+                            "prepare`.")
+        if len(boxed) < len(dataset[split]):
+            logger.warning("%s: %d %s rows have no box (empty mask) and are left out: a box prompt cannot be made "
+                           "for them", data_args.data, len(dataset[split]) - len(boxed), split, main_process_only=True)
+            dataset[split] = dataset[split].select(boxed)
     if data_args.augment_flips:
         dataset["train"] = add_flips(dataset["train"], data_args.augment_flips)
     return dataset

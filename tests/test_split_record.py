@@ -175,3 +175,19 @@ def test_a_bad_prepared_dataset_is_named_with_what_to_do(case, prepared_demo, tm
     assert "polyp-sam prepare" in err
     if case == "no box column":
         assert "lacks the column(s) box" in err
+
+
+def test_training_rows_without_a_box_are_refused_or_left_out(prepared_demo, tmp_path, capsys, caplog):
+    import datasets
+
+    ds = datasets.load_from_disk(str(prepared_demo))
+    none_box = ds["train"].map(lambda row: {"box": None})
+    all_null = datasets.DatasetDict({"train": none_box, "validation": ds["validation"]})
+    all_null.save_to_disk(str(tmp_path / "null"))
+    assert training.main(train_args(tmp_path / "null", tmp_path / "run1", "--max_steps", "1")) == 1
+    assert "no 'train' row has a box" in capsys.readouterr().err
+    some = ds["train"].map(lambda row, i: {"box": None if i < 3 else row["box"]}, with_indices=True)
+    datasets.DatasetDict({"train": some, "validation": ds["validation"]}).save_to_disk(str(tmp_path / "some"))
+    with caplog.at_level("WARNING"):
+        training.train(*parse_config(train_args(tmp_path / "some", tmp_path / "run2", "--max_steps", "1")))
+    assert any("3 train rows have no box" in r.getMessage() for r in caplog.records)

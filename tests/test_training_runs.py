@@ -376,3 +376,26 @@ def test_resume_from_an_older_checkpoint_replays_the_schedule(prepared_demo, tmp
     run(prepared_demo, out, *common, "--resume_from_checkpoint", "latest")
     assert_same_weights(weights(tmp_path / "straight" / "checkpoints" / "step-0000004"),
                         weights(out / "checkpoints" / "step-0000004"), atol=1e-6)
+
+
+def test_ctrl_c_while_the_interrupt_checkpoint_is_saved_waits_for_it(prepared_demo, tmp_path, monkeypatch, caplog):
+    import signal
+
+    from accelerate import Accelerator
+
+    real_save = Accelerator.save_state
+
+    def impatient(self, output_dir, **kwargs):
+        if "interrupted" in str(output_dir):
+            os.kill(os.getpid(), signal.SIGINT)  # pressed again while the checkpoint is written
+        return real_save(self, output_dir, **kwargs)
+
+    _interrupt_at(monkeypatch, 1 + 5, "raise")
+    monkeypatch.setattr(Accelerator, "save_state", impatient)
+    out = tmp_path / "run"
+    with caplog.at_level("WARNING"):
+        assert training.main(train_args(prepared_demo, out, *ACCUMULATING)) == 130
+    assert (out / "checkpoints" / "interrupted" / "trainer_state.json").is_file()
+    assert not list((out / "checkpoints").glob(".*"))  # no half-written .interrupted.tmp
+    assert any("still saving checkpoints/interrupted" in r.getMessage() for r in caplog.records)
+    assert any("Saved checkpoints/interrupted at step 1" in r.getMessage() for r in caplog.records)
