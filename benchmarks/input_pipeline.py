@@ -34,7 +34,8 @@ from polyp_sam_hf.data.collate import PromptDataset, collate
 from polyp_sam_hf.data.prepare import prepare_dataset
 from polyp_sam_hf.data.synthetic import write_demo_data
 from polyp_sam_hf.modeling import processor_for
-from polyp_sam_hf.pixel_cache import build_pixel_cache, normalize_pixels
+from polyp_sam_hf.pixel_cache import build_pixel_cache
+from polyp_sam_hf.preprocessing import normalize_pixels
 from report import emit
 
 
@@ -93,7 +94,7 @@ def measure(images: int, workers: int, batch_size: int, work: Path, rounds: int 
         "pixel_cache_main_normalize": (
             torch.utils.data.DataLoader(ours, batch_size=batch_size, num_workers=workers, collate_fn=collate,
                                         persistent_workers=workers > 0),
-            lambda b: normalize_pixels(b["pixel_uint8"], b["reshaped"], b["pixel_mean"], b["pixel_std"])),
+            lambda b: normalize_pixels(b["pixel_uint8"], b["reshaped"], b["pixel_scale"], b["pixel_shift"])),
     }
     # for context: the loader alone, uint8 batches ready to go to a GPU that normalises them
     loaders["pixel_cache_loader_only"] = (loaders["pixel_cache_main_normalize"][0], lambda b: b)

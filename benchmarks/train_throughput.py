@@ -22,6 +22,7 @@ import torch
 from polyp_sam_hf.evaluation import batch_loss, prompt_logits
 from polyp_sam_hf.losses import get_loss
 from polyp_sam_hf.modeling import BUILTIN_MODELS, get_strategy, load_model_and_processor
+from polyp_sam_hf.preprocessing import Preprocessing
 from polyp_sam_hf.profiling import count_step_flops
 
 # dense bf16 tensor-core peak, TFLOP/s, from the vendors' data sheets (SXM parts)
@@ -59,7 +60,8 @@ def synthetic_batch(config, batch: int, cached: bool, device: torch.device) -> d
         out["image_embeddings"] = torch.randn(batch, config.vision_config.output_channels, grid, grid, generator=g)
     else:
         out["pixel_uint8"] = torch.randint(0, 256, (batch, 3, size, size), generator=g, dtype=torch.uint8)
-        out["pixel_mean"], out["pixel_std"] = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+        prep = Preprocessing(size, size, 2, 1 / 255, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # SAM's
+        out["pixel_scale"], out["pixel_shift"] = prep.scale, prep.shift
     return {k: v.to(device) for k, v in out.items()}
 
 

@@ -6,8 +6,8 @@ frame in a memory-mapped file (see `array_cache`), so reading it costs no memory
 dataset.
 
 The cache folder is named by a fingerprint of everything the embeddings depend on: the encoder's
-weights, the image preprocessing settings, and the frames (source/image_id and each split's
-content fingerprint).
+weights, the image preprocessing settings, the attention implementation, the code's versions, and
+the frames (source/image_id and each split's content fingerprint).
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from accelerate import Accelerator
 from transformers import SamModel, SamProcessor
 
 from .array_cache import ArrayCache, frames_fingerprint
+from .data.reading import to_rgb
+from .preprocessing import Preprocessing
 
 def model_fingerprint(encoder: torch.nn.Module) -> str:
     """sha256 of the encoder's parameter and buffer names, shapes, dtypes and values."""
@@ -33,10 +35,20 @@ def model_fingerprint(encoder: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def cache_fingerprint(encoder: torch.nn.Module, processor: SamProcessor, splits: list[datasets.Dataset]) -> str:
-    """The cache key: encoder weights + preprocessing settings + frames."""
+CACHE_FORMAT = 2  # bump when what an entry holds changes for the same inputs
+
+
+def cache_fingerprint(encoder: torch.nn.Module, processor: SamProcessor, splits: list[datasets.Dataset],
+                      attn_implementation: str | None = None) -> str:
+    """The cache key: everything that changes the embeddings' bytes. The encoder's weights, every
+    preprocessing setting the library applies, the attention implementation, the versions of the
+    code that computes them (this cache's format, transformers, torch), and the frames."""
+    import transformers
+
     digest = hashlib.sha256(model_fingerprint(encoder).encode())
-    settings = processor.image_processor.to_dict()
+    settings = {"preprocessing": Preprocessing.of(processor).key(), "format": CACHE_FORMAT,
+                "attention": attn_implementation, "transformers": transformers.__version__,
+                "torch": torch.__version__}
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
     digest.update(frames_fingerprint(splits).encode())
     return digest.hexdigest()[:24]
@@ -62,12 +74,13 @@ def build_embedding_cache(
         batch_size: frames per encoder call.
     """
     encoder = model.vision_encoder
-    folder = Path(root) / f"embeddings-{cache_fingerprint(encoder, processor, splits)}"
+    attention = getattr(model.config, "_attn_implementation", None)
+    folder = Path(root) / f"embeddings-{cache_fingerprint(encoder, processor, splits, attention)}"
     device = accelerator.device
+    prep = Preprocessing.of(processor)
 
     def embed(rows: list[dict]) -> np.ndarray:
-        images = [row["image"] for row in rows]
-        pixels = processor.image_processor(images, return_tensors="pt")["pixel_values"].to(device)
+        pixels, _ = prep.pixel_values([to_rgb(row["image"]) for row in rows], device)
         return model.get_image_embeddings(pixels).float().cpu().numpy().astype(np.float16)
 
     vision = model.config.vision_config

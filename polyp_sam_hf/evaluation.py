@@ -8,7 +8,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .metrics import batch_dice_iou
-from .pixel_cache import normalize_pixels
+from .preprocessing import normalize_pixels
 from .postprocess import logits_to_original, upsample_to_input, valid_region
 
 
@@ -23,7 +23,7 @@ def prompt_logits(model: torch.nn.Module, batch: dict) -> torch.Tensor:
     elif "pixel_values" in batch:
         inputs = {"pixel_values": batch["pixel_values"]}
     else:
-        pixels = normalize_pixels(batch["pixel_uint8"], batch["reshaped"], batch["pixel_mean"], batch["pixel_std"])
+        pixels = normalize_pixels(batch["pixel_uint8"], batch["reshaped"], batch["pixel_scale"], batch["pixel_shift"])
         inputs = {"pixel_values": pixels}
     out = model(**inputs, input_boxes=batch["input_boxes"], multimask_output=False)
     return out.pred_masks[:, :, 0]

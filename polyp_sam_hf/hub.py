@@ -23,6 +23,7 @@ from .convert import get_arch
 from .data.sources import SOURCES
 from .modeling import load_model_and_processor
 from .comparison import results_section
+from .preprocessing import Preprocessing
 from .provenance import base_model_of, is_hub_id, model_origin, read_train_config, weights_sha256
 
 logger = logging.getLogger(__name__)
@@ -59,7 +60,10 @@ def _probe_inputs(processor: SamProcessor) -> dict:
     """A fixed frame and box, preprocessed: the same input for source and export."""
     rng = np.random.default_rng(0)
     frame = Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8))
-    return processor(images=frame, input_boxes=[[[16.0, 12.0, 90.0, 80.0]]], return_tensors="pt")
+    prep = Preprocessing.of(processor)  # the library's one preprocessing, as training and inference
+    pixels, [(height, width)] = prep.pixel_values([frame])
+    box = torch.tensor([[[16.0 * width / 128, 12.0 * height / 96, 90.0 * width / 128, 80.0 * height / 96]]])
+    return {"pixel_values": pixels, "input_boxes": box}
 
 
 @torch.no_grad()

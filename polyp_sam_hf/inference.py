@@ -13,10 +13,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data.collate import resized_shape
 from .data.reading import read_image, to_rgb
 from .modeling import load_model_and_processor
 from .postprocess import logits_to_original
+from .preprocessing import Preprocessing
 
 
 @dataclass
@@ -70,7 +70,8 @@ class PolypSegmenter:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()
         self.processor = processor
-        self.input_size = int(processor.image_processor.pad_size["height"])
+        self.prep = Preprocessing.of(processor)
+        self.input_size = self.prep.pad_size
 
     @classmethod
     def from_pretrained(cls, name: str, device: str | torch.device | None = None) -> "PolypSegmenter":
@@ -96,12 +97,9 @@ class PolypSegmenter:
     def embed_batch(self, images: list) -> list[ImageEmbedding]:
         """Run the image encoder on several frames in one call."""
         images = [self.as_image(image) for image in images]
-        pixels = self.processor.image_processor(images, return_tensors="pt")["pixel_values"].to(self.device)
+        pixels, reshaped = self.prep.pixel_values(images, self.device)
         embeddings = self.model.get_image_embeddings(pixels)
-        return [
-            ImageEmbedding(emb, (im.height, im.width), resized_shape(im.height, im.width, self.input_size))
-            for emb, im in zip(embeddings, images)
-        ]
+        return [ImageEmbedding(emb, (im.height, im.width), shape) for emb, im, shape in zip(embeddings, images, reshaped)]
 
     @torch.no_grad()
     def logits(self, embedded: ImageEmbedding, boxes: np.ndarray) -> torch.Tensor:

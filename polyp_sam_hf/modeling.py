@@ -200,6 +200,23 @@ def check_finite_weights(model: torch.nn.Module, where: str) -> None:
                              "(or a run diverged): use an earlier checkpoint.")
 
 
+def check_model_available(name: str) -> str:
+    """Fail at once, before any data is read, when `name` cannot be loaded: a built-in, a complete
+    local model folder, or a Hub id that is cached or downloadable now. Returns the name to load.
+
+    Raises:
+        ModelLoadError: what is missing and what to do.
+    """
+    if name in BUILTIN_MODELS:
+        return name
+    path = Path(name).expanduser()
+    if path.exists():
+        _check_local_folder(path)
+        return str(path)
+    _check_hub_id(name)
+    return name
+
+
 def load_model_and_processor(name: str, seed: int = 0) -> tuple[SamModel, SamProcessor]:
     """Load SAM and its processor from a built-in name, a local folder or a Hub id.
 
@@ -217,11 +234,7 @@ def load_model_and_processor(name: str, seed: int = 0) -> tuple[SamModel, SamPro
             model = MODEL_CLASSES.get(config.model_type, SamModel)(config)
         return model, processor_for(config)
     path = Path(name).expanduser()
-    if path.exists():
-        _check_local_folder(path)
-        name = str(path)
-    else:
-        _check_hub_id(name)
+    name = check_model_available(name)
     try:
         model = model_class_for(name).from_pretrained(name)
         processor = SamProcessor.from_pretrained(name)

@@ -43,7 +43,14 @@ from .embedding_cache import build_embedding_cache
 from .evaluation import batch_loss, evaluate_loader, prompt_logits
 from .losses import get_loss
 from .data.augment import add_flips
-from .modeling import count_parameters, freeze_unreached, get_strategy, load_model_and_processor, model_class_for
+from .modeling import (
+    check_model_available,
+    count_parameters,
+    freeze_unreached,
+    get_strategy,
+    load_model_and_processor,
+    model_class_for,
+)
 from .pixel_cache import build_pixel_cache
 from .reporting import test_report
 from .stopping import GracefulStop
@@ -194,6 +201,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
     accum = accelerator.gradient_accumulation_steps
     set_seed(train_args.seed)
     output_dir = Path(train_args.output_dir)
+    check_model_available(model_args.model)  # before any data is read: offline and uncached fails now
     _record_data_split(data_args)
     settings = config_to_dict(model_args, data_args, train_args)
     _claim_output_dir(output_dir, train_args, accelerator)

@@ -6,34 +6,64 @@ import functools
 
 import datasets
 import numpy as np
+import pytest
 import torch
 from accelerate import Accelerator
 from PIL import Image
 from safetensors.torch import load_file
 
 from polyp_sam_hf.config import parse_config
-from polyp_sam_hf.data.collate import PromptDataset, collate, resized_shape
+from polyp_sam_hf.data.collate import PromptDataset, collate
 from polyp_sam_hf.modeling import processor_for
-from polyp_sam_hf.pixel_cache import (build_pixel_cache, normalize_pixels, processor_settings, resize_pad_mask,
-                                      resize_pad_uint8)
+from polyp_sam_hf.pixel_cache import build_pixel_cache
+from polyp_sam_hf.preprocessing import Preprocessing, normalize_pixels, resize_pad_mask, resized_shape
 from polyp_sam_hf.training import train
 from transformers import SamConfig
 
 from conftest import train_args
 
 
-def test_device_normalisation_matches_the_processor():
-    processor = processor_for(SamConfig())  # 1024 px, ImageNet mean/std
+def _processor(**settings):
+    processor = processor_for(SamConfig())  # 1024 px, bilinear, ImageNet mean/std
+    for name, value in settings.items():
+        setattr(processor.image_processor, name, value)
+    return processor
+
+
+PROCESSORS = {
+    "SAM's default": {},
+    # nearest-neighbour resize (filter 0, once read as "unset" and replaced by bilinear), smaller
+    # longest side than the padded square (the size once came from pad_size alone)
+    "nearest, 800 in 1024": {"resample": 0, "size": {"longest_edge": 800}},
+    # no ImageNet normalisation, another rescale factor (both once ignored)
+    "no normalisation, rescale 1/127.5": {"do_normalize": False, "rescale_factor": 1 / 127.5},
+    "bicubic, own mean and std": {"resample": 3, "image_mean": [0.5, 0.4, 0.3], "image_std": [0.2, 0.3, 0.25]},
+}
+
+
+@pytest.mark.parametrize("name", list(PROCESSORS))
+def test_library_pixels_equal_the_processors_for_every_setting(name):
+    """`Preprocessing.pixel_values` (training, caches, inference, export check) equals what the
+    processor itself gives, for SAM's settings and for settings that differ in each field it reads."""
+    processor = _processor(**PROCESSORS[name])
     frame = Image.fromarray(np.random.default_rng(0).integers(0, 255, (1070, 1348, 3), dtype=np.uint8))
     expected = processor.image_processor(frame, return_tensors="pt")["pixel_values"]
-    size, resample, mean, std = processor_settings(processor)
-    uint8 = torch.from_numpy(resize_pad_uint8(frame, size, resample))[None]
-    got = normalize_pixels(uint8, torch.tensor([resized_shape(1070, 1348, size)]), mean, std)
+    got, [(height, width)] = Preprocessing.of(processor).pixel_values([frame])
     assert got.shape == expected.shape == (1, 3, 1024, 1024)
-    diff = (got - expected).abs()
-    assert diff.max() <= 1.0 / 255 / min(processor.image_processor.image_std) + 1e-5  # one grey level at most
-    assert diff.mean() < 1e-3
-    assert (got[0, :, 813:, :] == 0).all()  # padding is exactly zero, as SAM pads after normalising
+    # the resized size, written out: longest side 1348 -> L, height 1070 * L / 1348 rounded
+    longest = PROCESSORS[name].get("size", {}).get("longest_edge", 1024)
+    assert (height, width) == (int(1070 * longest / 1348 + 0.5), longest)
+    assert (got - expected).abs().max() <= 1e-5  # the processor's own kernels: float rounding only
+    assert (got[0, :, height:, :] == 0).all() and (got[0, :, :, width:] == 0).all()  # padding exactly zero
+
+
+def test_device_normalisation_is_the_affine_map():
+    uint8 = torch.full((1, 3, 4, 4), 200, dtype=torch.uint8)
+    prep = Preprocessing(4, 4, 2, 1 / 255, (0.5, 0.5, 0.5), (0.25, 0.5, 1.0))
+    got = normalize_pixels(uint8, torch.tensor([[2, 3]]), prep.scale, prep.shift)
+    expected = torch.tensor([(200 / 255 - 0.5) / s for s in (0.25, 0.5, 1.0)])
+    torch.testing.assert_close(got[0, :, 0, 0], expected)
+    assert (got[0, :, 2:, :] == 0).all() and (got[0, :, :, 3:] == 0).all()
 
 
 def test_pixel_cache_holds_the_resized_frames(prepared_demo, tmp_path):
@@ -45,7 +75,7 @@ def test_pixel_cache_holds_the_resized_frames(prepared_demo, tmp_path):
     row = ds["train"][3]
     stored = cache(f"{row['source']}/{row['image_id']}")
     assert stored.dtype == torch.uint8 and stored.shape == (4, 64, 64)
-    np.testing.assert_array_equal(stored[:3].numpy(), resize_pad_uint8(row["image"], 64))
+    np.testing.assert_array_equal(stored[:3].numpy(), Preprocessing.of(processor).resize_pad_uint8(row["image"]))
     mask = np.asarray(row["mask"]) > 127
     height, width = resized_shape(*mask.shape, 64)
     np.testing.assert_array_equal(stored[3].numpy(), resize_pad_mask(mask, height, width, 64))
@@ -73,7 +103,7 @@ def test_cached_items_equal_decoded_items(prepared_demo, tmp_path):
             torch.testing.assert_close(torch.as_tensor(a[key]), torch.as_tensor(b[key]), atol=0, rtol=0, msg=key)
     first, second = collate([cached[0], cached[1]], normalize=True), collate([decoded[0], decoded[1]])
     torch.testing.assert_close(first["pixel_values"], normalize_pixels(second["pixel_uint8"], second["reshaped"],
-                                                                       second["pixel_mean"], second["pixel_std"]))
+                                                                       second["pixel_scale"], second["pixel_shift"]))
     # batches built in worker processes (shared-memory outputs) equal those built in this one
     batcher = functools.partial(collate, normalize=True)
     here = list(torch.utils.data.DataLoader(cached, batch_size=4, collate_fn=batcher))

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from polyp_sam_hf.baselines import baseline_prediction, box_mask, ellipse_mask
-from polyp_sam_hf.data.collate import resized_shape
+from polyp_sam_hf.preprocessing import resized_shape
 from polyp_sam_hf.postprocess import logits_to_original
 
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from polyp_sam_hf.config import TrainArguments, parse_config
-from polyp_sam_hf.data.collate import PromptDataset, collate, resized_shape
+from polyp_sam_hf.data.collate import PromptDataset, collate
+from polyp_sam_hf.preprocessing import resized_shape
 from polyp_sam_hf.evaluation import batch_loss
 from polyp_sam_hf.losses import bce_loss, dice_loss, get_loss
 from polyp_sam_hf.published import PAPER_RUNS
@@ -247,10 +248,12 @@ def test_train_command_reports_a_missing_model_without_a_traceback(prepared_demo
 
     from conftest import train_args
 
-    argv = train_args(prepared_demo, tmp_path / "run") + ["--model", "facebook/sam-vit-not-cached"]
+    argv = train_args(tmp_path / "no-data-read", tmp_path / "run") + ["--model", "facebook/sam-vit-not-cached"]
     assert main(argv) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: Cannot load SAM weights") and "Traceback" not in err
+    # said at once, before any data is read (the data folder here does not even exist), with no retries
+    assert err.startswith("error: No folder facebook/sam-vit-not-cached exists here, and the Hub model")
+    assert "HF_HUB_OFFLINE is set" in err and "hf download facebook/sam-vit-not-cached" in err and "Traceback" not in err
 
 
 # --- every choice checked when the settings are read, before data or model load -------------------

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from transformers import SamProcessor
 
-from ..pixel_cache import normalize_pixels, processor_settings, resize_pad_mask, resize_pad_uint8, resized_shape
+from ..preprocessing import Preprocessing, normalize_pixels, resize_pad_mask
+from .reading import MASK_THRESHOLD
 from .prompts import component_masks, jitter_box
 
 PROMPT_MODES = ("single", "per-component")
@@ -27,7 +28,7 @@ class PromptDataset(torch.utils.data.Dataset):
         device, by `normalize_pixels`), a view of the pixel cache `pixels` when given (its entries
         are (4, S, S): frame, then whole mask; that plane is the target for a single whole-mask
         box when no original-size mask is asked for, so no mask is decoded); or `image_embeddings`
-        (C, h, w) when `embeddings` is given; `pixel_mean`, `pixel_std` (3,);
+        (C, h, w) when `embeddings` is given; `pixel_scale`, `pixel_shift` (3,) (`Preprocessing`);
         `boxes` (K, 4) float in the S x S input frame; `targets` (K, S, S) uint8 0/1 on the same
         grid (zero on the padding); `reshaped` (2,) and `original` (2,) long (height, width);
         `mask` (H, W) bool at the original size; `index` int.
@@ -51,7 +52,8 @@ class PromptDataset(torch.utils.data.Dataset):
             raise ValueError(f"Unknown prompt mode {prompt_mode!r}. Valid modes: {', '.join(PROMPT_MODES)}.")
         self.split = split
         self.processor = processor
-        self.input_size, self.resample, self.mean, self.std = processor_settings(processor)
+        self.prep = Preprocessing.of(processor)
+        self.input_size = self.prep.pad_size
         self.prompt_mode = prompt_mode
         self.box_jitter = box_jitter
         self.seed = seed
@@ -84,13 +86,13 @@ class PromptDataset(torch.utils.data.Dataset):
         row = self.rows[index]
         key = f"{row['source']}/{row['image_id']}"
         height, width = row["height"], row["width"]
-        new_h, new_w = resized_shape(height, width, self.input_size)
+        new_h, new_w = self.prep.reshaped(height, width)
         cached = self.pixels(key) if self.pixels is not None else None  # (4, S, S): frame, mask
         if self.cached_targets:
             boxes = np.asarray([row["box"]] if row["box"] is not None else [], np.float32).reshape(-1, 4)
             targets = cached[3:4][: len(boxes)]
         else:
-            mask = np.asarray(row["mask"]) > 127
+            mask = np.asarray(row["mask"]) > MASK_THRESHOLD
             boxes, masks = self._prompts(row, mask)
             targets = torch.from_numpy(np.stack([resize_pad_mask(m, new_h, new_w, self.input_size) for m in masks])
                                        if masks else np.zeros((0, self.input_size, self.input_size), np.uint8))
@@ -113,8 +115,8 @@ class PromptDataset(torch.utils.data.Dataset):
         if cached is not None:
             item["pixel_uint8"] = cached[:3]
         else:
-            item["pixel_uint8"] = torch.from_numpy(resize_pad_uint8(row["image"], self.input_size, self.resample))
-        item["pixel_mean"], item["pixel_std"] = self.mean, self.std
+            item["pixel_uint8"] = torch.from_numpy(self.prep.resize_pad_uint8(row["image"]))
+        item["pixel_scale"], item["pixel_shift"] = self.prep.scale, self.prep.shift
         return item
 
 
@@ -166,12 +168,12 @@ def collate(items: list[dict], normalize: bool = False) -> dict:
     if "image_embeddings" in items[0]:
         batch["image_embeddings"] = _stack([item["image_embeddings"] for item in items])
         return batch
-    mean, std = items[0]["pixel_mean"], items[0]["pixel_std"]
+    scale, shift = items[0]["pixel_scale"], items[0]["pixel_shift"]
     if normalize:
         pixels = [item["pixel_uint8"] for item in items]  # straight from the cache's pages, no uint8 copy
         out = _empty((len(pixels), *pixels[0].shape), torch.float32)
-        batch["pixel_values"] = normalize_pixels(pixels, batch["reshaped"], mean, std, out=out)
+        batch["pixel_values"] = normalize_pixels(pixels, batch["reshaped"], scale, shift, out=out)
     else:
         batch["pixel_uint8"] = _stack([item["pixel_uint8"] for item in items])
-        batch["pixel_mean"], batch["pixel_std"] = mean, std
+        batch["pixel_scale"], batch["pixel_shift"] = scale, shift
     return batch
