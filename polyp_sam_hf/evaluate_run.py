@@ -10,37 +10,24 @@ import csv
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import datasets
 import numpy as np
-import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
 from .baselines import BASELINES, baseline_prediction
 from .data.loading import SplitSettings, is_prepared, load_polyp_data, recorded_split
 from .data.prompts import jitter_box, prompt_boxes
+from .data.reading import MASK_THRESHOLD
 from .inference import PolypSegmenter
-from .metrics import dice_iou, pranet_dice_iou
+from .metrics import PROTOCOLS, mask_logits, score_logits
 from .provenance import base_model_of, read_train_config, weights_sha256
 from .registry import lookup
 
 logger = logging.getLogger(__name__)
-
-
-def _paper_scores(prob: np.ndarray, target: np.ndarray) -> tuple[float, float]:
-    return dice_iou(prob >= 0.5, target)  # probability 0.5 is logit 0
-
-
-PROTOCOLS: dict[str, Callable[[np.ndarray, np.ndarray], tuple[float, float]]] = {
-    # Polyp-SAM's code: one threshold at probability 0.5
-    "paper": _paper_scores,
-    # PraNet's evaluation (Polyp-PVT, HSNet): mean over 256 thresholds of the probability map
-    "pranet": pranet_dice_iou,
-}
 
 
 @dataclass
@@ -127,7 +114,6 @@ def evaluate_split(
         The per-image scores, and the model's masks for the first mode at the first jitter level
         (image key `source/image_id` -> (H, W) bool), kept for masks and figures.
     """
-    scorer = PROTOCOLS[config.protocol]
     scores: list[ImageScore] = []
     kept: dict[str, np.ndarray] = {}
     bar = tqdm(total=len(split), desc="Evaluating", unit="img")
@@ -137,27 +123,25 @@ def evaluate_split(
         embedded = segmenter.embed_batch([row["image"] for row in rows])  # once per frame
         for offset, (row, emb) in enumerate(zip(rows, embedded)):
             index = start + offset
-            target = np.asarray(row["mask"]) > 127
+            target = np.asarray(row["mask"]) > MASK_THRESHOLD
             height, width = target.shape
             for mode_index, mode in enumerate(config.prompt_modes):
                 for level_index, level in enumerate(config.box_jitter):
                     boxes = _jittered(prompt_boxes(row, mode), level, width, height,
                                       (config.seed, level_index, index))
-                    if len(boxes):
-                        prob = torch.sigmoid(segmenter.logits(emb, boxes)).amax(0).cpu().numpy()
-                    else:  # no polyp annotated, no prompt: predict nothing
-                        prob = np.zeros((height, width), np.float32)
-                    entries = [("model", prob)] + [
-                        (name, baseline_prediction(name, boxes, height, width).astype(np.float32))
-                        for name in BASELINES
+                    # no polyp annotated, no prompt: the model predicts nothing (None)
+                    logits = segmenter.logits(emb, boxes) if len(boxes) else None
+                    entries = [("model", logits)] + [
+                        (name, mask_logits(baseline_prediction(name, boxes, height, width))) for name in BASELINES
                     ]
                     empty = not target.any()
-                    for method, pred in entries:
-                        dice, iou = scorer(pred, target)
+                    for method, frame_logits in entries:
+                        dice, iou = score_logits(frame_logits, target, config.protocol)
                         scores.append(ImageScore(row["source"], row["image_id"], method, mode, level, dice, iou,
                                                  empty))
                     if mode_index == 0 and level_index == 0:
-                        kept[f"{row['source']}/{row['image_id']}"] = prob >= 0.5
+                        kept[f"{row['source']}/{row['image_id']}"] = (
+                            (logits > 0).any(0).cpu().numpy() if logits is not None else np.zeros_like(target))
         bar.update(len(rows))
     bar.close()
     return scores, kept

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .metrics import batch_dice_iou
+from .metrics import score_logits
 from .preprocessing import normalize_pixels
 from .postprocess import logits_to_original, upsample_to_input, valid_region
 
@@ -48,32 +49,26 @@ def batch_loss(
     return (per_mask * keep).sum() / keep.sum().clamp_min(1.0)
 
 
-def original_size_predictions(logits: torch.Tensor, batch: dict) -> list[torch.Tensor]:
-    """Per frame, the union of its prompts' masks at the original size: a list of (H, W) bool.
-
-    A frame with no prompt (empty ground truth in `test`) gets an empty prediction.
-    """
+def original_size_logits(logits: torch.Tensor, batch: dict) -> list[torch.Tensor | None]:
+    """Per frame, its valid prompts' logits at the original size: a list of (K, H, W), or None for
+    a frame with no prompt (empty ground truth in `test`)."""
     size = batch["targets"].shape[-1]
-    preds = []
+    out = []
     for i in range(logits.shape[0]):
         height, width = (int(v) for v in batch["original"][i])
         own = logits[i][batch["box_valid"][i]]
-        if own.shape[0] == 0:
-            preds.append(torch.zeros((height, width), dtype=torch.bool, device=logits.device))
-            continue
-        full = logits_to_original(own, size, batch["reshaped"][i].tolist(), (height, width))
-        preds.append((full > 0).any(0))
-    return preds
+        out.append(logits_to_original(own, size, batch["reshaped"][i].tolist(), (height, width))
+                   if own.shape[0] else None)
+    return out
 
 
-def score_batch(logits: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Dice and IoU per frame (B,), at the original resolution, logits thresholded at 0."""
-    dice, iou = [], []
-    for pred, mask in zip(original_size_predictions(logits, batch), batch["mask"]):
-        d, j = batch_dice_iou(pred[None], mask[None].to(pred.device))
-        dice.append(d)
-        iou.append(j)
-    return torch.cat(dice), torch.cat(iou)
+def score_batch(logits: torch.Tensor, batch: dict, protocol: str = "paper") -> tuple[torch.Tensor, torch.Tensor]:
+    """Dice and IoU per frame (B,) at the original resolution, by `metrics.score_logits`."""
+    scores = [score_logits(frame, np.asarray(mask), protocol)
+              for frame, mask in zip(original_size_logits(logits, batch), batch["mask"])]
+    dice, iou = zip(*scores) if scores else ((), ())
+    return (torch.tensor(dice, dtype=torch.float32, device=logits.device),
+            torch.tensor(iou, dtype=torch.float32, device=logits.device))
 
 
 @torch.no_grad()

@@ -1,4 +1,5 @@
-"""Dice and IoU per image, written once for training's validation, `evaluate` and the tests.
+"""Dice and IoU per image, written once: `score_logits` scores every frame of training's
+validation, the test report and `evaluate`.
 
 Edge cases, by convention (the one most polyp papers' code follows):
 - empty ground truth and empty prediction: Dice = IoU = 1 (the model is right that there is none);
@@ -7,6 +8,7 @@ Edge cases, by convention (the one most polyp papers' code follows):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,22 +26,6 @@ def dice_iou(pred: np.ndarray, target: np.ndarray) -> tuple[float, float]:
         return 1.0, 1.0
     union = total - inter
     return 2.0 * inter / total, inter / union
-
-
-def batch_dice_iou(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Dice and IoU per item of boolean batches (B, H, W); same edge cases as `dice_iou`.
-
-    Returns:
-        Two float tensors of shape (B,).
-    """
-    pred, target = pred.bool().flatten(1), target.bool().flatten(1)
-    inter = (pred & target).sum(1).float()
-    total = (pred.sum(1) + target.sum(1)).float()
-    union = total - inter
-    empty = total == 0
-    dice = torch.where(empty, torch.ones_like(total), 2 * inter / total.clamp_min(1))
-    iou = torch.where(empty, torch.ones_like(total), inter / union.clamp_min(1))
-    return dice, iou
 
 
 def pranet_dice_iou(prob: np.ndarray, target: np.ndarray, num_thresholds: int = 256) -> tuple[float, float]:
@@ -67,6 +53,43 @@ def pranet_dice_iou(prob: np.ndarray, target: np.ndarray, num_thresholds: int = 
     union = total - tp
     iou = np.where(union == 0, 1.0, tp / np.maximum(union, 1.0))
     return float(dice.mean()), float(iou.mean())
+
+
+def _paper(logits: torch.Tensor, target: np.ndarray) -> tuple[float, float]:
+    # SAM's own threshold: logit > 0 (probability 0.5), on the union of the frame's prompts
+    return dice_iou((logits > 0).any(0).cpu().numpy(), target)
+
+
+def _pranet(logits: torch.Tensor, target: np.ndarray) -> tuple[float, float]:
+    return pranet_dice_iou(torch.sigmoid(logits.float()).amax(0).cpu().numpy(), target)
+
+
+PROTOCOLS: dict[str, Callable[[torch.Tensor, np.ndarray], tuple[float, float]]] = {
+    # Polyp-SAM's code: one threshold at probability 0.5
+    "paper": _paper,
+    # PraNet's evaluation (Polyp-PVT, HSNet): mean over 256 thresholds of the probability map
+    "pranet": _pranet,
+}
+
+
+def score_logits(logits: torch.Tensor | None, target: np.ndarray, protocol: str = "paper") -> tuple[float, float]:
+    """Dice and IoU of one frame: the one scoring that validation, the test report and `evaluate` use.
+
+    Args:
+        logits: (K, H, W) mask logits of the frame's K prompts at the original size (their union is
+            the prediction), or None when the frame had no prompt (nothing is predicted).
+        target: (H, W) boolean ground truth.
+        protocol: a `PROTOCOLS` key.
+    """
+    if logits is None or len(logits) == 0:
+        logits = torch.full((1, *target.shape), -torch.inf)
+    return PROTOCOLS[protocol](logits, np.asarray(target, dtype=bool))
+
+
+def mask_logits(mask: np.ndarray) -> torch.Tensor:
+    """A binary prediction (H, W) as (1, H, W) logits, +inf inside and -inf outside (probability
+    exactly 1 and 0), so box-only baselines are scored by `score_logits` like the model."""
+    return torch.where(torch.from_numpy(np.asarray(mask, dtype=bool))[None], torch.inf, -torch.inf)
 
 
 # The same metric as an `evaluate` module: `evaluate.load(METRIC_SCRIPT)` works offline.

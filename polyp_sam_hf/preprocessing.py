@@ -99,7 +99,7 @@ class Preprocessing:
     def resize_pad_uint8(self, image: Image.Image) -> np.ndarray:
         """(3, P, P) uint8: the frame resized so its longest side is `longest_edge`, zero-padded."""
         new_h, new_w = self.reshaped(image.height, image.width)
-        chw = torch.from_numpy(np.asarray(image.convert("RGB"))).permute(2, 0, 1)
+        chw = TF.pil_to_tensor(image.convert("RGB"))  # (3, H, W) uint8
         mode = _RESAMPLE.get(self.resample, InterpolationMode.BILINEAR)
         resized = TF.resize(chw, [new_h, new_w], interpolation=mode, antialias=True)
         out = np.zeros((3, self.pad_size, self.pad_size), dtype=np.uint8)

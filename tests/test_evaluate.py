@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+import types
 
 import datasets
+import numpy as np
 import pytest
+import torch
 
 from polyp_sam_hf.cli import main as cli_main
 from polyp_sam_hf.inference import PolypSegmenter
@@ -122,3 +125,52 @@ def test_empty_mask_frames_are_named_and_in_no_mean(micro_checkpoint, pranet_roo
     assert cvc300["n"] == 2 and cvc300["dice"] == pytest.approx(sum(kept) / len(kept))
     text = (out / "results.md").read_text()
     assert "1 test frames have an empty mask and are in no mean" in text and "cvc-300/999" in text
+
+
+class _ConstantDecoder(torch.nn.Module):
+    """The micro model's encoder, and a decoder that answers every box with one logit value."""
+
+    def __init__(self, model, value):
+        super().__init__()
+        self.model, self.value = model, value
+        self.config = model.config
+
+    def get_image_embeddings(self, pixel_values):
+        return self.model.get_image_embeddings(pixel_values)
+
+    def forward(self, input_boxes, multimask_output=False, **_):
+        low = self.config.prompt_encoder_config.image_embedding_size * 4
+        batch, prompts = input_boxes.shape[:2]
+        return types.SimpleNamespace(pred_masks=torch.full((batch, prompts, 1, low, low), float(self.value)))
+
+
+@pytest.mark.parametrize("value", [10.0, -10.0])
+def test_validation_and_evaluate_score_alike_through_their_real_paths(value, micro_checkpoint, prepared_demo):
+    """Validation (training's `evaluate_loader`) and `evaluate` (`evaluate_split`) run the same
+    preprocessing, post-processing and scorer: fed the same known prediction (every pixel a polyp,
+    or none), both give the value computed here by hand from the masks."""
+    from accelerate import Accelerator
+
+    from polyp_sam_hf.data.collate import PromptDataset, collate
+    from polyp_sam_hf.evaluate_run import EvaluateConfig, evaluate_split
+    from polyp_sam_hf.evaluation import evaluate_loader
+    from polyp_sam_hf.modeling import load_model_and_processor
+
+    model, processor = load_model_and_processor(str(micro_checkpoint))
+    fake = _ConstantDecoder(model, value)
+    split = datasets.load_from_disk(str(prepared_demo))["validation"]
+    masks = [np.asarray(m) > 127 for m in split["mask"]]
+    # by hand: everything predicted gives 2|G| / (|G| + H W), IoU |G| / (H W); nothing predicted gives 0
+    expected_dice = np.mean([2 * m.sum() / (m.sum() + m.size) if value > 0 else 0.0 for m in masks])
+    expected_iou = np.mean([m.sum() / m.size if value > 0 else 0.0 for m in masks])
+
+    loader = torch.utils.data.DataLoader(PromptDataset(split, processor), batch_size=3, collate_fn=collate)
+    validation = evaluate_loader(fake, loader, Accelerator(cpu=True))
+    config = EvaluateConfig(model="", data="", output="", prompt_modes=("single",))
+    scores, _ = evaluate_split(PolypSegmenter(fake, processor, "cpu"), split, config)
+    model_scores = [s for s in scores if s.method == "model"]
+    assert validation["n"] == len(model_scores) == len(split)
+    assert validation["dice"] == pytest.approx(expected_dice, abs=1e-6)
+    assert validation["miou"] == pytest.approx(expected_iou, abs=1e-6)
+    assert np.mean([s.dice for s in model_scores]) == pytest.approx(expected_dice, abs=1e-6)
+    assert np.mean([s.iou for s in model_scores]) == pytest.approx(expected_iou, abs=1e-6)

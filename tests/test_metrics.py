@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from polyp_sam_hf.metrics import METRIC_SCRIPT, batch_dice_iou, dice_iou, pranet_dice_iou
+from polyp_sam_hf.metrics import METRIC_SCRIPT, dice_iou, mask_logits, pranet_dice_iou, score_logits
 
 
 def _masks():
@@ -32,16 +32,31 @@ def test_edge_cases(pred_empty, target_empty, expected):
     if target_empty:
         target[:] = False
     assert dice_iou(pred, target) == (expected, expected)
-    d, i = batch_dice_iou(torch.from_numpy(pred)[None], torch.from_numpy(target)[None])
-    assert (d.item(), i.item()) == (expected, expected)
 
 
-def test_batch_matches_single():
-    rng = np.random.default_rng(0)
-    preds, targets = rng.random((5, 9, 7)) > 0.5, rng.random((5, 9, 7)) > 0.6
-    d, i = batch_dice_iou(torch.from_numpy(preds), torch.from_numpy(targets))
-    for k in range(5):
-        assert (d[k].item(), i[k].item()) == pytest.approx(dice_iou(preds[k], targets[k]))
+def _logits_of(mask):
+    return torch.where(torch.from_numpy(mask)[None], 8.0, -8.0)
+
+
+def test_score_logits_known_predictions():
+    """The one frame scorer: the ground truth gives 1, nothing 0, half the polyp the hand value,
+    a frame without a prompt predicts nothing, and several prompts are merged by union."""
+    _, target = _masks()  # rows 0-1 of a 4 x 4 frame: 8 px
+    assert score_logits(_logits_of(target), target) == (1.0, 1.0)
+    assert score_logits(_logits_of(np.zeros_like(target)), target) == (0.0, 0.0)
+    half = np.zeros_like(target)
+    half[:2, :2] = True  # 4 of the 8 px: Dice 2 * 4 / (4 + 8) = 2/3, IoU 4/8
+    assert score_logits(_logits_of(half), target) == pytest.approx((2 / 3, 1 / 2))
+    assert score_logits(None, target) == (0.0, 0.0)
+    assert score_logits(None, np.zeros_like(target)) == (1.0, 1.0)
+    other_half = target & ~half
+    both = torch.cat([_logits_of(half), _logits_of(other_half)])  # two prompts, one polyp each
+    assert score_logits(both, target) == (1.0, 1.0)
+    # logit exactly 0 is probability 0.5: not a polyp pixel, as in SAM's own post-processing
+    assert score_logits(torch.zeros((1, 4, 4)), target) == (0.0, 0.0)
+    # a binary prediction scored the same way (the box-only baselines)
+    assert score_logits(mask_logits(half), target) == pytest.approx((2 / 3, 1 / 2))
+    assert score_logits(mask_logits(half), target, "pranet") == pytest.approx(pranet_dice_iou(half * 1.0, target))
 
 
 def test_pranet_protocol_by_hand():
