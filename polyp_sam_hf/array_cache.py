@@ -3,7 +3,10 @@
 Two caches use it: image embeddings of a frozen encoder (`embedding_cache`), and frames already
 resized and padded to the encoder's input as uint8 (`pixel_cache`). A cache folder is named by a
 fingerprint of everything its arrays depend on, so a change gives another folder and nothing stale
-is read. Frames are divided among processes; each writes its own rows into the shared file.
+is read. Frames are divided among processes; each writes its own rows into the shared file. A
+build happens in a temporary folder renamed into place when complete, under a lock file, so two
+runs sharing a cache folder never write the same file at once (the second waits and reuses). On
+several nodes without a shared file system each node builds its own copy.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,6 +42,56 @@ def frames_fingerprint(splits: list[datasets.Dataset]) -> str:
         digest.update(split._fingerprint.encode())
         digest.update("\n".join(frame_keys(split)).encode())
     return digest.hexdigest()
+
+
+class _BuildLock:
+    """An exclusive lock file (`fcntl.flock`): one build of a cache folder at a time, across runs."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file = None
+
+    def acquire(self) -> None:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "w")
+        fcntl.flock(self._file, fcntl.LOCK_EX)
+
+    def release(self) -> None:
+        import fcntl
+
+        if self._file is not None:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+
+
+def _local_world(accelerator: Accelerator) -> int:
+    """Processes on this machine (`LOCAL_WORLD_SIZE`, set by torchrun and accelerate launch)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
+
+
+def _shared_across_nodes(root: Path, accelerator: Accelerator) -> bool:
+    """Whether every process sees the same `root` (one machine, or a shared file system): the main
+    process writes a probe file named by a token it broadcasts; every process looks for it."""
+    if _local_world(accelerator) == accelerator.num_processes:  # one machine
+        return True
+    import uuid
+
+    from accelerate.utils import broadcast_object_list
+
+    token = broadcast_object_list([uuid.uuid4().hex if accelerator.is_main_process else None])[0]
+    probe = root / f".probe-{token}"
+    if accelerator.is_main_process:
+        root.mkdir(parents=True, exist_ok=True)
+        probe.write_text("")
+    accelerator.wait_for_everyone()
+    seen = accelerator.reduce(torch.tensor(float(probe.exists()), device=accelerator.device), reduction="min")
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        probe.unlink()
+    return bool(seen.item())
 
 
 class ArrayCache:
@@ -93,6 +148,54 @@ class ArrayCache:
             if accelerator.is_main_process:
                 logger.info("Reusing %s", folder)
             return cls(folder)
+        shared = _shared_across_nodes(folder.parent, accelerator)
+        # who builds: the run's main process writes the file every process fills, on a file system
+        # all nodes share; on nodes without one, each node's main process builds the node's copy
+        builder = accelerator.is_main_process if shared else accelerator.is_local_main_process
+        rank, world = ((accelerator.process_index, accelerator.num_processes) if shared else
+                       (accelerator.local_process_index, _local_world(accelerator)))
+        building = folder.with_name(f".{folder.name}.building")
+        lock = _BuildLock(folder.with_name(f".{folder.name}.lock")) if builder else None
+        if lock is not None:
+            lock.acquire()  # another run building the same cache: wait for it, then reuse its result
+        done = torch.tensor(float((folder / COMPLETE).is_file()))
+        done = accelerator.reduce(done.to(accelerator.device), reduction="min").item() if accelerator.num_processes > 1 \
+            else done.item()
+        if done:
+            if lock is not None:
+                lock.release()
+            return cls(folder)
+        readable = [split.select_columns(list(columns)) for split in splits]
+        rows = [(split, i) for split in readable for i in range(len(split))]
+        keys = [key for split in splits for key in frame_keys(split)]
+        index = {key: n for n, key in enumerate(dict.fromkeys(keys))}
+        if builder:
+            if building.exists():
+                shutil.rmtree(building)  # left by a build that was killed
+            building.mkdir(parents=True)
+            np.lib.format.open_memmap(building / "arrays.npy", mode="w+", dtype=dtype,
+                                      shape=(len(index), *shape)).flush()
+            (building / "index.json").write_text(json.dumps(index))
+        accelerator.wait_for_everyone()
+        array = np.load(building / "arrays.npy", mmap_mode="r+")
+        mine = list(range(rank, len(rows), world))
+        with tqdm(total=len(mine), desc=desc, unit="img", disable=not accelerator.is_local_main_process) as bar:
+            for start in range(0, len(mine), batch_size):
+                chunk = mine[start : start + batch_size]
+                values = compute([rows[n][0][rows[n][1]] for n in chunk])
+                for n, value in zip(chunk, values):
+                    array[index[keys[n]]] = value
+                bar.update(len(chunk))
+        array.flush()
+        del array
+        accelerator.wait_for_everyone()
+        if builder:
+            (building / COMPLETE).write_text("ok\n")
+            os.replace(building, folder)  # complete or absent: never half-written under its name
+            lock.release()
+            logger.info("Cached %d frames in %s", len(index), folder)
+        accelerator.wait_for_everyone()
+        return cls(folder)
         readable = [split.select_columns(list(columns)) for split in splits]
         rows = [(split, i) for split in readable for i in range(len(split))]
         keys = [key for split in splits for key in frame_keys(split)]

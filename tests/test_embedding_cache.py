@@ -59,7 +59,7 @@ def test_any_change_gives_another_cache(splits, tmp_path):
     assert build_embedding_cache(model, other_processor, splits, tmp_path, acc).folder != base
     fewer = [splits[0].select(range(4)), splits[1]]  # other frames
     assert build_embedding_cache(model, processor, fewer, tmp_path, acc).folder != base
-    assert len(list(tmp_path.iterdir())) == 4
+    assert len([p for p in tmp_path.iterdir() if not p.name.startswith(".")]) == 4  # and lock files
 
 
 def test_incomplete_cache_is_refused(tmp_path):
@@ -77,3 +77,44 @@ def test_training_with_and_without_cache_agree(prepared_demo, tmp_path):
     for key in plain:  # fp16 storage of the embeddings is the only difference
         torch.testing.assert_close(cached[key], plain[key], atol=2e-3, rtol=1e-2, msg=key)
     assert any(tmp_path.joinpath("cache").iterdir())
+
+
+BUILDER = """
+import sys, time
+import datasets, numpy as np
+from accelerate import Accelerator
+from polyp_sam_hf.array_cache import ArrayCache
+
+folder, log = sys.argv[1], sys.argv[2]
+split = datasets.Dataset.from_dict({"source": ["kvasir"] * 6, "image_id": [str(i) for i in range(6)],
+                                    "image": [float(i) for i in range(6)]})
+
+def compute(rows):
+    with open(log, "a") as f:
+        f.write("".join(str(int(r["image"])) for r in rows) + "\\n")
+    time.sleep(0.5)  # long enough for the other run to arrive while this one builds
+    return np.stack([np.full((2, 3), r["image"], np.float32) for r in rows])
+
+cache = ArrayCache.build(folder, [split], compute, (2, 3), np.float32, Accelerator(cpu=True), batch_size=2)
+print(sorted(float(cache(f"kvasir/{i}")[0, 0]) for i in range(6)))
+"""
+
+
+def test_two_runs_building_one_cache_at_once_build_it_once(tmp_path):
+    """Two runs that share a cache folder: one builds (under a lock, in a temporary folder renamed
+    into place), the other waits and reuses it; nobody reads a half-written file."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "build.py"
+    script.write_text(BUILDER)
+    folder, log = tmp_path / "cache" / "embeddings-x", tmp_path / "computed.log"
+    runs = [subprocess.Popen([sys.executable, str(script), str(folder), str(log)], stdout=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    outputs = [run.communicate(timeout=300)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0]
+    assert all(out.strip().endswith("[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]") for out in outputs)
+    computed = "".join(log.read_text().split())
+    assert sorted(computed) == list("012345")  # every frame computed exactly once
+    assert sorted(p.name for p in folder.parent.iterdir() if not p.name.startswith(".")) == ["embeddings-x"]
+    assert not list(folder.parent.glob("*.building"))
