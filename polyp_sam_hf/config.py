@@ -98,7 +98,7 @@ class DataArguments:
     pixel_cache: bool = field(
         default=False,
         metadata={"help": "With strategies full/lora: resize the frames once into a memory-mapped uint8 cache "
-                  "(3 x S x S bytes a frame on disk) so no image is decoded while training."},
+                  "(4 x S x S bytes a frame on disk, its mask included) so no image is decoded while training."},
     )
     cache_dir: str | None = field(
         default=None, metadata={"help": "Cache folder for embeddings and pixels (default OUTPUT_DIR/../cache)."}

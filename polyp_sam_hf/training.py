@@ -120,9 +120,14 @@ class TrainerState:
     history: list[dict] = field(default_factory=list)
 
 
+def default_cache_dir(output_dir: str | Path) -> Path:
+    """Where caches go without --cache_dir: OUTPUT/../cache, shared by the runs beside each other."""
+    return Path(output_dir).parent / "cache"
+
+
 def _loaders(model_args, data_args, train_args, dataset, model, processor, accelerator):
     strategy = get_strategy(model_args.strategy)
-    root = data_args.cache_dir or str(Path(train_args.output_dir).parent / "cache")
+    root = data_args.cache_dir or str(default_cache_dir(train_args.output_dir))
     splits = [dataset["train"], dataset["validation"]]
     embeddings = pixels = None
     if strategy.frozen_encoder and data_args.embedding_cache:

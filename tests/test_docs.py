@@ -17,3 +17,37 @@ def test_mkdocs_build_strict(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "site" / "data" / "index.html").is_file()
+
+
+def test_documented_cache_facts_are_the_codes(prepared_demo, tmp_path):
+    """The cache paths and sizes the docs and --help state are what the code writes."""
+    import datasets
+    from accelerate import Accelerator
+    from transformers import SamConfig
+
+    from polyp_sam_hf.config import DataArguments
+    from polyp_sam_hf.embedding_cache import build_embedding_cache
+    from polyp_sam_hf.modeling import load_model_and_processor, processor_for
+    from polyp_sam_hf.pixel_cache import build_pixel_cache
+
+    split = datasets.load_from_disk(str(prepared_demo))["train"].select(range(2))
+    processor = processor_for(SamConfig(vision_config={"image_size": 64}))
+    processor.image_processor.size = {"longest_edge": 64}
+    processor.image_processor.pad_size = {"height": 64, "width": 64}
+    pixels = build_pixel_cache(processor, [split], tmp_path / "cache", Accelerator(cpu=True))
+    entry = pixels(next(iter(pixels.index)))
+    assert entry.dtype.itemsize == 1 and tuple(entry.shape) == (4, 64, 64)  # 4 x S x S bytes
+    model, micro = load_model_and_processor("micro-sam-test")
+    embeddings = build_embedding_cache(model, micro, [split], tmp_path / "cache", Accelerator(cpu=True))
+    training_doc = (REPO_ROOT / "docs" / "training.md").read_text()
+    assert pixels.folder.name.startswith("pixels-") and "OUTPUT/../cache/pixels-<fingerprint>/" in training_doc
+    assert embeddings.folder.name.startswith("embeddings-") and "OUTPUT/../cache/embeddings-<fingerprint>/" in training_doc
+    assert "4 x S x S bytes a frame" in training_doc
+    help_text = DataArguments.__dataclass_fields__["pixel_cache"].metadata["help"]
+    assert "4 x S x S bytes a frame" in help_text
+    # the default cache root is OUTPUT/../cache, as documented
+    from pathlib import Path
+
+    from polyp_sam_hf.training import default_cache_dir
+
+    assert default_cache_dir("runs/x") == Path("runs/cache")
