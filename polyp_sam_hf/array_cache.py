@@ -25,6 +25,8 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
+from .data.sources import frame_key
+
 logger = logging.getLogger(__name__)
 
 COMPLETE = "complete"
@@ -32,7 +34,7 @@ COMPLETE = "complete"
 
 def frame_keys(split: datasets.Dataset) -> list[str]:
     """`source/image_id` of every row, in order."""
-    return [f"{s}/{i}" for s, i in zip(split["source"], split["image_id"])]
+    return [frame_key(s, i) for s, i in zip(split["source"], split["image_id"])]
 
 
 def frames_fingerprint(splits: list[datasets.Dataset]) -> str:

@@ -109,12 +109,13 @@ def _add_evaluate(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
+    from .data.prompts import PROMPT_MODES
     from .evaluate_run import EvaluateConfig, run_evaluation
 
     modes = tuple(m.strip() for m in args.prompt_mode.split(","))
     for mode in modes:
-        if mode not in ("single", "per-component"):
-            raise ValueError(f"--prompt-mode {mode!r}: valid modes are single, per-component.")
+        if mode not in PROMPT_MODES:
+            raise ValueError(f"--prompt-mode {mode!r}: valid modes are {', '.join(PROMPT_MODES)}.")
     metrics = run_evaluation(EvaluateConfig(
         model=args.model, data=args.data, output=str(args.output), split=args.split,
         protocol=args.protocol, prompt_modes=modes, box_jitter=args.box_jitter, seed=args.seed,

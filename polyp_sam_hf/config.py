@@ -16,7 +16,7 @@ import yaml
 from transformers import HfArgumentParser
 from transformers.trainer_utils import SchedulerType
 
-from .data.collate import PROMPT_MODES
+from .data.prompts import PROMPT_MODES
 from .data.splits import SPLIT_PRESETS
 from .losses import LOSSES
 from .modeling import STRATEGIES

@@ -22,6 +22,7 @@ from .baselines import BASELINES, baseline_prediction
 from .data.loading import SplitSettings, is_prepared, load_polyp_data, recorded_split
 from .data.prompts import jitter_box, prompt_boxes
 from .data.reading import MASK_THRESHOLD
+from .data.sources import frame_key
 from .inference import PolypSegmenter
 from .metrics import PROTOCOLS, mask_logits, score_logits
 from .provenance import base_model_of, read_train_config, weights_sha256
@@ -140,7 +141,7 @@ def evaluate_split(
                         scores.append(ImageScore(row["source"], row["image_id"], method, mode, level, dice, iou,
                                                  empty))
                     if mode_index == 0 and level_index == 0:
-                        kept[f"{row['source']}/{row['image_id']}"] = (
+                        kept[frame_key(row["source"], row["image_id"])] = (
                             (logits > 0).any(0).cpu().numpy() if logits is not None else np.zeros_like(target))
         bar.update(len(rows))
     bar.close()
@@ -156,7 +157,7 @@ EMPTY_MASK_POLICY = (
 
 def empty_mask_frames(scores: list[ImageScore]) -> list[str]:
     """`source/image_id` of the frames with an empty ground-truth mask, sorted."""
-    return sorted({f"{s.source}/{s.image_id}" for s in scores if s.empty_mask})
+    return sorted({frame_key(s.source, s.image_id) for s in scores if s.empty_mask})
 
 
 def summarise(scores: list[ImageScore]) -> dict:
@@ -245,7 +246,7 @@ def run_evaluation(config: EvaluateConfig) -> dict:
     if len(config.box_jitter) > 1:
         plot_jitter_curves(summary, primary_mode, output / "dice_vs_jitter.png")
     if config.figures:
-        model_scores = {f"{s.source}/{s.image_id}": s.dice for s in scores
+        model_scores = {frame_key(s.source, s.image_id): s.dice for s in scores
                         if s.method == "model" and s.prompt_mode == primary_mode
                         and str(s.box_jitter) == primary_level}
         best_worst_grid(frames, masks, model_scores, output / "figures", prompt_mode=primary_mode)

@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
+from .data.reading import MASK_THRESHOLD  # noqa: E402
+from .data.sources import frame_key  # noqa: E402
+
 
 def plot_training_curves(history: list[dict], path: str | Path) -> Path:
     """Training loss and validation Dice against the optimiser step, one PNG with two panels.
@@ -98,7 +101,7 @@ def best_worst_grid(split: "datasets.Dataset", masks: dict, dice: dict, folder: 
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    keys = [f"{s}/{i}" for s, i in zip(split["source"], split["image_id"])]
+    keys = [frame_key(s, i) for s, i in zip(split["source"], split["image_id"])]
     row_of = {key: n for n, key in enumerate(keys)}
     written = []
     for source in sorted({k.split("/")[0] for k in keys}):
@@ -112,7 +115,7 @@ def best_worst_grid(split: "datasets.Dataset", masks: dict, dice: dict, folder: 
                 if c >= len(chosen):
                     continue
                 row = split[row_of[chosen[c]]]
-                target = np.asarray(row["mask"]) > 127
+                target = np.asarray(row["mask"]) > MASK_THRESHOLD
                 ax.imshow(overlay(row["image"], masks[chosen[c]], target, prompt_boxes(row, prompt_mode)))
                 ax.set_title(f"{label}: {row['image_id']}\nDice {dice[chosen[c]]:.3f}", fontsize=9)
         fig.suptitle(f"{source}: green prediction, yellow ground truth, cyan box")

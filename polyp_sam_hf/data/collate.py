@@ -15,9 +15,8 @@ from transformers import SamProcessor
 
 from ..preprocessing import Preprocessing, normalize_pixels, resize_pad_mask
 from .reading import MASK_THRESHOLD
-from .prompts import component_masks, jitter_box
-
-PROMPT_MODES = ("single", "per-component")
+from .sources import frame_key
+from .prompts import PROMPT_MODES, jitter_box, prompt_boxes, prompt_targets
 
 
 class PromptDataset(torch.utils.data.Dataset):
@@ -75,25 +74,18 @@ class PromptDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.split)
 
-    def _prompts(self, row: dict, mask: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-        if self.prompt_mode == "single" or not row["boxes"]:
-            boxes = [row["box"]] if row["box"] is not None else []
-            return np.asarray(boxes, np.float32).reshape(-1, 4), [mask] * len(boxes)
-        boxes = row["boxes"]
-        return np.asarray(boxes, np.float32), component_masks(mask, boxes)
-
     def __getitem__(self, index: int) -> dict:
         row = self.rows[index]
-        key = f"{row['source']}/{row['image_id']}"
+        key = frame_key(row["source"], row["image_id"])
         height, width = row["height"], row["width"]
         new_h, new_w = self.prep.reshaped(height, width)
         cached = self.pixels(key) if self.pixels is not None else None  # (4, S, S): frame, mask
         if self.cached_targets:
-            boxes = np.asarray([row["box"]] if row["box"] is not None else [], np.float32).reshape(-1, 4)
+            boxes = np.asarray(prompt_boxes(row, "single"), np.float32).reshape(-1, 4)
             targets = cached[3:4][: len(boxes)]
         else:
             mask = np.asarray(row["mask"]) > MASK_THRESHOLD
-            boxes, masks = self._prompts(row, mask)
+            boxes, masks = prompt_targets(row, mask, self.prompt_mode)
             targets = torch.from_numpy(np.stack([resize_pad_mask(m, new_h, new_w, self.input_size) for m in masks])
                                        if masks else np.zeros((0, self.input_size, self.input_size), np.uint8))
         if self.box_jitter > 0 and len(boxes):

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from .layouts import Discovery, PairRecord, Skipped, discover
 from .prompts import box_iou, polyp_prompts
 from .reading import DataError, encode_png, read_pair
+from .sources import frame_key
 from .splits import assign_splits, get_split_preset
 
 logger = logging.getLogger(__name__)
@@ -201,9 +202,9 @@ def prepare_dataset(
                     report.skipped.append(Skipped(str(pair.image_path), str(err)))
                     continue
                 if row["rejected_json_box"]:
-                    report.rejected_json_boxes[f"{pair.source}/{pair.image_id}"] = row["rejected_json_box"]
+                    report.rejected_json_boxes[frame_key(pair.source, pair.image_id)] = row["rejected_json_box"]
                 if row["specks"]:
-                    report.specks[f"{pair.source}/{pair.image_id}"] = row["specks"]
+                    report.specks[frame_key(pair.source, pair.image_id)] = row["specks"]
                 if row["box"] is None:
                     if split != "test":
                         report.empty_dropped.setdefault((split, pair.source), []).append(pair.image_id)

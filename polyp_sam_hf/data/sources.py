@@ -123,3 +123,8 @@ def source_for_release_dir(dirname: str) -> str | None:
         if dirname in source.release_dirs:
             return source.name
     return None
+
+
+def frame_key(source: str, image_id: str) -> str:
+    """`source/image_id`: a frame's name across datasets (cache index, masks on disk, reports)."""
+    return f"{source}/{image_id}"
