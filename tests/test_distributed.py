@@ -46,6 +46,6 @@ def test_two_process_demo_run(tmp_path, strategy):
     assert (out / "best" / "model.safetensors").is_file()
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
     if strategy == "decoder":
-        (cache,) = (tmp_path / "cache").iterdir()
-        assert (cache / "complete").is_file()
+        (cache,) = [p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]  # and its lock file
+        assert (cache / "complete").is_file() and not list((tmp_path / "cache").glob("*.building"))
         assert len(re.findall(r"Cached \d+ frames", log)) == 1
