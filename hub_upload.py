@@ -13,16 +13,8 @@ import logging
 import sys
 import tempfile
 
-from polyp_sam_hf.data.reading import DataError
-from polyp_sam_hf.hub import (
-    ExportCheckError,
-    MissingTokenError,
-    UploadTargetError,
-    prepare_upload,
-    require_token,
-    upload,
-)
-from polyp_sam_hf.modeling import ModelLoadError
+from polyp_sam_hf.errors import PolypSamError
+from polyp_sam_hf.hub import prepare_upload, require_token, upload
 
 
 def main(argv=None) -> int:
@@ -43,7 +35,7 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             folder = prepare_upload(args.model, f"{tmp}/upload", args.repo_id, args.eval_results)
             url = upload(folder, args.repo_id, token, private=args.private)
-    except (UploadTargetError, MissingTokenError, ExportCheckError, ModelLoadError, DataError, ValueError) as err:
+    except PolypSamError as err:
         # the library's own errors carry what to do; anything else is a bug and keeps its traceback
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -25,6 +25,7 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
+from .errors import CheckpointError
 from .data.sources import frame_key
 
 logger = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ class ArrayCache:
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
         if not (self.folder / COMPLETE).is_file():
-            raise ValueError(f"Cache {self.folder} is incomplete; delete it to rebuild.")
+            raise CheckpointError(f"Cache {self.folder} is incomplete; delete it to rebuild.")
         self.index: dict[str, int] = json.loads((self.folder / "index.json").read_text())
         self._array: np.ndarray | None = None  # opened lazily: DataLoader workers open their own
 

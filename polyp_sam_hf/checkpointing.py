@@ -21,10 +21,27 @@ from pathlib import Path
 
 import torch
 
+from .errors import CheckpointError, MissingCheckpointError
 from .modeling import merge_lora
 from .provenance import TRAINING_SETTINGS
 
 logger = logging.getLogger(__name__)
+
+class _TiedEmbeddingNote(logging.Filter):
+    """SAM's prompt encoder shares its positional embedding with the model
+    (`prompt_encoder.shared_embedding.positional_embedding` is `shared_image_embedding`'s tensor).
+    safetensors stores a shared tensor once, and Accelerate says so on every checkpoint ("Removed
+    shared tensor ... check by verifying that you don't receive any warning while reloading").
+    Loading re-ties it: resuming gives the uninterrupted run's weights exactly (tested). That one
+    line, for that one tensor, is dropped; any other shared tensor is still reported."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("Removed shared tensor" in message and
+                    "{'prompt_encoder.shared_embedding.positional_embedding'}" in message)
+
+
+logging.getLogger("accelerate.utils.other").addFilter(_TiedEmbeddingNote())
 
 STATE_FILE = "trainer_state.json"
 FINISHED = "train_results.json"  # OUTPUT/train_results.json: written last, when a run has finished
@@ -141,17 +158,17 @@ def resolve_checkpoint(output_dir: str | Path, value: str) -> Path:
     if value != "latest":
         path = Path(value)
         if not (path / STATE_FILE).is_file():
-            raise FileNotFoundError(f"{path} is not a complete checkpoint (no {STATE_FILE}).")
+            raise MissingCheckpointError(f"{path} is not a complete checkpoint (no {STATE_FILE}).")
         if _read_state(path) is None:
-            raise ValueError(f"{path / STATE_FILE} is damaged (not the JSON a checkpoint writes).{offer}")
+            raise CheckpointError(f"{path / STATE_FILE} is damaged (not the JSON a checkpoint writes).{offer}")
         return path
     if not folders:
-        raise FileNotFoundError(f"No checkpoint to resume from in {root}.")
+        raise MissingCheckpointError(f"No checkpoint to resume from in {root}.")
     newest_step = readable[newest_readable]["step"] if newest_readable else -1
     for path in sorted(p for p in folders if p not in readable):
         step = int(path.name[len(STEP_PREFIX):]) if path.name.startswith(STEP_PREFIX) else None
         if step is None or step > newest_step:  # it may be the latest: do not guess
-            raise ValueError(f"{path / STATE_FILE} is damaged (not the JSON a checkpoint writes), so the latest "
+            raise CheckpointError(f"{path / STATE_FILE} is damaged (not the JSON a checkpoint writes), so the latest "
                              f"checkpoint cannot be told.{offer}")
         logger.warning("Ignoring %s: its %s is damaged; an older checkpoint than %s", path, STATE_FILE, newest_readable)
     return newest_readable
@@ -182,7 +199,7 @@ def load_training_state(accelerator, path: str | Path) -> dict:
     path = Path(path)
     pickled = sorted(p.name for p in path.glob("custom_checkpoint_*.pkl"))
     if pickled:
-        raise ValueError(f"{path} holds {', '.join(pickled)}: a pickled object (an older version's scheduler), which "
+        raise CheckpointError(f"{path} holds {', '.join(pickled)}: a pickled object (an older version's scheduler), which "
                          "could run code when loaded, so it is never read. If the checkpoint is your own, delete that "
                          "file and resume again: the schedule is replayed from the recorded step.")
     _check_rng_file(accelerator, path)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data.reading import DataError
+from .errors import ConfigError, PolypSamError
 
 
 def _add_demo_data(parser: argparse.ArgumentParser) -> None:
@@ -115,7 +115,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     modes = tuple(m.strip() for m in args.prompt_mode.split(","))
     for mode in modes:
         if mode not in PROMPT_MODES:
-            raise ValueError(f"--prompt-mode {mode!r}: valid modes are {', '.join(PROMPT_MODES)}.")
+            raise ConfigError(f"--prompt-mode {mode!r}: valid modes are {', '.join(PROMPT_MODES)}.")
     metrics = run_evaluation(EvaluateConfig(
         model=args.model, data=args.data, output=str(args.output), split=args.split,
         protocol=args.protocol, prompt_modes=modes, box_jitter=args.box_jitter, seed=args.seed,
@@ -221,7 +221,7 @@ def _run_reproduce(args: argparse.Namespace) -> int:
 
     extra = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
     if args.gpus < 1:
-        raise ValueError(f"--gpus {args.gpus}: give at least 1.")
+        raise ConfigError(f"--gpus {args.gpus}: give at least 1.")
     try:
         reproduce(ReproduceConfig(
             data_root=args.data_root, output=args.output, gpus=args.gpus, accelerate_config=args.accelerate_config,
@@ -263,24 +263,45 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a "did you mean" for a misspelled command or choice (flags: see `main`)."""
+
+    def error(self, message: str):
+        from .config import did_you_mean
+
+        if "invalid choice:" in message and "choose from" in message:
+            bad = message.split("invalid choice:", 1)[1].split("(")[0].strip().strip("'")
+            choices = [c.strip(" '") for c in message.split("choose from", 1)[1].strip(" )").split(",")]
+            message += did_you_mean([bad], choices)
+        super().error(message)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    parser = argparse.ArgumentParser(prog="polyp-sam", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser = _Parser(prog="polyp-sam", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, command in COMMANDS.items():
-        p = sub.add_parser(name, help=command.help, add_help=command.add_arguments is not None)
+        p = sub.add_parser(name, help=command.help, add_help=command.add_arguments is not None,
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         if command.add_arguments:
             command.add_arguments(p)
     if argv and argv[0] in COMMANDS and COMMANDS[argv[0]].add_arguments is None:
         return COMMANDS[argv[0]].run(argv[1:])
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # flags the command does not have: name the closest it does
+        from .config import did_you_mean
+
+        command = sub.choices.get(args.command, parser)
+        given = [a.split("=")[0] for a in extra if a.startswith("-")] or extra
+        command.error(f"unrecognized arguments: {' '.join(extra)}"
+                      + did_you_mean(given, [o for a in command._actions for o in a.option_strings]))
     if args.command is None:
         parser.print_help()
         return 2
     try:
         return COMMANDS[args.command].run(args)
-    except (DataError, ValueError, OSError) as err:
+    except PolypSamError as err:  # the library's own: the message says what to do; a bug keeps its traceback
         print(f"error: {err}", file=sys.stderr)
         return 1
 

@@ -13,6 +13,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .errors import ConfigError, DataError
 from .data.sources import SOURCES
 from .published import (
     BACKBONE_METHODS,
@@ -65,10 +66,10 @@ def identify(label: str, base_model: str | None, train_config: dict | None, spli
     """
     if paper_run is not None:
         if paper_run not in PAPER_RUNS:
-            raise ValueError(f"--paper-run {paper_run!r}: the paper's runs are {', '.join(PAPER_RUNS)}.")
+            raise ConfigError(f"--paper-run {paper_run!r}: the paper's runs are {', '.join(PAPER_RUNS)}.")
         run = PAPER_RUNS[paper_run]
         if split is not None and split != run.split:
-            raise ValueError(f"{paper_run} is a Table {run.table} run tested on the `{run.split}` split, but the "
+            raise ConfigError(f"{paper_run} is a Table {run.table} run tested on the `{run.split}` split, but the "
                              f"data was prepared with the `{split}` split; prepare it with --split-preset {run.split}.")
         return RunIdentity(label, run.method, run.strategy, run.split, paper_run)
     strategy = (train_config or {}).get("strategy")
@@ -146,6 +147,10 @@ def comparison_table(rows: list[PublishedRow], runs: list[dict], sources: list[s
                 baseline = _per_source(metrics, name, mode)
                 line([f"{name} from the same boxes ({mode} box)", "box only", "yes"]
                      + [c for s in sources for c in _fmt(baseline.get(s))])
+            if "ellipse" in metrics["results"]:  # what the image adds over the box alone
+                ellipse = _per_source(metrics, "ellipse", mode)
+                line([f"margin over the ellipse ({mode} box)", "this library - ellipse", ""]
+                     + [c for s in sources for c in _diff(ours.get(s), ellipse.get(s))])
     return "\n".join(lines), notes
 
 
@@ -251,13 +256,13 @@ def read_metrics(path: str | Path) -> dict:
     if not file.is_file():
         hint = f" (a training run: evaluate it first, `polyp-sam evaluate --model {path / 'best'} ...`)" \
             if (path / "best").is_dir() else ""
-        raise ValueError(f"{path} holds no metrics.json{hint}.")
+        raise DataError(f"{path} holds no metrics.json{hint}.")
     try:
         metrics = json.loads(file.read_text())
     except json.JSONDecodeError as err:
-        raise ValueError(f"{file} is not valid JSON ({err}).") from None
+        raise DataError(f"{file} is not valid JSON ({err}).") from None
     if not {"results", "primary", "settings"} <= set(metrics):
-        raise ValueError(f"{file} is not a metrics.json written by `polyp-sam evaluate`.")
+        raise DataError(f"{file} is not a metrics.json written by `polyp-sam evaluate`.")
     return metrics
 
 

@@ -16,6 +16,7 @@ import yaml
 from transformers import HfArgumentParser
 from transformers.trainer_utils import SchedulerType
 
+from .errors import ConfigError
 from .data.prompts import PROMPT_MODES
 from .data.splits import SPLIT_PRESETS
 from .losses import LOSSES
@@ -30,7 +31,7 @@ def _check_ranges(config, rules: dict[str, tuple[float | None, float | None]]) -
             continue
         if (low is not None and value < low) or (high is not None and value > high):
             bounds = f"at least {low}" if high is None else f"in [{low}, {high}]"
-            raise ValueError(f"{name} {value!r} must be {bounds}.")
+            raise ConfigError(f"{name} {value!r} must be {bounds}.")
 
 
 def _check_choices(config) -> None:
@@ -40,7 +41,7 @@ def _check_choices(config) -> None:
         choices = f.metadata.get("choices")
         value = getattr(config, f.name)
         if choices is not None and value not in choices:
-            raise ValueError(f"{f.name} {value!r} is not one of: {', '.join(map(str, choices))}.")
+            raise ConfigError(f"{f.name} {value!r} is not one of: {', '.join(map(str, choices))}.")
 
 
 @dataclass
@@ -175,17 +176,36 @@ def parse_config(argv: list[str] | None = None) -> tuple[ModelArguments, DataArg
     if known.config:
         path = Path(known.config)
         if not path.is_file():
-            raise ValueError(f"Config file {path} not found.")
+            raise ConfigError(f"Config file {path} not found.")
         values = yaml.safe_load(path.read_text()) or {}
         names = {f.name for cls in CONFIG_CLASSES for f in fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
-            raise ValueError(f"{path}: unknown keys {unknown}. Valid keys: {sorted(names)}.")
+            raise ConfigError(f"{path}: unknown keys {unknown}{did_you_mean(unknown, names)}. "
+                              f"Valid keys: {sorted(names)}.")
         parser.set_defaults(**values)
+    for action in parser._actions:  # HfArgumentParser gives --no_X the help of --X
+        negated = [o for o in action.option_strings if o.startswith("--no_")]
+        if negated:
+            action.help = f"Turn off --{negated[0][len('--no_'):]} (on by default)."
+    _, extra = parser.parse_known_args(rest)
+    flags = [arg.split("=")[0] for arg in extra if arg.startswith("-")]
+    if flags:
+        known_flags = [o for a in parser._actions for o in a.option_strings]
+        raise ConfigError(f"Unknown flag(s) {' '.join(flags)}{did_you_mean(flags, known_flags)}. "
+                          "`python train.py --help` lists them all.")
     try:
         return parser.parse_args_into_dataclasses(args=rest)
     except ValueError as err:  # a value from the file (flags are checked by argparse first)
-        raise ValueError(f"{known.config}: {err}" if known.config else str(err)) from None
+        raise ConfigError(f"{known.config}: {err}" if known.config else str(err)) from None
+
+
+def did_you_mean(given: list[str], known) -> str:
+    """` (did you mean --learning_rate?)` for the closest known names, or nothing."""
+    import difflib
+
+    close = [m for g in given for m in difflib.get_close_matches(g, list(known), n=1, cutoff=0.6)]
+    return f" (did you mean {', '.join(close)}?)" if close else ""
 
 
 def config_to_dict(*configs) -> dict:

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from transformers import SamProcessor
 
+from .errors import CheckpointError
 from .modeling_tinyvit_sam import TinyViTSamConfig, TinyViTSamModel
 from .registry import lookup
 
@@ -143,15 +144,15 @@ def load_meta_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"Checkpoint {path} does not exist.")
+        raise CheckpointError(f"Checkpoint {path} does not exist.")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for truncated or foreign files
-        raise ValueError(f"Cannot read {path} as a torch checkpoint ({type(err).__name__}: {err}).") from None
+        raise CheckpointError(f"Cannot read {path} as a torch checkpoint ({type(err).__name__}: {err}).") from None
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path} holds no state dict of tensors (a dict of name -> tensor is expected).")
+        raise CheckpointError(f"{path} holds no state dict of tensors (a dict of name -> tensor is expected).")
     return state
 
 
@@ -173,7 +174,7 @@ def convert_state_dict(state: dict[str, torch.Tensor], model: TinyViTSamModel, n
             shown = ", ".join(items[:8]) + (f" and {len(items) - 8} more" if len(items) > 8 else "")
             problems.append(f"{len(items)} tensors {label}: {shown}")
     if problems:
-        raise ValueError(f"{name} does not match this architecture: " + "; ".join(problems) + ". "
+        raise CheckpointError(f"{name} does not match this architecture: " + "; ".join(problems) + ". "
                          "Check --arch (mobile-sam or lite-medsam) and that the file is complete.")
     return converted
 

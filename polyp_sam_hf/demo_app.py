@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .errors import ConfigError
 from .inference import ImageEmbedding, PolypSegmenter
 from .modeling import BUILTIN_MODELS
 from .predict_run import parse_box
@@ -80,7 +81,7 @@ def parse_boxes(text: str) -> list[list[float]]:
     """`"x0,y0,x1,y1; x0,y0,x1,y1"` -> list of boxes; a `ValueError` explains a bad entry."""
     boxes = [parse_box(part.strip()) for part in text.replace("\n", ";").split(";") if part.strip()]
     if not boxes:
-        raise ValueError("Draw or type at least one box (x0,y0,x1,y1).")
+        raise ConfigError("Draw or type at least one box (x0,y0,x1,y1).")
     return boxes
 
 
@@ -106,9 +107,9 @@ def check_frame_size(path: str | Path) -> None:
         with Image.open(path) as img:
             width, height = img.size
     except (OSError, Image.DecompressionBombError) as err:
-        raise ValueError(f"The upload is not an image this app reads: {err}") from None
+        raise ConfigError(f"The upload is not an image this app reads: {err}") from None
     if width * height > MAX_PIXELS:
-        raise ValueError(f"The frame is {width} x {height} pixels; this app takes frames up to {MAX_PIXELS:,} pixels "
+        raise ConfigError(f"The frame is {width} x {height} pixels; this app takes frames up to {MAX_PIXELS:,} pixels "
                          "(e.g. 4096 x 4096). Resize it first: colonoscopy frames are about 1920 x 1080.")
 
 
@@ -119,7 +120,7 @@ def segment(segmenter: PolypSegmenter, image: Image.Image | np.ndarray, boxes_te
     With `memo`, the image encoder runs once per frame however many times it is segmented.
     """
     if image is None:
-        raise ValueError("Upload a frame first.")
+        raise ConfigError("Upload a frame first.")
     if isinstance(image, (str, Path)):
         check_frame_size(image)
     frame = segmenter.as_image(image)

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from .errors import ConfigError, DataError
 from .baselines import BASELINES, baseline_prediction
 from .data.loading import SplitSettings, is_prepared, load_polyp_data, recorded_split
 from .data.prompts import jitter_box, prompt_boxes
@@ -78,7 +79,7 @@ def resolve_split(config: EvaluateConfig, train_config: dict | None) -> SplitSet
         config.split_seed if config.split_seed is not None else default.seed,
     )
     if recorded is not None and given != recorded:
-        raise ValueError(
+        raise ConfigError(
             f"{config.model} was trained with split preset {recorded.preset}, val_fraction {recorded.val_fraction} "
             f"and split seed {recorded.seed}; splitting {config.data} with {given.preset}, {given.val_fraction} and "
             f"{given.seed} would score frames it trained on. Drop the split flags, or prepare a dataset "
@@ -210,7 +211,7 @@ def run_evaluation(config: EvaluateConfig) -> dict:
     output.mkdir(parents=True, exist_ok=True)
     data = load_polyp_data(config.data, *((split.preset, split.val_fraction, split.seed) if split else ()))
     if config.split not in data:
-        raise ValueError(f"{config.data} has no split {config.split!r}; it has {', '.join(data)}.")
+        raise DataError(f"{config.data} has no split {config.split!r}; it has {', '.join(data)}.")
     frames = data[config.split]
     if config.max_samples:
         frames = frames.select(range(min(config.max_samples, len(frames))))

@@ -18,6 +18,7 @@ from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, get_tok
 from PIL import Image
 from transformers import SamModel, SamProcessor
 
+from .errors import ConfigError, PolypSamError
 from .checkpointing import _replace_atomically, save_pretrained_atomic
 from .convert import get_arch
 from .data.sources import SOURCES
@@ -33,15 +34,15 @@ TAGS = ["medical", "colonoscopy", "polyp-segmentation", "segment-anything", "sam
 EXAMPLES_DIR = "examples"
 
 
-class UploadTargetError(ValueError):
+class UploadTargetError(PolypSamError, ValueError):
     """The folder given for the upload cannot be used without deleting what is not ours."""
 
 
-class ExportCheckError(RuntimeError):
+class ExportCheckError(PolypSamError, RuntimeError):
     """The export does not load on its own, or gives other logits than the source: nothing is uploaded."""
 
 
-class MissingTokenError(RuntimeError):
+class MissingTokenError(PolypSamError, RuntimeError):
     """No Hugging Face token: nothing is exported or uploaded."""
 
 
@@ -204,7 +205,7 @@ def build_model_card(export_dir: str | Path, repo_id: str, metrics: dict | None,
     """The card: metadata (licence, pipeline, base model, tags, model-index) and the body."""
     base = base_model_of(export_dir, train_config)
     if base is not None and not is_hub_id(base):  # never publish a local path as the base model
-        raise ValueError(f"The base model {base!r} is not a Hub id; refusing to write it into the card.")
+        raise ConfigError(f"The base model {base!r} is not a Hub id; refusing to write it into the card.")
     data = ModelCardData(
         language=None,
         license="apache-2.0",
@@ -255,11 +256,11 @@ def metrics_of(model_dir: str | Path, metrics_path: str | Path) -> dict:
     scored = metrics.get("model_sha256")
     if scored is not None:
         if scored != weights_sha256(model_dir):
-            raise ValueError(f"{metrics_path} scored other weights than {model_dir} (SHA-256 {scored[:12]}... vs "
+            raise ConfigError(f"{metrics_path} scored other weights than {model_dir} (SHA-256 {scored[:12]}... vs "
                              f"{(weights_sha256(model_dir) or 'none')[:12]}...): evaluate this model and pass that "
                              "metrics.json (nothing was uploaded).")
     elif Path(metrics["settings"].get("model", "")).resolve() != Path(model_dir).resolve():
-        raise ValueError(f"{metrics_path} is an evaluation of {metrics['settings'].get('model')!r}, not of {model_dir}: "
+        raise ConfigError(f"{metrics_path} is an evaluation of {metrics['settings'].get('model')!r}, not of {model_dir}: "
                          "evaluate this model and pass that metrics.json (nothing was uploaded).")
     return metrics
 

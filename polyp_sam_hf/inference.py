@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .errors import ConfigError
 from .data.reading import read_image, to_rgb
 from .modeling import load_model_and_processor
 from .postprocess import logits_to_original
@@ -45,15 +46,15 @@ def validate_boxes(boxes, width: int, height: int, name: str = "image") -> np.nd
     if arr.ndim == 1:
         arr = arr[None]
     if arr.ndim != 2 or arr.shape[1] != 4:
-        raise ValueError(f"Boxes for {name} must be [x0, y0, x1, y1] each; got shape {arr.shape}.")
+        raise ConfigError(f"Boxes for {name} must be [x0, y0, x1, y1] each; got shape {arr.shape}.")
     if not np.isfinite(arr).all():  # NaN fails every comparison below, so it must be caught here
-        raise ValueError(f"Boxes for {name} must be finite numbers; got {arr.tolist()}.")
+        raise ConfigError(f"Boxes for {name} must be finite numbers; got {arr.tolist()}.")
     for box in arr:
         x0, y0, x1, y1 = box.tolist()
         if x1 <= x0 or y1 <= y0:
-            raise ValueError(f"Box {box.tolist()} for {name} needs x1 > x0 and y1 > y0.")
+            raise ConfigError(f"Box {box.tolist()} for {name} needs x1 > x0 and y1 > y0.")
         if x0 < 0 or y0 < 0 or x1 > width - 1 or y1 > height - 1:
-            raise ValueError(
+            raise ConfigError(
                 f"Box {box.tolist()} lies outside {name} ({width}x{height}): coordinates are pixels, "
                 f"x in [0, {width - 1}], y in [0, {height - 1}]."
             )

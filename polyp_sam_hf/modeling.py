@@ -12,6 +12,7 @@ import torch
 from transformers import SamConfig, SamImageProcessor, SamModel, SamProcessor
 
 from .modeling_tinyvit_sam import TINY_VIT_5M, TinyViTSamConfig, TinyViTSamModel
+from .errors import CheckpointError, ModelLoadError
 from .registry import lookup
 
 logger = logging.getLogger(__name__)
@@ -130,8 +131,6 @@ def model_class_for(name: str) -> type[SamModel]:
     return MODEL_CLASSES.get(config_dict.get("model_type"), SamModel)
 
 
-class ModelLoadError(OSError):
-    """A model that cannot be loaded; the message names what is wrong and what to do."""
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
@@ -196,7 +195,7 @@ def check_finite_weights(model: torch.nn.Module, where: str) -> None:
     """
     for name, tensor in model.state_dict().items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise ValueError(f"{where}: the weight {name} holds NaN or infinite values; the checkpoint is damaged "
+            raise CheckpointError(f"{where}: the weight {name} holds NaN or infinite values; the checkpoint is damaged "
                              "(or a run diverged): use an earlier checkpoint.")
 
 

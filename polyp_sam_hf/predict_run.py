@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from .errors import ConfigError
 from .data.reading import IMAGE_EXTENSIONS, DataError
 from .inference import PolypSegmenter, validate_boxes
 from .visualize import overlay
@@ -20,10 +21,10 @@ def parse_box(text: str) -> list[float]:
     parts = text.split(",")
     try:
         if len(parts) != 4:
-            raise ValueError
+            raise ConfigError
         return [float(p) for p in parts]
     except ValueError:
-        raise ValueError(f"--box {text!r}: expected four numbers x0,y0,x1,y1 in pixels.") from None
+        raise ConfigError(f"--box {text!r}: expected four numbers x0,y0,x1,y1 in pixels.") from None
 
 
 def read_boxes_file(path: str | Path) -> dict[str, list[list[float]]]:
@@ -87,7 +88,7 @@ def run_predict(model: str, image: str | Path, output: str | Path, boxes: list[l
     per_image = read_boxes_file(boxes_file) if boxes_file else {}
     for path in images:
         if not (per_image.get(path.name) or per_image.get(path.stem) or boxes):
-            raise ValueError(f"No box for {path}: give --box x0,y0,x1,y1 or list it in --boxes.")
+            raise ConfigError(f"No box for {path}: give --box x0,y0,x1,y1 or list it in --boxes.")
     segmenter = PolypSegmenter.from_pretrained(model, device=device)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,8 @@ import torchvision.transforms.v2.functional as TF
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 
+from .errors import ConfigError
+
 # PIL filter code -> torchvision mode, as transformers' image processors map them (nearest is
 # "nearest-exact"): resizing with the same kernels on the same uint8 tensor gives the processor's
 # pixels to float rounding
@@ -66,7 +68,7 @@ class Preprocessing:
         size, pad = dict(ip.size.items() if hasattr(ip.size, "items") else ip.size), ip.pad_size
         pad_h, pad_w = int(pad["height"]), int(pad["width"])
         if pad_h != pad_w:
-            raise ValueError(f"The processor pads to {pad_h} x {pad_w}; SAM's image encoder takes a square input.")
+            raise ConfigError(f"The processor pads to {pad_h} x {pad_w}; SAM's image encoder takes a square input.")
         longest = size.get("longest_edge") or pad_h
         resample = getattr(ip, "resample", 2)
         normalize = getattr(ip, "do_normalize", True)

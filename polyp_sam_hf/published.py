@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .errors import ConfigError
+
 CITATION = "Li, Hu, Yang 2023, Polyp-SAM: Transfer SAM for Polyp Segmentation (arXiv:2305.00293)"
 
 
@@ -91,7 +93,7 @@ PUBLISHED: tuple[PublishedRow, ...] = _build()
 def table_rows(table: int) -> list[PublishedRow]:
     """The rows of one table, in the paper's order."""
     if table not in TABLE_SPLITS:
-        raise ValueError(f"The paper has Tables {', '.join(map(str, TABLE_SPLITS))}; there is no Table {table}.")
+        raise ConfigError(f"The paper has Tables {', '.join(map(str, TABLE_SPLITS))}; there is no Table {table}.")
     return [row for row in PUBLISHED if row.table == table]
 
 

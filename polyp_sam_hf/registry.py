@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TypeVar
 
+from .errors import ConfigError
+
 T = TypeVar("T")
 
 
@@ -14,6 +16,6 @@ def lookup(registry: Mapping[str, T], name: str, kind: str, plural: str | None =
     try:
         return registry[name]
     except KeyError:
-        raise ValueError(
+        raise ConfigError(
             f"Unknown {kind} {name!r}. Valid {plural or kind + 's'}: {', '.join(registry)}."
         ) from None

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import ConfigError, PolypSamError
 from .checkpointing import FINISHED, resolve_checkpoint
 from .comparison import comparison_markdown, read_metrics
 from .data.loading import is_prepared
@@ -31,7 +32,7 @@ logger = logging.getLogger(__name__)
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "paper"
 
 
-class StepFailedError(RuntimeError):
+class StepFailedError(PolypSamError, RuntimeError):
     """A command of the reproduction exited with an error; running again resumes at it."""
 
 
@@ -124,11 +125,11 @@ def plan(config: ReproduceConfig) -> list[Step]:
     """
     unknown = [name for name in config.runs if name not in PAPER_RUNS]
     if unknown:
-        raise ValueError(f"Unknown paper runs {unknown}; the paper's runs are {', '.join(PAPER_RUNS)}.")
+        raise ConfigError(f"Unknown paper runs {unknown}; the paper's runs are {', '.join(PAPER_RUNS)}.")
     missing = [str(config.configs / f"{name}.yaml") for name in config.runs
                if not (config.configs / f"{name}.yaml").is_file()]
     if missing:
-        raise ValueError(f"Paper configs not found: {', '.join(missing)}. Pass --configs with the folder "
+        raise ConfigError(f"Paper configs not found: {', '.join(missing)}. Pass --configs with the folder "
                          "configs/paper of the polyp-sam-hf repository.")
     steps = []
     for split in dict.fromkeys(PAPER_RUNS[name].split for name in config.runs):

@@ -25,6 +25,7 @@ from accelerate.utils import DataLoaderConfiguration, parse_flag_from_env, set_s
 from tqdm.auto import tqdm
 from transformers import SamModel, get_scheduler
 
+from .errors import ConfigError, DataError, PolypSamError
 from .checkpointing import (
     FINISHED,
     INTERRUPTED,
@@ -38,12 +39,12 @@ from .checkpointing import (
 from .config import DataArguments, ModelArguments, TrainArguments, config_to_dict, parse_config
 from .data.collate import PromptDataset, collate
 from .data.loading import is_prepared, load_polyp_data, recorded_split
-from .data.reading import DataError
 from .embedding_cache import build_embedding_cache
 from .evaluation import batch_loss, evaluate_loader, prompt_logits
 from .losses import get_loss
 from .data.augment import add_flips
 from .modeling import (
+    BUILTIN_MODELS,
     check_model_available,
     count_parameters,
     freeze_unreached,
@@ -59,7 +60,7 @@ from .visualize import plot_training_curves
 logger = get_logger(__name__)
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(PolypSamError, FloatingPointError):
     """The loss became NaN or infinite; training stops rather than corrupt the weights."""
 
 
@@ -71,7 +72,7 @@ def accumulation_steps(effective: int, per_device: int, processes: int) -> int:
     """
     per_step = per_device * processes
     if effective % per_step:
-        raise ValueError(
+        raise ConfigError(
             f"--effective_batch_size {effective} is not a multiple of per-device batch "
             f"{per_device} x {processes} processes = {per_step}; change one of them."
         )
@@ -120,6 +121,11 @@ class TrainerState:
     history: list[dict] = field(default_factory=list)
 
 
+# below this, a randomly initialised built-in model barely moves in a demo-length run (tiny-sam at
+# the paper's 4e-6 ends at test Dice 0.12; configs/demo.yaml's 2e-3 beats the ellipse)
+RANDOM_WEIGHTS_MIN_LR = 1e-4
+
+
 def default_cache_dir(output_dir: str | Path) -> Path:
     """Where caches go without --cache_dir: OUTPUT/../cache, shared by the runs beside each other."""
     return Path(output_dir).parent / "cache"
@@ -158,7 +164,7 @@ def _select(dataset, data_args):
                 dataset[split] = dataset[split].select(range(min(data_args.max_eval_samples, len(dataset[split]))))
     for split in ("train", "validation"):
         if split not in dataset or len(dataset[split]) == 0:
-            raise ValueError(f"The data has no {split!r} rows; prepare it with a validation fraction > 0.")
+            raise DataError(f"The data has no {split!r} rows; prepare it with a validation fraction > 0.")
         boxed = [i for i, box in enumerate(dataset[split]["box"]) if box is not None]
         if not boxed:
             raise DataError(f"{data_args.data}: no {split!r} row has a box (every `box` is null: empty masks), so "
@@ -220,6 +226,10 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
     dataset = _select(dataset, data_args)
 
     model, processor = load_model_and_processor(model_args.model, seed=train_args.seed)
+    if model_args.model in BUILTIN_MODELS and train_args.learning_rate < RANDOM_WEIGHTS_MIN_LR:
+        logger.warning("%s starts from random weights: at learning rate %g it learns next to nothing (the paper's "
+                       "4e-6 fine-tunes a pretrained SAM). configs/demo.yaml trains tiny-sam at 2e-3.",
+                       model_args.model, train_args.learning_rate, main_process_only=True)
     strategy = get_strategy(model_args.strategy)
     model = strategy.apply(model, lora_rank=model_args.lora_rank, lora_alpha=model_args.lora_alpha)
     if model_args.gradient_checkpointing:
@@ -416,7 +426,7 @@ def _claim_output_dir(output_dir: Path, train_args: TrainArguments, accelerator:
     earlier = [name for name in RUN_FILES if (output_dir / name).exists()]
     if earlier and not train_args.resume_from_checkpoint:
         if not train_args.overwrite_output_dir:
-            raise ValueError(
+            raise ConfigError(
                 f"{output_dir} holds an earlier run ({', '.join(earlier)}). Continue it with "
                 "--resume_from_checkpoint latest, train into a new --output_dir, or pass "
                 "--overwrite_output_dir to replace it."
@@ -458,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
         results = train(*parse_config(argv))
     except KeyboardInterrupt:
         return 130
-    except (ValueError, OSError) as err:  # bad settings, data or model: the message says what to do
+    except PolypSamError as err:  # bad settings, data or model: the message says what to do; a bug keeps its traceback
         print(f"error: {err}", file=sys.stderr)
         return 1
     if PartialState().is_main_process:

@@ -27,6 +27,15 @@ def plot_training_curves(history: list[dict], path: str | Path) -> Path:
         history: records with `step` and any of `train_loss`, `val_dice`.
     """
     path = Path(path)
+    fig = training_figure(history)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def training_figure(history: list[dict]):
+    """The figure `plot_training_curves` saves. The best validation step is a star on the curve,
+    named in a legend that matplotlib places where it covers no data."""
     fig, (ax_loss, ax_dice) = plt.subplots(1, 2, figsize=(10, 4))
     loss = [(h["step"], h["train_loss"]) for h in history if h.get("train_loss") is not None]
     dice = [(h["step"], h["val_dice"]) for h in history if h.get("val_dice") is not None]
@@ -37,14 +46,14 @@ def plot_training_curves(history: list[dict], path: str | Path) -> Path:
         ax_dice.plot(*zip(*dice), marker="o", color="tab:blue")
         best = max(dice, key=lambda sd: sd[1])
         ax_dice.axhline(best[1], ls=":", color="grey")
-        ax_dice.annotate(f"best {best[1]:.3f} @ {best[0]}", best, textcoords="offset points", xytext=(0, -14))
+        ax_dice.plot([best[0]], [best[1]], marker="*", markersize=14, color="tab:orange", ls="",
+                     label=f"best {best[1]:.3f} at step {best[0]} (best/)")
+        ax_dice.legend(loc="best", framealpha=0.9)
     ax_dice.set(title="Validation Dice", xlabel="step", ylabel="mean Dice", ylim=(0, 1))
     for ax in (ax_loss, ax_dice):
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def _contour(mask: np.ndarray) -> np.ndarray:

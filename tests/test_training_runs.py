@@ -399,3 +399,13 @@ def test_ctrl_c_while_the_interrupt_checkpoint_is_saved_waits_for_it(prepared_de
     assert not list((out / "checkpoints").glob(".*"))  # no half-written .interrupted.tmp
     assert any("still saving checkpoints/interrupted" in r.getMessage() for r in caplog.records)
     assert any("Saved checkpoints/interrupted at step 1" in r.getMessage() for r in caplog.records)
+
+
+def test_checkpoints_do_not_warn_about_the_tied_embedding(prepared_demo, tmp_path, caplog):
+    """Accelerate's "Removed shared tensor" line for SAM's tied positional embedding is explained
+    in the docs and dropped; the tie survives the round trip (resume tests show equal weights)."""
+    with caplog.at_level("WARNING"):
+        run(prepared_demo, tmp_path / "run", "--max_steps", "2", "--save_every_steps", "1", "--eval_every_steps", "0")
+    assert not [r for r in caplog.records if "Removed shared tensor" in r.getMessage()]
+    state = load_file(str(tmp_path / "run" / "checkpoints" / "step-0000002" / "model.safetensors"))
+    assert "shared_image_embedding.positional_embedding" in state  # stored once, under the model's name

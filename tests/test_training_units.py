@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from polyp_sam_hf.config import TrainArguments, parse_config
+from polyp_sam_hf.errors import ConfigError
 from polyp_sam_hf.data.collate import PromptDataset, collate
 from polyp_sam_hf.preprocessing import resized_shape
 from polyp_sam_hf.evaluation import batch_loss
@@ -305,3 +306,82 @@ def test_out_of_range_settings_fail_at_parse_time(flag, value):
 
     with pytest.raises(ValueError, match=rf"{flag[2:]} .* must be"):
         parse_config([f"{flag}={value}"])  # one token: argparse reads "-1e-5" alone as a flag
+
+
+def test_a_bug_keeps_its_traceback_a_library_error_is_one_line(prepared_demo, tmp_path, monkeypatch, capsys):
+    """Only the library's own errors become one-line messages; a shape error inside torch (a bug)
+    propagates with its traceback instead of being flattened into `error: ...`."""
+    from polyp_sam_hf import training
+
+    from conftest import train_args
+
+    def broken(logits, batch, loss_fn):
+        raise ValueError("shape mismatch inside torch: (4, 1, 8, 8) vs (4, 8, 8)")
+
+    monkeypatch.setattr(training, "batch_loss", broken)
+    with pytest.raises(ValueError, match="shape mismatch inside torch"):
+        training.main(train_args(prepared_demo, tmp_path / "run", "--max_steps", "1"))
+    monkeypatch.undo()
+    assert training.main(train_args(tmp_path / "no-such-data", tmp_path / "run2", "--max_steps", "1")) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "no-such-data" in err and "Traceback" not in err
+
+
+def test_best_step_label_is_a_legend_that_covers_no_data():
+    """The label once sat on the data points (an annotation 14 px under the best one); it is now a
+    legend entry, whose box matplotlib places away from every plotted point."""
+    import matplotlib.pyplot as plt
+
+    from polyp_sam_hf.visualize import training_figure
+
+    history = [{"step": s, "train_loss": 1 / s, "val_dice": d} for s, d in zip(range(1, 9), (.2, .5, .7, .8, .85, .83, .86, .84))]
+    fig = training_figure(history)
+    dice_axes = fig.axes[1]
+    assert not dice_axes.texts  # no free-floating annotation
+    legend = dice_axes.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["best 0.860 at step 7 (best/)"]
+    fig.canvas.draw()
+    box = legend.get_window_extent()
+    points = dice_axes.transData.transform([(h["step"], h["val_dice"]) for h in history])
+    assert not any(box.contains(x, y) for x, y in points)
+    plt.close(fig)
+
+
+def test_misspelled_flags_and_keys_get_a_suggestion(tmp_path, capsys):
+    from polyp_sam_hf.cli import main as cli_main
+
+    with pytest.raises(ConfigError, match=r"--learnig_rate \(did you mean --learning_rate\?\)"):
+        parse_config(["--learnig_rate", "1e-5"])
+    (tmp_path / "c.yaml").write_text("learnig_rate: 1.0e-5\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: unknown keys \['learnig_rate'\] \(did you mean learning_rate\?\)"):
+        parse_config(["--config", str(tmp_path / "c.yaml")])
+    with pytest.raises(SystemExit):
+        cli_main(["evaluate", "--model", "m", "--data", "d", "--output", "o", "--protocl", "paper"])
+    assert "(did you mean --protocol?)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli_main(["evalute"])
+    assert "(did you mean evaluate?)" in capsys.readouterr().err
+
+
+def test_help_says_what_each_flag_does_and_its_default(capsys):
+    from polyp_sam_hf.cli import main as cli_main
+
+    with pytest.raises(SystemExit):
+        parse_config(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--no_embedding_cache, --no-embedding-cache Turn off --embedding_cache (on by default)" in text
+    for command, flag in (("prepare", "--val-fraction VAL_FRACTION per training source (default: 0.2)"),
+                          ("evaluate", "--batch-size BATCH_SIZE frames per encoder call (default: 4)")):
+        with pytest.raises(SystemExit):
+            cli_main([command, "--help"])
+        assert flag in " ".join(capsys.readouterr().out.split())
+
+
+def test_random_builtin_at_the_papers_learning_rate_is_warned(prepared_demo, tmp_path, caplog):
+    from polyp_sam_hf.training import train
+
+    from conftest import train_args
+
+    with caplog.at_level("WARNING"):
+        train(*parse_config(train_args(prepared_demo, tmp_path / "run", "--max_steps", "1", "--learning_rate", "4e-6")))
+    assert any("starts from random weights: at learning rate 4e-06" in r.getMessage() for r in caplog.records)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from transformers import SamProcessor
 
+from ..errors import ConfigError
 from ..preprocessing import Preprocessing, normalize_pixels, resize_pad_mask
 from .reading import MASK_THRESHOLD
 from .sources import frame_key
@@ -48,7 +49,7 @@ class PromptDataset(torch.utils.data.Dataset):
         original_masks: bool = True,
     ) -> None:
         if prompt_mode not in PROMPT_MODES:
-            raise ValueError(f"Unknown prompt mode {prompt_mode!r}. Valid modes: {', '.join(PROMPT_MODES)}.")
+            raise ConfigError(f"Unknown prompt mode {prompt_mode!r}. Valid modes: {', '.join(PROMPT_MODES)}.")
         self.split = split
         self.processor = processor
         self.prep = Preprocessing.of(processor)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from ..errors import ConfigError
+
 # 8-connectivity: pixels touching by a corner belong to the same polyp.
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
@@ -138,7 +140,7 @@ def prompt_boxes(row: dict, prompt_mode: str) -> list[list[float]]:
     """The boxes a dataset row is prompted with: `single`, the whole-mask box (none for an empty
     mask); `per-component`, one box per polyp. The one place the choice is made."""
     if prompt_mode not in PROMPT_MODES:
-        raise ValueError(f"Unknown prompt mode {prompt_mode!r}. Valid modes: {', '.join(PROMPT_MODES)}.")
+        raise ConfigError(f"Unknown prompt mode {prompt_mode!r}. Valid modes: {', '.join(PROMPT_MODES)}.")
     if prompt_mode == "per-component" and row["boxes"]:
         return row["boxes"]
     return [row["box"]] if row["box"] is not None else []

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..errors import DataError  # re-exported: `from .reading import DataError`
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 # Grey level above which a mask pixel is foreground: the middle of the 8-bit range, so JPEG noise
@@ -23,8 +25,6 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 MASK_THRESHOLD = 127
 
 
-class DataError(ValueError):
-    """A data file that cannot be used as it is; the message names the file and what to do."""
 
 
 def open_image_file(path: str | Path, keep_palette: bool = False) -> Image.Image:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..registry import lookup
 from .layouts import PairRecord
 from .sources import SOURCES
@@ -87,7 +88,7 @@ def assign_splits(
         The three lists, and how many pairs the preset leaves out.
     """
     if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"--val-fraction must be in [0, 1), got {val_fraction}.")
+        raise ConfigError(f"--val-fraction must be in [0, 1), got {val_fraction}.")
     rng = np.random.default_rng(seed)
     pool: dict[str, list[PairRecord]] = defaultdict(list)
     test: list[PairRecord] = []

@@ -1,0 +1,31 @@
+"""The library's own errors. Each message names what is wrong (the file, the setting, the value) and
+what to do; the command lines print it as one line. Anything else is a bug and keeps its
+traceback. Each class also derives from the built-in error it refines, so `except ValueError`
+around library calls keeps working.
+"""
+
+from __future__ import annotations
+
+
+class PolypSamError(Exception):
+    """Base of every error this library raises on purpose."""
+
+
+class ConfigError(PolypSamError, ValueError):
+    """A setting, flag or argument that cannot be used as given."""
+
+
+class DataError(PolypSamError, ValueError):
+    """A data file or dataset that cannot be used as it is."""
+
+
+class ModelLoadError(PolypSamError, OSError):
+    """A model that cannot be loaded."""
+
+
+class CheckpointError(PolypSamError, ValueError):
+    """A checkpoint, cache or converted weights file that cannot be used as it is."""
+
+
+class MissingCheckpointError(PolypSamError, FileNotFoundError):
+    """Nothing to resume from where it was looked for."""
