@@ -58,14 +58,25 @@ def test_metrics_json(evaluated):
     assert metrics["settings"]["protocol"] == "paper"
 
 
-def test_per_image_csv_matches_metrics(evaluated):
+def test_per_image_csv_holds_each_frames_own_score(evaluated):
+    """Each model row of per_image.csv is the Dice of the mask saved for that frame against its
+    ground truth, recomputed here with numpy; the headline mean is their mean."""
+    from PIL import Image
+
     out, _, split = evaluated
     rows = list(csv.DictReader(open(out / "per_image.csv")))
     assert len(rows) == len(split) * 2 * 2 * 3  # frames x modes x jitter levels x (model + 2 baselines)
+    first = {(r["source"], r["image_id"]): float(r["dice"]) for r in rows
+             if r["method"] == "model" and r["prompt_mode"] == "single" and float(r["box_jitter"]) == 0}
+    for row in split:
+        pred = np.asarray(Image.open(out / "masks" / row["source"] / f"{row['image_id']}.png")) > 0
+        truth = np.asarray(row["mask"]) > 127
+        total = pred.sum() + truth.sum()
+        by_hand = 1.0 if total == 0 else 2 * (pred & truth).sum() / total
+        assert first[(row["source"], row["image_id"])] == pytest.approx(by_hand, abs=1e-9)
     metrics = json.loads((out / "metrics.json").read_text())
-    kvasir = [float(r["dice"]) for r in rows if r["method"] == "model" and r["prompt_mode"] == "single"
-              and float(r["box_jitter"]) == 0 and r["source"] == "kvasir"]
-    assert sum(kvasir) / len(kvasir) == pytest.approx(metrics["sources"]["kvasir"]["dice"])
+    kvasir = [d for (source, _), d in first.items() if source == "kvasir"]
+    assert metrics["sources"]["kvasir"]["dice"] == pytest.approx(sum(kvasir) / len(kvasir))
 
 
 def test_results_md_shows_table_2_beside_the_run(evaluated):
@@ -96,13 +107,36 @@ def test_masks_plots_and_figures(evaluated):
     assert len(list((out / "figures").glob("*.png"))) == len(set(split["source"]))
 
 
-def test_baselines_are_scored_on_the_same_boxes(evaluated):
-    out, _, _ = evaluated
-    metrics = json.loads((out / "metrics.json").read_text())
-    # exact whole-mask boxes: the filled box covers every polyp, so its Dice is below the ellipse
-    # on lobed shapes only by shape, never 0
-    assert 0.3 < metrics["results"]["box"]["single"]["0.0"]["all"]["dice"] < 1
-    assert metrics["results"]["ellipse"]["single"]["0.1"]["all"]["dice"] != metrics["results"]["ellipse"]["single"]["0.0"]["all"]["dice"]
+def test_baselines_are_scored_on_the_same_boxes(micro_checkpoint, prepared_demo, monkeypatch):
+    """For every frame, prompt mode and jitter level, the model and both baselines receive the very
+    same boxes (jittered ones included), and jittered boxes differ from the exact ones."""
+    from polyp_sam_hf import evaluate_run
+    from polyp_sam_hf.evaluate_run import EvaluateConfig, evaluate_split
+
+    seen = {"model": [], "ellipse": [], "box": []}
+    segmenter = PolypSegmenter.from_pretrained(str(micro_checkpoint), device="cpu")
+    real_logits, real_baseline = segmenter.logits, evaluate_run.baseline_prediction
+
+    def logits(embedded, boxes):
+        seen["model"].append(np.asarray(boxes).copy())
+        return real_logits(embedded, boxes)
+
+    def baseline(name, boxes, height, width):
+        seen[name].append(np.asarray(boxes).copy())
+        return real_baseline(name, boxes, height, width)
+
+    monkeypatch.setattr(segmenter, "logits", logits)
+    monkeypatch.setattr(evaluate_run, "baseline_prediction", baseline)
+    split = datasets.load_from_disk(str(prepared_demo))["test"]
+    evaluate_split(segmenter, split, EvaluateConfig(model="", data="", output="", box_jitter=(0.0, 0.1)))
+    assert len(seen["model"]) == len(split) * 2 * 2  # frames x prompt modes x jitter levels
+    for name in ("ellipse", "box"):
+        assert len(seen[name]) == len(seen["model"])
+        for got, given in zip(seen[name], seen["model"]):
+            np.testing.assert_array_equal(got, given)
+    exact, jittered = seen["model"][0], seen["model"][1]  # frame 0, single box, levels 0 and 0.1
+    assert exact.shape == jittered.shape and not np.array_equal(exact, jittered)
+    assert exact.tolist() == [split[0]["box"]]
 
 
 def test_empty_mask_frames_are_named_and_in_no_mean(micro_checkpoint, pranet_root, tmp_path):

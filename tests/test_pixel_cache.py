@@ -75,7 +75,14 @@ def test_pixel_cache_holds_the_resized_frames(prepared_demo, tmp_path):
     row = ds["train"][3]
     stored = cache(f"{row['source']}/{row['image_id']}")
     assert stored.dtype == torch.uint8 and stored.shape == (4, 64, 64)
-    np.testing.assert_array_equal(stored[:3].numpy(), Preprocessing.of(processor).resize_pad_uint8(row["image"]))
+    # the stored frame is what the processor itself gives, before its normalisation (undone here)
+    expected = processor.image_processor(row["image"], return_tensors="pt")["pixel_values"][0]
+    ip = processor.image_processor
+    mean, std = torch.tensor(ip.image_mean).view(3, 1, 1), torch.tensor(ip.image_std).view(3, 1, 1)
+    height, width = resized_shape(row["height"], row["width"], 64)
+    undone = (expected * std + mean) / ip.rescale_factor
+    torch.testing.assert_close(stored[:3, :height, :width].float(), undone[:, :height, :width], atol=1e-3, rtol=0)
+    assert stored[:3, height:].sum() == 0 and stored[:3, :, width:].sum() == 0
     mask = np.asarray(row["mask"]) > 127
     height, width = resized_shape(*mask.shape, 64)
     np.testing.assert_array_equal(stored[3].numpy(), resize_pad_mask(mask, height, width, 64))

@@ -82,13 +82,33 @@ def test_best_weights_are_the_best_validation_step(prepared_demo, tmp_path):
 
 
 def test_best_folder_loads_with_vanilla_transformers_same_logits(prepared_demo, tmp_path):
+    """best/ of a LoRA run, loaded by plain `SamModel` (adapters merged), scores on the validation
+    split exactly what the run recorded for its best step with the adapters unmerged: a wrong merge
+    or a wrong export would change the logits and so the Dice."""
+    import datasets
+    from accelerate import Accelerator
+
+    from polyp_sam_hf.data.collate import PromptDataset, collate
+    from polyp_sam_hf.evaluation import evaluate_loader
+
     out = tmp_path / "run"
-    run(prepared_demo, out, "--strategy", "lora", "--lora_rank", "2", "--max_steps", "2")
+    result = run(prepared_demo, out, "--strategy", "lora", "--lora_rank", "2", "--max_steps", "2",
+                 "--learning_rate", "5e-2")
     assert {"config.json", "model.safetensors", "preprocessor_config.json"} <= {p.name for p in (out / "best").iterdir()}
     model = SamModel.from_pretrained(out / "best").eval()
     processor = SamProcessor.from_pretrained(out / "best")
     assert processor.image_processor.size["longest_edge"] == 32
     assert not any("lora" in k for k in model.state_dict())
+    validation = datasets.load_from_disk(str(prepared_demo))["validation"]
+    loader = torch.utils.data.DataLoader(PromptDataset(validation, processor), batch_size=4, collate_fn=collate)
+    scored = evaluate_loader(model, loader, Accelerator(cpu=True))
+    assert scored["dice"] == pytest.approx(result["best_dice"], abs=1e-6)
+    untrained = SamModel.from_pretrained(out / "best").eval()
+    with torch.no_grad():  # the check can fail: flipped mask logits give another Dice
+        head = untrained.mask_decoder.output_hypernetworks_mlps[0].proj_out
+        head.weight.mul_(-1)
+        head.bias.mul_(-1)
+    assert evaluate_loader(untrained, loader, Accelerator(cpu=True))["dice"] != pytest.approx(result["best_dice"], abs=1e-6)
 
 
 def test_lora_export_gives_the_same_logits(tmp_path):
@@ -186,11 +206,31 @@ def test_tensorboard_and_jsonl_logs(prepared_demo, tmp_path):
     assert [x["step"] for x in lines] == [1, 2] and all(0 <= x["val_dice"] <= 1 for x in lines)
 
 
-def test_gradient_checkpointing_gives_the_same_step(prepared_demo, tmp_path):
-    run(prepared_demo, tmp_path / "plain", "--max_steps", "1")
-    run(prepared_demo, tmp_path / "ckpt", "--max_steps", "1", "--gradient_checkpointing", "true")
+def test_gradient_checkpointing_gives_the_same_step(prepared_demo, tmp_path, monkeypatch):
+    """Same weights after a step, and the flag really recomputes: the first encoder layer's
+    attention runs again during the backward pass (more calls than without it; transformers keeps
+    hooks on the layer itself outside the recompute, so the hook sits inside it)."""
+    real_load = training.load_model_and_processor
+    calls = {}
+
+    def counting(name, seed=0):
+        model, processor = real_load(name, seed)
+        key = len(calls)
+        calls[key] = 0
+
+        def hook(*_):
+            calls[key] += 1
+
+        model.vision_encoder.layers[0].attn.register_forward_hook(hook)
+        return model, processor
+
+    monkeypatch.setattr(training, "load_model_and_processor", counting)
+    run(prepared_demo, tmp_path / "plain", "--max_steps", "1", "--evaluate_test", "false")
+    run(prepared_demo, tmp_path / "ckpt", "--max_steps", "1", "--gradient_checkpointing", "true", "--evaluate_test", "false")
     assert_same_weights(weights(tmp_path / "plain" / "checkpoints" / "step-0000001"),
                         weights(tmp_path / "ckpt" / "checkpoints" / "step-0000001"), atol=1e-6)
+    plain, checkpointed = calls[0], calls[1]
+    assert checkpointed > plain  # the recomputation in backward
 
 
 def test_second_run_into_the_same_folder_is_refused_or_replaces(prepared_demo, tmp_path):
