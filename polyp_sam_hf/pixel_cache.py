@@ -32,12 +32,14 @@ def build_pixel_cache(processor: SamProcessor, splits: list[datasets.Dataset], r
 
     Each entry is (4, S, S) uint8: the frame's three channels as `resize_pad_uint8` gives them,
     then its whole mask (0/1) on the same grid as `resize_pad_mask` gives it. The folder is named
-    by everything that changes its bytes: the layout and its version (`CACHE_FORMAT`), every
-    preprocessing setting, and the frames' fingerprint.
+    by everything that changes its bytes: the layout and its version (`CACHE_FORMAT`), the resize
+    settings (longest edge, padded size, filter; the normalisation happens after the cache, on the
+    device), and the frames' fingerprint.
     """
     prep = Preprocessing.of(processor)
     size = prep.pad_size
-    key = hashlib.sha256(json.dumps(["rgb+mask", CACHE_FORMAT, prep.key()], sort_keys=True).encode()
+    resize = {"longest_edge": prep.longest_edge, "pad_size": prep.pad_size, "resample": prep.resample}
+    key = hashlib.sha256(json.dumps(["rgb+mask", CACHE_FORMAT, resize], sort_keys=True).encode()
                          + frames_fingerprint(splits).encode())
     folder = Path(root) / f"pixels-{key.hexdigest()[:24]}"
 

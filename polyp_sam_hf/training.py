@@ -126,6 +126,18 @@ class TrainerState:
 RANDOM_WEIGHTS_MIN_LR = 1e-4
 
 
+NORMALIZE_ON_DEVICE = "POLYP_SAM_NORMALIZE_ON_DEVICE"  # 1: the GPU input path, even on a CPU (for tests)
+
+
+def normalize_in_loader(device: torch.device) -> bool:
+    """Who normalises the frames: on a GPU the uint8 frames travel (4x fewer bytes) and are
+    normalised there; with the CPU as the device the loader's workers are the parallel hardware,
+    so they normalise. `POLYP_SAM_NORMALIZE_ON_DEVICE=1` takes the GPU path on any device."""
+    if os.environ.get(NORMALIZE_ON_DEVICE, "0") == "1":
+        return False
+    return device.type == "cpu"
+
+
 def default_cache_dir(output_dir: str | Path) -> Path:
     """Where caches go without --cache_dir: OUTPUT/../cache, shared by the runs beside each other."""
     return Path(output_dir).parent / "cache"
@@ -145,9 +157,7 @@ def _loaders(model_args, data_args, train_args, dataset, model, processor, accel
                   embeddings=embeddings, pixels=pixels)
     train_set = PromptDataset(dataset["train"], box_jitter=data_args.box_jitter, original_masks=False, **common)
     val_set = PromptDataset(dataset["validation"], **common)
-    # on a GPU the uint8 frames travel (4x fewer bytes) and are normalised there; with the CPU as
-    # the device the loader's workers are the parallel hardware, so they normalise
-    batcher = functools.partial(collate, normalize=accelerator.device.type == "cpu")
+    batcher = functools.partial(collate, normalize=normalize_in_loader(accelerator.device))
     kwargs = dict(batch_size=train_args.per_device_batch_size, collate_fn=batcher,
                   num_workers=data_args.num_workers)
     train_loader = torch.utils.data.DataLoader(train_set, shuffle=True, drop_last=False, **kwargs)

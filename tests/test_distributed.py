@@ -49,3 +49,31 @@ def test_two_process_demo_run(tmp_path, strategy):
         (cache,) = [p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]  # and its lock file
         assert (cache / "complete").is_file() and not list((tmp_path / "cache").glob("*.building"))
         assert len(re.findall(r"Cached \d+ frames", log)) == 1
+
+
+@pytest.mark.slow
+def test_two_processes_of_batch_4_equal_one_of_batch_8(tmp_path):
+    """DDP: 2 processes x batch 4 take the step 1 process x batch 8 takes (same frames, gradients
+    averaged across processes)."""
+    common = ["--config", "configs/demo.yaml", "--data", str(tmp_path / "data"), "--max_steps", "2",
+              "--eval_every_steps", "2", "--evaluate_test", "false", "--effective_batch_size", "8",
+              "--box_jitter", "0", "--augment_flips", "", "--report_to", "none"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    two = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                          "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                          "--main_process_port", str(_free_port()), "train.py", *common, "--output_dir",
+                          str(tmp_path / "two"), "--per_device_batch_size", "4"],
+                         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, (two.stdout + two.stderr)[-3000:]
+    one = subprocess.run([sys.executable, "train.py", *common, "--output_dir", str(tmp_path / "one"),
+                          "--per_device_batch_size", "8"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert one.returncode == 0, (one.stdout + one.stderr)[-3000:]
+    from safetensors.torch import load_file
+    import torch
+
+    a = load_file(str(tmp_path / "two" / "checkpoints" / "step-0000002" / "model.safetensors"))
+    b = load_file(str(tmp_path / "one" / "checkpoints" / "step-0000002" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4, msg=key)

@@ -59,7 +59,28 @@ def test_any_change_gives_another_cache(splits, tmp_path):
     assert build_embedding_cache(model, other_processor, splits, tmp_path, acc).folder != base
     fewer = [splits[0].select(range(4)), splits[1]]  # other frames
     assert build_embedding_cache(model, processor, fewer, tmp_path, acc).folder != base
-    assert len([p for p in tmp_path.iterdir() if not p.name.startswith(".")]) == 4  # and lock files
+    resized = processor_for(model.config)
+    resized.image_processor.size = {"longest_edge": 24}  # frames resized smaller inside the same 32 px input
+    assert build_embedding_cache(model, resized, splits, tmp_path, acc).folder != base
+    assert len([p for p in tmp_path.iterdir() if not p.name.startswith(".")]) == 5  # and lock files
+
+
+def test_pixel_cache_key_follows_the_processor(splits, tmp_path):
+    from polyp_sam_hf.pixel_cache import build_pixel_cache
+
+    _, processor = load_model_and_processor("micro-sam-test")
+    acc = Accelerator(cpu=True)
+    base = build_pixel_cache(processor, splits, tmp_path, acc).folder
+    def variant(name, value):
+        other = processor_for(load_model_and_processor("micro-sam-test")[0].config)
+        setattr(other.image_processor, name, value)
+        return build_pixel_cache(other, splits, tmp_path, acc).folder
+
+    # what changes the cached uint8 bytes gives another cache
+    assert variant("size", {"longest_edge": 24}) != base
+    assert variant("resample", 0) != base  # nearest: once read as "unset" and keyed as bilinear
+    # the normalisation runs after the cache, on the device: no rebuild for it
+    assert variant("image_std", [0.5, 0.5, 0.5]) == base
 
 
 def test_incomplete_cache_is_refused(tmp_path):

@@ -208,3 +208,24 @@ def test_validation_and_evaluate_score_alike_through_their_real_paths(value, mic
     assert validation["miou"] == pytest.approx(expected_iou, abs=1e-6)
     assert np.mean([s.dice for s in model_scores]) == pytest.approx(expected_dice, abs=1e-6)
     assert np.mean([s.iou for s in model_scores]) == pytest.approx(expected_iou, abs=1e-6)
+
+
+def test_pranet_protocol_through_the_command_line(micro_checkpoint, prepared_demo, tmp_path):
+    """`--protocol pranet` reaches the scorer: each baseline frame scores PraNet's 256-threshold
+    Dice of its binary mask, recomputed here, and is recorded as the run's protocol."""
+    from polyp_sam_hf.baselines import baseline_prediction
+    from polyp_sam_hf.metrics import pranet_dice_iou
+
+    out = tmp_path / "eval"
+    assert cli_main(["evaluate", "--model", str(micro_checkpoint), "--data", str(prepared_demo), "--output",
+                     str(out), "--protocol", "pranet", "--prompt-mode", "single"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["settings"]["protocol"] == "pranet"
+    rows = {(r["source"], r["image_id"]): float(r["dice"]) for r in csv.DictReader(open(out / "per_image.csv"))
+            if r["method"] == "ellipse"}
+    split = datasets.load_from_disk(str(prepared_demo))["test"]
+    for row in split:
+        truth = np.asarray(row["mask"]) > 127
+        ellipse = baseline_prediction("ellipse", [row["box"]], *truth.shape).astype(np.float32)
+        assert rows[(row["source"], row["image_id"])] == pytest.approx(pranet_dice_iou(ellipse, truth)[0], abs=1e-9)
+    assert (out / "results.md").read_text().splitlines()[2].startswith("Protocol `pranet`")

@@ -449,3 +449,53 @@ def test_checkpoints_do_not_warn_about_the_tied_embedding(prepared_demo, tmp_pat
     assert not [r for r in caplog.records if "Removed shared tensor" in r.getMessage()]
     state = load_file(str(tmp_path / "run" / "checkpoints" / "step-0000002" / "model.safetensors"))
     assert "shared_image_embedding.positional_embedding" in state  # stored once, under the model's name
+
+
+# ----------------------------------------------------------------------------- paths with no test before
+
+@pytest.mark.parametrize("variant", ["device normalisation", "two loader workers"])
+def test_input_paths_train_the_same_weights(variant, prepared_demo, tmp_path, monkeypatch):
+    """The GPU input path (uint8 batches normalised on the device, forced here on the CPU) and
+    loader worker processes give the weights the default CPU path gives."""
+    common = ("--max_steps", "2", "--pixel_cache", "true", "--box_jitter", "0.1", "--save_total_limit", "5")
+    run(prepared_demo, tmp_path / "default", *common)
+    calls = {"device": 0}
+    real = training.prompt_logits
+
+    def spy(model, batch):
+        calls["device"] += "pixel_uint8" in batch  # frames arrived as uint8: normalised on the device
+        return real(model, batch)
+
+    monkeypatch.setattr(training, "prompt_logits", spy)
+    if variant == "device normalisation":
+        monkeypatch.setenv(training.NORMALIZE_ON_DEVICE, "1")
+        run(prepared_demo, tmp_path / "other", *common)
+        assert calls["device"] > 0
+    else:
+        run(prepared_demo, tmp_path / "other", *common, "--num_workers", "2")
+        assert calls["device"] == 0
+    assert_same_weights(weights(tmp_path / "default" / "checkpoints" / "step-0000002"),
+                        weights(tmp_path / "other" / "checkpoints" / "step-0000002"), atol=1e-6)
+
+
+def test_max_grad_norm_clips_every_step(prepared_demo, tmp_path, monkeypatch):
+    from accelerate import Accelerator
+
+    norms = []
+    real = Accelerator.clip_grad_norm_
+
+    def recording(self, parameters, max_norm, norm_type=2):
+        parameters = list(parameters)
+        before = real(self, parameters, max_norm, norm_type)
+        after = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in parameters if p.grad is not None]))
+        norms.append((float(before), float(after), max_norm))
+        return before
+
+    monkeypatch.setattr(Accelerator, "clip_grad_norm_", recording)
+    run(prepared_demo, tmp_path / "run", "--max_steps", "3", "--max_grad_norm", "1e-6")
+    assert len(norms) == 3  # once per optimiser step
+    for before, after, max_norm in norms:
+        assert max_norm == 1e-6 and before > max_norm and after <= max_norm * (1 + 1e-3)
+    norms.clear()
+    run(prepared_demo, tmp_path / "none", "--max_steps", "3")
+    assert norms == []  # no clipping unless asked
