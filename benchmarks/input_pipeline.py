@@ -30,7 +30,7 @@ from accelerate import Accelerator
 from PIL import Image
 from transformers import SamConfig
 
-from polyp_sam_hf.data.collate import PromptDataset, collate
+from polyp_sam_hf.data.batches import PromptDataset, collate
 from polyp_sam_hf.data.prepare import prepare_dataset
 from polyp_sam_hf.data.reading import MASK_THRESHOLD
 from polyp_sam_hf.data.synthetic import write_demo_data

@@ -36,9 +36,10 @@ def _epoch(prepared: Path, cache_root: Path) -> dict:
     import torch
     from accelerate import Accelerator
 
-    from polyp_sam_hf.data.collate import PromptDataset, collate
+    from polyp_sam_hf.data.batches import PromptDataset, collate
     from polyp_sam_hf.embedding_cache import build_embedding_cache
-    from polyp_sam_hf.evaluation import batch_loss, prompt_logits
+    from polyp_sam_hf.forward import prompt_logits
+    from polyp_sam_hf.losses import batch_loss
     from polyp_sam_hf.losses import get_loss
     from polyp_sam_hf.modeling import get_strategy, load_model_and_processor
 

@@ -25,7 +25,7 @@ import torch
 
 from polyp_sam_hf.data.prepare import prepare_dataset
 from polyp_sam_hf.data.synthetic import synth_frame, write_demo_data
-from polyp_sam_hf.evaluate_run import EvaluateConfig, evaluate_split
+from polyp_sam_hf.evaluation import EvaluateConfig, evaluate_split
 from polyp_sam_hf.inference import PolypSegmenter
 
 

@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from polyp_sam_hf.convert import convert_checkpoint  # noqa: E402
 from polyp_sam_hf.data.prepare import prepare_dataset  # noqa: E402
-from polyp_sam_hf.evaluate_run import EvaluateConfig, evaluate_split  # noqa: E402
+from polyp_sam_hf.evaluation import EvaluateConfig, evaluate_split  # noqa: E402
 from polyp_sam_hf.inference import PolypSegmenter  # noqa: E402
 from polyp_sam_hf.weights import fetch_checkpoint  # noqa: E402
 

@@ -29,7 +29,7 @@ from report import emit  # noqa: E402
 
 from polyp_sam_hf.convert import get_arch  # noqa: E402
 from polyp_sam_hf.demo_app import EmbeddingMemo, segment  # noqa: E402
-from polyp_sam_hf.evaluation import batch_loss  # noqa: E402
+from polyp_sam_hf.losses import batch_loss  # noqa: E402
 from polyp_sam_hf.inference import PolypSegmenter  # noqa: E402
 from polyp_sam_hf.losses import get_loss  # noqa: E402
 from polyp_sam_hf.modeling import get_strategy, load_model_and_processor  # noqa: E402

@@ -4,7 +4,7 @@
     python benchmarks/train_throughput.py --models tiny-sam --steps 2 --warmup 1   # a check on a CPU
 
 Random weights of the real sizes and synthetic frames: no download, no network. Model FLOP
-utilisation is the achieved model FLOP/s (counted with `polyp_sam_hf.profiling`) over the card's
+utilisation is the achieved model FLOP/s (counted with `benchmarks/profiling.py`) over the card's
 dense bf16 rate, also for fp32 runs. Each configuration is timed after warm-up steps; one that runs
 out of memory is recorded as such.
 """
@@ -19,11 +19,12 @@ from contextlib import nullcontext
 
 import torch
 
-from polyp_sam_hf.evaluation import batch_loss, prompt_logits
+from polyp_sam_hf.forward import prompt_logits
+from polyp_sam_hf.losses import batch_loss
 from polyp_sam_hf.losses import get_loss
 from polyp_sam_hf.modeling import BUILTIN_MODELS, get_strategy, load_model_and_processor
 from polyp_sam_hf.preprocessing import Preprocessing
-from polyp_sam_hf.profiling import count_step_flops
+from profiling import count_step_flops
 
 # dense bf16 tensor-core peak, TFLOP/s, from the vendors' data sheets (SXM parts)
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "V100": 125.0, "L40S": 362.0}

@@ -25,8 +25,8 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from .errors import CheckpointError
 from .data.sources import frame_key
+from .errors import CheckpointError
 
 logger = logging.getLogger(__name__)
 

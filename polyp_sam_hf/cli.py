@@ -81,7 +81,7 @@ def _floats(text: str) -> tuple[float, ...]:
 
 def _add_evaluate(parser: argparse.ArgumentParser) -> None:
     from .data.splits import SPLIT_PRESETS
-    from .evaluate_run import PROTOCOLS
+    from .evaluation import PROTOCOLS
     from .published import PAPER_RUNS
 
     parser.add_argument("--model", required=True, help="Hub id, folder, or built-in name")
@@ -110,7 +110,7 @@ def _add_evaluate(parser: argparse.ArgumentParser) -> None:
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     from .data.prompts import PROMPT_MODES
-    from .evaluate_run import EvaluateConfig, run_evaluation
+    from .evaluation import EvaluateConfig, run_evaluation
 
     modes = tuple(m.strip() for m in args.prompt_mode.split(","))
     for mode in modes:
@@ -138,7 +138,7 @@ def _add_predict(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from .predict_run import parse_box, run_predict
+    from .commands.predict import parse_box, run_predict
 
     boxes = [parse_box(b) for b in args.box] or None
     written = run_predict(args.model, args.image, args.output, boxes, args.boxes, args.device)
@@ -202,7 +202,7 @@ def _run_compare(args: argparse.Namespace) -> int:
 
 def _add_reproduce(parser: argparse.ArgumentParser) -> None:
     from .published import PAPER_RUNS
-    from .reproduce import REPO_CONFIGS
+    from .commands.reproduce import REPO_CONFIGS
 
     parser.add_argument("--data-root", required=True, type=Path, help="PraNet layout or original releases")
     parser.add_argument("--output", required=True, type=Path, help="data/, runs/, eval/ and comparison.md go here")
@@ -217,7 +217,7 @@ def _add_reproduce(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_reproduce(args: argparse.Namespace) -> int:
-    from .reproduce import ReproduceConfig, StepFailedError, reproduce
+    from .commands.reproduce import ReproduceConfig, StepFailedError, reproduce
 
     extra = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
     if args.gpus < 1:

@@ -13,8 +13,8 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .errors import ConfigError, DataError
 from .data.sources import SOURCES
+from .errors import ConfigError, DataError
 from .published import (
     BACKBONE_METHODS,
     CITATION,

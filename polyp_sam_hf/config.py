@@ -16,9 +16,9 @@ import yaml
 from transformers import HfArgumentParser
 from transformers.trainer_utils import SchedulerType
 
-from .errors import ConfigError
 from .data.prompts import PROMPT_MODES
 from .data.splits import SPLIT_PRESETS
+from .errors import ConfigError
 from .losses import LOSSES
 from .modeling import STRATEGIES
 

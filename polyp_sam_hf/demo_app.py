@@ -17,7 +17,7 @@ from PIL import Image
 from .errors import ConfigError
 from .inference import ImageEmbedding, PolypSegmenter
 from .modeling import BUILTIN_MODELS
-from .predict_run import parse_box
+from .commands.predict import parse_box
 from .visualize import overlay
 
 INSTRUCTIONS = (

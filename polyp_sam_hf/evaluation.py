@@ -1,52 +1,266 @@
-"""One forward pass, one loss and one score for SAM batches: shared by training, validation and `evaluate`."""
+"""Evaluation, in one module: training's validation (`evaluate_loader`) and `polyp-sam evaluate`
+(`evaluate_split`, `run_evaluation`) score every frame with the one scorer, `metrics.score_logits`.
+
+`polyp-sam evaluate` scores a checkpoint per dataset, as the paper's tables report, beside box-only
+baselines. Each frame is embedded once; every prompt mode and jitter level reuses that embedding.
+The baselines see exactly the boxes the model sees, jitter included.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import csv
+import json
+import logging
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
+import datasets
 import numpy as np
 import torch
+from PIL import Image
 from tqdm.auto import tqdm
 
-from .metrics import score_logits
-from .preprocessing import normalize_pixels
-from .postprocess import logits_to_original, upsample_to_input, valid_region
+from .baselines import BASELINES, baseline_prediction
+from .data.loading import SplitSettings, is_prepared, load_polyp_data, recorded_split
+from .data.prompts import jitter_box, prompt_boxes
+from .data.reading import MASK_THRESHOLD
+from .data.sources import frame_key
+from .errors import ConfigError, DataError
+from .forward import prompt_logits
+from .inference import PolypSegmenter
+from .metrics import PROTOCOLS, mask_logits, score_logits
+from .postprocess import logits_to_original
+from .provenance import base_model_of, read_train_config, weights_sha256
+from .registry import lookup
+
+logger = logging.getLogger(__name__)
 
 
-def prompt_logits(model: torch.nn.Module, batch: dict) -> torch.Tensor:
-    """Low-resolution mask logits (B, K, h, w), one mask per box (SAM's single-mask output).
+@dataclass
+class EvaluateConfig:
+    """Settings of one evaluation run (recorded in metrics.json)."""
 
-    Uses `image_embeddings` when the batch has them (cached encoder), `pixel_values` when the
-    loader normalised the frames, else normalises the uint8 frames on their device.
+    model: str
+    data: str
+    output: str
+    split: str = "test"
+    protocol: str = "paper"
+    prompt_modes: tuple[str, ...] = ("single", "per-component")
+    box_jitter: tuple[float, ...] = (0.0,)
+    seed: int = 0
+    batch_size: int = 4
+    save_masks: bool = False
+    figures: bool = False
+    split_preset: str | None = None  # raw data roots: default the run's recorded split, else `paper`
+    split_seed: int | None = None  # raw data roots: default the run's recorded split seed, else 42
+    val_fraction: float | None = None
+    paper_run: str | None = None  # the `PAPER_RUNS` entry this model reproduces (default: from its record)
+    max_samples: int | None = None
+    device: str | None = None
+
+
+def trained_split(train_config: dict | None) -> SplitSettings | None:
+    """The split a run trained on, from its record. Runs recorded before the split had its own
+    seed drew it with the training seed, which is read back for them."""
+    if not train_config:
+        return None
+    return SplitSettings(train_config.get("split_preset", "paper"), train_config.get("val_fraction", 0.2),
+                         train_config.get("split_seed", train_config.get("seed", 42)))
+
+
+def resolve_split(config: EvaluateConfig, train_config: dict | None) -> SplitSettings:
+    """The split to evaluate a raw data root with: the one the model's run trained on, so no
+    training frame is scored as a test frame. A flag that contradicts the run's record is refused.
+
+    Raises:
+        ValueError: a split flag disagrees with the split the run recorded.
     """
-    if "image_embeddings" in batch:
-        inputs = {"image_embeddings": batch["image_embeddings"]}
-    elif "pixel_values" in batch:
-        inputs = {"pixel_values": batch["pixel_values"]}
+    recorded = trained_split(train_config)
+    default = recorded or SplitSettings()
+    given = SplitSettings(
+        config.split_preset if config.split_preset is not None else default.preset,
+        config.val_fraction if config.val_fraction is not None else default.val_fraction,
+        config.split_seed if config.split_seed is not None else default.seed,
+    )
+    if recorded is not None and given != recorded:
+        raise ConfigError(
+            f"{config.model} was trained with split preset {recorded.preset}, val_fraction {recorded.val_fraction} "
+            f"and split seed {recorded.seed}; splitting {config.data} with {given.preset}, {given.val_fraction} and "
+            f"{given.seed} would score frames it trained on. Drop the split flags, or prepare a dataset "
+            "(`polyp-sam prepare`) and pass it as --data."
+        )
+    return given
+
+
+@dataclass
+class ImageScore:
+    source: str
+    image_id: str
+    method: str
+    prompt_mode: str
+    box_jitter: float
+    dice: float
+    iou: float
+    empty_mask: bool = False  # no polyp annotated: left out of the means (EMPTY_MASK_POLICY)
+
+
+def _jittered(boxes: list, level: float, width: int, height: int, rng_key: tuple) -> np.ndarray:
+    arr = np.asarray(boxes, np.float32).reshape(-1, 4)
+    if level <= 0 or not len(arr):
+        return arr
+    return jitter_box(arr, level, width, height, np.random.default_rng(rng_key))
+
+
+def evaluate_split(
+    segmenter: PolypSegmenter, split: datasets.Dataset, config: EvaluateConfig
+) -> tuple[list[ImageScore], dict[str, np.ndarray]]:
+    """Score every frame for every prompt mode and jitter level, model and baselines.
+
+    Returns:
+        The per-image scores, and the model's masks for the first mode at the first jitter level
+        (image key `source/image_id` -> (H, W) bool), kept for masks and figures.
+    """
+    scores: list[ImageScore] = []
+    kept: dict[str, np.ndarray] = {}
+    bar = tqdm(total=len(split), desc="Evaluating", unit="img")
+    for start in range(0, len(split), config.batch_size):
+        rows = split[start : start + config.batch_size]
+        rows = [dict(zip(rows, values)) for values in zip(*rows.values())]
+        embedded = segmenter.embed_batch([row["image"] for row in rows])  # once per frame
+        for offset, (row, emb) in enumerate(zip(rows, embedded)):
+            index = start + offset
+            target = np.asarray(row["mask"]) > MASK_THRESHOLD
+            height, width = target.shape
+            for mode_index, mode in enumerate(config.prompt_modes):
+                for level_index, level in enumerate(config.box_jitter):
+                    boxes = _jittered(prompt_boxes(row, mode), level, width, height,
+                                      (config.seed, level_index, index))
+                    # no polyp annotated, no prompt: the model predicts nothing (None)
+                    logits = segmenter.logits(emb, boxes) if len(boxes) else None
+                    entries = [("model", logits)] + [
+                        (name, mask_logits(baseline_prediction(name, boxes, height, width))) for name in BASELINES
+                    ]
+                    empty = not target.any()
+                    for method, frame_logits in entries:
+                        dice, iou = score_logits(frame_logits, target, config.protocol)
+                        scores.append(ImageScore(row["source"], row["image_id"], method, mode, level, dice, iou,
+                                                 empty))
+                    if mode_index == 0 and level_index == 0:
+                        kept[frame_key(row["source"], row["image_id"])] = (
+                            (logits > 0).any(0).cpu().numpy() if logits is not None else np.zeros_like(target))
+        bar.update(len(rows))
+    bar.close()
+    return scores, kept
+
+
+EMPTY_MASK_POLICY = (
+    "Test frames whose mask is empty (no polyp annotated) are left out of every mean: any method that "
+    "predicts nothing on them scores Dice 1, which would inflate a mean without a word. They are listed "
+    "by name in metrics.json (`empty_mask_frames`) and scored one by one in per_image.csv."
+)
+
+
+def empty_mask_frames(scores: list[ImageScore]) -> list[str]:
+    """`source/image_id` of the frames with an empty ground-truth mask, sorted."""
+    return sorted({frame_key(s.source, s.image_id) for s in scores if s.empty_mask})
+
+
+def summarise(scores: list[ImageScore]) -> dict:
+    """Nested means: method -> prompt mode -> jitter -> source -> {n, dice, miou}; `all` per level.
+
+    Frames with an empty mask are not in any mean (`EMPTY_MASK_POLICY`).
+    """
+    groups: dict[tuple, list[ImageScore]] = defaultdict(list)
+    for s in (s for s in scores if not s.empty_mask):
+        groups[(s.method, s.prompt_mode, s.box_jitter, s.source)].append(s)
+        groups[(s.method, s.prompt_mode, s.box_jitter, "all")].append(s)
+    out: dict = {}
+    for (method, mode, level, source), items in groups.items():  # insertion order: as configured
+        out.setdefault(method, {}).setdefault(mode, {}).setdefault(str(level), {})[source] = {
+            "n": len(items),
+            "dice": float(np.mean([s.dice for s in items])),
+            "miou": float(np.mean([s.iou for s in items])),
+        }
+    return out
+
+
+def _short(name: str) -> str:
+    """A Hub id or built-in name as is; a local path as its last two parts (`run/best`)."""
+    path = Path(name)
+    return "/".join(path.parts[-2:]) if path.exists() else name
+
+
+def run_evaluation(config: EvaluateConfig) -> dict:
+    """Evaluate, then write metrics.json, per_image.csv, results.md (and masks, plots, figures).
+
+    Returns:
+        The content of metrics.json.
+    """
+    from .comparison import identify, results_markdown
+    from .visualize import best_worst_grid, plot_jitter_curves
+
+    lookup(PROTOCOLS, config.protocol, "protocol")
+    train_config = read_train_config(config.model) if Path(config.model).is_dir() else None
+    if is_prepared(config.data):
+        split = recorded_split(config.data)
+        trained = trained_split(train_config)
+        if split and trained and split != trained:
+            logger.warning("%s was trained on a %s split; %s holds a %s split: if both come from the same frames, "
+                           "its test split may hold training frames.", config.model, trained, config.data, split)
     else:
-        pixels = normalize_pixels(batch["pixel_uint8"], batch["reshaped"], batch["pixel_scale"], batch["pixel_shift"])
-        inputs = {"pixel_values": pixels}
-    out = model(**inputs, input_boxes=batch["input_boxes"], multimask_output=False)
-    return out.pred_masks[:, :, 0]
+        split = resolve_split(config, train_config)
+    identity = identify(_short(config.model), base_model_of(config.model, train_config), train_config,
+                        split.preset if split else None, config.paper_run)
+    output = Path(config.output)
+    output.mkdir(parents=True, exist_ok=True)
+    data = load_polyp_data(config.data, *((split.preset, split.val_fraction, split.seed) if split else ()))
+    if config.split not in data:
+        raise DataError(f"{config.data} has no split {config.split!r}; it has {', '.join(data)}.")
+    frames = data[config.split]
+    if config.max_samples:
+        frames = frames.select(range(min(config.max_samples, len(frames))))
+    segmenter = PolypSegmenter.from_pretrained(config.model, device=config.device)
+    scores, masks = evaluate_split(segmenter, frames, config)
+    summary = summarise(scores)
+    primary_mode, primary_level = config.prompt_modes[0], str(config.box_jitter[0])
+    primary = summary["model"][primary_mode][primary_level]
+    metrics = {
+        "settings": {**asdict(config), "prompt_modes": list(config.prompt_modes),
+                     "box_jitter": list(config.box_jitter), "data_split": asdict(split) if split else None},
+        "run": asdict(identity),
+        "model_sha256": weights_sha256(config.model),
+        "primary": {"prompt_mode": primary_mode, "box_jitter": float(primary_level)},
+        "sources": {k: v for k, v in primary.items() if k != "all"},
+        "all": primary["all"],
+        "results": summary,
+        "empty_mask_frames": empty_mask_frames(scores),
+        "empty_mask_policy": EMPTY_MASK_POLICY,
+    }
+    (output / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    with open(output / "per_image.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(asdict(scores[0]))) if scores else None
+        if writer:
+            writer.writeheader()
+            writer.writerows(asdict(s) for s in scores)
+    (output / "results.md").write_text(results_markdown(metrics))
+    if config.save_masks:
+        for key, mask in masks.items():
+            path = output / "masks" / f"{key}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(mask.astype(np.uint8) * 255).save(path)
+    if len(config.box_jitter) > 1:
+        plot_jitter_curves(summary, primary_mode, output / "dice_vs_jitter.png")
+    if config.figures:
+        model_scores = {frame_key(s.source, s.image_id): s.dice for s in scores
+                        if s.method == "model" and s.prompt_mode == primary_mode
+                        and str(s.box_jitter) == primary_level}
+        best_worst_grid(frames, masks, model_scores, output / "figures", prompt_mode=primary_mode)
+    logger.info("Wrote metrics.json, per_image.csv and results.md to %s", output)
+    return metrics
 
 
-def batch_loss(
-    logits: torch.Tensor,
-    batch: dict,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
-) -> torch.Tensor:
-    """Mean per-prompt loss, on the S x S input grid with padding and padded prompts excluded.
-
-    Args:
-        logits: (B, K, h, w) low-resolution logits.
-        batch: holds `targets` (B, K, S, S), `reshaped` (B, 2) and `box_valid` (B, K).
-    """
-    size = batch["targets"].shape[-1]
-    up = upsample_to_input(logits, size)  # (B, K, S, S)
-    valid = valid_region(batch["reshaped"], size)[:, None].expand_as(up)
-    per_mask = loss_fn(up.flatten(0, 1), batch["targets"].flatten(0, 1), valid.flatten(0, 1))
-    keep = batch["box_valid"].flatten().float()
-    return (per_mask * keep).sum() / keep.sum().clamp_min(1.0)
+# ------------------------------------------------------------------ training's validation
 
 
 def original_size_logits(logits: torch.Tensor, batch: dict) -> list[torch.Tensor | None]:

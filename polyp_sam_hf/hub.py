@@ -18,12 +18,12 @@ from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, get_tok
 from PIL import Image
 from transformers import SamModel, SamProcessor
 
-from .errors import ConfigError, PolypSamError
 from .checkpointing import _replace_atomically, save_pretrained_atomic
+from .comparison import results_section
 from .convert import get_arch
 from .data.sources import SOURCES
+from .errors import ConfigError, PolypSamError
 from .modeling import load_model_and_processor
-from .comparison import results_section
 from .preprocessing import Preprocessing
 from .provenance import base_model_of, is_hub_id, model_origin, read_train_config, weights_sha256
 

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import ConfigError
 from .data.reading import read_image, to_rgb
+from .errors import ConfigError
 from .modeling import load_model_and_processor
 from .postprocess import logits_to_original
 from .preprocessing import Preprocessing

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from .postprocess import upsample_to_input, valid_region
 from .registry import lookup
 
 SMOOTH = 1.0  # keeps the loss finite, and near 0, for an empty target predicted empty
@@ -51,3 +52,22 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Ten
 def get_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
     """The per-mask loss called `name`; a `ValueError` lists the valid names otherwise."""
     return lookup(LOSSES, name, "loss", "losses")
+
+
+def batch_loss(
+    logits: torch.Tensor,
+    batch: dict,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """Mean per-prompt loss, on the S x S input grid with padding and padded prompts excluded.
+
+    Args:
+        logits: (B, K, h, w) low-resolution logits.
+        batch: holds `targets` (B, K, S, S), `reshaped` (B, 2) and `box_valid` (B, K).
+    """
+    size = batch["targets"].shape[-1]
+    up = upsample_to_input(logits, size)  # (B, K, S, S)
+    valid = valid_region(batch["reshaped"], size)[:, None].expand_as(up)
+    per_mask = loss_fn(up.flatten(0, 1), batch["targets"].flatten(0, 1), valid.flatten(0, 1))
+    keep = batch["box_valid"].flatten().float()
+    return (per_mask * keep).sum() / keep.sum().clamp_min(1.0)

@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 from transformers import SamConfig, SamImageProcessor, SamModel, SamProcessor
 
-from .modeling_tinyvit_sam import TINY_VIT_5M, TinyViTSamConfig, TinyViTSamModel
 from .errors import CheckpointError, ModelLoadError
+from .modeling_tinyvit_sam import TINY_VIT_5M, TinyViTSamConfig, TinyViTSamModel
 from .registry import lookup
 
 logger = logging.getLogger(__name__)

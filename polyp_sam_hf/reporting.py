@@ -11,7 +11,7 @@ import torch
 
 from .comparison import comparison_table
 from .data.sources import SOURCES
-from .evaluate_run import EvaluateConfig, evaluate_split, summarise
+from .evaluation import EvaluateConfig, evaluate_split, summarise
 from .inference import PolypSegmenter
 
 BASELINE_NAMES = ("ellipse", "box")

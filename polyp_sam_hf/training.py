@@ -23,7 +23,7 @@ from accelerate import Accelerator, PartialState
 from accelerate.logging import get_logger
 from accelerate.utils import DataLoaderConfiguration, parse_flag_from_env, set_seed
 from tqdm.auto import tqdm
-from transformers import SamModel, get_scheduler
+from transformers import get_scheduler
 
 from .errors import ConfigError, DataError, PolypSamError
 from .checkpointing import (
@@ -37,12 +37,13 @@ from .checkpointing import (
     step_name,
 )
 from .config import DataArguments, ModelArguments, TrainArguments, config_to_dict, parse_config
-from .data.collate import PromptDataset, collate
+from .data.augment import add_flips
+from .data.batches import PromptDataset, collate
 from .data.loading import is_prepared, load_polyp_data, recorded_split
 from .embedding_cache import build_embedding_cache
-from .evaluation import batch_loss, evaluate_loader, prompt_logits
-from .losses import get_loss
-from .data.augment import add_flips
+from .evaluation import evaluate_loader
+from .forward import prompt_logits
+from .losses import batch_loss, get_loss
 from .modeling import (
     BUILTIN_MODELS,
     check_model_available,

@@ -23,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .errors import CheckpointError, PolypSamError
 from .convert import get_arch, sha256_of
+from .errors import CheckpointError, PolypSamError
 from .registry import lookup
 
 logger = logging.getLogger(__name__)

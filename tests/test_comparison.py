@@ -10,7 +10,7 @@ import pytest
 from conftest import REPO_ROOT
 
 from polyp_sam_hf.cli import main as cli_main
-from polyp_sam_hf.comparison import comparison_markdown, identify, results_section
+from polyp_sam_hf.comparison import identify, results_section
 from polyp_sam_hf.published import PAPER_RUNS, PUBLISHED, table_rows
 
 TABLES_CSV = REPO_ROOT.parent / "shared" / "paper" / "tables.csv"

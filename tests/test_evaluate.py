@@ -110,8 +110,8 @@ def test_masks_plots_and_figures(evaluated):
 def test_baselines_are_scored_on_the_same_boxes(micro_checkpoint, prepared_demo, monkeypatch):
     """For every frame, prompt mode and jitter level, the model and both baselines receive the very
     same boxes (jittered ones included), and jittered boxes differ from the exact ones."""
-    from polyp_sam_hf import evaluate_run
-    from polyp_sam_hf.evaluate_run import EvaluateConfig, evaluate_split
+    from polyp_sam_hf import evaluation as evaluate_run
+    from polyp_sam_hf.evaluation import EvaluateConfig, evaluate_split
 
     seen = {"model": [], "ellipse": [], "box": []}
     segmenter = PolypSegmenter.from_pretrained(str(micro_checkpoint), device="cpu")
@@ -185,8 +185,8 @@ def test_validation_and_evaluate_score_alike_through_their_real_paths(value, mic
     or none), both give the value computed here by hand from the masks."""
     from accelerate import Accelerator
 
-    from polyp_sam_hf.data.collate import PromptDataset, collate
-    from polyp_sam_hf.evaluate_run import EvaluateConfig, evaluate_split
+    from polyp_sam_hf.data.batches import PromptDataset, collate
+    from polyp_sam_hf.evaluation import EvaluateConfig, evaluate_split
     from polyp_sam_hf.evaluation import evaluate_loader
     from polyp_sam_hf.modeling import load_model_and_processor
 

@@ -129,7 +129,7 @@ def test_boxes_json_of_the_wrong_shape_is_named(content, message, tmp_path, caps
 
 
 def test_boxes_json_one_flat_box_is_read(tmp_path):
-    from polyp_sam_hf.predict_run import read_boxes_file
+    from polyp_sam_hf.commands.predict import read_boxes_file
 
     (tmp_path / "b.json").write_text('{"frame.png": [1, 2, 30, 40]}')
     assert read_boxes_file(tmp_path / "b.json") == {"frame.png": [[1.0, 2.0, 30.0, 40.0]]}

@@ -88,7 +88,7 @@ def test_best_folder_loads_with_vanilla_transformers_same_logits(prepared_demo, 
     import datasets
     from accelerate import Accelerator
 
-    from polyp_sam_hf.data.collate import PromptDataset, collate
+    from polyp_sam_hf.data.batches import PromptDataset, collate
     from polyp_sam_hf.evaluation import evaluate_loader
 
     out = tmp_path / "run"

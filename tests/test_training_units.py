@@ -10,10 +10,9 @@ import torch
 
 from polyp_sam_hf.config import TrainArguments, parse_config
 from polyp_sam_hf.errors import ConfigError
-from polyp_sam_hf.data.collate import PromptDataset, collate
+from polyp_sam_hf.data.batches import PromptDataset, collate
 from polyp_sam_hf.preprocessing import resized_shape
-from polyp_sam_hf.evaluation import batch_loss
-from polyp_sam_hf.losses import bce_loss, dice_loss, get_loss
+from polyp_sam_hf.losses import batch_loss, bce_loss, dice_loss, get_loss
 from polyp_sam_hf.published import PAPER_RUNS
 from polyp_sam_hf.modeling import (
     count_parameters,

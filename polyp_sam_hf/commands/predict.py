@@ -10,10 +10,10 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .errors import ConfigError
-from .data.reading import IMAGE_EXTENSIONS, DataError
-from .inference import PolypSegmenter, validate_boxes
-from .visualize import overlay
+from ..data.reading import IMAGE_EXTENSIONS, DataError
+from ..errors import ConfigError
+from ..inference import PolypSegmenter, validate_boxes
+from ..visualize import overlay
 
 
 def parse_box(text: str) -> list[float]:

@@ -21,15 +21,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigError, PolypSamError
-from .checkpointing import FINISHED, resolve_checkpoint
-from .comparison import comparison_markdown, read_metrics
-from .data.loading import is_prepared
-from .published import PAPER_RUNS
+from ..checkpointing import FINISHED, resolve_checkpoint
+from ..comparison import comparison_markdown, read_metrics
+from ..data.loading import is_prepared
+from ..errors import ConfigError, PolypSamError
+from ..published import PAPER_RUNS
 
 logger = logging.getLogger(__name__)
 
-REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "paper"
+REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "paper"
 
 
 class StepFailedError(PolypSamError, RuntimeError):

@@ -1,0 +1,24 @@
+"""The model's forward pass on a batch from `data.batches`: shared by training and validation."""
+
+from __future__ import annotations
+
+import torch
+
+from .preprocessing import normalize_pixels
+
+
+def prompt_logits(model: torch.nn.Module, batch: dict) -> torch.Tensor:
+    """Low-resolution mask logits (B, K, h, w), one mask per box (SAM's single-mask output).
+
+    Uses `image_embeddings` when the batch has them (cached encoder), `pixel_values` when the
+    loader normalised the frames, else normalises the uint8 frames on their device.
+    """
+    if "image_embeddings" in batch:
+        inputs = {"image_embeddings": batch["image_embeddings"]}
+    elif "pixel_values" in batch:
+        inputs = {"pixel_values": batch["pixel_values"]}
+    else:
+        pixels = normalize_pixels(batch["pixel_uint8"], batch["reshaped"], batch["pixel_scale"], batch["pixel_shift"])
+        inputs = {"pixel_values": pixels}
+    out = model(**inputs, input_boxes=batch["input_boxes"], multimask_output=False)
+    return out.pred_masks[:, :, 0]
