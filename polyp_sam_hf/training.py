@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import datasets
 import torch
 import yaml
 from accelerate import Accelerator, PartialState
@@ -213,14 +214,90 @@ def make_accelerator(train_args: TrainArguments) -> Accelerator:
     return accelerator
 
 
+@dataclass
+class Run:
+    """Everything one training run holds between its setup and its end (see `setup`)."""
+
+    model_args: ModelArguments
+    data_args: DataArguments
+    train_args: TrainArguments
+    accelerator: Accelerator
+    settings: dict
+    dataset: datasets.DatasetDict
+    model: torch.nn.Module
+    processor: object
+    params: list
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    loss_fn: object
+    train_set: PromptDataset
+    train_loader: object
+    val_loader: object
+    total_steps: int
+    state: TrainerState = field(default_factory=TrainerState)
+    step_start: int = 0  # the micro-batch of the epoch the optimiser step in progress began at
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.train_args.output_dir)
+
+    def checkpoint(self, name: str, keep_last: int | None = None) -> None:
+        """Save the training state as checkpoints/`name` (the scheduler's state as JSON in it)."""
+        save_training_state(self.accelerator, self.output_dir, name,
+                            {**self.state.__dict__, "scheduler": self.scheduler.state_dict()}, keep_last=keep_last)
+
+    def validate_and_keep_best(self, train_loss: float | None) -> None:
+        """Score the validation split; a new best is written to best/; log it; checkpoint the step."""
+        state, accelerator = self.state, self.accelerator
+        result = evaluate_loader(self.model, self.val_loader, accelerator)
+        record = {"step": state.step, "epoch": state.epoch, "train_loss": train_loss,
+                  "lr": self.scheduler.get_last_lr()[0], "val_dice": result["dice"], "val_miou": result["miou"],
+                  "time": time.time()}
+        state.history.append(record)
+        if is_better(result["dice"], state.best_dice):
+            state.best_dice, state.best_step = result["dice"], state.step
+            if accelerator.is_main_process:
+                save_pretrained_atomic(accelerator.unwrap_model(self.model), self.processor, self.output_dir / "best",
+                                       self.settings)
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            with open(self.output_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+        accelerator.log({k: v for k, v in record.items() if isinstance(v, float)}, step=state.step)
+        logger.info("step %d: validation Dice %.4f (best %.4f at step %d)", state.step, result["dice"],
+                    state.best_dice, state.best_step, main_process_only=True)
+        self.checkpoint(step_name(state.step), keep_last=self.train_args.save_total_limit)
+
+    def summary(self) -> dict:
+        return {"best_dice": self.state.best_dice, "best_step": self.state.best_step, "steps": self.state.step}
+
+
 def train(model_args: ModelArguments, data_args: DataArguments, train_args: TrainArguments) -> dict:
     """Fine-tune, keep the best validation weights, write OUTPUT/best/, and score the test split.
 
     Returns:
         `{"best_dice", "best_step", "steps", "test": {...}}`; `test` is empty when skipped.
     """
+    run = setup(model_args, data_args, train_args)
+    with GracefulStop() as stop:
+        try:
+            train_steps(run, stop)
+        except KeyboardInterrupt:
+            save_interrupted(run, stop)
+            raise
+    if run.state.step == train_args.stop_after_steps and run.state.step < run.total_steps:
+        run.checkpoint(step_name(run.state.step), keep_last=train_args.save_total_limit)
+        logger.info("Stopped after %d steps as asked; resume with --resume_from_checkpoint latest",
+                    run.state.step, main_process_only=True)
+        run.accelerator.end_training()
+        return run.summary()
+    return finish(run)
+
+
+def setup(model_args: ModelArguments, data_args: DataArguments, train_args: TrainArguments) -> Run:
+    """Check the settings and the output folder, load data and model, build loaders (and caches),
+    optimiser and schedule, and restore a checkpoint when resuming."""
     accelerator = make_accelerator(train_args)
-    accum = accelerator.gradient_accumulation_steps
     set_seed(train_args.seed)
     output_dir = Path(train_args.output_dir)
     check_model_available(model_args.model)  # before any data is read: offline and uncached fails now
@@ -268,139 +345,127 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
     optimizer = torch.optim.AdamW(params, lr=train_args.learning_rate, weight_decay=train_args.weight_decay,
                                   fused=accelerator.device.type == "cuda")
     model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
-    steps_per_epoch = math.ceil(len(train_loader) / accum)
-    total_steps = train_args.max_steps or train_args.num_epochs * steps_per_epoch
+    accum = accelerator.gradient_accumulation_steps
+    total_steps = train_args.max_steps or train_args.num_epochs * math.ceil(len(train_loader) / accum)
     # The scheduler is stepped by hand once per optimiser step (not prepared: Accelerate would
-    # step it once per process), and saved with the checkpoints.
-    scheduler = build_scheduler(optimizer, train_args, total_steps)  # saved as JSON in trainer_state.json
+    # step it once per process); its state is saved as JSON in trainer_state.json.
+    scheduler = build_scheduler(optimizer, train_args, total_steps)
     if accelerator.log_with:
         accelerator.init_trackers("polyp-sam", config={k: v for k, v in settings.items() if v is not None})
 
-    state = TrainerState()
+    run = Run(model_args, data_args, train_args, accelerator, settings, dataset, model, processor, params,
+              optimizer, scheduler, loss_fn, train_set, train_loader, val_loader, total_steps)
     if train_args.resume_from_checkpoint:
         path = resolve_checkpoint(output_dir, train_args.resume_from_checkpoint)
         saved = load_training_state(accelerator, path)
         restore_scheduler(scheduler, saved.pop("scheduler", None), saved["step"])
-        state = TrainerState(**saved)
-        logger.info("Resumed from %s at step %d", path, state.step, main_process_only=True)
+        run.state = TrainerState(**saved)
+        logger.info("Resumed from %s at step %d", path, run.state.step, main_process_only=True)
+    run.step_start = run.state.batches_in_epoch
     logger.info(
         "%d training frames, %d validation; %d processes x batch %d x accumulation %d = %d per step; "
         "%d steps", len(dataset["train"]), len(dataset["validation"]), accelerator.num_processes,
         train_args.per_device_batch_size, accum, train_args.effective_batch_size, total_steps,
         main_process_only=True,
     )
+    return run
 
-    def checkpoint_state() -> dict:
-        return {**state.__dict__, "scheduler": scheduler.state_dict()}
 
-    def validate_and_keep_best(train_loss: float | None) -> None:
-        result = evaluate_loader(model, val_loader, accelerator)
-        dice = result["dice"]
-        record = {"step": state.step, "epoch": state.epoch, "train_loss": train_loss,
-                  "lr": scheduler.get_last_lr()[0], "val_dice": dice, "val_miou": result["miou"],
-                  "time": time.time()}
-        state.history.append(record)
-        if is_better(dice, state.best_dice):
-            state.best_dice, state.best_step = dice, state.step
-            if accelerator.is_main_process:
-                save_pretrained_atomic(accelerator.unwrap_model(model), processor, output_dir / "best", settings)
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            with open(output_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
-        accelerator.log({k: v for k, v in record.items() if isinstance(v, float)}, step=state.step)
-        logger.info("step %d: validation Dice %.4f (best %.4f at step %d)", state.step, dice,
-                    state.best_dice, state.best_step, main_process_only=True)
-        save_training_state(accelerator, output_dir, step_name(state.step), checkpoint_state(),
-                            keep_last=train_args.save_total_limit)
-
-    bar = tqdm(total=total_steps, initial=state.step, desc="Training",
+def train_steps(run: Run, stop: GracefulStop) -> None:
+    """Optimiser steps until the schedule ends (or `stop_after_steps`, or a Ctrl-C at a step's end,
+    raised as KeyboardInterrupt), validating each epoch or every `eval_every_steps`."""
+    state, args, accelerator = run.state, run.train_args, run.accelerator
+    bar = tqdm(total=run.total_steps, initial=state.step, desc="Training",
                disable=not accelerator.is_local_main_process)
-    model.train()
-    running, micro, train_loss = 0.0, 0, None
-    step_start = state.batches_in_epoch  # the micro-batch the optimiser step in progress began at
-    stop = GracefulStop().__enter__()
+    run.model.train()
+    train_loss = None
     try:
-        while state.step < total_steps:
-            train_loader.set_epoch(state.epoch)
-            train_set.set_epoch(state.epoch)
-            batches = train_loader
-            if state.batches_in_epoch:
-                batches = accelerator.skip_first_batches(train_loader, state.batches_in_epoch)
-            for batch in batches:
-                with accelerator.accumulate(model):
-                    loss = batch_loss(prompt_logits(model, batch), batch, loss_fn)
-                    _check_finite(loss, state.step + 1, accelerator)
-                    accelerator.backward(loss)
-                    if accelerator.sync_gradients and train_args.max_grad_norm:
-                        accelerator.clip_grad_norm_(params, train_args.max_grad_norm)
-                    optimizer.step()
-                    optimizer.zero_grad()
-                state.batches_in_epoch += 1
-                running, micro = running + loss.item(), micro + 1
-                if not accelerator.sync_gradients:
-                    continue
-                scheduler.step()
-                state.step += 1
-                step_start = state.batches_in_epoch
-                train_loss, running, micro = running / micro, 0.0, 0
-                bar.update(1)
-                bar.set_postfix(loss=f"{train_loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
-                accelerator.log({"train_loss": train_loss, "lr": scheduler.get_last_lr()[0]}, step=state.step)
-                if train_args.eval_every_steps and state.step % train_args.eval_every_steps == 0:
-                    validate_and_keep_best(train_loss)
-                elif train_args.save_every_steps and state.step % train_args.save_every_steps == 0:
-                    save_training_state(accelerator, output_dir, step_name(state.step), checkpoint_state(),
-                                        keep_last=train_args.save_total_limit)
-                if state.step >= total_steps or state.step == train_args.stop_after_steps:
-                    break
-                if stop.should_stop(accelerator):  # Ctrl-C: the step is done, stop here
-                    raise KeyboardInterrupt
-            else:  # the epoch ran to its end
-                state.epoch, state.batches_in_epoch = state.epoch + 1, 0
-                step_start = 0
-                if not train_args.eval_every_steps:
-                    validate_and_keep_best(train_loss)
-                continue
-            break
-        if state.step == train_args.stop_after_steps and state.step < total_steps:
-            save_training_state(accelerator, output_dir, step_name(state.step), checkpoint_state(),
-                                keep_last=train_args.save_total_limit)
-            logger.info("Stopped after %d steps as asked; resume with --resume_from_checkpoint latest",
-                        state.step, main_process_only=True)
-            accelerator.end_training()
-            return {"best_dice": state.best_dice, "best_step": state.best_step, "steps": state.step}
-        if not state.history or state.history[-1]["step"] != state.step:
-            validate_and_keep_best(train_loss)
-    except KeyboardInterrupt:
-        bar.close()
-        # a partial step is discarded: resume runs its micro-batches again, from its first
-        discarded, state.batches_in_epoch = state.batches_in_epoch - step_start, step_start
-        logger.warning("Interrupted at step %d%s: saving checkpoints/%s", state.step,
-                       f" (discarding {discarded} micro-batches of step {state.step + 1})" if discarded else "",
-                       INTERRUPTED, main_process_only=True)
-        with stop.saving():
-            save_training_state(accelerator, output_dir, INTERRUPTED, checkpoint_state())
-        logger.warning("Saved checkpoints/%s at step %d; continue with --resume_from_checkpoint latest",
-                       INTERRUPTED, state.step, main_process_only=True)
-        accelerator.end_training()
-        raise
+        while state.step < run.total_steps:
+            ended, train_loss = _epoch(run, stop, bar, train_loss)
+            if not ended:  # the schedule or the session ended inside the epoch
+                break
+            state.epoch, state.batches_in_epoch, run.step_start = state.epoch + 1, 0, 0
+            if not args.eval_every_steps:
+                run.validate_and_keep_best(train_loss)
+        stopped_early = state.step == args.stop_after_steps and state.step < run.total_steps
+        if not stopped_early and (not state.history or state.history[-1]["step"] != state.step):
+            run.validate_and_keep_best(train_loss)  # the last step is always validated
     finally:
-        stop.__exit__()
-    bar.close()
-    _check_in_sync(accelerator, accelerator.unwrap_model(model))
+        bar.close()
 
-    results: dict = {"best_dice": state.best_dice, "best_step": state.best_step, "steps": state.step}
+
+def _epoch(run: Run, stop: GracefulStop, bar, train_loss: float | None) -> tuple[bool, float | None]:
+    """The rest of the current epoch. Returns (whether the epoch ran to its end, the last step's loss)."""
+    state, args, accelerator = run.state, run.train_args, run.accelerator
+    run.train_loader.set_epoch(state.epoch)
+    run.train_set.set_epoch(state.epoch)
+    batches = run.train_loader
+    if state.batches_in_epoch:
+        batches = accelerator.skip_first_batches(run.train_loader, state.batches_in_epoch)
+    running, micro = 0.0, 0
+    for batch in batches:
+        with accelerator.accumulate(run.model):
+            loss = batch_loss(prompt_logits(run.model, batch), batch, run.loss_fn)
+            _check_finite(loss, state.step + 1, accelerator)
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and args.max_grad_norm:
+                accelerator.clip_grad_norm_(run.params, args.max_grad_norm)
+            run.optimizer.step()
+            run.optimizer.zero_grad()
+        state.batches_in_epoch += 1
+        running, micro = running + loss.item(), micro + 1
+        if not accelerator.sync_gradients:
+            continue
+        run.scheduler.step()
+        state.step += 1
+        run.step_start = state.batches_in_epoch
+        train_loss, running, micro = running / micro, 0.0, 0
+        lr = run.scheduler.get_last_lr()[0]
+        bar.update(1)
+        bar.set_postfix(loss=f"{train_loss:.4f}", lr=f"{lr:.2e}")
+        accelerator.log({"train_loss": train_loss, "lr": lr}, step=state.step)
+        if args.eval_every_steps and state.step % args.eval_every_steps == 0:
+            run.validate_and_keep_best(train_loss)
+        elif args.save_every_steps and state.step % args.save_every_steps == 0:
+            run.checkpoint(step_name(state.step), keep_last=args.save_total_limit)
+        if state.step >= run.total_steps or state.step == args.stop_after_steps:
+            return False, train_loss
+        if stop.should_stop(accelerator):  # Ctrl-C: the step is done, stop here
+            raise KeyboardInterrupt
+    return True, train_loss
+
+
+def save_interrupted(run: Run, stop: GracefulStop) -> None:
+    """After a Ctrl-C: discard a partial optimiser step (resume runs its micro-batches again, from
+    its first) and save checkpoints/interrupted, whatever further Ctrl-C arrives meanwhile."""
+    state = run.state
+    discarded, state.batches_in_epoch = state.batches_in_epoch - run.step_start, run.step_start
+    logger.warning("Interrupted at step %d%s: saving checkpoints/%s", state.step,
+                   f" (discarding {discarded} micro-batches of step {state.step + 1})" if discarded else "",
+                   INTERRUPTED, main_process_only=True)
+    with stop.saving():
+        run.checkpoint(INTERRUPTED)
+    logger.warning("Saved checkpoints/%s at step %d; continue with --resume_from_checkpoint latest",
+                   INTERRUPTED, state.step, main_process_only=True)
+    run.accelerator.end_training()
+
+
+def finish(run: Run) -> dict:
+    """Check the processes agree, plot the curves, reload best/ and score the test split, and mark
+    the run finished (train_results.json, written last)."""
+    accelerator, output_dir = run.accelerator, run.output_dir
+    _check_in_sync(accelerator, accelerator.unwrap_model(run.model))
+    results: dict = run.summary()
     if accelerator.is_main_process:
-        plot_training_curves(state.history, output_dir / "training_curves.png")
+        plot_training_curves(run.state.history, output_dir / "training_curves.png")
     # Restore the best validation weights: best/ is exactly what was kept.
     best = model_class_for(str(output_dir / "best")).from_pretrained(output_dir / "best").to(accelerator.device)
-    if train_args.evaluate_test and "test" in dataset and accelerator.is_main_process:
-        results["test"] = test_report(best, processor, dataset["test"], data_args.prompt_mode,
-                                      accelerator.device, batch_size=train_args.per_device_batch_size)
+    if run.train_args.evaluate_test and "test" in run.dataset and accelerator.is_main_process:
+        results["test"] = test_report(best, run.processor, run.dataset["test"], run.data_args.prompt_mode,
+                                      accelerator.device, batch_size=run.train_args.per_device_batch_size)
         (output_dir / "test_results.json").write_text(json.dumps(results["test"], indent=1))
     if accelerator.is_main_process:  # written last: its presence says the run finished
-        (output_dir / FINISHED).write_text(json.dumps({k: v for k, v in results.items() if k != "test"}, indent=1))
+        (output_dir / FINISHED).write_text(json.dumps(run.summary(), indent=1))
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return results
