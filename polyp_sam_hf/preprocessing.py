@@ -137,7 +137,8 @@ def normalize_pixels(pixels: torch.Tensor | Sequence[torch.Tensor], reshaped: to
     Args:
         pixels: resized, zero-padded uint8 frames, (B, 3, S, S) or B tensors (3, S, S).
         reshaped: (B, 2) resized (height, width) of each frame.
-        scale, shift: (3,) from `Preprocessing` (rescale_factor / std, mean / std).
+        scale: (3,) from `Preprocessing.scale` (rescale_factor / std).
+        shift: (3,) from `Preprocessing.shift` (mean / std).
         out: optional float32 (B, 3, S, S) to write into (e.g. a shared-memory batch).
     """
     device = pixels[0].device

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from polyp_sam_hf.baselines import baseline_prediction
 from polyp_sam_hf.cli import main as cli_main
@@ -42,6 +43,7 @@ def test_frames_look_like_frames():
     assert (image.min(axis=-1) >= 250).any()
 
 
+@pytest.mark.slow
 def test_ellipse_baseline_stays_under_085_on_default_demo_data(tmp_path):
     root = write_demo_data(tmp_path / "demo")  # the defaults the demo config trains on
     scores, multi = [], 0

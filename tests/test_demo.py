@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 import subprocess
 import sys
 
 from conftest import REPO_ROOT
+
+
+pytestmark = pytest.mark.slow  # real processes end to end: minutes, run by CI
 
 
 def test_demo_config_beats_the_ellipse_baseline(tmp_path):

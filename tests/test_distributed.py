@@ -8,16 +8,17 @@ import socket
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO_ROOT
+
+
+pytestmark = pytest.mark.slow  # real processes end to end: minutes, run by CI
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-import pytest
 
 
 @pytest.mark.parametrize("strategy", ["full", "decoder"])  # decoder shards the embedding cache
@@ -51,7 +52,6 @@ def test_two_process_demo_run(tmp_path, strategy):
         assert len(re.findall(r"Cached \d+ frames", log)) == 1
 
 
-@pytest.mark.slow
 def test_two_processes_of_batch_4_equal_one_of_batch_8(tmp_path):
     """DDP: 2 processes x batch 4 take the step 1 process x batch 8 takes (same frames, gradients
     averaged across processes)."""

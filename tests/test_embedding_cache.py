@@ -121,6 +121,7 @@ print(sorted(float(cache(f"kvasir/{i}")[0, 0]) for i in range(6)))
 """
 
 
+@pytest.mark.slow
 def test_two_runs_building_one_cache_at_once_build_it_once(tmp_path):
     """Two runs that share a cache folder: one builds (under a lock, in a temporary folder renamed
     into place), the other waits and reuses it; nobody reads a half-written file."""

@@ -78,6 +78,7 @@ def test_card_round_trip(dry_run, metrics_file):
         assert needed in card.text
 
 
+@pytest.mark.slow
 def test_card_usage_snippet_runs_as_written(dry_run):
     text = (dry_run / "README.md").read_text()
     snippet = re.search(r"```python\n(.*?)```", text, re.S).group(1)
@@ -107,6 +108,7 @@ def test_missing_token_fails_before_exporting(micro_checkpoint, tmp_path, monkey
     assert "No Hugging Face token" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_upload_calls_and_the_token_never_leaks(micro_checkpoint, metrics_file, tmp_path, monkeypatch, capsys, caplog):
     monkeypatch.setenv("HF_TOKEN", SECRET)
     monkeypatch.setenv("TMPDIR", str(tmp_path))  # the upload folder is written here: scanned below
@@ -180,6 +182,7 @@ def test_dry_run_refuses_targets_it_would_destroy(case, micro_checkpoint, tmp_pa
     assert (run / "best" / "model.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_dry_run_replaces_its_own_earlier_export(micro_checkpoint, tmp_path):
     target = tmp_path / "upload"
     target.mkdir()  # an empty folder is fine
@@ -206,6 +209,7 @@ def test_export_with_non_finite_weights_is_refused(micro_checkpoint, tmp_path):
     assert not (tmp_path / "export").exists()
 
 
+@pytest.mark.slow
 def test_export_logit_check_is_nan_safe(micro_checkpoint, tmp_path, monkeypatch):
     """Past the load-time check (bypassed here), a NaN logit difference still fails the comparison."""
     from polyp_sam_hf import modeling

@@ -157,6 +157,7 @@ def test_convert_truncated_file(real_weights, tmp_path):
 
 # --- publishing and the app with the real MobileSAM ---------------------------------------------
 
+@pytest.mark.slow
 def test_hub_export_of_mobile_sam(converted, tmp_path, samples_root):
     from huggingface_hub import ModelCard
 

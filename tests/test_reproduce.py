@@ -15,6 +15,9 @@ from conftest import REPO_ROOT
 from polyp_sam_hf.data.synthetic import write_demo_data
 from polyp_sam_hf.published import PAPER_RUNS, TABLE_TITLES, table_rows
 
+pytestmark = pytest.mark.slow  # real processes end to end: minutes, run by CI
+
+
 SCRIPT = REPO_ROOT / "scripts" / "reproduce_paper.sh"
 SOURCE_ORDER = ("kvasir", "cvc-clinicdb", "cvc-colondb", "etis", "cvc-300")
 TRAIN_FLAGS = ["--max_steps", "1", "--per_device_batch_size", "2", "--effective_batch_size", "2",
@@ -50,7 +53,6 @@ def _rows(section: str) -> tuple[list[str], dict[str, list[str]]]:
     return header[3:], rows
 
 
-@pytest.mark.slow
 def test_every_cell_comes_from_its_run_and_its_published_row(reproduced):
     _, out = reproduced
     sections = _sections((out / "comparison.md").read_text())
@@ -75,7 +77,6 @@ def test_every_cell_comes_from_its_run_and_its_published_row(reproduced):
                 for s in sources for i, k in ((0, "dice"), (1, "miou"))]
 
 
-@pytest.mark.slow
 def test_runs_trained_on_their_own_split_and_config(reproduced):
     _, out = reproduced
     for name, run in PAPER_RUNS.items():
@@ -86,7 +87,6 @@ def test_runs_trained_on_their_own_split_and_config(reproduced):
         assert tested == ({"cvc-colondb"} if run.split == "cross-colondb" else set(SOURCE_ORDER))
 
 
-@pytest.mark.slow
 def test_running_again_resumes_where_it_stopped(reproduced):
     data, out = reproduced
     again = _script(data, out, "--model", "micro-sam-test", "--dry-run")

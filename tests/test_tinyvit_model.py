@@ -72,6 +72,7 @@ def test_lora_targets_tinyvit_attention():
     assert all(".blocks." in n and ".attn.qkv." in n for n in lora)
 
 
+@pytest.mark.slow
 def test_saved_model_loads_without_the_library(prepared_demo, tmp_path):
     _run(prepared_demo, tmp_path / "run", "decoder")
     best = tmp_path / "run" / "best"
@@ -97,6 +98,7 @@ def test_saved_model_loads_without_the_library(prepared_demo, tmp_path):
     assert (changed - logits).abs().max() > 1e-3
 
 
+@pytest.mark.slow
 def test_standalone_load_really_excludes_the_library(tmp_path):
     """A folder whose modelling file imports polyp_sam_hf fails the standalone check."""
     model, processor = load_model_and_processor(MODEL)

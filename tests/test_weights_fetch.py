@@ -4,7 +4,6 @@ reason when the index cannot be reached. The archives here are built in the test
 from __future__ import annotations
 
 import hashlib
-import io
 import subprocess
 import zipfile
 from pathlib import Path
