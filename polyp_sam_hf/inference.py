@@ -1,6 +1,6 @@
 """Using a checkpoint on new frames: one image embedding, any number of box prompts.
 
-    seg = PolypSegmenter.from_pretrained("runs/polyp-sam-b-full/best")
+    seg = PolypSegmenter.from_pretrained("runs/table2-b-full/best")
     masks = seg.predict(Image.open("frame.png"), [[120, 80, 310, 260]])   # (1, H, W) bool
 """
 

@@ -110,12 +110,12 @@ def test_masks_plots_and_figures(evaluated):
 def test_baselines_are_scored_on_the_same_boxes(micro_checkpoint, prepared_demo, monkeypatch):
     """For every frame, prompt mode and jitter level, the model and both baselines receive the very
     same boxes (jittered ones included), and jittered boxes differ from the exact ones."""
-    from polyp_sam_hf import evaluation as evaluate_run
+    from polyp_sam_hf import evaluation
     from polyp_sam_hf.evaluation import EvaluateConfig, evaluate_split
 
     seen = {"model": [], "ellipse": [], "box": []}
     segmenter = PolypSegmenter.from_pretrained(str(micro_checkpoint), device="cpu")
-    real_logits, real_baseline = segmenter.logits, evaluate_run.baseline_prediction
+    real_logits, real_baseline = segmenter.logits, evaluation.baseline_prediction
 
     def logits(embedded, boxes):
         seen["model"].append(np.asarray(boxes).copy())
@@ -126,7 +126,7 @@ def test_baselines_are_scored_on_the_same_boxes(micro_checkpoint, prepared_demo,
         return real_baseline(name, boxes, height, width)
 
     monkeypatch.setattr(segmenter, "logits", logits)
-    monkeypatch.setattr(evaluate_run, "baseline_prediction", baseline)
+    monkeypatch.setattr(evaluation, "baseline_prediction", baseline)
     split = datasets.load_from_disk(str(prepared_demo))["test"]
     evaluate_split(segmenter, split, EvaluateConfig(model="", data="", output="", box_jitter=(0.0, 0.1)))
     assert len(seen["model"]) == len(split) * 2 * 2  # frames x prompt modes x jitter levels
