@@ -13,7 +13,7 @@ import logging
 import sys
 import tempfile
 
-from polyp_sam_hf.errors import PolypSamError
+from polyp_sam_hf.errors import REPORTED
 from polyp_sam_hf.hub import prepare_upload, require_token, upload
 
 
@@ -35,7 +35,7 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             folder = prepare_upload(args.model, f"{tmp}/upload", args.repo_id, args.eval_results)
             url = upload(folder, args.repo_id, token, private=args.private)
-    except PolypSamError as err:
+    except REPORTED as err:
         # the library's own errors carry what to do; anything else is a bug and keeps its traceback
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ConfigError, PolypSamError
+from .errors import REPORTED, ConfigError
 
 
 def _add_demo_data(parser: argparse.ArgumentParser) -> None:
@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return COMMANDS[args.command].run(args)
-    except PolypSamError as err:  # the library's own: the message says what to do; a bug keeps its traceback
+    except REPORTED as err:  # the library's own, or a path refused: the message says what to do; a bug keeps its traceback
         print(f"error: {err}", file=sys.stderr)
         return 1
 

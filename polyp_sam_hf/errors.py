@@ -29,3 +29,8 @@ class CheckpointError(PolypSamError, ValueError):
 
 class MissingCheckpointError(PolypSamError, FileNotFoundError):
     """Nothing to resume from where it was looked for."""
+
+
+# What the command lines print as one line: the library's errors, and the file system refusing a
+# path the user gave (no such folder, no permission). Anything else keeps its traceback.
+REPORTED = (PolypSamError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)

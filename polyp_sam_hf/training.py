@@ -26,7 +26,7 @@ from accelerate.utils import DataLoaderConfiguration, parse_flag_from_env, set_s
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from .errors import ConfigError, DataError, PolypSamError
+from .errors import REPORTED, ConfigError, DataError, PolypSamError
 from .checkpointing import (
     FINISHED,
     INTERRUPTED,
@@ -544,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
         results = train(*parse_config(argv))
     except KeyboardInterrupt:
         return 130
-    except PolypSamError as err:  # bad settings, data or model: the message says what to do; a bug keeps its traceback
+    except REPORTED as err:  # bad settings, data, model or path: the message says what to do; a bug keeps its traceback
         print(f"error: {err}", file=sys.stderr)
         return 1
     if PartialState().is_main_process:

@@ -384,3 +384,13 @@ def test_random_builtin_at_the_papers_learning_rate_is_warned(prepared_demo, tmp
     with caplog.at_level("WARNING"):
         train(*parse_config(train_args(prepared_demo, tmp_path / "run", "--max_steps", "1", "--learning_rate", "4e-6")))
     assert any("starts from random weights: at learning rate 4e-06" in r.getMessage() for r in caplog.records)
+
+
+def test_a_path_the_system_refuses_is_one_line(tmp_path, capsys):
+    from polyp_sam_hf.cli import main as cli_main
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert cli_main(["demo-data", "--output", str(blocker / "data")]) == 1  # a file where a folder must go
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(blocker) in err and "Traceback" not in err
