@@ -13,6 +13,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .data.prompts import PROMPT_FREE
 from .data.sources import SOURCES
 from .errors import ConfigError, DataError
 from .published import (
@@ -32,8 +33,9 @@ BASELINE_NOTE = (
     "Dice near 0.85-0.9, so a box-prompted model is worth what it adds over that row."
 )
 BOX_NOTE = (
-    "*Given a box*: the Polyp-SAM rows and this library's rows were prompted with each test frame's "
-    "true box (the paper's protocol); the other published methods found the polyp with no box."
+    "*Given a box*: the Polyp-SAM rows and this library's box-prompted rows were prompted with each "
+    "test frame's true box (the paper's protocol); the other published methods, and this library's "
+    "prompt-free rows, found the polyp with no box."
 )
 PAPER_MODE = "single"  # the paper prompts with one box around the whole mask
 
@@ -138,16 +140,17 @@ def comparison_table(rows: list[PublishedRow], runs: list[dict], sources: list[s
                          "the paper's (threshold at probability 0.5): no difference is printed.")
         for mode in metrics["results"]["model"]:
             ours = _per_source(metrics, "model", mode)
-            line([f"**{identity.label}** ({mode} box)", "this library", "yes"]
+            prompt = "no box" if mode == PROMPT_FREE else f"{mode} box"
+            line([f"**{identity.label}** ({prompt})", "this library", "no" if mode == PROMPT_FREE else "yes"]
                  + [c for s in sources for c in _fmt(ours.get(s))])
             if paper is not None and protocol == "paper" and mode == PAPER_MODE:
                 line([f"difference to {paper.label}, Table {paper.table}", "this library - published", ""]
                      + [c for s in sources for c in _diff(ours.get(s), paper.values.get(s))])
-            for name in (m for m in metrics["results"] if m != "model"):
+            for name in (m for m in metrics["results"] if m != "model" and mode in metrics["results"][m]):
                 baseline = _per_source(metrics, name, mode)
                 line([f"{name} from the same boxes ({mode} box)", "box only", "yes"]
                      + [c for s in sources for c in _fmt(baseline.get(s))])
-            if "ellipse" in metrics["results"]:  # what the image adds over the box alone
+            if mode in metrics["results"].get("ellipse", {}):  # what the image adds over the box alone
                 ellipse = _per_source(metrics, "ellipse", mode)
                 line([f"margin over the ellipse ({mode} box)", "this library - ellipse", ""]
                      + [c for s in sources for c in _diff(ours.get(s), ellipse.get(s))])
@@ -189,6 +192,32 @@ def results_section(metrics: dict) -> str:
     return "\n\n".join([table, *notes, BOX_NOTE, BASELINE_NOTE, f"Published rows: {CITATION}."])
 
 
+def detection_table(metrics: dict) -> str:
+    """Polyps found (recall) and false alarms per frame, per prompt mode and source, at the headline
+    jitter level: `metrics.detection_counts` (a polyp is found by a predicted component with IoU
+    >= 0.5). Empty for evaluations recorded before these numbers existed."""
+    level = str(metrics["primary"]["box_jitter"])
+    results = metrics["results"]
+    sources = [s for s in SOURCES if any(s in results["model"][m].get(level, {}) for m in results["model"])] + ["all"]
+    if not any("recall" in e for mode in results["model"].values() for e in mode.get(level, {}).values()):
+        return ""
+    header = ["Method", "Given a box"] + [SOURCES[s].display_name if s != "all" else "all" for s in sources]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for method, modes in results.items():
+        for mode, levels in modes.items():
+            per = levels.get(level) or levels.get("0.0", {})
+            cells = []
+            for s in sources:
+                e = per.get(s)
+                cells.append("n/a" if e is None else
+                             f"{'n/a' if e['recall'] is None else format(e['recall'], '.3f')} / {e['fp_per_frame']:.2f}")
+            name = f"**{run_identity(metrics).label}**" if method == "model" else f"{method} from the same boxes"
+            prompt = "no box" if mode == PROMPT_FREE else f"{mode} box"
+            lines.append("| " + " | ".join([f"{name} ({prompt})", "no" if mode == PROMPT_FREE else "yes"] + cells) + " |")
+    return "\n".join(["Detection: polyps found (recall) / false-positive components per frame. A polyp is found by a "
+                      "predicted 8-connected component whose IoU with it is at least 0.5.", "", *lines])
+
+
 def results_markdown(metrics: dict) -> str:
     """`results.md` of `polyp-sam evaluate`."""
     identity = run_identity(metrics)
@@ -207,6 +236,8 @@ def results_markdown(metrics: dict) -> str:
         "",
         *empty_note,
         results_section(metrics),
+        "",
+        detection_table(metrics),
         "",
     ])
 

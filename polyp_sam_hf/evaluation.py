@@ -23,13 +23,13 @@ from tqdm.auto import tqdm
 
 from .baselines import BASELINES, baseline_prediction
 from .data.loading import SplitSettings, is_prepared, load_polyp_data, recorded_split
-from .data.prompts import jitter_box, prompt_boxes
+from .data.prompts import PROMPT_FREE, jitter_box, prompt_boxes
 from .data.reading import MASK_THRESHOLD
 from .data.sources import frame_key
 from .errors import ConfigError, DataError
 from .forward import prompt_logits
 from .inference import PolypSegmenter
-from .metrics import PROTOCOLS, mask_logits, score_logits
+from .metrics import PROTOCOLS, detection_counts, mask_logits, score_logits
 from .postprocess import logits_to_original
 from .provenance import base_model_of, read_train_config, weights_sha256
 from .registry import lookup
@@ -103,6 +103,9 @@ class ImageScore:
     dice: float
     iou: float
     empty_mask: bool = False  # no polyp annotated: left out of the means (EMPTY_MASK_POLICY)
+    polyps: int = 0  # ground-truth polyps in the frame (`metrics.detection_counts`)
+    found: int = 0  # of them, found by a predicted component
+    false_positives: int = 0  # predicted components that find no polyp
 
 
 def _jittered(boxes: list, level: float, width: int, height: int, rng_key: tuple) -> np.ndarray:
@@ -134,18 +137,26 @@ def evaluate_split(
             height, width = target.shape
             for mode_index, mode in enumerate(config.prompt_modes):
                 for level_index, level in enumerate(config.box_jitter):
-                    boxes = _jittered(prompt_boxes(row, mode), level, width, height,
-                                      (config.seed, level_index, index))
-                    # no polyp annotated, no prompt: the model predicts nothing (None)
-                    logits = segmenter.logits(emb, boxes) if len(boxes) else None
-                    entries = [("model", logits)] + [
-                        (name, mask_logits(baseline_prediction(name, boxes, height, width))) for name in BASELINES
-                    ]
+                    if mode == PROMPT_FREE:  # no box: nothing to jitter, no box-only baseline
+                        if level_index:
+                            continue
+                        entries = [("model", segmenter.free_logits(emb))]
+                    else:
+                        boxes = _jittered(prompt_boxes(row, mode), level, width, height,
+                                          (config.seed, level_index, index))
+                        # no polyp annotated, no prompt: the model predicts nothing (None)
+                        entries = [("model", segmenter.logits(emb, boxes) if len(boxes) else None)] + [
+                            (name, mask_logits(baseline_prediction(name, boxes, height, width)))
+                            for name in BASELINES
+                        ]
+                    logits = entries[0][1]
                     empty = not target.any()
                     for method, frame_logits in entries:
                         dice, iou = score_logits(frame_logits, target, config.protocol)
+                        pred = ((frame_logits > 0).any(0).cpu().numpy() if frame_logits is not None
+                                else np.zeros_like(target))
                         scores.append(ImageScore(row["source"], row["image_id"], method, mode, level, dice, iou,
-                                                 empty))
+                                                 empty, *detection_counts(pred, target)))
                     if mode_index == 0 and level_index == 0:
                         kept[frame_key(row["source"], row["image_id"])] = (
                             (logits > 0).any(0).cpu().numpy() if logits is not None else np.zeros_like(target))
@@ -167,20 +178,29 @@ def empty_mask_frames(scores: list[ImageScore]) -> list[str]:
 
 
 def summarise(scores: list[ImageScore]) -> dict:
-    """Nested means: method -> prompt mode -> jitter -> source -> {n, dice, miou}; `all` per level.
+    """Nested results: method -> prompt mode -> jitter -> source (and `all`) -> {n, dice, miou,
+    recall, fp_per_frame}.
 
-    Frames with an empty mask are not in any mean (`EMPTY_MASK_POLICY`).
+    Dice and mIoU are means over the frames with a polyp (`EMPTY_MASK_POLICY`); `recall` is the
+    share of polyps found (None where there is none) and `fp_per_frame` the mean number of
+    predicted components that find no polyp, over every frame, empty ones included.
     """
     groups: dict[tuple, list[ImageScore]] = defaultdict(list)
-    for s in (s for s in scores if not s.empty_mask):
+    for s in scores:
         groups[(s.method, s.prompt_mode, s.box_jitter, s.source)].append(s)
         groups[(s.method, s.prompt_mode, s.box_jitter, "all")].append(s)
     out: dict = {}
     for (method, mode, level, source), items in groups.items():  # insertion order: as configured
+        scored = [s for s in items if not s.empty_mask]
+        if not scored:
+            continue  # only empty-mask frames: no mean to report (they are listed apart)
+        polyps = sum(s.polyps for s in items)
         out.setdefault(method, {}).setdefault(mode, {}).setdefault(str(level), {})[source] = {
-            "n": len(items),
-            "dice": float(np.mean([s.dice for s in items])),
-            "miou": float(np.mean([s.iou for s in items])),
+            "n": len(scored),
+            "dice": float(np.mean([s.dice for s in scored])),
+            "miou": float(np.mean([s.iou for s in scored])),
+            "recall": sum(s.found for s in items) / polyps if polyps else None,
+            "fp_per_frame": float(np.mean([s.false_positives for s in items])),
         }
     return out
 

@@ -8,7 +8,8 @@ from .preprocessing import normalize_pixels
 
 
 def prompt_logits(model: torch.nn.Module, batch: dict) -> torch.Tensor:
-    """Low-resolution mask logits (B, K, h, w), one mask per box (SAM's single-mask output).
+    """Low-resolution mask logits (B, K, h, w), one mask per box (SAM's single-mask output), or
+    (B, 1, h, w) for a prompt-free batch (`batch["prompt_free"]`).
 
     Uses `image_embeddings` when the batch has them (cached encoder), `pixel_values` when the
     loader normalised the frames, else normalises the uint8 frames on their device.
@@ -20,5 +21,8 @@ def prompt_logits(model: torch.nn.Module, batch: dict) -> torch.Tensor:
     else:
         pixels = normalize_pixels(batch["pixel_uint8"], batch["reshaped"], batch["pixel_scale"], batch["pixel_shift"])
         inputs = {"pixel_values": pixels}
-    out = model(**inputs, input_boxes=batch["input_boxes"], multimask_output=False)
+    if batch.get("prompt_free"):  # no prompt at all: (B, 1, h, w), the mask of everything it finds
+        out = model(**inputs, multimask_output=False)
+    else:
+        out = model(**inputs, input_boxes=batch["input_boxes"], multimask_output=False)
     return out.pred_masks[:, :, 0]

@@ -112,6 +112,13 @@ class PolypSegmenter:
                          multimask_output=False)
         return logits_to_original(out.pred_masks[0, :, 0], self.input_size, embedded.reshaped, embedded.original)
 
+    @torch.no_grad()
+    def free_logits(self, embedded: ImageEmbedding) -> torch.Tensor:
+        """(1, H, W) mask logits at the original size with no prompt at all (prompt-free mode: a model
+        trained with `--prompt_mode none` marks every polyp it finds)."""
+        out = self.model(image_embeddings=embedded.embedding[None], multimask_output=False)
+        return logits_to_original(out.pred_masks[0, :, 0], self.input_size, embedded.reshaped, embedded.original)
+
     def predict(self, image, boxes, name: str = "image") -> np.ndarray:
         """Masks for each box: (K, H, W) bool at the frame's size (logits thresholded at 0)."""
         return self.masks(self.embed(image), boxes, name)

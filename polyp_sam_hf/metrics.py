@@ -55,6 +55,44 @@ def pranet_dice_iou(prob: np.ndarray, target: np.ndarray, num_thresholds: int = 
     return float(dice.mean()), float(iou.mean())
 
 
+DETECTION_IOU = 0.5  # a predicted component finds a polyp when their IoU reaches this
+DETECTION_MIN_AREA = 10  # pixels: smaller components are specks, as for the per-polyp boxes
+
+
+def detection_counts(pred: np.ndarray, target: np.ndarray, iou: float = DETECTION_IOU,
+                     min_area: int = DETECTION_MIN_AREA) -> tuple[int, int, int]:
+    """Polyps found and false alarms in one frame, from 8-connected components.
+
+    Each ground-truth component of at least `min_area` pixels is a polyp; it is found when some
+    predicted component (of at least `min_area`) overlaps it with IoU >= `iou`. A predicted
+    component that finds no polyp is a false positive.
+
+    Returns:
+        (polyps, found, false_positives).
+    """
+    from scipy import ndimage
+
+    eight = np.ones((3, 3), dtype=bool)
+    truth, n_truth = ndimage.label(np.asarray(target, dtype=bool), structure=eight)
+    guess, n_guess = ndimage.label(np.asarray(pred, dtype=bool), structure=eight)
+    truth_area = np.bincount(truth.ravel(), minlength=n_truth + 1)
+    guess_area = np.bincount(guess.ravel(), minlength=n_guess + 1)
+    # overlap of every (truth, guess) pair of labels in one pass
+    pairs = np.bincount((truth.astype(np.int64) * (n_guess + 1) + guess).ravel(),
+                        minlength=(n_truth + 1) * (n_guess + 1)).reshape(n_truth + 1, n_guess + 1)
+    polyps = [t for t in range(1, n_truth + 1) if truth_area[t] >= min_area]
+    guesses = [g for g in range(1, n_guess + 1) if guess_area[g] >= min_area]
+    matched: set[int] = set()
+    found = 0
+    for t in polyps:
+        ious = {g: pairs[t, g] / (truth_area[t] + guess_area[g] - pairs[t, g]) for g in guesses if pairs[t, g]}
+        hits = [g for g, value in ious.items() if value >= iou]
+        if hits:
+            found += 1
+            matched.update(hits)
+    return len(polyps), found, len([g for g in guesses if g not in matched])
+
+
 def _paper(logits: torch.Tensor, target: np.ndarray) -> tuple[float, float]:
     # SAM's own threshold: logit > 0 (probability 0.5), on the union of the frame's prompts
     return dice_iou((logits > 0).any(0).cpu().numpy(), target)

@@ -90,3 +90,20 @@ def test_evaluate_module_loads_offline_and_agrees():
     assert out["dice"] == pytest.approx((2 * 4 / 12 + 1) / 2)
     pranet = metric.compute(predictions=[pred * 0.7], references=[target], protocol="pranet")
     assert pranet["dice"] == pytest.approx(pranet_dice_iou(pred * 0.7, target)[0])
+
+
+def test_detection_counts_by_hand():
+    from polyp_sam_hf.metrics import detection_counts
+
+    truth = np.zeros((40, 40), bool)
+    truth[2:12, 2:12] = True  # polyp A, 100 px
+    truth[20:30, 20:30] = True  # polyp B, 100 px
+    pred = np.zeros_like(truth)
+    pred[2:12, 2:11] = True  # A, IoU 90/100: found
+    pred[20:30, 20:23] = True  # B, IoU 30/100: not found
+    pred[35:39, 35:39] = True  # 16 px on nothing: a false positive
+    pred[0, 39] = True  # a 1 px speck: ignored
+    assert detection_counts(pred, truth) == (2, 1, 2)  # B's weak component is a false alarm too
+    assert detection_counts(truth, truth) == (2, 2, 0)
+    assert detection_counts(np.zeros_like(truth), truth) == (2, 0, 0)
+    assert detection_counts(pred, np.zeros_like(truth)) == (0, 0, 3)  # empty frame: false positives only

@@ -15,7 +15,7 @@ from transformers import SamProcessor
 
 from ..errors import ConfigError
 from ..preprocessing import Preprocessing, normalize_pixels, resize_pad_mask
-from .prompts import PROMPT_MODES, jitter_box, prompt_boxes, prompt_targets
+from .prompts import PROMPT_FREE, PROMPT_MODES, jitter_box, prompt_boxes, prompt_targets
 from .reading import MASK_THRESHOLD
 from .sources import frame_key
 
@@ -62,7 +62,7 @@ class PromptDataset(torch.utils.data.Dataset):
         self.original_masks = original_masks  # for scoring at the original size; training needs none
         # decode only what is needed: the frame when no cache holds it; the mask unless the pixel
         # cache's mask plane is the target (one whole-mask box) and no original-size mask is asked for
-        self.cached_targets = pixels is not None and prompt_mode == "single" and not original_masks
+        self.cached_targets = pixels is not None and prompt_mode in ("single", PROMPT_FREE) and not original_masks
         skip = set() if embeddings is None and pixels is None else {"image"}
         if self.cached_targets:
             skip.add("mask")
@@ -81,15 +81,16 @@ class PromptDataset(torch.utils.data.Dataset):
         height, width = row["height"], row["width"]
         new_h, new_w = self.prep.reshaped(height, width)
         cached = self.pixels(key) if self.pixels is not None else None  # (4, S, S): frame, mask
-        if self.cached_targets:
-            boxes = np.asarray(prompt_boxes(row, "single"), np.float32).reshape(-1, 4)
+        if self.cached_targets:  # the whole mask is the target of the one prompt (box or none)
+            boxes = (np.zeros((1, 4), np.float32) if self.prompt_mode == PROMPT_FREE
+                     else np.asarray(prompt_boxes(row, "single"), np.float32).reshape(-1, 4))
             targets = cached[3:4][: len(boxes)]
         else:
             mask = np.asarray(row["mask"]) > MASK_THRESHOLD
             boxes, masks = prompt_targets(row, mask, self.prompt_mode)
             targets = torch.from_numpy(np.stack([resize_pad_mask(m, new_h, new_w, self.input_size) for m in masks])
                                        if masks else np.zeros((0, self.input_size, self.input_size), np.uint8))
-        if self.box_jitter > 0 and len(boxes):
+        if self.box_jitter > 0 and len(boxes) and self.prompt_mode != PROMPT_FREE:
             rng = np.random.default_rng((self.seed, self.epoch, index))
             boxes = jitter_box(boxes, self.box_jitter, width, height, rng)
         scale = np.array([new_w / width, new_h / height] * 2, np.float32)
@@ -99,6 +100,7 @@ class PromptDataset(torch.utils.data.Dataset):
             "reshaped": torch.tensor([new_h, new_w]),
             "original": torch.tensor([height, width]),
             "index": index,
+            "prompt_free": self.prompt_mode == PROMPT_FREE,
         }
         if self.original_masks:
             item["mask"] = torch.from_numpy(mask)
@@ -160,6 +162,7 @@ def collate(items: list[dict], normalize: bool = False) -> dict:
         "reshaped": torch.stack([item["reshaped"] for item in items]),
         "original": torch.stack([item["original"] for item in items]),
         "index": torch.tensor([item["index"] for item in items]),
+        "prompt_free": bool(items[0]["prompt_free"]),
     }
     if "mask" in items[0]:
         batch["mask"] = [item["mask"] for item in items]

@@ -133,22 +133,28 @@ def jitter_box(
     return np.concatenate([lo, hi], axis=-1)
 
 
-PROMPT_MODES = ("single", "per-component")
+PROMPT_MODES = ("single", "per-component", "none")
+PROMPT_FREE = "none"  # no box, no point: SAM's decoder from the image alone, trained to give every polyp
 
 
 def prompt_boxes(row: dict, prompt_mode: str) -> list[list[float]]:
     """The boxes a dataset row is prompted with: `single`, the whole-mask box (none for an empty
-    mask); `per-component`, one box per polyp. The one place the choice is made."""
+    mask); `per-component`, one box per polyp; `none`, no box at all. The one place the choice is made."""
     if prompt_mode not in PROMPT_MODES:
         raise ConfigError(f"Unknown prompt mode {prompt_mode!r}. Valid modes: {', '.join(PROMPT_MODES)}.")
+    if prompt_mode == PROMPT_FREE:
+        return []
     if prompt_mode == "per-component" and row["boxes"]:
         return row["boxes"]
     return [row["box"]] if row["box"] is not None else []
 
 
 def prompt_targets(row: dict, mask: np.ndarray, prompt_mode: str) -> tuple[np.ndarray, list[np.ndarray]]:
-    """(K, 4) float32 boxes of `prompt_boxes`, and each box's training target: the whole mask for a
-    whole-mask box, the polyp(s) inside it for a per-polyp box."""
+    """(K, 4) float32 boxes of `prompt_boxes`, and each prompt's training target: the whole mask for a
+    whole-mask box, the polyp(s) inside it for a per-polyp box. Prompt-free: one target, the whole
+    mask (every polyp, or nothing), with a placeholder box the model never sees."""
+    if prompt_mode == PROMPT_FREE:
+        return np.zeros((1, 4), np.float32), [mask]
     boxes = prompt_boxes(row, prompt_mode)
     array = np.asarray(boxes, np.float32).reshape(-1, 4)
     if boxes and boxes is row["boxes"]:
