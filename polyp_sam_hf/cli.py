@@ -90,7 +90,10 @@ def _add_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--protocol", default="paper", choices=sorted(PROTOCOLS))
     parser.add_argument("--prompt-mode", default="single,per-component",
-                        help="comma-separated: single, per-component (the first is the headline)")
+                        help="comma-separated (the first is the headline): single (one box around the whole mask, "
+                             "the paper's), per-component (a box per polyp), none (no box: a model trained with "
+                             "--prompt_mode none), auto (boxes made from the prompt-free mask, then box-prompted)")
+    parser.add_argument("--auto-rounds", type=int, default=1, help="auto: rounds of boxes made from the last mask")
     parser.add_argument("--box-jitter", default="0", type=_floats, help="comma-separated levels, e.g. 0,0.05,0.1,0.2")
     parser.add_argument("--seed", type=int, default=0, help="seeds the box jitter")
     parser.add_argument("--batch-size", type=int, default=4, help="frames per encoder call")
@@ -109,7 +112,7 @@ def _add_evaluate(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from .data.prompts import PROMPT_MODES
+    from .data.prompts import EVAL_PROMPT_MODES as PROMPT_MODES
     from .evaluation import EvaluateConfig, run_evaluation
 
     modes = tuple(m.strip() for m in args.prompt_mode.split(","))
@@ -122,6 +125,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, save_masks=args.save_masks, figures=args.figures,
         max_samples=args.max_samples, device=args.device, split_preset=args.split_preset,
         split_seed=args.split_seed, val_fraction=args.val_fraction, paper_run=args.paper_run,
+        auto_rounds=args.auto_rounds,
     ))
     print((args.output / "results.md").read_text())
     print(f"mean Dice {metrics['all']['dice']:.4f}, mIoU {metrics['all']['miou']:.4f} over {metrics['all']['n']} frames")

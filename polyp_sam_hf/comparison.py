@@ -13,7 +13,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .data.prompts import PROMPT_FREE
+from .data.prompts import PROMPT_FREE, SELF_PROMPTED
 from .data.sources import SOURCES
 from .errors import ConfigError, DataError
 from .published import (
@@ -38,6 +38,15 @@ BOX_NOTE = (
     "prompt-free rows, found the polyp with no box."
 )
 PAPER_MODE = "single"  # the paper prompts with one box around the whole mask
+
+
+def _prompt(mode: str) -> tuple[str, str]:
+    """How a prompt mode is named in a row, and whether the row was given the true box."""
+    if mode == PROMPT_FREE:
+        return "no box", "no"
+    if mode == SELF_PROMPTED:
+        return "self-made boxes", "no"
+    return f"{mode} box", "yes"
 
 
 @dataclass(frozen=True)
@@ -140,19 +149,19 @@ def comparison_table(rows: list[PublishedRow], runs: list[dict], sources: list[s
                          "the paper's (threshold at probability 0.5): no difference is printed.")
         for mode in metrics["results"]["model"]:
             ours = _per_source(metrics, "model", mode)
-            prompt = "no box" if mode == PROMPT_FREE else f"{mode} box"
-            line([f"**{identity.label}** ({prompt})", "this library", "no" if mode == PROMPT_FREE else "yes"]
+            prompt, given = _prompt(mode)
+            line([f"**{identity.label}** ({prompt})", "this library", given]
                  + [c for s in sources for c in _fmt(ours.get(s))])
             if paper is not None and protocol == "paper" and mode == PAPER_MODE:
                 line([f"difference to {paper.label}, Table {paper.table}", "this library - published", ""]
                      + [c for s in sources for c in _diff(ours.get(s), paper.values.get(s))])
             for name in (m for m in metrics["results"] if m != "model" and mode in metrics["results"][m]):
                 baseline = _per_source(metrics, name, mode)
-                line([f"{name} from the same boxes ({mode} box)", "box only", "yes"]
+                line([f"{name} from the same boxes ({prompt})", "box only", given]
                      + [c for s in sources for c in _fmt(baseline.get(s))])
             if mode in metrics["results"].get("ellipse", {}):  # what the image adds over the box alone
                 ellipse = _per_source(metrics, "ellipse", mode)
-                line([f"margin over the ellipse ({mode} box)", "this library - ellipse", ""]
+                line([f"margin over the ellipse ({prompt})", "this library - ellipse", ""]
                      + [c for s in sources for c in _diff(ours.get(s), ellipse.get(s))])
     return "\n".join(lines), notes
 
@@ -212,10 +221,15 @@ def detection_table(metrics: dict) -> str:
                 cells.append("n/a" if e is None else
                              f"{'n/a' if e['recall'] is None else format(e['recall'], '.3f')} / {e['fp_per_frame']:.2f}")
             name = f"**{run_identity(metrics).label}**" if method == "model" else f"{method} from the same boxes"
-            prompt = "no box" if mode == PROMPT_FREE else f"{mode} box"
-            lines.append("| " + " | ".join([f"{name} ({prompt})", "no" if mode == PROMPT_FREE else "yes"] + cells) + " |")
+            prompt, given = _prompt(mode)
+            lines.append("| " + " | ".join([f"{name} ({prompt})", given] + cells) + " |")
+    notes = []
+    auto = results["model"].get(SELF_PROMPTED, {}).get("0.0", {}).get("all")
+    if auto is not None:
+        notes = ["", f"Self-prompted (`auto`): on {auto['nothing_found']} frames the prompt-free pass found nothing, so "
+                     "no box was made and the prediction is empty (counted in the numbers above)."]
     return "\n".join(["Detection: polyps found (recall) / false-positive components per frame. A polyp is found by a "
-                      "predicted 8-connected component whose IoU with it is at least 0.5.", "", *lines])
+                      "predicted 8-connected component whose IoU with it is at least 0.5.", "", *lines, *notes])
 
 
 def results_markdown(metrics: dict) -> str:

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .baselines import BASELINES, baseline_prediction
 from .data.loading import SplitSettings, is_prepared, load_polyp_data, recorded_split
-from .data.prompts import PROMPT_FREE, jitter_box, prompt_boxes
+from .data.prompts import PROMPT_FREE, SELF_PROMPTED, jitter_box, prompt_boxes
 from .data.reading import MASK_THRESHOLD
 from .data.sources import frame_key
 from .errors import ConfigError, DataError
@@ -58,6 +58,7 @@ class EvaluateConfig:
     paper_run: str | None = None  # the `PAPER_RUNS` entry this model reproduces (default: from its record)
     max_samples: int | None = None
     device: str | None = None
+    auto_rounds: int = 1  # `auto`: rounds of boxes from the last mask
 
 
 def trained_split(train_config: dict | None) -> SplitSettings | None:
@@ -106,6 +107,7 @@ class ImageScore:
     polyps: int = 0  # ground-truth polyps in the frame (`metrics.detection_counts`)
     found: int = 0  # of them, found by a predicted component
     false_positives: int = 0  # predicted components that find no polyp
+    prompts: int = 0  # boxes given (self-made ones in `auto`; 0 there: the model found nothing)
 
 
 def _jittered(boxes: list, level: float, width: int, height: int, rng_key: tuple) -> np.ndarray:
@@ -140,11 +142,21 @@ def evaluate_split(
                     if mode == PROMPT_FREE:  # no box: nothing to jitter, no box-only baseline
                         if level_index:
                             continue
-                        entries = [("model", segmenter.free_logits(emb))]
+                        entries, prompts = [("model", segmenter.free_logits(emb))], 0
+                    elif mode == SELF_PROMPTED:  # boxes the model made itself: nothing to jitter
+                        if level_index:
+                            continue
+                        auto, boxes = segmenter.auto_logits(emb, rounds=config.auto_rounds)
+                        prompts = len(boxes)
+                        entries = [("model", auto)] + [
+                            (name, mask_logits(baseline_prediction(name, boxes, height, width)))
+                            for name in BASELINES
+                        ]
                     else:
                         boxes = _jittered(prompt_boxes(row, mode), level, width, height,
                                           (config.seed, level_index, index))
                         # no polyp annotated, no prompt: the model predicts nothing (None)
+                        prompts = len(boxes)
                         entries = [("model", segmenter.logits(emb, boxes) if len(boxes) else None)] + [
                             (name, mask_logits(baseline_prediction(name, boxes, height, width)))
                             for name in BASELINES
@@ -156,7 +168,7 @@ def evaluate_split(
                         pred = ((frame_logits > 0).any(0).cpu().numpy() if frame_logits is not None
                                 else np.zeros_like(target))
                         scores.append(ImageScore(row["source"], row["image_id"], method, mode, level, dice, iou,
-                                                 empty, *detection_counts(pred, target)))
+                                                 empty, *detection_counts(pred, target), prompts))
                     if mode_index == 0 and level_index == 0:
                         kept[frame_key(row["source"], row["image_id"])] = (
                             (logits > 0).any(0).cpu().numpy() if logits is not None else np.zeros_like(target))
@@ -201,6 +213,7 @@ def summarise(scores: list[ImageScore]) -> dict:
             "miou": float(np.mean([s.iou for s in scored])),
             "recall": sum(s.found for s in items) / polyps if polyps else None,
             "fp_per_frame": float(np.mean([s.false_positives for s in items])),
+            **({"nothing_found": sum(s.prompts == 0 for s in items)} if mode == SELF_PROMPTED else {}),
         }
     return out
 

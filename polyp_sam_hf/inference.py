@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .data.prompts import AUTO_BOX_MARGIN, component_boxes, grow_box
 from .data.reading import read_image, to_rgb
 from .errors import ConfigError
 from .modeling import load_model_and_processor
@@ -118,6 +119,29 @@ class PolypSegmenter:
         trained with `--prompt_mode none` marks every polyp it finds)."""
         out = self.model(image_embeddings=embedded.embedding[None], multimask_output=False)
         return logits_to_original(out.pred_masks[0, :, 0], self.input_size, embedded.reshaped, embedded.original)
+
+    @torch.no_grad()
+    def auto_logits(self, embedded: ImageEmbedding, rounds: int = 1, margin: float = AUTO_BOX_MARGIN
+                    ) -> tuple[torch.Tensor | None, np.ndarray]:
+        """Self-prompting: the prompt-free mask, split into polyps (8-connected components of at least
+        10 pixels), each one's box grown by `margin`, then SAM prompted with those boxes, all on the
+        one image embedding; `rounds` > 1 repeats from the last round's mask.
+
+        Returns:
+            ((K, H, W) logits of the K self-made boxes at the original size, or None when nothing
+            was found; the (K, 4) boxes).
+        """
+        height, width = embedded.original
+        mask = (self.free_logits(embedded) > 0).any(0).cpu().numpy()
+        logits, boxes = None, np.zeros((0, 4), np.float32)
+        for _ in range(rounds):
+            found = [grow_box(b, margin, width, height) for b in component_boxes(mask)]
+            if not found:
+                break
+            boxes = np.asarray(found, np.float32)
+            logits = self.logits(embedded, boxes)
+            mask = (logits > 0).any(0).cpu().numpy()
+        return logits, boxes
 
     def predict(self, image, boxes, name: str = "image") -> np.ndarray:
         """Masks for each box: (K, H, W) bool at the frame's size (logits thresholded at 0)."""

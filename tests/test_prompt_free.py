@@ -88,3 +88,41 @@ def test_free_logits_cover_the_frame(micro_checkpoint):
     segmenter = PolypSegmenter.from_pretrained(str(micro_checkpoint), device="cpu")
     logits = segmenter.free_logits(segmenter.embed(np.zeros((40, 56, 3), np.uint8)))
     assert logits.shape == (1, 40, 56) and torch.isfinite(logits).all()
+
+
+def test_self_prompting_uses_one_embedding_and_its_own_boxes(micro_checkpoint, prepared_demo, tmp_path, monkeypatch):
+    """`auto`: the prompt-free mask's components become boxes (grown by the margin) that prompt the
+    model on the same embedding; the encoder runs once per frame for every mode together."""
+    from polyp_sam_hf.data.prompts import AUTO_BOX_MARGIN, component_boxes, grow_box
+    from polyp_sam_hf.inference import PolypSegmenter
+
+    segmenter = PolypSegmenter.from_pretrained(str(micro_checkpoint), device="cpu")
+    embedded = segmenter.embed(np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    free = (segmenter.free_logits(embedded) > 0).any(0).cpu().numpy()
+    logits, boxes = segmenter.auto_logits(embedded)
+    expected = [grow_box(b, AUTO_BOX_MARGIN, 64, 48) for b in component_boxes(free)]
+    np.testing.assert_allclose(boxes, np.asarray(expected, np.float32).reshape(-1, 4))
+    if len(boxes):
+        torch.testing.assert_close(logits, segmenter.logits(embedded, boxes))
+    else:
+        assert logits is None
+
+    calls = {"n": 0}
+    real = PolypSegmenter.embed_batch
+
+    def counting(self, images):
+        calls["n"] += len(images)
+        return real(self, images)
+
+    monkeypatch.setattr(PolypSegmenter, "embed_batch", counting)
+    out = tmp_path / "eval"
+    assert cli_main(["evaluate", "--model", str(micro_checkpoint), "--data", str(prepared_demo), "--output", str(out),
+                     "--prompt-mode", "single,none,auto"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert calls["n"] == metrics["all"]["n"]  # one encoder pass per frame for all three modes
+    auto = metrics["results"]["model"]["auto"]["0.0"]["all"]
+    assert 0 <= auto["nothing_found"] <= auto["n"]
+    assert "auto" in metrics["results"]["ellipse"]  # box-only baselines on the self-made boxes
+    text = (out / "results.md").read_text()
+    assert "(self-made boxes) | this library | no |" in text and "ellipse from the same boxes (self-made boxes) | box only | no |" in text
+    assert f"on {auto['nothing_found']} frames the prompt-free pass found nothing" in text

@@ -135,6 +135,16 @@ def jitter_box(
 
 PROMPT_MODES = ("single", "per-component", "none")
 PROMPT_FREE = "none"  # no box, no point: SAM's decoder from the image alone, trained to give every polyp
+SELF_PROMPTED = "auto"  # evaluation only: boxes made from the prompt-free mask, then box-prompted
+EVAL_PROMPT_MODES = (*PROMPT_MODES, SELF_PROMPTED)
+AUTO_BOX_MARGIN = 0.1  # each self-made box grows by this fraction of its size on every side
+
+
+def grow_box(box, fraction: float, width: int, height: int) -> list[float]:
+    """`box` widened by `fraction` of its width and height on each side, clipped to the frame."""
+    x0, y0, x1, y1 = box
+    dx, dy = (x1 - x0 + 1) * fraction, (y1 - y0 + 1) * fraction
+    return [max(0.0, x0 - dx), max(0.0, y0 - dy), min(width - 1.0, x1 + dx), min(height - 1.0, y1 + dy)]
 
 
 def prompt_boxes(row: dict, prompt_mode: str) -> list[list[float]]:
