@@ -139,13 +139,16 @@ def _add_predict(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--boxes", type=Path, help="JSON {image: [[x0,y0,x1,y1], ...]} or CSV image,x0,y0,x1,y1")
     parser.add_argument("--output", required=True, type=Path)
     parser.add_argument("--device", help="cuda, cpu, ... (default: cuda when present)")
+    parser.add_argument("--prompt-mode", default="box", choices=["box", "none", "auto"],
+                        help="box: the boxes given; none: no box (a model trained with --prompt_mode none); "
+                             "auto: boxes made from that prompt-free mask")
 
 
 def _run_predict(args: argparse.Namespace) -> int:
     from .commands.predict import parse_box, run_predict
 
     boxes = [parse_box(b) for b in args.box] or None
-    written = run_predict(args.model, args.image, args.output, boxes, args.boxes, args.device)
+    written = run_predict(args.model, args.image, args.output, boxes, args.boxes, args.device, args.prompt_mode)
     print(f"Wrote {len(written)} masks and overlays to {args.output}")
     return 0
 

@@ -126,3 +126,25 @@ def test_self_prompting_uses_one_embedding_and_its_own_boxes(micro_checkpoint, p
     text = (out / "results.md").read_text()
     assert "(self-made boxes) | this library | no |" in text and "ellipse from the same boxes (self-made boxes) | box only | no |" in text
     assert f"on {auto['nothing_found']} frames the prompt-free pass found nothing" in text
+
+
+@pytest.mark.parametrize("mode", ["none", "auto"])
+def test_predict_without_a_box(mode, micro_checkpoint, tmp_path):
+    from PIL import Image
+
+    frame = tmp_path / "frame.png"
+    Image.fromarray(np.random.default_rng(2).integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(frame)
+    assert cli_main(["predict", "--model", str(micro_checkpoint), "--image", str(frame), "--output",
+                     str(tmp_path / "out"), "--prompt-mode", mode]) == 0
+    mask = np.asarray(Image.open(tmp_path / "out" / "frame_mask.png"))
+    assert mask.shape == (48, 64) and set(np.unique(mask)) <= {0, 255}
+    assert (tmp_path / "out" / "frame_overlay.png").is_file()
+
+
+def test_predict_without_a_box_in_box_mode_says_what_to_do(micro_checkpoint, tmp_path, capsys):
+    from PIL import Image
+
+    Image.new("RGB", (20, 20)).save(tmp_path / "f.png")
+    assert cli_main(["predict", "--model", str(micro_checkpoint), "--image", str(tmp_path / "f.png"),
+                     "--output", str(tmp_path / "o")]) == 1
+    assert "--prompt-mode auto or none" in capsys.readouterr().err

@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ..data.prompts import PROMPT_FREE, SELF_PROMPTED
 from ..data.reading import IMAGE_EXTENSIONS, DataError
 from ..errors import ConfigError
 from ..inference import PolypSegmenter, validate_boxes
@@ -81,28 +82,47 @@ def _images(path: Path) -> list[Path]:
 
 
 def run_predict(model: str, image: str | Path, output: str | Path, boxes: list[list[float]] | None = None,
-                boxes_file: str | Path | None = None, device: str | None = None) -> list[Path]:
+                boxes_file: str | Path | None = None, device: str | None = None,
+                prompt_mode: str = "box") -> list[Path]:
     """Predict every image's masks; write `<stem>_mask.png` (union, 0/255), `<stem>_mask_<k>.png`
-    per box when there are several, and `<stem>_overlay.png`. Returns the mask paths."""
+    per box when there are several, and `<stem>_overlay.png`. Returns the mask paths.
+
+    `prompt_mode`: `box` (the boxes given), `none` (no box: a model trained with `--prompt_mode
+    none` marks every polyp it finds) or `auto` (boxes made from that prompt-free mask; they are
+    drawn on the overlay).
+    """
+    if prompt_mode not in ("box", PROMPT_FREE, SELF_PROMPTED):
+        raise ConfigError(f"--prompt-mode {prompt_mode!r}: use box, {PROMPT_FREE} or {SELF_PROMPTED}.")
     images = _images(Path(image))
     per_image = read_boxes_file(boxes_file) if boxes_file else {}
-    for path in images:
-        if not (per_image.get(path.name) or per_image.get(path.stem) or boxes):
-            raise ConfigError(f"No box for {path}: give --box x0,y0,x1,y1 or list it in --boxes.")
+    if prompt_mode == "box":
+        for path in images:
+            if not (per_image.get(path.name) or per_image.get(path.stem) or boxes):
+                raise ConfigError(f"No box for {path}: give --box x0,y0,x1,y1 or list it in --boxes, or use "
+                                  "--prompt-mode auto or none with a model trained without boxes.")
     segmenter = PolypSegmenter.from_pretrained(model, device=device)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     written = []
     for path in tqdm(images, desc="Predicting", unit="img"):
         frame = segmenter.as_image(path)
-        chosen = per_image.get(path.name) or per_image.get(path.stem) or boxes
-        chosen = validate_boxes(chosen, frame.width, frame.height, name=str(path))
-        masks = segmenter.predict(frame, chosen, name=str(path))
+        if prompt_mode == "box":
+            chosen = per_image.get(path.name) or per_image.get(path.stem) or boxes
+            chosen = validate_boxes(chosen, frame.width, frame.height, name=str(path))
+            masks = segmenter.predict(frame, chosen, name=str(path))
+        else:
+            embedded = segmenter.embed(frame)
+            if prompt_mode == PROMPT_FREE:
+                logits, chosen = segmenter.free_logits(embedded), np.zeros((0, 4), np.float32)
+            else:
+                logits, chosen = segmenter.auto_logits(embedded)
+            masks = ((logits > 0).cpu().numpy() if logits is not None
+                     else np.zeros((1, frame.height, frame.width), bool))
         union = masks.any(0)
         Image.fromarray(union.astype(np.uint8) * 255).save(output / f"{path.stem}_mask.png")
         if len(masks) > 1:
             for k, mask in enumerate(masks):
                 Image.fromarray(mask.astype(np.uint8) * 255).save(output / f"{path.stem}_mask_{k}.png")
-        overlay(frame, union, None, chosen.tolist()).save(output / f"{path.stem}_overlay.png")
+        overlay(frame, union, None, np.asarray(chosen).tolist()).save(output / f"{path.stem}_overlay.png")
         written.append(output / f"{path.stem}_mask.png")
     return written
