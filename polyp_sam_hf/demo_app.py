@@ -132,6 +132,29 @@ def segment(segmenter: PolypSegmenter, image: Image.Image | np.ndarray, boxes_te
     return overlay(frame, union, None, boxes), str(path)
 
 
+def auto_segment(segmenter: PolypSegmenter, image, out_dir: str | Path,
+                 memo: EmbeddingMemo | None = None) -> tuple[Image.Image, str, str]:
+    """No box: the boxes the model proposes itself (self-prompting, `PolypSegmenter.auto_logits`),
+    their mask, and the boxes as text, so the user can correct one (edit it, or clear and draw) and
+    press Segment. Needs a model trained with `--prompt_mode none` to propose anything useful.
+
+    Returns:
+        The overlay (proposed boxes drawn), the mask's path, and the boxes text (`""`: none found).
+    """
+    if image is None:
+        raise ConfigError("Upload a frame first.")
+    if isinstance(image, (str, Path)):
+        check_frame_size(image)
+    frame = segmenter.as_image(image)
+    embedded = memo(frame) if memo else segmenter.embed(frame)
+    logits, boxes = segmenter.auto_logits(embedded)
+    union = (logits > 0).any(0).cpu().numpy() if logits is not None else np.zeros((frame.height, frame.width), bool)
+    path = Path(tempfile.mkdtemp(dir=out_dir)) / "polyp_mask.png"
+    Image.fromarray(union.astype(np.uint8) * 255).save(path)
+    text = "; ".join(",".join(str(int(round(v))) for v in box) for box in boxes)
+    return overlay(frame, union, None, boxes.tolist()), str(path), text
+
+
 def build_app(segmenter: PolypSegmenter, title: str = "Polyp-SAM: box-prompted polyp segmentation",
               warning: str | None = None):
     """The Gradio Blocks app; its `segment` endpoint takes (image, boxes text). `warning` is shown
@@ -146,6 +169,12 @@ def build_app(segmenter: PolypSegmenter, title: str = "Polyp-SAM: box-prompted p
         try:
             return segment(segmenter, image, boxes_text or "", out_dir, memo)
         except ValueError as err:  # the library's messages (bad box, no frame, too large): shown as they are
+            raise gr.Error(str(err), print_exception=False) from None
+
+    def run_auto(image):
+        try:
+            return auto_segment(segmenter, image, out_dir, memo)
+        except ValueError as err:
             raise gr.Error(str(err), print_exception=False) from None
 
     def click(pending, boxes_text, evt: gr.SelectData):
@@ -163,6 +192,7 @@ def build_app(segmenter: PolypSegmenter, title: str = "Polyp-SAM: box-prompted p
                 boxes = gr.Textbox(label="Boxes (x0,y0,x1,y1; ...)", elem_id="boxes")
                 with gr.Row():
                     clear = gr.Button("Clear boxes")
+                    auto = gr.Button("Auto (no box)", elem_id="auto")
                     button = gr.Button("Segment", variant="primary", elem_id="segment")
             with gr.Column():
                 result = gr.Image(type="pil", format="png", label="Mask overlay", elem_id="overlay")
@@ -170,4 +200,6 @@ def build_app(segmenter: PolypSegmenter, title: str = "Polyp-SAM: box-prompted p
         image.select(click, [pending, boxes], [pending, boxes], api_name=False)
         clear.click(lambda: (None, ""), None, [pending, boxes], api_name=False)
         button.click(run, [image, boxes], [result, mask_file], api_name="segment")
+        # the proposed boxes land in the box field: correct one, or clear and draw, then Segment
+        auto.click(run_auto, [image], [result, mask_file, boxes], api_name="auto")
     return app

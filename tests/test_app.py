@@ -174,3 +174,16 @@ def test_random_weights_warning_is_on_the_page(micro_checkpoint):
     finally:
         app.close()
     assert "random weights" in page and "model-warning" in page
+
+
+def test_http_api_auto_proposes_boxes_the_user_can_correct(server, frame):
+    """Auto segments with no box and returns its proposed boxes as text; that text, corrected or
+    not, goes straight back to Segment."""
+    client = gradio_client.Client(server, verbose=False)
+    overlay_path, mask_path, boxes_text = client.predict(gradio_client.handle_file(str(frame)), api_name="/auto")
+    mask = np.asarray(Image.open(mask_path))
+    assert mask.shape == (512, 512) and set(np.unique(mask)) <= {0, 255}
+    proposed = parse_boxes(boxes_text) if boxes_text.strip() else []
+    corrected = "; ".join([boxes_text, "100,100,200,220"]) if proposed else "100,100,200,220"
+    overlay_path, mask_path = client.predict(gradio_client.handle_file(str(frame)), corrected, api_name="/segment")
+    assert Image.open(mask_path).size == (512, 512)
