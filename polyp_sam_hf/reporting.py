@@ -22,20 +22,21 @@ def test_report(model: torch.nn.Module, processor, split: datasets.Dataset, prom
     """Mean Dice and mIoU per source for the model and the baselines, and a printable table.
 
     Returns:
-        `{"sources": {source: {"n", "dice", "miou", "<baseline>_dice", "<baseline>_miou"}},
-        "table": str}`.
+        `{"sources": {source: {"n", "dice", "miou", "recall", "fp_per_frame", "<baseline>_dice",
+        "<baseline>_miou"}}, "table": str}` (no baselines for a prompt-free run).
     """
     config = EvaluateConfig(model="", data="", output="", prompt_modes=(prompt_mode,), box_jitter=(0.0,),
                             batch_size=batch_size)
     scores, _ = evaluate_split(PolypSegmenter(model, processor, device), split, config)
     results = summarise(scores)
-    summary = {method: modes[prompt_mode]["0.0"] for method, modes in results.items()}
+    # a prompt-free run has no box, so no box-only baseline
+    summary = {method: modes[prompt_mode]["0.0"] for method, modes in results.items() if prompt_mode in modes}
     per_source = {}
     for source, entry in summary["model"].items():
         if source == "all":
             continue
         per_source[source] = dict(entry)
-        for name in BASELINE_NAMES:
+        for name in (n for n in BASELINE_NAMES if n in summary):
             per_source[source][f"{name}_dice"] = summary[name][source]["dice"]
             per_source[source][f"{name}_miou"] = summary[name][source]["miou"]
     metrics = {"settings": {"protocol": config.protocol}, "primary": {"prompt_mode": prompt_mode, "box_jitter": 0.0},

@@ -37,10 +37,14 @@ def test_prompt_free_training_never_gives_the_model_a_box(strategy, prepared_dem
     monkeypatch.setattr(SamModel, "forward", forward)
     out = tmp_path / "run"
     result = training.train(*parse_config(train_args(prepared_demo, out, "--strategy", strategy, "--prompt_mode", "none",
-                                                     "--max_steps", "3", "--box_jitter", "0.2")))
+                                                     "--max_steps", "3", "--box_jitter", "0.2",
+                                                     "--evaluate_test", "true")))
     assert calls and all(calls)  # every training and validation batch was prompt-free
     assert seen["boxes"] and all(b is None for b in seen["boxes"])  # the model never got a box
     assert result["steps"] == 3 and (out / "best" / "model.safetensors").is_file()
+    # the test report at the end: the model's row, given no box, and no box-only baseline
+    assert "(no box) | this library | no |" in result["test"]["table"] and "ellipse" not in result["test"]["table"]
+    assert all("ellipse_dice" not in e and 0 <= e["recall"] <= 1 for e in result["test"]["sources"].values())
 
 
 def test_evaluate_none_beside_boxes(micro_checkpoint, prepared_demo, tmp_path):
