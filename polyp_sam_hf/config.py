@@ -80,7 +80,8 @@ class DataArguments:
         default=42, metadata={"help": "Seeds the split of a raw data root (train/validation/test), apart from --seed, "
                               "so a seed sweep trains on the same frames and never on a test frame."})
     prompt_mode: str = field(
-        default="single", metadata={"help": "single: the whole-mask box (paper); per-component: one box per polyp.",
+        default="single", metadata={"help": "single: the whole-mask box (paper); per-component: one box per polyp; none: no box at all, "
+                                    "the model learns to mark every polyp from the image alone.",
                                     "choices": list(PROMPT_MODES)}
     )
     box_jitter: float = field(
