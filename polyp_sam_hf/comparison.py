@@ -116,8 +116,10 @@ def matching_row(identity: RunIdentity, rows: list[PublishedRow]) -> PublishedRo
 
 
 def comparison_table(rows: list[PublishedRow], runs: list[dict], sources: list[str]) -> tuple[str, list[str]]:
-    """One markdown table: the published rows, then per run and prompt mode its row, its difference
-    to its published row (paper mode only) and the box-only baselines of the same mode.
+    """One markdown table: the published rows, and per run and prompt mode its row, its difference
+    to its published row (paper mode only), the box-only baselines of the same mode and its margin
+    over the ellipse. Rows found without the true box come first, then the rows given it, so each
+    is next to its fair comparison.
 
     Args:
         rows: published rows to show (their `table` is named in the Kind column).
@@ -129,14 +131,15 @@ def comparison_table(rows: list[PublishedRow], runs: list[dict], sources: list[s
     """
     header = ["Method", "Kind", "Given a box"] + [f"{SOURCES[s].display_name} {m}" for s in sources
                                                    for m in ("Dice", "mIoU")]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    blocks: list[tuple[str, list[str]]] = []  # (given a box, its lines): sorted into two groups below
 
-    def line(cells: list[str]) -> None:
-        lines.append("| " + " | ".join(cells) + " |")
+    def row(cells: list[str]) -> str:
+        return "| " + " | ".join(cells) + " |"
 
-    for row in rows:
-        line([row.label, f"published, Table {row.table}", "yes" if row.strategy else "no"]
-             + [c for s in sources for c in _fmt(row.values.get(s))])
+    for published in rows:
+        given = "yes" if published.strategy else "no"
+        blocks.append((given, [row([published.label, f"published, Table {published.table}", given]
+                                   + [c for s in sources for c in _fmt(published.values.get(s))])]))
     notes = []
     for metrics in runs:
         identity = run_identity(metrics)
@@ -150,20 +153,23 @@ def comparison_table(rows: list[PublishedRow], runs: list[dict], sources: list[s
         for mode in metrics["results"]["model"]:
             ours = _per_source(metrics, "model", mode)
             prompt, given = _prompt(mode)
-            line([f"**{identity.label}** ({prompt})", "this library", given]
-                 + [c for s in sources for c in _fmt(ours.get(s))])
+            block = [row([f"**{identity.label}** ({prompt})", "this library", given]
+                         + [c for s in sources for c in _fmt(ours.get(s))])]
             if paper is not None and protocol == "paper" and mode == PAPER_MODE:
-                line([f"difference to {paper.label}, Table {paper.table}", "this library - published", ""]
-                     + [c for s in sources for c in _diff(ours.get(s), paper.values.get(s))])
+                block.append(row([f"difference to {paper.label}, Table {paper.table}", "this library - published", ""]
+                                 + [c for s in sources for c in _diff(ours.get(s), paper.values.get(s))]))
             for name in (m for m in metrics["results"] if m != "model" and mode in metrics["results"][m]):
                 baseline = _per_source(metrics, name, mode)
-                line([f"{name} from the same boxes ({prompt})", "box only", given]
-                     + [c for s in sources for c in _fmt(baseline.get(s))])
+                block.append(row([f"{name} from the same boxes ({prompt})", "box only", given]
+                                 + [c for s in sources for c in _fmt(baseline.get(s))]))
             if mode in metrics["results"].get("ellipse", {}):  # what the image adds over the box alone
                 ellipse = _per_source(metrics, "ellipse", mode)
-                line([f"margin over the ellipse ({prompt})", "this library - ellipse", ""]
-                     + [c for s in sources for c in _diff(ours.get(s), ellipse.get(s))])
-    return "\n".join(lines), notes
+                block.append(row([f"margin over the ellipse ({prompt})", "this library - ellipse", ""]
+                                 + [c for s in sources for c in _diff(ours.get(s), ellipse.get(s))]))
+            blocks.append((given, block))
+    # the fair comparisons side by side: every row found without the true box, then every row given it
+    ordered = [line for group in ("no", "yes") for given, block in blocks if given == group for line in block]
+    return "\n".join([row(header), "|" + "---|" * len(header), *ordered]), notes
 
 
 def _why_no_difference(identity: RunIdentity, rows: list[PublishedRow]) -> str:

@@ -15,7 +15,7 @@ from polyp_sam_hf.cli import main as cli_main
 from polyp_sam_hf.config import parse_config
 
 
-@pytest.mark.parametrize("strategy", ["decoder", "full"])  # decoder: from the embedding cache
+@pytest.mark.parametrize("strategy", ["decoder", "lora", "full"])  # decoder: from the embedding cache
 def test_prompt_free_training_never_gives_the_model_a_box(strategy, prepared_demo, tmp_path, monkeypatch):
     calls = []
     real = training.prompt_logits
@@ -152,3 +152,20 @@ def test_predict_without_a_box_in_box_mode_says_what_to_do(micro_checkpoint, tmp
     assert cli_main(["predict", "--model", str(micro_checkpoint), "--image", str(tmp_path / "f.png"),
                      "--output", str(tmp_path / "o")]) == 1
     assert "--prompt-mode auto or none" in capsys.readouterr().err
+
+
+def test_rows_without_a_box_come_first_then_rows_given_one(micro_checkpoint, prepared_demo, tmp_path):
+    """The fair comparisons sit together: every row found without the true box (U-Net ... HSNet, our
+    `none` and `auto`) before every row given it (Polyp-SAM, our box modes, box-only baselines)."""
+    out = tmp_path / "eval"
+    assert cli_main(["evaluate", "--model", str(micro_checkpoint), "--data", str(prepared_demo), "--output", str(out),
+                     "--prompt-mode", "single,none,auto"]) == 0
+    table = [line for line in (out / "results.md").read_text().split("Detection:")[0].splitlines()
+             if line.startswith("| ") and not line.startswith("| Method")]
+    given = [line.split(" | ")[2].strip() for line in table]
+    given = [g for g in given if g]  # difference and margin rows have none
+    assert given == sorted(given)  # "no" ... then "yes" ...
+    assert given.count("no") >= 7 + 2 and "yes" in given
+    first_yes = next(i for i, line in enumerate(table) if " | yes | " in line)
+    assert all("| HSNet |" not in line for line in table[first_yes:])
+    assert any("(no box)" in line for line in table[:first_yes]) and any("Polyp-SAM-B" in line for line in table[first_yes:])
