@@ -133,10 +133,11 @@ def segment(segmenter: PolypSegmenter, image: Image.Image | np.ndarray, boxes_te
 
 
 def auto_segment(segmenter: PolypSegmenter, image, out_dir: str | Path,
-                 memo: EmbeddingMemo | None = None) -> tuple[Image.Image, str, str]:
+                 memo: EmbeddingMemo | None = None, prompt_free: bool = False) -> tuple[Image.Image, str, str]:
     """No box: the boxes the model proposes itself (self-prompting, `PolypSegmenter.auto_logits`),
     their mask, and the boxes as text, so the user can correct one (edit it, or clear and draw) and
-    press Segment. Needs a model trained with `--prompt_mode none` to propose anything useful.
+    press Segment. With `prompt_free`, the prompt-free mask itself and no boxes. Needs a model
+    trained with `--prompt_mode none` to find anything useful.
 
     Returns:
         The overlay (proposed boxes drawn), the mask's path, and the boxes text (`""`: none found).
@@ -147,7 +148,10 @@ def auto_segment(segmenter: PolypSegmenter, image, out_dir: str | Path,
         check_frame_size(image)
     frame = segmenter.as_image(image)
     embedded = memo(frame) if memo else segmenter.embed(frame)
-    logits, boxes = segmenter.auto_logits(embedded)
+    if prompt_free:
+        logits, boxes = segmenter.free_logits(embedded), np.zeros((0, 4), np.float32)
+    else:
+        logits, boxes = segmenter.auto_logits(embedded)
     union = (logits > 0).any(0).cpu().numpy() if logits is not None else np.zeros((frame.height, frame.width), bool)
     path = Path(tempfile.mkdtemp(dir=out_dir)) / "polyp_mask.png"
     Image.fromarray(union.astype(np.uint8) * 255).save(path)
@@ -171,11 +175,14 @@ def build_app(segmenter: PolypSegmenter, title: str = "Polyp-SAM: box-prompted p
         except ValueError as err:  # the library's messages (bad box, no frame, too large): shown as they are
             raise gr.Error(str(err), print_exception=False) from None
 
-    def run_auto(image):
+    def run_auto(image, prompt_free=False):
         try:
-            return auto_segment(segmenter, image, out_dir, memo)
+            return auto_segment(segmenter, image, out_dir, memo, prompt_free)
         except ValueError as err:
             raise gr.Error(str(err), print_exception=False) from None
+
+    def run_none(image):
+        return run_auto(image, prompt_free=True)[:2]
 
     def click(pending, boxes_text, evt: gr.SelectData):
         return add_corner(pending, boxes_text or "", int(evt.index[0]), int(evt.index[1]))
@@ -192,6 +199,7 @@ def build_app(segmenter: PolypSegmenter, title: str = "Polyp-SAM: box-prompted p
                 boxes = gr.Textbox(label="Boxes (x0,y0,x1,y1; ...)", elem_id="boxes")
                 with gr.Row():
                     clear = gr.Button("Clear boxes")
+                    free = gr.Button("No box", elem_id="none")
                     auto = gr.Button("Auto (no box)", elem_id="auto")
                     button = gr.Button("Segment", variant="primary", elem_id="segment")
             with gr.Column():
@@ -202,4 +210,5 @@ def build_app(segmenter: PolypSegmenter, title: str = "Polyp-SAM: box-prompted p
         button.click(run, [image, boxes], [result, mask_file], api_name="segment")
         # the proposed boxes land in the box field: correct one, or clear and draw, then Segment
         auto.click(run_auto, [image], [result, mask_file, boxes], api_name="auto")
+        free.click(run_none, [image], [result, mask_file], api_name="none")
     return app

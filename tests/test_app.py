@@ -187,3 +187,10 @@ def test_http_api_auto_proposes_boxes_the_user_can_correct(server, frame):
     corrected = "; ".join([boxes_text, "100,100,200,220"]) if proposed else "100,100,200,220"
     overlay_path, mask_path = client.predict(gradio_client.handle_file(str(frame)), corrected, api_name="/segment")
     assert Image.open(mask_path).size == (512, 512)
+
+
+def test_http_api_segments_with_no_box_at_all(server, frame):
+    client = gradio_client.Client(server, verbose=False)
+    overlay_path, mask_path = client.predict(gradio_client.handle_file(str(frame)), api_name="/none")
+    mask = np.asarray(Image.open(mask_path))
+    assert mask.shape == (512, 512) and set(np.unique(mask)) <= {0, 255}
