@@ -169,3 +169,22 @@ def test_rows_without_a_box_come_first_then_rows_given_one(micro_checkpoint, pre
     first_yes = next(i for i, line in enumerate(table) if " | yes | " in line)
     assert all("| HSNet |" not in line for line in table[first_yes:])
     assert any("(no box)" in line for line in table[:first_yes]) and any("Polyp-SAM-B" in line for line in table[first_yes:])
+
+
+def test_a_second_auto_round_starts_from_the_first_rounds_mask(micro_checkpoint):
+    from polyp_sam_hf.data.prompts import AUTO_BOX_MARGIN, component_boxes, grow_box
+    from polyp_sam_hf.inference import PolypSegmenter
+
+    segmenter = PolypSegmenter.from_pretrained(str(micro_checkpoint), device="cpu")
+    embedded = segmenter.embed(np.random.default_rng(1).integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    first, first_boxes = segmenter.auto_logits(embedded, rounds=1)
+    second, second_boxes = segmenter.auto_logits(embedded, rounds=2)
+    if first is None:
+        assert second is None and len(second_boxes) == 0
+        return
+    mask = (first > 0).any(0).cpu().numpy()
+    expected = [grow_box(b, AUTO_BOX_MARGIN, 64, 48) for b in component_boxes(mask)]
+    if expected:
+        np.testing.assert_allclose(second_boxes, np.asarray(expected, np.float32))
+    else:  # the first round's boxes gave an empty mask: nothing more to prompt with
+        np.testing.assert_allclose(second_boxes, first_boxes)
