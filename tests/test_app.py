@@ -104,14 +104,15 @@ def test_browser_end_to_end(server, frame, tmp_path):
         page = browser.new_page()
         page.goto(server)
         page.locator("#frame input[type=file]").set_input_files(str(frame))
-        page.locator("#frame img").first.wait_for(timeout=60_000)
+        # timeout=0: no time limit (a loaded machine may be slow; speed is measured in benchmarks/)
+        page.locator("#frame img").first.wait_for(timeout=0)
         page.locator("#boxes textarea").fill("100,100,200,220")
         page.locator("#segment").click()
         result = page.locator("#overlay img").first
-        result.wait_for(timeout=120_000)
+        result.wait_for(timeout=0)
         width = page.wait_for_function(
             "() => { const i = document.querySelector('#overlay img'); return i && i.naturalWidth; }",
-            timeout=60_000).json_value()
+            timeout=0).json_value()
         page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
         src = result.get_attribute("src")
         body = page.request.get(src).body()

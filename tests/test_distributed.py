@@ -33,7 +33,7 @@ def test_two_process_demo_run(tmp_path, strategy):
         "--strategy", strategy, "--cache_dir", str(tmp_path / "cache"),
     ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-4000:]
     assert "2 processes x batch 4 x accumulation 1 = 8 per step" in log
@@ -63,11 +63,10 @@ def test_two_processes_of_batch_4_equal_one_of_batch_8(tmp_path):
                           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                           "--main_process_port", str(_free_port()), "train.py", *common, "--output_dir",
                           str(tmp_path / "two"), "--per_device_batch_size", "4"],
-                         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+                         cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     assert two.returncode == 0, (two.stdout + two.stderr)[-3000:]
     one = subprocess.run([sys.executable, "train.py", *common, "--output_dir", str(tmp_path / "one"),
-                          "--per_device_batch_size", "8"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                         timeout=600)
+                          "--per_device_batch_size", "8"], cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     assert one.returncode == 0, (one.stdout + one.stderr)[-3000:]
     from safetensors.torch import load_file
     import torch
