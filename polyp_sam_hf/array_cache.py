@@ -199,30 +199,3 @@ class ArrayCache:
             logger.info("Cached %d frames in %s", len(index), folder)
         accelerator.wait_for_everyone()
         return cls(folder)
-        readable = [split.select_columns(list(columns)) for split in splits]
-        rows = [(split, i) for split in readable for i in range(len(split))]
-        keys = [key for split in splits for key in frame_keys(split)]
-        index = {key: n for n, key in enumerate(dict.fromkeys(keys))}
-        if accelerator.is_main_process:
-            folder.mkdir(parents=True, exist_ok=True)
-            np.lib.format.open_memmap(folder / "arrays.npy", mode="w+", dtype=dtype,
-                                      shape=(len(index), *shape)).flush()
-            (folder / "index.json").write_text(json.dumps(index))
-        accelerator.wait_for_everyone()
-        array = np.load(folder / "arrays.npy", mmap_mode="r+")
-        mine = list(range(accelerator.process_index, len(rows), accelerator.num_processes))
-        with tqdm(total=len(mine), desc=desc, unit="img", disable=not accelerator.is_local_main_process) as bar:
-            for start in range(0, len(mine), batch_size):
-                chunk = mine[start : start + batch_size]
-                values = compute([rows[n][0][rows[n][1]] for n in chunk])
-                for n, value in zip(chunk, values):
-                    array[index[keys[n]]] = value
-                bar.update(len(chunk))
-        array.flush()
-        del array
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            (folder / COMPLETE).write_text("ok\n")
-            logger.info("Cached %d frames in %s", len(index), folder)
-        accelerator.wait_for_everyone()
-        return cls(folder)
