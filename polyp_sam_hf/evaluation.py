@@ -31,7 +31,7 @@ from .forward import prompt_logits
 from .inference import PolypSegmenter
 from .metrics import PROTOCOLS, detection_counts, mask_logits, score_logits
 from .postprocess import logits_to_original
-from .provenance import base_model_of, read_train_config, weights_sha256
+from .provenance import base_model_of, read_train_config, trained_split, weights_sha256
 from .registry import lookup
 
 logger = logging.getLogger(__name__)
@@ -59,15 +59,6 @@ class EvaluateConfig:
     max_samples: int | None = None
     device: str | None = None
     auto_rounds: int = 1  # `auto`: rounds of boxes from the last mask
-
-
-def trained_split(train_config: dict | None) -> SplitSettings | None:
-    """The split a run trained on, from its record. Runs recorded before the split had its own
-    seed drew it with the training seed, which is read back for them."""
-    if not train_config:
-        return None
-    return SplitSettings(train_config.get("split_preset", "paper"), train_config.get("val_fraction", 0.2),
-                         train_config.get("split_seed", train_config.get("seed", 42)))
 
 
 def resolve_split(config: EvaluateConfig, train_config: dict | None) -> SplitSettings:
@@ -137,41 +128,33 @@ def evaluate_split(
             index = start + offset
             target = np.asarray(row["mask"]) > MASK_THRESHOLD
             height, width = target.shape
+            empty = not target.any()
             for mode_index, mode in enumerate(config.prompt_modes):
                 for level_index, level in enumerate(config.box_jitter):
-                    if mode == PROMPT_FREE:  # no box: nothing to jitter, no box-only baseline
-                        if level_index:
-                            continue
-                        entries, prompts = [("model", segmenter.free_logits(emb))], 0
-                    elif mode == SELF_PROMPTED:  # boxes the model made itself: nothing to jitter
-                        if level_index:
-                            continue
-                        auto, boxes = segmenter.auto_logits(emb, rounds=config.auto_rounds)
-                        prompts = len(boxes)
-                        entries = [("model", auto)] + [
-                            (name, mask_logits(baseline_prediction(name, boxes, height, width)))
-                            for name in BASELINES
-                        ]
+                    if mode in (PROMPT_FREE, SELF_PROMPTED) and level_index:
+                        continue  # no box of the dataset's: nothing to jitter
+                    if mode == PROMPT_FREE:  # no box, so no box-only baseline either
+                        logits, boxes = segmenter.free_logits(emb), None
+                    elif mode == SELF_PROMPTED:  # the boxes the model made itself
+                        logits, boxes = segmenter.auto_logits(emb, rounds=config.auto_rounds)
                     else:
                         boxes = _jittered(prompt_boxes(row, mode), level, width, height,
                                           (config.seed, level_index, index))
                         # no polyp annotated, no prompt: the model predicts nothing (None)
-                        prompts = len(boxes)
-                        entries = [("model", segmenter.logits(emb, boxes) if len(boxes) else None)] + [
-                            (name, mask_logits(baseline_prediction(name, boxes, height, width)))
-                            for name in BASELINES
-                        ]
-                    logits = entries[0][1]
-                    empty = not target.any()
+                        logits = segmenter.logits(emb, boxes) if len(boxes) else None
+                    entries = [("model", logits)]
+                    if boxes is not None:
+                        entries += [(name, mask_logits(baseline_prediction(name, boxes, height, width)))
+                                    for name in BASELINES]
+                    prompts = 0 if boxes is None else len(boxes)
                     for method, frame_logits in entries:
                         dice, iou = score_logits(frame_logits, target, config.protocol)
                         pred = ((frame_logits > 0).any(0).cpu().numpy() if frame_logits is not None
                                 else np.zeros_like(target))
                         scores.append(ImageScore(row["source"], row["image_id"], method, mode, level, dice, iou,
                                                  empty, *detection_counts(pred, target), prompts))
-                    if mode_index == 0 and level_index == 0:
-                        kept[frame_key(row["source"], row["image_id"])] = (
-                            (logits > 0).any(0).cpu().numpy() if logits is not None else np.zeros_like(target))
+                        if method == "model" and mode_index == 0 and level_index == 0:
+                            kept[frame_key(row["source"], row["image_id"])] = pred
         bar.update(len(rows))
     bar.close()
     return scores, kept

@@ -25,7 +25,7 @@ from .data.sources import SOURCES
 from .errors import ConfigError, PolypSamError
 from .modeling import load_model_and_processor
 from .preprocessing import Preprocessing
-from .provenance import base_model_of, is_hub_id, model_origin, read_train_config, weights_sha256
+from .provenance import base_model_of, is_hub_id, model_origin, read_train_config, trained_split, weights_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -194,10 +194,9 @@ def _split_facts(train_config: dict | None) -> dict | None:
         return None
     from .data.splits import SPLIT_PRESETS
 
-    preset = train_config["split_preset"]
-    return {"preset": preset, "description": SPLIT_PRESETS[preset].description,
-            "val_fraction": train_config.get("val_fraction", 0.2),
-            "seed": train_config.get("split_seed", train_config.get("seed", 42))}
+    split = trained_split(train_config)
+    return {"preset": split.preset, "description": SPLIT_PRESETS[split.preset].description,
+            "val_fraction": split.val_fraction, "seed": split.seed}
 
 
 def build_model_card(export_dir: str | Path, repo_id: str, metrics: dict | None,

@@ -73,6 +73,17 @@ def weights_sha256(model: str | Path) -> str | None:
     return digest.hexdigest()
 
 
+def trained_split(train_config: dict | None):
+    """The split (`data.loading.SplitSettings`) a run trained on, from its record, or None. Runs
+    recorded before the split had its own seed drew it with the training seed, read back for them."""
+    if not train_config:
+        return None
+    from .data.loading import SplitSettings
+
+    return SplitSettings(train_config.get("split_preset", "paper"), train_config.get("val_fraction", 0.2),
+                         train_config.get("split_seed", train_config.get("seed", 42)))
+
+
 def read_train_config(model_dir: str | Path) -> dict | None:
     """The settings of the run that wrote `model_dir`: its `polyp_sam_training.json`, else the run
     folder's `config.yaml` (OUTPUT/best -> OUTPUT/config.yaml); None when neither exists."""
