@@ -10,9 +10,7 @@ frames, same model, one run, each way three times, best kept.
 from __future__ import annotations
 
 import argparse
-import math
 import platform
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +19,7 @@ import torch
 from polyp_sam_hf.data.prompts import AUTO_BOX_MARGIN, component_boxes, grow_box
 from polyp_sam_hf.data.synthetic import synth_frame
 from polyp_sam_hf.inference import PolypSegmenter
-from report import emit
+from report import best_of, emit
 
 
 def naive_auto(segmenter: PolypSegmenter, frame) -> None:
@@ -45,15 +43,9 @@ def main(argv=None) -> dict:
     rng = np.random.default_rng(0)
     frames = [synth_frame(rng, 480, 640, num_polyps=2)[0] for _ in range(args.frames)]
     found = [len(segmenter.auto_logits(segmenter.embed(f))[1]) for f in frames]
-    ways = {"one_embedding": lambda f: segmenter.auto_logits(segmenter.embed(f)),
-            "encoder_per_pass": lambda f: naive_auto(segmenter, f)}
-    best = {name: math.inf for name in ways}
-    for _ in range(3):
-        for name, way in ways.items():
-            start = time.perf_counter()
-            for frame in frames:
-                way(frame)
-            best[name] = min(best[name], time.perf_counter() - start)
+    ways = {"one_embedding": lambda: [segmenter.auto_logits(segmenter.embed(f)) for f in frames],
+            "encoder_per_pass": lambda: [naive_auto(segmenter, f) for f in frames]}
+    best = best_of(ways)
     result = {
         "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
                    f"{torch.get_num_threads()} threads",

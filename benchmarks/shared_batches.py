@@ -12,16 +12,14 @@ float batch). This measures both in one run on the same machine, three rounds ea
 from __future__ import annotations
 
 import argparse
-import math
 import platform
-import time
 from pathlib import Path
 
 import torch
 
 from polyp_sam_hf.data import batches
 from polyp_sam_hf.preprocessing import Preprocessing, normalize_pixels
-from report import emit
+from report import best_of, emit
 
 PREP = Preprocessing(1024, 1024, 2, 1 / 255, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
@@ -62,13 +60,12 @@ def main(argv=None) -> dict:
                for name, fn in (("shared_output", shared_output), ("plain_output", plain_output))}
     for loader in loaders.values():  # start the workers
         next(iter(loader))
-    best = {name: math.inf for name in loaders}
-    for _ in range(3):  # take turns, keep each one's best
-        for name, loader in loaders.items():
-            start = time.perf_counter()
-            for batch in loader:
-                batch.sum()  # the main process reads every byte, as training does
-            best[name] = min(best[name], time.perf_counter() - start)
+
+    def read_all(loader):
+        for batch in loader:
+            batch.sum()  # the main process reads every byte, as training does
+
+    best = best_of({name: (lambda loader=loader: read_all(loader)) for name, loader in loaders.items()})
     result = {
         "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}",
         "images": args.images, "size": args.size, "workers": args.workers,
