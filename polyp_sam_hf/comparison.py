@@ -10,7 +10,7 @@ row: same method, same strategy, same split, the paper's protocol, the paper's s
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from .data.prompts import PROMPT_FREE, SELF_PROMPTED
@@ -315,7 +315,3 @@ def read_metrics(path: str | Path) -> dict:
     if not {"results", "primary", "settings"} <= set(metrics):
         raise DataError(f"{file} is not a metrics.json written by `polyp-sam evaluate`.")
     return metrics
-
-
-def identity_dict(identity: RunIdentity) -> dict:
-    return asdict(identity)

@@ -50,12 +50,6 @@ def recorded_split(path: str | Path) -> SplitSettings | None:
     return SplitSettings(values["preset"], values["val_fraction"], values["seed"])
 
 
-def split_of(data: str | Path, requested: SplitSettings) -> SplitSettings | None:
-    """The split `data` gives: a prepared folder's recorded one (None if unrecorded), or, for a
-    raw root, the `requested` one it is prepared with."""
-    return recorded_split(data) if is_prepared(data) else requested
-
-
 def load_polyp_data(
     data: str | Path,
     split_preset: str = "paper",
