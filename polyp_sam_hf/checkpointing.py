@@ -15,12 +15,12 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 
 import torch
 
+from .atomic import replace_atomically, restore_replaced
 from .errors import CheckpointError, MissingCheckpointError
 from .modeling import merge_lora
 from .provenance import TRAINING_SETTINGS
@@ -53,49 +53,6 @@ def checkpoints_dir(output_dir: str | Path) -> Path:
     return Path(output_dir) / "checkpoints"
 
 
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths in one atomic step (Linux `renameat2(RENAME_EXCHANGE)`); False where the
-    system or file system cannot."""
-    import ctypes
-
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
-
-
-def restore_replaced(final: Path) -> None:
-    """Undo a replacement cut off between its two renames: `final` missing, `.final.old` present."""
-    old = final.with_name(f".{final.name}.old")
-    if old.exists() and not final.exists():
-        os.replace(old, final)
-        logger.warning("Restored %s from %s, left by an interrupted save", final, old.name)
-
-
-def _replace_atomically(tmp: Path, final: Path) -> None:
-    """Put `tmp` in place of `final`.
-
-    Where the system can swap two paths atomically (Linux), `final` is always either the old or
-    the new folder. Elsewhere the old folder is first renamed to `.final.old`: a crash between the
-    two renames leaves `final` only as `.final.old`, which `restore_replaced` (called by every save
-    and by resuming) puts back.
-    """
-    restore_replaced(final)
-    if final.exists() and _exchange(tmp, final):
-        shutil.rmtree(tmp)  # now the old folder
-        return
-    old = final.with_name(f".{final.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old.exists():
-        shutil.rmtree(old)
-
-
 def save_training_state(accelerator, output_dir: str | Path, name: str, state: dict,
                         keep_last: int | None = None) -> Path:
     """Save model, optimiser, scheduler, RNG states and `state` as checkpoints/`name`, atomically.
@@ -114,7 +71,7 @@ def save_training_state(accelerator, output_dir: str | Path, name: str, state: d
     accelerator.save_state(str(tmp), safe_serialization=True)
     if accelerator.is_main_process:
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))
-        _replace_atomically(tmp, final)
+        replace_atomically(tmp, final)
         if keep_last is not None:  # never fewer than one: the checkpoint just written is kept
             steps = sorted(p for p in root.glob(f"{STEP_PREFIX}*") if p.is_dir())
             for stale in steps[: max(len(steps) - max(keep_last, 1), 0)]:
@@ -228,7 +185,7 @@ def save_pretrained_atomic(model: torch.nn.Module, processor, folder: str | Path
     processor.image_processor.save_pretrained(tmp)
     if training_settings is not None:
         (tmp / TRAINING_SETTINGS).write_text(json.dumps(training_settings, indent=1))
-    _replace_atomically(tmp, folder)
+    replace_atomically(tmp, folder)
     return folder
 
 

@@ -18,7 +18,8 @@ from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, get_tok
 from PIL import Image
 from transformers import SamModel, SamProcessor
 
-from .checkpointing import _replace_atomically, save_pretrained_atomic
+from .atomic import replace_atomically
+from .checkpointing import save_pretrained_atomic
 from .comparison import results_section
 from .convert import get_arch
 from .data.sources import SOURCES
@@ -293,7 +294,7 @@ def prepare_upload(model_dir: str | Path, folder: str | Path, repo_id: str,
     card = build_model_card(staging, repo_id, metrics, read_train_config(model_dir), examples)
     card.save(staging / "README.md")
     (staging / EXPORT_MARKER).write_text("Written by hub_upload.py; the next export into this folder replaces it.\n")
-    _replace_atomically(staging, folder)
+    replace_atomically(staging, folder)
     return folder
 
 

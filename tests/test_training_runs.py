@@ -318,7 +318,7 @@ def test_ctrl_c_during_accumulation_resumes_exactly(how, saved_step, saved_batch
 
 
 def test_best_is_swapped_in_one_step_and_a_cut_replacement_is_restored(tmp_path, monkeypatch):
-    from polyp_sam_hf import checkpointing
+    from polyp_sam_hf import atomic as checkpointing  # the replacement checkpoints use
 
     def folder(name, text):
         path = tmp_path / name
@@ -330,7 +330,7 @@ def test_best_is_swapped_in_one_step_and_a_cut_replacement_is_restored(tmp_path,
     renames = []
     real_replace = os.replace
     monkeypatch.setattr(checkpointing.os, "replace", lambda a, b: renames.append((a, b)) or real_replace(a, b))
-    checkpointing._replace_atomically(folder(".best.tmp", "new"), best)
+    checkpointing.replace_atomically(folder(".best.tmp", "new"), best)
     assert (best / "model.safetensors").read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["best"]
     if sys.platform == "linux":
         assert renames == []  # one atomic exchange: best/ never missing, not even for a moment
@@ -346,7 +346,7 @@ def test_best_is_swapped_in_one_step_and_a_cut_replacement_is_restored(tmp_path,
 
     monkeypatch.setattr(checkpointing.os, "replace", dies_after_first)
     with pytest.raises(KeyboardInterrupt):
-        checkpointing._replace_atomically(folder(".best.tmp", "newer"), best)
+        checkpointing.replace_atomically(folder(".best.tmp", "newer"), best)
     assert not best.exists() and (tmp_path / ".best.old").is_dir()
     monkeypatch.setattr(checkpointing.os, "replace", real_replace)
     checkpointing.restore_replaced(best)  # what resuming and the next save of best/ call first

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import datasets
 
+from ..atomic import replace_atomically
 from .prepare import prepare_dataset
 from .reading import DataError
 from .synthetic import write_demo_data
@@ -132,10 +132,5 @@ def save_prepared(dataset: datasets.DatasetDict, output: str | Path, split: Spli
     (staging / SPLIT_RECORD).write_text(json.dumps(asdict(split), indent=1))
     if report is not None:
         (staging / "prepare_report.txt").write_text(report + "\n")
-    old = output.with_name(f".{output.name}.prepare-old")
-    if output.exists():
-        os.replace(output, old)
-    os.replace(staging, output)
-    if old.exists():
-        shutil.rmtree(old)
+    replace_atomically(staging, output)
     return output
