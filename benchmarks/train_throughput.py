@@ -66,8 +66,9 @@ def synthetic_batch(config, batch: int, cached: bool, device: torch.device) -> d
     return {k: v.to(device) for k, v in out.items()}
 
 
-def run_one(model_name: str, variant: str, precision: str, checkpointing: bool, batch: int, steps: int,
-            warmup: int, device: torch.device, compile_model: bool, attention: str = "sdpa") -> dict:
+def make_step(model_name: str, variant: str, precision: str, checkpointing: bool, batch: int,
+              device: torch.device, compile_model: bool, attention: str = "sdpa"):
+    """One configuration's training step on a synthetic batch, as a function of no arguments."""
     strategy, cached = VARIANTS[variant]
     model, _ = load_model_and_processor(model_name)
     model.set_attn_implementation(attention)
@@ -81,8 +82,6 @@ def run_one(model_name: str, variant: str, precision: str, checkpointing: bool, 
     data = synthetic_batch(model.config, batch, cached, device)
     loss_fn = get_loss("dice")
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
 
     def step():
         with autocast:
@@ -91,17 +90,26 @@ def run_one(model_name: str, variant: str, precision: str, checkpointing: bool, 
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+    return step
 
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run_one(model_name: str, variant: str, precision: str, checkpointing: bool, batch: int, steps: int,
+            warmup: int, device: torch.device, compile_model: bool, attention: str = "sdpa") -> dict:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    step = make_step(model_name, variant, precision, checkpointing, batch, device, compile_model, attention)
     for _ in range(warmup):
         step()
-    sync()
+    sync(device)
     start = time.perf_counter()
     for _ in range(steps):
         step()
-    sync()
+    sync(device)
     seconds = time.perf_counter() - start
     return {
         "images_per_s": round(batch * steps / seconds, 3),
@@ -154,9 +162,9 @@ def main() -> None:
                             torch.cuda.empty_cache()
                         rows.append(row)
                         print(json.dumps(row), flush=True)
-    if args.output:
-        with open(args.output, "w") as f:
-            json.dump({"device": machine, "peak_bf16_tflops": peak, "results": rows}, f, indent=1)
+                        if args.output:  # after every row: a run cut short keeps what it measured
+                            with open(args.output, "w") as f:
+                                json.dump({"device": machine, "peak_bf16_tflops": peak, "results": rows}, f, indent=1)
 
 
 if __name__ == "__main__":
