@@ -64,11 +64,12 @@ def fine_tune(config: str, model: Path, data: Path, out: Path, extra: list[str])
     return out / "best", seconds
 
 
-def score(model: Path, datasets_: dict[str, Path], levels: tuple[float, ...]) -> list:
-    """Per-image scores of the model and the baselines on every test frame of both roots."""
+def score(model: Path, datasets_: dict[str, Path], levels: tuple[float, ...], mask_prompt: str | None = None) -> list:
+    """Per-image scores of the model and the baselines on every test frame of both roots (`mask_prompt`
+    overrides the model's own)."""
     import datasets
 
-    segmenter = PolypSegmenter.from_pretrained(str(model), device="cpu")
+    segmenter = PolypSegmenter.from_pretrained(str(model), device="cpu", mask_prompt=mask_prompt)
     scores = []
     for path in datasets_.values():
         split = datasets.load_from_disk(str(path))["test"]

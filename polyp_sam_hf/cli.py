@@ -82,6 +82,7 @@ def _floats(text: str) -> tuple[float, ...]:
 def _add_evaluate(parser: argparse.ArgumentParser) -> None:
     from .data.splits import SPLIT_PRESETS
     from .evaluation import PROTOCOLS
+    from .mask_prompts import MASK_PROMPTS
     from .published import PAPER_RUNS
 
     parser.add_argument("--model", required=True, help="Hub id, folder, or built-in name")
@@ -94,6 +95,9 @@ def _add_evaluate(parser: argparse.ArgumentParser) -> None:
                              "the paper's), per-component (a box per polyp), none (no box: a model trained with "
                              "--prompt_mode none), auto (boxes made from the prompt-free mask, then box-prompted)")
     parser.add_argument("--auto-rounds", type=int, default=1, help="auto: rounds of boxes made from the last mask")
+    parser.add_argument("--mask-prompt", choices=sorted(MASK_PROMPTS),
+                        help="also prompt with a mask made from each box (ellipse: the ellipse inscribed in it); "
+                             "default: the model's own setting, recorded when it was trained (none for a plain SAM)")
     parser.add_argument("--box-jitter", default="0", type=_floats, help="comma-separated levels, e.g. 0,0.05,0.1,0.2")
     parser.add_argument("--seed", type=int, default=0, help="seeds the box jitter")
     parser.add_argument("--batch-size", type=int, default=4, help="frames per encoder call")
@@ -125,7 +129,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, save_masks=args.save_masks, figures=args.figures,
         max_samples=args.max_samples, device=args.device, split_preset=args.split_preset,
         split_seed=args.split_seed, val_fraction=args.val_fraction, paper_run=args.paper_run,
-        auto_rounds=args.auto_rounds,
+        auto_rounds=args.auto_rounds, mask_prompt=args.mask_prompt,
     ))
     print((args.output / "results.md").read_text())
     print(f"mean Dice {metrics['all']['dice']:.4f}, mIoU {metrics['all']['miou']:.4f} over {metrics['all']['n']} frames")

@@ -20,6 +20,7 @@ from .data.prompts import PROMPT_MODES
 from .data.splits import SPLIT_PRESETS
 from .errors import ConfigError
 from .losses import LOSSES
+from .mask_prompts import MASK_PROMPTS
 from .modeling import STRATEGIES
 
 
@@ -57,6 +58,14 @@ class ModelArguments:
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (strategy lora)."})
     gradient_checkpointing: bool = field(
         default=False, metadata={"help": "Recompute encoder activations in backward (saves memory for ViT-L full)."}
+    )
+    mask_prompt: str = field(
+        default="inherit",
+        metadata={"help": "Also prompt SAM with a mask made from each box: ellipse (the ellipse inscribed in the box, "
+                  "as a dense prompt); none (the box alone, the paper's); inherit: the model's own setting "
+                  "(none for a plain SAM). Recorded in best/config.json, so evaluate, predict and the app "
+                  "prompt the model the same way.",
+                  "choices": ["inherit", *MASK_PROMPTS]},
     )
 
     def __post_init__(self) -> None:

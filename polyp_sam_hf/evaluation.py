@@ -12,7 +12,7 @@ import csv
 import json
 import logging
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import datasets
@@ -59,6 +59,7 @@ class EvaluateConfig:
     max_samples: int | None = None
     device: str | None = None
     auto_rounds: int = 1  # `auto`: rounds of boxes from the last mask
+    mask_prompt: str | None = None  # a mask prompt made from the boxes (`mask_prompts`); default: the model's own
 
 
 def resolve_split(config: EvaluateConfig, train_config: dict | None) -> SplitSettings:
@@ -236,7 +237,8 @@ def run_evaluation(config: EvaluateConfig) -> dict:
     frames = data[config.split]
     if config.max_samples:
         frames = frames.select(range(min(config.max_samples, len(frames))))
-    segmenter = PolypSegmenter.from_pretrained(config.model, device=config.device)
+    segmenter = PolypSegmenter.from_pretrained(config.model, device=config.device, mask_prompt=config.mask_prompt)
+    config = replace(config, mask_prompt=segmenter.mask_prompt)  # recorded: the prompt the model was given
     scores, masks = evaluate_split(segmenter, frames, config)
     summary = summarise(scores)
     primary_mode, primary_level = config.prompt_modes[0], str(config.box_jitter[0])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from .mask_prompts import mask_prompt_logits
 from .preprocessing import normalize_pixels
 
 
@@ -12,7 +13,8 @@ def prompt_logits(model: torch.nn.Module, batch: dict) -> torch.Tensor:
     (B, 1, h, w) for a prompt-free batch (`batch["prompt_free"]`).
 
     Uses `image_embeddings` when the batch has them (cached encoder), `pixel_values` when the
-    loader normalised the frames, else normalises the uint8 frames on their device.
+    loader normalised the frames, else normalises the uint8 frames on their device. A model trained
+    with a mask prompt (`mask_prompts`) gets it, made from the batch's boxes.
     """
     if "image_embeddings" in batch:
         inputs = {"image_embeddings": batch["image_embeddings"]}
@@ -24,5 +26,8 @@ def prompt_logits(model: torch.nn.Module, batch: dict) -> torch.Tensor:
     if batch.get("prompt_free"):  # no prompt at all: (B, 1, h, w), the mask of everything it finds
         out = model(**inputs, multimask_output=False)
     else:
+        masks = mask_prompt_logits(model, batch["input_boxes"], batch["box_valid"])
+        if masks is not None:
+            inputs["input_masks"] = masks.to(batch["input_boxes"].device)
         out = model(**inputs, input_boxes=batch["input_boxes"], multimask_output=False)
     return out.pred_masks[:, :, 0]

@@ -16,6 +16,7 @@ from PIL import Image
 from .data.prompts import AUTO_BOX_MARGIN, component_boxes, grow_box
 from .data.reading import read_image, to_rgb
 from .errors import ConfigError
+from .mask_prompts import mask_prompt_logits, mask_prompt_name
 from .modeling import load_model_and_processor
 from .postprocess import logits_to_original
 from .preprocessing import Preprocessing
@@ -68,18 +69,22 @@ class PolypSegmenter:
     The image encoder runs once per frame; all its boxes share that embedding.
     """
 
-    def __init__(self, model, processor, device: str | torch.device | None = None) -> None:
+    def __init__(self, model, processor, device: str | torch.device | None = None,
+                 mask_prompt: str | None = None) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()
         self.processor = processor
         self.prep = Preprocessing.of(processor)
         self.input_size = self.prep.pad_size
+        # the dense prompt made from the boxes: the model's own (`mask_prompts`) unless overridden
+        self.mask_prompt = mask_prompt or mask_prompt_name(model)
 
     @classmethod
-    def from_pretrained(cls, name: str, device: str | torch.device | None = None) -> "PolypSegmenter":
+    def from_pretrained(cls, name: str, device: str | torch.device | None = None,
+                        mask_prompt: str | None = None) -> "PolypSegmenter":
         """Load from a Hub id, a local folder or a built-in model name (see `load_model_and_processor`)."""
         model, processor = load_model_and_processor(name)
-        return cls(model, processor, device)
+        return cls(model, processor, device, mask_prompt)
 
     @staticmethod
     def as_image(image: Image.Image | np.ndarray | str | Path) -> Image.Image:
@@ -109,8 +114,10 @@ class PolypSegmenter:
         height, width = embedded.original
         scale = np.array([embedded.reshaped[1] / width, embedded.reshaped[0] / height] * 2, np.float32)
         input_boxes = torch.from_numpy(np.asarray(boxes, np.float32) * scale)[None].to(self.device)
+        masks = mask_prompt_logits(self.model, input_boxes, torch.ones(input_boxes.shape[:2], dtype=torch.bool,
+                                                                       device=self.device), self.mask_prompt)
         out = self.model(image_embeddings=embedded.embedding[None], input_boxes=input_boxes,
-                         multimask_output=False)
+                         multimask_output=False, **({} if masks is None else {"input_masks": masks}))
         return logits_to_original(out.pred_masks[0, :, 0], self.input_size, embedded.reshaped, embedded.original)
 
     @torch.no_grad()

@@ -44,6 +44,7 @@ from .data.loading import is_prepared, load_polyp_data, recorded_split
 from .embedding_cache import build_embedding_cache
 from .evaluation import evaluate_loader
 from .forward import prompt_logits
+from .mask_prompts import set_mask_prompt
 from .losses import batch_loss, get_loss
 from .modeling import (
     BUILTIN_MODELS,
@@ -318,6 +319,8 @@ def setup(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
         logger.warning("%s starts from random weights: at learning rate %g it learns next to nothing (the paper's "
                        "4e-6 fine-tunes a pretrained SAM). configs/demo.yaml trains tiny-sam at 2e-3.",
                        model_args.model, train_args.learning_rate, main_process_only=True)
+    if model_args.mask_prompt != "inherit":  # saved in the config, so best/ is prompted as it was trained
+        set_mask_prompt(model, model_args.mask_prompt)
     strategy = get_strategy(model_args.strategy)
     model = strategy.apply(model, lora_rank=model_args.lora_rank, lora_alpha=model_args.lora_alpha)
     if model_args.gradient_checkpointing:
