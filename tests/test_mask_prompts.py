@@ -65,16 +65,24 @@ def test_prompt_logits_gives_the_model_its_mask_prompt():
     assert (prompted - plain).abs().max() > 0.1 * plain.abs().max()  # the mask prompt changes the masks
 
 
-def test_a_model_trained_with_the_ellipse_is_evaluated_with_it(prepared_demo, tmp_path):
-    """best/ records the prompt; the run's test report and `evaluate` (which reads it) score the same
-    Dice, and `--mask-prompt none` scores the same model differently."""
+@pytest.fixture(scope="module")
+def ellipse_run(prepared_demo, tmp_path_factory):
+    """A three-step run of the micro model trained with the ellipse mask prompt, test report included."""
     from polyp_sam_hf.config import parse_config
-    from polyp_sam_hf.inference import PolypSegmenter
     from polyp_sam_hf.training import train
 
-    out = tmp_path / "run"
+    out = tmp_path_factory.mktemp("ellipse-run") / "run"
     train(*parse_config(train_args(prepared_demo, out, "--max_steps", "3", "--mask_prompt", "ellipse",
                                    "--evaluate_test", "true")))
+    return out
+
+
+def test_a_model_trained_with_the_ellipse_is_evaluated_with_it(ellipse_run, prepared_demo, tmp_path):
+    """best/ records the prompt; the run's test report and `evaluate` (which reads it) score the same
+    Dice, and `--mask-prompt none` scores the same model differently."""
+    from polyp_sam_hf.inference import PolypSegmenter
+
+    out = ellipse_run
     assert json.loads((out / "best" / "config.json").read_text())[CONFIG_KEY] == "ellipse"
     assert PolypSegmenter.from_pretrained(str(out / "best"), device="cpu").mask_prompt == "ellipse"
     reported = json.loads((out / "test_results.json").read_text())
@@ -94,3 +102,36 @@ def test_a_model_trained_with_the_ellipse_is_evaluated_with_it(prepared_demo, tm
         assert own["sources"][source]["dice"] == pytest.approx(row["dice"], abs=1e-6), source
     assert abs(own["all"]["dice"] - none["all"]["dice"]) > 1e-4
 
+
+
+@pytest.mark.slow
+def test_the_cards_plain_transformers_snippet_gives_the_librarys_mask(ellipse_run, tmp_path):
+    """The model card of such a model shows plain `transformers` users how to give the ellipse; its
+    snippet, run as written, gives the mask `PolypSegmenter` gives (and without the ellipse it would not)."""
+    import re
+    import subprocess
+    import sys
+
+    import numpy as np
+    from PIL import Image
+
+    import hub_upload
+    from polyp_sam_hf.inference import PolypSegmenter
+
+    export = tmp_path / "upload"
+    assert hub_upload.main(["--model", str(ellipse_run / "best"), "--repo-id", "me/polyp-sam-b",
+                            "--dry-run", str(export)]) == 0
+    text = (export / "README.md").read_text()
+    snippet = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    assert "input_masks=input_masks" in snippet
+    saved = tmp_path / "mask.npy"
+    local = snippet.replace('"me/polyp-sam-b"', repr(str(export))) + f"\nnp.save({str(saved)!r}, masks.numpy())\n"
+    result = subprocess.run([sys.executable, "-c", local], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    snippet_mask = np.load(saved)
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8))
+    ours = PolypSegmenter.from_pretrained(str(export), device="cpu")
+    library_mask = ours.predict(image, [[120, 80, 400, 330]])[0]
+    assert (snippet_mask != library_mask).mean() < 1e-3
+    ours.mask_prompt = "none"
+    assert (ours.predict(image, [[120, 80, 400, 330]])[0] != library_mask).any()
