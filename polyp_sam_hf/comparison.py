@@ -248,11 +248,15 @@ def results_markdown(metrics: dict) -> str:
     empty_note = ([f"**{len(empty)} test frames have an empty mask and are in no mean**: "
                    f"{', '.join(empty[:10])}{' ...' if len(empty) > 10 else ''}. {metrics['empty_mask_policy']}", ""]
                   if empty else [])
+    mask_prompt = settings.get("mask_prompt") or "none"
+    prompted = ("" if mask_prompt == "none" else
+                f" The model was also given each box as a mask prompt (`{mask_prompt}`: the ellipse inscribed in the "
+                "box); the baselines are the same boxes alone.")
     return "\n".join([
         f"# Results: {identity.label}",
         "",
         f"Protocol `{settings['protocol']}`, split `{identity.split or 'unknown'}`, box jitter {level}. "
-        f"Frames: {counts}.",
+        f"Frames: {counts}.{prompted}",
         "",
         *empty_note,
         results_section(metrics),

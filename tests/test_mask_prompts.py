@@ -95,6 +95,8 @@ def test_a_model_trained_with_the_ellipse_is_evaluated_with_it(ellipse_run, prep
         results[folder.name] = json.loads((folder / "metrics.json").read_text())
     own, none = results["eval-own"], results["eval-none"]
     assert own["settings"]["mask_prompt"] == "ellipse" and none["settings"]["mask_prompt"] == "none"
+    assert "mask prompt (`ellipse`" in (tmp_path / "eval-own" / "results.md").read_text()
+    assert "mask prompt" not in (tmp_path / "eval-none" / "results.md").read_text()
     test = datasets.load_from_disk(str(prepared_demo))["test"]
     assert own["all"]["n"] == len(test)
     assert set(own["sources"]) == set(reported["sources"])
