@@ -135,15 +135,17 @@ def main() -> None:
     data = prepare(args.samples, out)
     tests = {"pranet": data["pranet"], "kvasir": data["kvasir"]}
 
-    labelled = {"MobileSAM zero-shot": models["mobile-sam"],
-                "LiteMedSAM zero-shot (training data overlaps)": models["lite-medsam"]}
+    # label -> (model folder, mask prompt: None for the model's own)
+    labelled = {"MobileSAM zero-shot": (models["mobile-sam"], None),
+                "MobileSAM zero-shot, box + ellipse mask prompt": (models["mobile-sam"], "ellipse"),
+                "LiteMedSAM zero-shot (training data overlaps)": (models["lite-medsam"], None)}
     timings = {}
     for strategy in [] if args.skip_training else args.strategies.split(","):
         best, seconds = fine_tune(f"configs/mobile-sam-{strategy}.yaml", models["mobile-sam"], data["pranet"],
                                   out / "runs" / f"mobile-sam-{strategy}", args.train_arg)
-        labelled[f"MobileSAM {strategy} fine-tuned"] = best
+        labelled[f"MobileSAM {strategy} fine-tuned"] = (best, None)
         timings[f"mobile-sam-{strategy}"] = seconds
-    scores = {label: score(path, tests, levels) for label, path in labelled.items()}
+    scores = {label: score(path, tests, levels, prompt) for label, (path, prompt) in labelled.items()}
 
     result = {"samples": str(args.samples.name), "train_seconds": timings, "tables": {}}
     text = ["# Real samples: Dice / IoU per dataset, mean per image at original size", ""]
