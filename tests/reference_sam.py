@@ -57,12 +57,14 @@ def reference_parts(arch: str, checkpoint: Path):
 
 
 @torch.no_grad()
-def reference_logits(parts, pixels: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def reference_logits(parts, pixels: torch.Tensor, boxes: torch.Tensor,
+                     masks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(embeddings (1, 256, 64, 64), low-resolution logits (K, 256, 256)) for one frame's boxes
-    (K, 4) in input pixels, single-mask output as segment-anything's predictor gives it."""
+    (K, 4) in input pixels, single-mask output as segment-anything's predictor gives it; `masks`
+    (K, 1, 256, 256): a dense mask prompt per box."""
     encoder, prompt, decoder = parts
     embeddings = encoder(pixels)
-    sparse, dense = prompt(points=None, boxes=boxes, masks=None)
+    sparse, dense = prompt(points=None, boxes=boxes, masks=masks)
     low_res, _ = decoder(image_embeddings=embeddings, image_pe=prompt.get_dense_pe(),
                          sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=False)
     return embeddings, low_res[:, 0]

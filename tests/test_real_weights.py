@@ -67,6 +67,31 @@ def test_matches_official_code(arch, folder, name, converted, real_weights, samp
     _assert_same(ours, ref)
 
 
+@pytest.mark.parametrize("arch", ARCHS)
+def test_ellipse_mask_prompt_matches_official_code(arch, converted, real_weights, samples_root):
+    """The dense mask prompt goes through the converted `mask_downscaling` weights as in the official
+    code: ETIS 135's three boxes, each with the frame's ellipse prompt."""
+    from polyp_sam_hf.mask_prompts import mask_prompt_logits, set_mask_prompt
+
+    model, processor = load_model_and_processor(str(converted(arch)))
+    model.eval()
+    set_mask_prompt(model, "ellipse")
+    image, boxes = _frame(samples_root, "ETIS-LaribPolypDB", "135.png")
+    inputs = processor(images=image, input_boxes=[boxes], return_tensors="pt")
+    input_boxes = inputs["input_boxes"].float()
+    masks = mask_prompt_logits(model, input_boxes, torch.ones(1, len(boxes), dtype=torch.bool))
+    with torch.no_grad():
+        embeddings = model.get_image_embeddings(inputs["pixel_values"])
+        ours = model(image_embeddings=embeddings, input_boxes=input_boxes, input_masks=masks,
+                     multimask_output=False).pred_masks[0, :, 0]
+        plain = model(image_embeddings=embeddings, input_boxes=input_boxes, multimask_output=False).pred_masks[0, :, 0]
+    _, ref = reference_logits(reference_parts(arch, real_weights(arch)), inputs["pixel_values"], input_boxes[0],
+                              masks.expand(len(boxes), -1, -1, -1))
+    _assert_same(ours, ref)
+    assert (ours - plain).abs().max() > 1.0  # the prompt is not a no-op
+    assert masks.shape == (1, 1, 256, 256)  # SAM's mask-prompt grid for both input sizes (1024 and 256)
+
+
 @pytest.mark.parametrize("folder,name", FRAMES)
 def test_mobile_sam_matches_kornia(folder, name, converted, real_weights, samples_root):
     model, processor = load_model_and_processor(str(converted("mobile-sam")))
