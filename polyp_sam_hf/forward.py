@@ -26,8 +26,8 @@ def prompt_logits(model: torch.nn.Module, batch: dict) -> torch.Tensor:
     if batch.get("prompt_free"):  # no prompt at all: (B, 1, h, w), the mask of everything it finds
         out = model(**inputs, multimask_output=False)
     else:
-        masks = mask_prompt_logits(model, batch["input_boxes"], batch["box_valid"])
+        masks = mask_prompt_logits(model, batch["input_boxes"], batch["box_valid"])  # on the boxes' device
         if masks is not None:
-            inputs["input_masks"] = masks.to(batch["input_boxes"].device)
+            inputs["input_masks"] = masks
         out = model(**inputs, input_boxes=batch["input_boxes"], multimask_output=False)
     return out.pred_masks[:, :, 0]

@@ -27,7 +27,7 @@ from .errors import ConfigError, PolypSamError
 from .mask_prompts import CONFIG_KEY as MASK_PROMPT_KEY
 from .modeling import load_model_and_processor
 from .preprocessing import Preprocessing
-from .provenance import base_model_of, is_hub_id, model_origin, read_train_config, trained_split, weights_sha256
+from .provenance import base_model_of, config_value, is_hub_id, model_origin, read_train_config, trained_split, weights_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -238,7 +238,7 @@ def build_model_card(export_dir: str | Path, repo_id: str, metrics: dict | None,
         if metrics else None,
         paper_run=(metrics or {}).get("run", {}).get("paper_run"),
         datasets=[SOURCES[s] for s in SOURCES],
-        mask_prompt=json.loads((Path(export_dir) / "config.json").read_text()).get(MASK_PROMPT_KEY, "none"),
+        mask_prompt=config_value(export_dir, MASK_PROMPT_KEY) or "none",
     )
 
 

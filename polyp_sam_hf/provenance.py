@@ -15,11 +15,16 @@ import yaml
 TRAINING_SETTINGS = "polyp_sam_training.json"  # in best/: the settings of the run that wrote it
 
 
+def config_value(model_dir: str | Path, key: str):
+    """One entry of a model folder's config.json, or None where the folder or the entry has none."""
+    path = Path(model_dir) / "config.json"
+    return json.loads(path.read_text()).get(key) if path.is_file() else None
+
+
 def model_origin(model_dir: str | Path) -> dict | None:
     """What a converted model was made from (`polyp_sam_origin` in config.json: arch, checkpoint
     SHA-256, source, licence), or None for SAM's own checkpoints."""
-    path = Path(model_dir) / "config.json"
-    return json.loads(path.read_text()).get("polyp_sam_origin") if path.is_file() else None
+    return config_value(model_dir, "polyp_sam_origin")
 
 
 def is_hub_id(name: str) -> bool:
