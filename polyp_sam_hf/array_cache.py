@@ -5,8 +5,10 @@ resized and padded to the encoder's input as uint8 (`pixel_cache`). A cache fold
 fingerprint of everything its arrays depend on, so a change gives another folder and nothing stale
 is read. Frames are divided among processes; each writes its own rows into the shared file. A
 build happens in a temporary folder renamed into place when complete, under a lock file, so two
-runs sharing a cache folder never write the same file at once (the second waits and reuses). On
-several nodes without a shared file system each node builds its own copy.
+runs sharing a cache folder never write the same file at once (the second waits and reuses). A
+build that was interrupted resumes: the temporary folder records which rows are written
+(`done.npy`, flushed after every batch), and only the others are computed. On several nodes
+without a shared file system each node builds its own copy.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import datasets
 import numpy as np
 import torch
 from accelerate import Accelerator
+from filelock import FileLock
 from tqdm.auto import tqdm
 
 from .data.sources import frame_key
@@ -45,29 +48,6 @@ def frames_fingerprint(splits: list[datasets.Dataset]) -> str:
         digest.update(split._fingerprint.encode())
         digest.update("\n".join(frame_keys(split)).encode())
     return digest.hexdigest()
-
-
-class _BuildLock:
-    """An exclusive lock file (`fcntl.flock`): one build of a cache folder at a time, across runs."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._file = None
-
-    def acquire(self) -> None:
-        import fcntl
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "w")
-        fcntl.flock(self._file, fcntl.LOCK_EX)
-
-    def release(self) -> None:
-        import fcntl
-
-        if self._file is not None:
-            fcntl.flock(self._file, fcntl.LOCK_UN)
-            self._file.close()
-            self._file = None
 
 
 def _local_world(accelerator: Accelerator) -> int:
@@ -158,9 +138,11 @@ class ArrayCache:
         rank, world = ((accelerator.process_index, accelerator.num_processes) if shared else
                        (accelerator.local_process_index, _local_world(accelerator)))
         building = folder.with_name(f".{folder.name}.building")
-        lock = _BuildLock(folder.with_name(f".{folder.name}.lock")) if builder else None
+        # another run building the same cache: wait for it, then reuse its result
+        lock = FileLock(str(folder.with_name(f".{folder.name}.lock"))) if builder else None
         if lock is not None:
-            lock.acquire()  # another run building the same cache: wait for it, then reuse its result
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            lock.acquire()
         done = torch.tensor(float((folder / COMPLETE).is_file()))
         done = accelerator.reduce(done.to(accelerator.device), reduction="min").item() if accelerator.num_processes > 1 \
             else done.item()
@@ -168,29 +150,34 @@ class ArrayCache:
             if lock is not None:
                 lock.release()
             return cls(folder)
-        readable = [split.select_columns(list(columns)) for split in splits]
-        rows = [(split, i) for split in readable for i in range(len(split))]
-        keys = [key for split in splits for key in frame_keys(split)]
-        index = {key: n for n, key in enumerate(dict.fromkeys(keys))}
-        if builder:
-            if building.exists():
-                shutil.rmtree(building)  # left by a build that was killed
-            building.mkdir(parents=True)
-            np.lib.format.open_memmap(building / "arrays.npy", mode="w+", dtype=dtype,
-                                      shape=(len(index), *shape)).flush()
-            (building / "index.json").write_text(json.dumps(index))
-        accelerator.wait_for_everyone()
-        array = np.load(building / "arrays.npy", mmap_mode="r+")
-        mine = list(range(rank, len(rows), world))
-        with tqdm(total=len(mine), desc=desc, unit="img", disable=not accelerator.is_local_main_process) as bar:
-            for start in range(0, len(mine), batch_size):
-                chunk = mine[start : start + batch_size]
-                values = compute([rows[n][0][rows[n][1]] for n in chunk])
-                for n, value in zip(chunk, values):
-                    array[index[keys[n]]] = value
-                bar.update(len(chunk))
-        array.flush()
-        del array
+        try:
+            readable = [split.select_columns(list(columns)) for split in splits]
+            rows = [(split, i) for split in readable for i in range(len(split))]
+            keys = [key for split in splits for key in frame_keys(split)]
+            index = {key: n for n, key in enumerate(dict.fromkeys(keys))}
+            if builder:
+                _open_building(building, index, shape, dtype)
+            accelerator.wait_for_everyone()
+            array = np.load(building / "arrays.npy", mmap_mode="r+")
+            written = np.load(building / "done.npy", mmap_mode="r+")
+            mine = [n for n in range(rank, len(rows), world) if not written[index[keys[n]]]]
+            if accelerator.is_local_main_process and len(mine) < len(range(rank, len(rows), world)):
+                logger.info("Resuming the build of %s: %d frames left", folder.name, len(mine))
+            with tqdm(total=len(mine), desc=desc, unit="img", disable=not accelerator.is_local_main_process) as bar:
+                for start in range(0, len(mine), batch_size):
+                    chunk = mine[start : start + batch_size]
+                    values = compute([rows[n][0][rows[n][1]] for n in chunk])
+                    for n, value in zip(chunk, values):
+                        array[index[keys[n]]] = value
+                    array.flush()  # the rows first, then the record that they are written
+                    written[[index[keys[n]] for n in chunk]] = True
+                    written.flush()
+                    bar.update(len(chunk))
+            del array, written
+        except BaseException:
+            if lock is not None:
+                lock.release()  # the written rows stay in the temporary folder for the next build
+            raise
         accelerator.wait_for_everyone()
         if builder:
             (building / COMPLETE).write_text("ok\n")
@@ -199,3 +186,18 @@ class ArrayCache:
             logger.info("Cached %d frames in %s", len(index), folder)
         accelerator.wait_for_everyone()
         return cls(folder)
+
+
+def _open_building(building: Path, index: dict[str, int], shape: tuple[int, ...], dtype) -> None:
+    """Make the temporary folder of a build, or keep the one an interrupted build of the same
+    frames left (its written rows are reused)."""
+    index_text = json.dumps(index)
+    resumable = all((building / name).is_file() for name in ("arrays.npy", "done.npy", "index.json"))
+    if resumable and (building / "index.json").read_text() == index_text:
+        return
+    if building.exists():
+        shutil.rmtree(building)  # left by a build of other frames, or killed before it began
+    building.mkdir(parents=True)
+    np.lib.format.open_memmap(building / "arrays.npy", mode="w+", dtype=dtype, shape=(len(index), *shape)).flush()
+    np.lib.format.open_memmap(building / "done.npy", mode="w+", dtype=np.bool_, shape=(len(index),)).flush()
+    (building / "index.json").write_text(index_text)  # last: its presence says the folder is whole

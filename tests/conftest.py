@@ -68,13 +68,14 @@ KVASIR_IDS = [
 
 @pytest.fixture
 def pranet_root(tmp_path: Path) -> Path:
-    """A small PraNet-layout root: 5 Kvasir + 5 ClinicDB training pairs, 2 per test set."""
+    """A small PraNet-layout root: 5 Kvasir + 5 ClinicDB training pairs (frames 30, 60, ..., 150: five
+    video sequences), 2 per test set."""
     root = tmp_path / "pranet"
     train = root / "TrainDataset"
     for i, kid in enumerate(KVASIR_IDS):
         write_pair(train, kid, blob_mask(40, 48, [(5 + i, 6, 20, 30)]))
     for i in range(5):
-        write_pair(train, str(i + 1), blob_mask(36, 36, [(3, 4 + i, 12, 20)]))
+        write_pair(train, str(30 * (i + 1)), blob_mask(36, 36, [(3, 4 + i, 12, 20)]))
     for name in ("Kvasir", "CVC-ClinicDB", "CVC-ColonDB", "ETIS-LaribPolypDB", "CVC-300"):
         for j in range(2):
             write_pair(root / "TestDataset" / name, f"{100 + j}", blob_mask(32, 40, [(2, 3, 9, 11)]))

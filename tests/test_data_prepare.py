@@ -51,7 +51,7 @@ def test_cross_colondb_preset_tests_on_colondb_only(pranet_root):
     assert set(ds["test"]["source"]) == {"cvc-colondb"}
     assert len(ds["train"]) + len(ds["validation"]) == 10
     assert report.left_out_by_preset == 8
-    with pytest.raises(ValueError, match="paper, cross-colondb"):
+    with pytest.raises(ValueError, match="paper, paper-random, paper-sequences, cross-colondb"):
         get_split_preset("table-3")
 
 
@@ -60,7 +60,7 @@ def test_release_layout_split_counts(tmp_path):
     ids = [f"cju{i:022d}" for i in range(20)]
     for kid in ids:
         write_pair(kv, kid, blob_mask(16, 16, [(2, 2, 9, 9)]), ext=".jpg")
-    ds, _ = prepare_dataset(tmp_path, val_fraction=0.25)
+    ds, _ = prepare_dataset(tmp_path, split_preset="paper-random", val_fraction=0.25)
     assert len(ds["test"]) == 2  # 10% of Kvasir tests, as 100 of PraNet's 1000
     assert len(ds["train"]) + len(ds["validation"]) == 18
     assert len(ds["validation"]) == round(18 * 0.25)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datasets
+import numpy as np
 import pytest
 import torch
 from accelerate import Accelerator
@@ -140,3 +141,25 @@ def test_two_runs_building_one_cache_at_once_build_it_once(tmp_path):
     assert sorted(computed) == list("012345")  # every frame computed exactly once
     assert sorted(p.name for p in folder.parent.iterdir() if not p.name.startswith(".")) == ["embeddings-x"]
     assert not list(folder.parent.glob("*.building"))
+
+
+def test_an_interrupted_build_resumes_without_recomputing_written_frames(tmp_path):
+    """A build killed part-way keeps the rows it wrote; the next build computes only the others."""
+    split = datasets.Dataset.from_dict({"source": ["kvasir"] * 6, "image_id": [str(i) for i in range(6)],
+                                        "image": [float(i) for i in range(6)]})
+    computed: list[int] = []
+
+    def compute(rows, fail_after=None):
+        if fail_after is not None and len(computed) >= fail_after:
+            raise KeyboardInterrupt  # the user pressed Ctrl-C
+        computed.extend(int(r["image"]) for r in rows)
+        return np.stack([np.full((2, 3), r["image"], np.float32) for r in rows])
+
+    folder = tmp_path / "cache" / "embeddings-x"
+    with pytest.raises(KeyboardInterrupt):
+        ArrayCache.build(folder, [split], lambda rows: compute(rows, fail_after=4), (2, 3), np.float32,
+                         Accelerator(cpu=True), batch_size=2)
+    assert computed == [0, 1, 2, 3] and not folder.exists()
+    cache = ArrayCache.build(folder, [split], compute, (2, 3), np.float32, Accelerator(cpu=True), batch_size=2)
+    assert computed == [0, 1, 2, 3, 4, 5]  # 0-3 were not computed again
+    assert [float(cache(f"kvasir/{i}")[0, 0]) for i in range(6)] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]

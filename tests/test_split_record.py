@@ -20,12 +20,13 @@ from polyp_sam_hf.data.synthetic import synth_frame
 
 @pytest.fixture(scope="module")
 def clinicdb_release(tmp_path_factory):
-    """An original CVC-ClinicDB release (no split of its own): 24 frames, 22 train under `paper`."""
+    """An original CVC-ClinicDB release (no split of its own): 24 frames, one from each of 24 video
+    sequences (frame numbers 25, 50, ...), 22 train under `paper-random`."""
     db = tmp_path_factory.mktemp("release") / "CVC-ClinicDB"
     (db / "Original").mkdir(parents=True)
     (db / "Ground Truth").mkdir()
     rng = np.random.default_rng(0)
-    for i in range(1, 25):
+    for i in range(25, 625, 25):
         image, mask = synth_frame(rng, height=48, width=64)
         Image.fromarray(image).save(db / "Original" / f"{i}.png")
         Image.fromarray(mask.astype(np.uint8) * 255).save(db / "Ground Truth" / f"{i}.png")
@@ -33,7 +34,7 @@ def clinicdb_release(tmp_path_factory):
 
 
 def _test_ids(root, seed):
-    return set(list(load_polyp_data(root, "paper", 0.2, seed)["test"]["image_id"]))
+    return set(list(load_polyp_data(root, "paper-random", 0.2, seed)["test"]["image_id"]))
 
 
 def test_a_seed_sweep_never_trains_on_a_test_frame(clinicdb_release, tmp_path, monkeypatch):
@@ -49,9 +50,10 @@ def test_a_seed_sweep_never_trains_on_a_test_frame(clinicdb_release, tmp_path, m
 
     monkeypatch.setattr(training, "_select", spy)
     out = tmp_path / "run"
-    training.train(*parse_config(train_args(clinicdb_release, out, "--seed", "7", "--max_steps", "1")))
+    training.train(*parse_config(train_args(clinicdb_release, out, "--seed", "7", "--max_steps", "1",
+                                            "--split_preset", "paper-random")))
     record = json.loads((out / "best" / "polyp_sam_training.json").read_text())
-    assert (record["seed"], record["split_seed"], record["split_preset"]) == (7, 42, "paper")
+    assert (record["seed"], record["split_seed"], record["split_preset"]) == (7, 42, "paper-random")
 
     assert cli_main(["evaluate", "--model", str(out / "best"), "--data", str(clinicdb_release),
                      "--output", str(tmp_path / "eval"), "--prompt-mode", "single"]) == 0
@@ -59,7 +61,7 @@ def test_a_seed_sweep_never_trains_on_a_test_frame(clinicdb_release, tmp_path, m
     assert tested == _test_ids(clinicdb_release, 42) and len(seen) == 22
     assert not tested & set(seen)
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert metrics["settings"]["data_split"] == {"preset": "paper", "val_fraction": 0.2, "seed": 42}
+    assert metrics["settings"]["data_split"] == {"preset": "paper-random", "val_fraction": 0.2, "seed": 42}
 
     # a split flag that contradicts the run's record is refused, naming both
     code = cli_main(["evaluate", "--model", str(out / "best"), "--data", str(clinicdb_release),

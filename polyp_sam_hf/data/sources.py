@@ -6,6 +6,7 @@ it from `SOURCES`, so adding a sixth dataset is one entry here.
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 
@@ -23,6 +24,8 @@ class PolypSource:
         release_dirs: Folder names of the original release at a data root.
         citation: BibTeX-free short citation, for reports and model cards.
         terms: The licence or terms of use as the publisher states them.
+        sequence_starts: For a dataset of video frames numbered in order, the first frame number
+            of each video sequence (from the release's README); empty where frames are independent.
     """
 
     name: str
@@ -31,6 +34,15 @@ class PolypSource:
     release_dirs: tuple[str, ...]
     citation: str
     terms: str
+    sequence_starts: tuple[int, ...] = ()
+
+    def sequence_of(self, image_id: str) -> str:
+        """The video sequence a frame was taken from (`"7"`), or the frame's own id where the
+        dataset records no sequences: frames of one sequence are near copies, so they must stay
+        on one side of a split."""
+        if not self.sequence_starts or not image_id.isdigit():
+            return image_id
+        return str(bisect.bisect_right(self.sequence_starts, int(image_id)))
 
 
 SOURCES: dict[str, PolypSource] = {
@@ -52,6 +64,9 @@ SOURCES: dict[str, PolypSource] = {
             citation="Bernal et al., WM-DOVA maps for accurate polyp highlighting in colonoscopy, "
             "CMIG 2015.",
             terms="Academic, non-commercial research use with citation.",
+            # the release README's table: 612 frames from 29 sequences (1-25, 26-50, ..., 592-612)
+            sequence_starts=(1, 26, 51, 68, 79, 104, 127, 152, 178, 200, 206, 228, 253, 278, 298, 318,
+                             343, 364, 384, 409, 429, 448, 467, 479, 504, 529, 547, 572, 592),
         ),
         PolypSource(
             name="cvc-colondb",

@@ -1,16 +1,109 @@
-"""Split presets: which pairs train, which validate, which test. A registry, one entry a preset."""
+"""Split presets: which pairs train, which validate, which test. A registry, one entry a preset.
+
+A data root in the PraNet layout carries its own train/test division. Original releases carry
+none, so a preset says, per dataset, how a release's test frames are chosen (a `TestDraw`):
+PraNet's published lists (the split Polyp-SAM's Table 2 uses), a seeded random fraction, or whole
+held-out video sequences. Validation frames are drawn from the training frames per dataset; for a
+dataset of video sequences (CVC-ClinicDB) by whole sequence, so no validation frame has a near
+copy in training.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
 
 import numpy as np
 
 from ..errors import ConfigError
 from ..registry import lookup
 from .layouts import PairRecord
-from .sources import SOURCES
+from .sources import SOURCES, get_source
+
+logger = logging.getLogger(__name__)
+
+# (train, test) from one dataset's release frames, sorted by id; the generator is seeded
+TestDraw = Callable[[list[PairRecord], np.random.Generator], tuple[list[PairRecord], list[PairRecord]]]
+
+
+@cache
+def pranet_test_ids() -> dict[str, frozenset[str]]:
+    """PraNet's test frames per source (`kvasir`: 100 ids, `cvc-clinicdb`: 62 frame numbers),
+    shipped with the library as `pranet_test_split.json`."""
+    text = resources.files(__package__).joinpath("pranet_test_split.json").read_text()
+    return {name: frozenset(ids) for name, ids in json.loads(text).items() if name in SOURCES}
+
+
+def _sequence_groups(items: list[PairRecord]) -> list[list[PairRecord]]:
+    """Items grouped by video sequence (each frame alone where its dataset has none), in id order."""
+    groups: dict[str, list[PairRecord]] = {}
+    for pair in sorted(items, key=lambda p: p.image_id):
+        groups.setdefault(get_source(pair.source).sequence_of(pair.image_id), []).append(pair)
+    return list(groups.values())
+
+
+def take_groups(items: list[PairRecord], count: int, rng: np.random.Generator) -> tuple[list, list]:
+    """About `count` of `items` in whole sequences, seeded: (taken, rest).
+
+    Sequences are visited in a seeded order; one is taken when that brings the total closer to
+    `count`. For frames without sequences this is an exact seeded draw of `count` frames.
+    """
+    groups = _sequence_groups(items)
+    taken: list[PairRecord] = []
+    for g in rng.permutation(len(groups)):
+        group = groups[int(g)]
+        if abs(len(taken) + len(group) - count) < abs(len(taken) - count):
+            taken.extend(group)
+    chosen = {id(p) for p in taken}
+    return taken, [p for p in sorted(items, key=lambda p: p.image_id) if id(p) not in chosen]
+
+
+def take_groups_flat(items, count, rng):
+    """An exact seeded draw of `count` frames, sequences ignored (the random protocol of PraNet)."""
+    items = sorted(items, key=lambda p: p.image_id)
+    chosen = {int(i) for i in rng.permutation(len(items))[:count]}
+    return [p for i, p in enumerate(items) if i in chosen], [p for i, p in enumerate(items) if i not in chosen]
+
+
+def pranet_list(items, rng):
+    """PraNet's test frames test, every other frame trains."""
+    listed = pranet_test_ids().get(items[0].source, frozenset()) if items else frozenset()
+    if items and not any(p.image_id in listed for p in items):
+        logger.warning("None of PraNet's %d test frames of %s are in this data root: all %d of its frames train. "
+                       "Use --split-preset paper-random to test on a seeded draw instead.",
+                       len(listed), items[0].source, len(items))
+    return [p for p in items if p.image_id not in listed], [p for p in items if p.image_id in listed]
+
+
+def random_fraction(train_fraction: float) -> TestDraw:
+    """A seeded draw: `train_fraction` of the frames train, the rest test."""
+    def draw(items, rng):
+        test, train = take_groups_flat(items, len(items) - int(round(train_fraction * len(items))), rng)
+        return train, test
+    return draw
+
+
+def held_out_sequences(test_frames: int) -> TestDraw:
+    """About `test_frames` frames in whole video sequences test (seeded), the other sequences train."""
+    def draw(items, rng):
+        test, train = take_groups(items, test_frames, rng)
+        return train, test
+    return draw
+
+
+def all_train(items, rng):
+    """Every frame trains."""
+    return list(items), []
+
+
+def all_test(items, rng):
+    """Every frame tests."""
+    return [], list(items)
 
 
 @dataclass(frozen=True)
@@ -20,16 +113,15 @@ class SplitPreset:
     Attributes:
         name: the `--split-preset` value.
         description: one line for help texts and docs.
-        test_sources: sources whose test images form the `test` split; others are left out.
-        release_train_fraction: for original releases (which carry no split of their own), the
-            fraction of each listed source that goes to training, seeded; the rest goes to test
-            if the source is a test source. Sources not listed only test.
+        test_sources: sources whose test frames form the `test` split; others are left out.
+        release_tests: for original releases (which carry no split of their own), how each listed
+            source's test frames are chosen; a source not listed only tests (`all_test`).
     """
 
     name: str
     description: str
     test_sources: tuple[str, ...]
-    release_train_fraction: dict[str, float] = field(default_factory=dict)
+    release_tests: dict[str, TestDraw] = field(default_factory=dict)
 
 
 SPLIT_PRESETS: dict[str, SplitPreset] = {
@@ -37,17 +129,29 @@ SPLIT_PRESETS: dict[str, SplitPreset] = {
     for preset in (
         SplitPreset(
             "paper",
-            "Polyp-SAM Table 2: train on 900 Kvasir + 550 CVC-ClinicDB, test on the rest and on "
-            "CVC-ColonDB, ETIS and CVC-300",
+            "Polyp-SAM Table 2: PraNet's split, train on 900 Kvasir + 550 CVC-ClinicDB, test on PraNet's "
+            "100 + 62 and on CVC-ColonDB, ETIS and CVC-300",
             tuple(SOURCES),
-            # PraNet's counts: 900 of Kvasir's 1000 frames, 550 of CVC-ClinicDB's 612
-            {"kvasir": 900 / 1000, "cvc-clinicdb": 550 / 612},
+            {"kvasir": pranet_list, "cvc-clinicdb": pranet_list},
+        ),
+        SplitPreset(
+            "paper-random",
+            "as paper, but a seeded random 900 of Kvasir's 1000 and 550 of CVC-ClinicDB's 612 frames train",
+            tuple(SOURCES),
+            {"kvasir": random_fraction(900 / 1000), "cvc-clinicdb": random_fraction(550 / 612)},
+        ),
+        SplitPreset(
+            "paper-sequences",
+            "as paper, but CVC-ClinicDB tests on about 62 frames of whole held-out video sequences, so no "
+            "test frame has a near copy in training",
+            tuple(SOURCES),
+            {"kvasir": pranet_list, "cvc-clinicdb": held_out_sequences(62)},
         ),
         SplitPreset(
             "cross-colondb",
             "Polyp-SAM Table 3: train on Kvasir + CVC-ClinicDB, test on CVC-ColonDB",
             ("cvc-colondb",),
-            {"kvasir": 1.0, "cvc-clinicdb": 1.0},
+            {"kvasir": all_train, "cvc-clinicdb": all_train},
         ),
         SplitPreset(
             "test-only",
@@ -64,25 +168,14 @@ def get_split_preset(name: str) -> SplitPreset:
     return lookup(SPLIT_PRESETS, name, "split preset", "presets")
 
 
-def _seeded_take(items: list[PairRecord], fraction: float, rng: np.random.Generator):
-    """Split `items` (sorted by id first, so the result does not depend on disk order)."""
-    items = sorted(items, key=lambda p: p.image_id)
-    order = rng.permutation(len(items))
-    count = int(round(fraction * len(items)))
-    chosen = {int(i) for i in order[:count]}
-    return (
-        [p for i, p in enumerate(items) if i in chosen],
-        [p for i, p in enumerate(items) if i not in chosen],
-    )
-
-
 def assign_splits(
     pairs: list[PairRecord], preset: SplitPreset, val_fraction: float, seed: int
 ) -> tuple[dict[str, list[PairRecord]], int]:
     """Divide pairs into `train`, `validation` and `test`.
 
     Training pairs are divided into train and validation per source (stratified), so every
-    training source is in both. All draws are seeded and independent of file order.
+    training source is in both; a source of video sequences by whole sequence. All draws are
+    seeded and independent of file order.
 
     Returns:
         The three lists, and how many pairs the preset leaves out.
@@ -104,9 +197,8 @@ def assign_splits(
         else:
             left_out += 1
     for source in sorted(release):
-        items = release[source]
-        fraction = preset.release_train_fraction.get(source, 0.0)
-        train_part, rest = _seeded_take(items, fraction, rng)
+        items = sorted(release[source], key=lambda p: p.image_id)
+        train_part, rest = preset.release_tests.get(source, all_test)(items, rng)
         pool[source].extend(train_part)
         if source in preset.test_sources:
             test.extend(rest)
@@ -115,7 +207,10 @@ def assign_splits(
     train: list[PairRecord] = []
     validation: list[PairRecord] = []
     for source in sorted(pool):
-        val_part, train_part = _seeded_take(pool[source], val_fraction, rng)
+        val_part, train_part = take_groups(pool[source], int(round(val_fraction * len(pool[source]))), rng)
+        if val_fraction > 0 and not val_part:
+            logger.warning("No %s frame validates: its %d training frames are too few whole video sequences for "
+                           "a %.0f%% validation part.", source, len(train_part), 100 * val_fraction)
         train.extend(train_part)
         validation.extend(val_part)
     return {"train": train, "validation": validation, "test": test}, left_out
