@@ -16,6 +16,7 @@ import yaml
 from transformers import HfArgumentParser
 from transformers.trainer_utils import SchedulerType
 
+from .attention import VISION_ATTENTION
 from .data.prompts import PROMPT_MODES
 from .data.splits import SPLIT_PRESETS
 from .errors import ConfigError
@@ -56,6 +57,13 @@ class ModelArguments:
     )
     lora_rank: int = field(default=8, metadata={"help": "LoRA rank (strategy lora)."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (strategy lora)."})
+    vision_attention: str = field(
+        default="fused",
+        metadata={"help": "SAM ViT attention: fused (the relative-position terms folded into queries and keys, one "
+                  "SDPA call without a bias tensor: faster, less memory, same scores); transformers (its own "
+                  "implementation). TinyViT encoders are unaffected. The saved model is the same either way.",
+                  "choices": list(VISION_ATTENTION)},
+    )
     gradient_checkpointing: bool = field(
         default=False, metadata={"help": "Recompute encoder activations in backward (saves memory for ViT-L full)."}
     )

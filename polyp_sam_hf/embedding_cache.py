@@ -23,6 +23,7 @@ from accelerate import Accelerator
 from transformers import SamModel, SamProcessor
 
 from .array_cache import ArrayCache, frames_fingerprint
+from .attention import vision_attention_of
 from .data.reading import to_rgb
 from .preprocessing import Preprocessing
 
@@ -74,7 +75,7 @@ def build_embedding_cache(
         batch_size: frames per encoder call.
     """
     encoder = model.vision_encoder
-    attention = getattr(model.config, "_attn_implementation", None)
+    attention = f"{getattr(model.config, '_attn_implementation', None)}/{vision_attention_of(model)}"
     folder = Path(root) / f"embeddings-{cache_fingerprint(encoder, processor, splits, attention)}"
     device = accelerator.device
     prep = Preprocessing.of(processor)

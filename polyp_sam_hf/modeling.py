@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from transformers import SamConfig, SamImageProcessor, SamModel, SamProcessor
 
+from .attention import set_vision_attention
 from .errors import CheckpointError, ModelLoadError
 from .modeling_tinyvit_sam import TINY_VIT_5M, TinyViTSamConfig, TinyViTSamModel
 from .registry import lookup
@@ -216,10 +217,14 @@ def check_model_available(name: str) -> str:
     return name
 
 
-def load_model_and_processor(name: str, seed: int = 0) -> tuple[SamModel, SamProcessor]:
+def load_model_and_processor(name: str, seed: int = 0, vision_attention: str = "fused"
+                             ) -> tuple[SamModel, SamProcessor]:
     """Load SAM and its processor from a built-in name, a local folder or a Hub id.
 
-    Built-in names (`BUILTIN_MODELS`) are initialised randomly from `seed`.
+    Built-in names (`BUILTIN_MODELS`) are initialised randomly from `seed`. A ViT encoder's
+    attention runs as `vision_attention` says (`attention.VISION_ATTENTION`: `fused` computes
+    transformers' scores without the bias tensor; `transformers` keeps transformers' own); the
+    weights and what `save_pretrained` writes are the same either way.
 
     Raises:
         ModelLoadError: no such folder, a folder lacking a file, a damaged weights file, or a Hub
@@ -231,6 +236,7 @@ def load_model_and_processor(name: str, seed: int = 0) -> tuple[SamModel, SamPro
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             model = MODEL_CLASSES.get(config.model_type, SamModel)(config)
+        set_vision_attention(model, vision_attention)
         return model, processor_for(config)
     path = Path(name).expanduser()
     name = check_model_available(name)
@@ -245,6 +251,7 @@ def load_model_and_processor(name: str, seed: int = 0) -> tuple[SamModel, SamPro
         raise ModelLoadError(f"Cannot read the model in {path}: {type(err).__name__}: {err}. A file is damaged or "
                              "truncated (model.safetensors, config.json): copy the folder again.") from None
     check_finite_weights(model, name)
+    set_vision_attention(model, vision_attention)
     return model, processor
 
 

@@ -314,7 +314,8 @@ def setup(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
                                   data_args.split_seed, data_args.generate_demo_data)
     dataset = _select(dataset, data_args)
 
-    model, processor = load_model_and_processor(model_args.model, seed=train_args.seed)
+    model, processor = load_model_and_processor(model_args.model, seed=train_args.seed,
+                                                vision_attention=model_args.vision_attention)
     if model_args.model in BUILTIN_MODELS and train_args.learning_rate < RANDOM_WEIGHTS_MIN_LR:
         logger.warning("%s starts from random weights: at learning rate %g it learns next to nothing (the paper's "
                        "4e-6 fine-tunes a pretrained SAM). configs/demo.yaml trains tiny-sam at 2e-3.",
