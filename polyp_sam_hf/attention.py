@@ -14,8 +14,10 @@ gradient. The same scores are a plain dot product of augmented vectors:
     k'_j = [k_j, onehot_H(row(j)), onehot_W(col(j))]    (d + H + W)
 
 so `scaled_dot_product_attention(q', k', v, scale=1)` gives the same output, and autograd reaches
-`qkv`, `rel_pos_h` and `rel_pos_w` through `q'`. The two widths are zero-padded to a multiple of 8
-(the fused kernels' alignment).
+`qkv`, `rel_pos_h` and `rel_pos_w` through `q'`. The widths are zero-padded to a multiple of 8
+(the fused kernels' alignment), and `v` to the same width (the flash kernels want one head width
+for all three; without it the CPU falls back to the kernel that stores the whole attention matrix:
+`python benchmarks/attention.py` measures the result).
 
 The swap changes the class of each attention module in place and nothing else: parameters, their
 names and the saved `SamModel` folder stay transformers' own, so vanilla `from_pretrained` loads
@@ -48,13 +50,15 @@ class FusedRelPosAttention(SamVisionAttention):
         # (3, B, heads, HW, d)
         qkv = self.qkv(hidden_states).reshape(batch, height * width, 3, heads, -1).permute(2, 0, 3, 1, 4)
         query, key, value = qkv.unbind(0)
+        head_width = value.shape[-1]
         if self.use_rel_pos:
             query, key = self._augment(query, key, height, width)
+            value = F.pad(value, (0, query.shape[-1] - head_width))
             scale = 1.0
         else:
             scale = self.scale
         dropout = self.dropout if self.training else 0.0
-        out = F.scaled_dot_product_attention(query, key, value, dropout_p=dropout, scale=scale)
+        out = F.scaled_dot_product_attention(query, key, value, dropout_p=dropout, scale=scale)[..., :head_width]
         out = out.reshape(batch, heads, height, width, -1).permute(0, 2, 3, 1, 4).reshape(batch, height, width, -1)
         return self.proj(out), None
 

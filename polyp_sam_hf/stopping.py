@@ -16,7 +16,6 @@ import logging
 import signal
 import threading
 
-import torch
 
 logger = logging.getLogger(__name__)
 
@@ -24,12 +23,14 @@ logger = logging.getLogger(__name__)
 class GracefulStop:
     """A SIGINT handler for the training loop (installed in the main thread only).
 
-    Use as a context manager around the loop; ask `should_stop` at each optimiser-step boundary and
-    wrap the final save in `saving()`.
+    Use as a context manager around the loop. `requested` is this process's Ctrl-C; the training
+    loop reduces it over all processes with the step's loss (one host sync a step) into `agreed`,
+    so every process stops after the same optimiser step. Wrap the final save in `saving()`.
     """
 
     def __init__(self) -> None:
         self.requested = False
+        self.agreed = False  # some process was asked to stop, as of the last optimiser step
         self._saving = False
         self._previous = None
 
@@ -53,13 +54,6 @@ class GracefulStop:
         self.requested = True
         logger.warning("Ctrl-C: finishing the optimiser step in progress, then saving checkpoints/interrupted. "
                        "Press Ctrl-C again to stop at once (the partial step is run again on resume).")
-
-    def should_stop(self, accelerator) -> bool:
-        """Whether any process was asked to stop (all processes agree, so all stop at the same step)."""
-        flag = torch.tensor(float(self.requested), device=accelerator.device)
-        if accelerator.num_processes > 1:
-            flag = accelerator.reduce(flag, reduction="max")
-        return bool(flag.item())
 
     def saving(self) -> "_Saving":
         return _Saving(self)

@@ -406,24 +406,27 @@ def _epoch(run: Run, stop: GracefulStop, bar, train_loss: float | None) -> tuple
     batches = run.train_loader
     if state.batches_in_epoch:
         batches = accelerator.skip_first_batches(run.train_loader, state.batches_in_epoch)
-    running, micro = 0.0, 0
+    running, micro = None, 0
     for batch in batches:
         with accelerator.accumulate(run.model):
             loss = batch_loss(prompt_logits(run.model, batch), batch, run.loss_fn)
-            _check_finite(loss, state.step + 1, accelerator)
             accelerator.backward(loss)
-            if accelerator.sync_gradients and args.max_grad_norm:
-                accelerator.clip_grad_norm_(run.params, args.max_grad_norm)
+            # summed on the device: a micro-batch never waits for the host
+            running, micro = (loss.detach() if running is None else running + loss.detach()), micro + 1
+            if accelerator.sync_gradients:
+                # before the optimiser applies it: the step's loss, NaN and Ctrl-C in one host sync
+                train_loss = _end_of_step(running / micro, state.step + 1, stop, accelerator)
+                if args.max_grad_norm:
+                    accelerator.clip_grad_norm_(run.params, args.max_grad_norm)
             run.optimizer.step()
             run.optimizer.zero_grad()
         state.batches_in_epoch += 1
-        running, micro = running + loss.item(), micro + 1
         if not accelerator.sync_gradients:
             continue
         run.scheduler.step()
         state.step += 1
         run.step_start = state.batches_in_epoch
-        train_loss, running, micro = running / micro, 0.0, 0
+        running, micro = None, 0
         lr = run.scheduler.get_last_lr()[0]
         bar.update(1)
         bar.set_postfix(loss=f"{train_loss:.4f}", lr=f"{lr:.2e}")
@@ -434,7 +437,7 @@ def _epoch(run: Run, stop: GracefulStop, bar, train_loss: float | None) -> tuple
             run.checkpoint(step_name(state.step), keep_last=args.save_total_limit)
         if state.step >= run.total_steps or state.step == args.stop_after_steps:
             return False, train_loss
-        if stop.should_stop(accelerator):  # Ctrl-C: the step is done, stop here
+        if stop.agreed:  # Ctrl-C on some process: the step is done, every process stops here
             raise KeyboardInterrupt
     return True, train_loss
 
@@ -519,15 +522,26 @@ def _claim_output_dir(output_dir: Path, train_args: TrainArguments, accelerator:
     accelerator.wait_for_everyone()  # no process may see the files the main process writes next
 
 
-def _check_finite(loss: torch.Tensor, step: int, accelerator: Accelerator) -> None:
-    finite = torch.isfinite(loss.detach()).float()
-    if accelerator.num_processes > 1:  # every rank stops together, none waits in a collective
-        finite = accelerator.reduce(finite, reduction="min")
-    if finite.item() < 1:
+def _end_of_step(loss: torch.Tensor, step: int, stop: GracefulStop, accelerator: Accelerator) -> float:
+    """The optimiser step's mean loss over all processes, read with the one host sync of the step,
+    which also carries whether any process saw a non-finite loss or a Ctrl-C (so all stop together
+    and none waits in a collective). Sets `stop.agreed`.
+
+    Raises:
+        NonFiniteLossError: a process's loss is NaN or infinite (before the optimiser applies it).
+    """
+    flags = torch.stack([loss.float(), (~torch.isfinite(loss)).float(),
+                         torch.tensor(float(stop.requested), device=loss.device)])
+    if accelerator.num_processes > 1:
+        flags = accelerator.reduce(torch.nan_to_num(flags, nan=0.0, posinf=0.0, neginf=0.0), reduction="sum")
+        flags[0] /= accelerator.num_processes
+    value, nonfinite, stop_requested = flags.tolist()
+    if nonfinite:
         raise NonFiniteLossError(
-            f"Loss is {loss.item()} at step {step}: stopping. Lower --learning_rate, try "
-            "--mixed_precision bf16 instead of fp16, or set --max_grad_norm."
-        )
+            f"Loss is {loss.item() if not torch.isfinite(loss) else 'not finite on another process'} at step {step}: "
+            "stopping. Lower --learning_rate, try --mixed_precision bf16 instead of fp16, or set --max_grad_norm.")
+    stop.agreed = bool(stop_requested)
+    return value
 
 
 def _check_in_sync(accelerator: Accelerator, model: torch.nn.Module) -> None:

@@ -229,3 +229,20 @@ def test_pranet_protocol_through_the_command_line(micro_checkpoint, prepared_dem
         ellipse = baseline_prediction("ellipse", [row["box"]], *truth.shape).astype(np.float32)
         assert rows[(row["source"], row["image_id"])] == pytest.approx(pranet_dice_iou(ellipse, truth)[0], abs=1e-9)
     assert (out / "results.md").read_text().splitlines()[2].startswith("Protocol `pranet`")
+
+
+def test_validation_masks_stay_on_the_cpu_when_a_batch_moves_to_the_device(prepared_demo):
+    """Accelerate moves every tensor of a batch to the device; the original-size masks that frames
+    are scored against are numpy, so they stay where numpy can read them (a CUDA run of train.py
+    once crashed at its first validation on `np.asarray` of a device tensor). The `meta` device
+    stands in for a GPU: nothing on it can reach numpy."""
+    from accelerate.utils import send_to_device
+
+    from polyp_sam_hf.data.batches import PromptDataset, collate
+    from polyp_sam_hf.modeling import load_model_and_processor
+
+    _, processor = load_model_and_processor("tiny-sam")
+    split = datasets.load_from_disk(str(prepared_demo))["validation"]
+    batch = send_to_device(collate([PromptDataset(split, processor)[i] for i in range(2)]), torch.device("meta"))
+    assert batch["input_boxes"].device.type == "meta"
+    assert all(isinstance(mask, np.ndarray) and mask.dtype == bool for mask in batch["mask"])

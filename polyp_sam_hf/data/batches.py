@@ -31,7 +31,8 @@ class PromptDataset(torch.utils.data.Dataset):
         (C, h, w) when `embeddings` is given; `pixel_scale`, `pixel_shift` (3,) (`Preprocessing`);
         `boxes` (K, 4) float in the S x S input frame; `targets` (K, S, S) uint8 0/1 on the same
         grid (zero on the padding); `reshaped` (2,) and `original` (2,) long (height, width);
-        `mask` (H, W) bool at the original size; `index` int.
+        `mask` (H, W) bool numpy array at the original size (never moved to the device: scoring
+        runs on the CPU); `index` int.
 
     Box jitter is drawn from a generator seeded by (seed, epoch, index): the same run gives the
     same boxes whatever the worker count, and a resumed run the boxes it would have seen.
@@ -103,7 +104,7 @@ class PromptDataset(torch.utils.data.Dataset):
             "prompt_free": self.prompt_mode == PROMPT_FREE,
         }
         if self.original_masks:
-            item["mask"] = torch.from_numpy(mask)
+            item["mask"] = mask  # numpy: device placement leaves it on the CPU, where frames are scored
         if self.embeddings is not None:
             item["image_embeddings"] = self.embeddings(key)
             return item
