@@ -38,3 +38,13 @@ def test_step_profile_reports_the_busy_share_of_a_step(tmp_path):
     assert 0 < float(busy) <= wall * 1.01  # self times never add up to more than the step
     assert abs(int(share) - 100 * float(busy) / wall) <= 1
     assert "aten::" in text  # the operator table follows
+
+
+def test_train_loop_benchmark_times_the_loop_beside_the_bare_step(tmp_path):
+    out = tmp_path / "loop.json"
+    subprocess.run([sys.executable, "train_loop.py", "--steps", "2", "--warmup", "1", "--batch", "2",
+                    "--output", str(out)], cwd=ROOT / "benchmarks", check=True, capture_output=True)
+    result = json.loads(out.read_text())
+    assert result["loop_images_per_s"] > 0 and result["bare_images_per_s"] > 0
+    assert result["loop_share_of_bare"] == pytest.approx(
+        result["loop_images_per_s"] / result["bare_images_per_s"], rel=0.01)
