@@ -12,7 +12,7 @@ from polyp_sam_hf.inference import PolypSegmenter
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--model", help="Hub id, folder, or built-in name (default: $POLYP_SAM_MODEL, "
                         "else models/mobile-sam from `polyp-sam convert --arch mobile-sam`, else tiny-sam)")
     parser.add_argument("--host", default="127.0.0.1")

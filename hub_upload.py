@@ -18,7 +18,7 @@ from polyp_sam_hf.hub import prepare_upload, require_token, upload
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--model", required=True, help="a saved SamModel folder, e.g. OUTPUT/best")
     parser.add_argument("--repo-id", required=True, help="ORG/NAME on the Hub")
     parser.add_argument("--eval-results", help="metrics.json from `polyp-sam evaluate`")

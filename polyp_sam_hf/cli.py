@@ -275,7 +275,12 @@ COMMANDS: dict[str, Command] = {
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with a "did you mean" for a misspelled command or choice (flags: see `main`)."""
+    """argparse with a "did you mean" for a misspelled command or choice (flags: see `main`), and no
+    abbreviated flags: a typo is an error, never a silent match of a longer flag."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         from .config import did_you_mean

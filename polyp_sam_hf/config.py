@@ -78,6 +78,7 @@ class ModelArguments:
 
     def __post_init__(self) -> None:
         _check_choices(self)
+        _check_ranges(self, {"lora_rank": (1, None), "lora_alpha": (1, None)})
 
 
 @dataclass
@@ -184,10 +185,10 @@ def parse_config(argv: list[str] | None = None) -> tuple[ModelArguments, DataArg
     Raises:
         ValueError: the YAML file holds a key that is no field (the file and the key are named).
     """
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--config")
     known, rest = pre.parse_known_args(argv)
-    parser = HfArgumentParser(CONFIG_CLASSES)
+    parser = HfArgumentParser(CONFIG_CLASSES, allow_abbrev=False)  # `--num_epoch` is a typo, not --num_epochs
     # listed for --help; read above, so it never reaches the namespace (SUPPRESS keeps it out)
     parser.add_argument("--config", metavar="FILE.yaml", default=argparse.SUPPRESS,
                         help="A YAML file of these settings (e.g. configs/paper/table2-b-full.yaml); flags override it.")

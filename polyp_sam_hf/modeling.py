@@ -173,6 +173,9 @@ def _check_hub_id(name: str) -> None:
     from .provenance import is_hub_id
 
     builtins = ", ".join(BUILTIN_MODELS)
+    parent = Path(name).expanduser().parent
+    if name.startswith((".", "/", "~")) or (str(parent) != "." and parent.is_dir()):
+        raise ModelLoadError(_missing_folder(Path(name).expanduser()))
     if not is_hub_id(name):
         raise ModelLoadError(f"{name} does not exist: there is no such folder, and it is neither a Hub id "
                              f"(org/name) nor a built-in model ({builtins}).")
@@ -186,6 +189,20 @@ def _check_hub_id(name: str) -> None:
             f"network access (`hf download {name}`), or pass --model with a saved model folder. To try "
             f"the library without weights, use a built-in model ({builtins}), e.g. `--config configs/demo.yaml`."
         )
+
+
+def _missing_folder(path: Path) -> str:
+    """The message for a model path that does not exist: the model folders beside it, the closest first."""
+    import difflib
+
+    parent = path.parent
+    while not parent.is_dir() and parent != parent.parent:
+        parent = parent.parent
+    models = sorted(str(p) for p in parent.iterdir() if (p / "config.json").is_file()) if parent.is_dir() else []
+    close = difflib.get_close_matches(str(path), models, n=1, cutoff=0.6)
+    hint = f" Did you mean {close[0]}?" if close else ""
+    listed = f" Model folders in {parent}: {', '.join(models)}." if models else ""
+    return f"The folder {path} does not exist.{hint}{listed}"
 
 
 def check_finite_weights(model: torch.nn.Module, where: str) -> None:

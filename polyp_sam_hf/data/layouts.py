@@ -63,6 +63,7 @@ class Skipped:
 
     path: str
     reason: str
+    unpaired: bool = False  # an image without its mask or a mask without its image: a bad file
 
 
 @dataclass
@@ -103,9 +104,9 @@ def pair_folder(
     images = _image_files(image_dir, skipped)
     masks = _image_files(mask_dir, skipped)
     for stem in sorted(images.keys() - masks.keys()):
-        skipped.append(Skipped(str(images[stem]), f"image without a mask in {mask_dir}"))
+        skipped.append(Skipped(str(images[stem]), f"image without a mask in {mask_dir}", unpaired=True))
     for stem in sorted(masks.keys() - images.keys()):
-        skipped.append(Skipped(str(masks[stem]), f"mask without an image in {image_dir}"))
+        skipped.append(Skipped(str(masks[stem]), f"mask without an image in {image_dir}", unpaired=True))
     return [(stem, images[stem], masks[stem]) for stem in sorted(images.keys() & masks.keys())]
 
 

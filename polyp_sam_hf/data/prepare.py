@@ -184,6 +184,11 @@ def prepare_dataset(
     """
     preset = get_split_preset(split_preset)
     found: Discovery = discover(data_root)
+    unpaired = [s for s in found.skipped if s.unpaired]
+    if unpaired and not skip_bad_files:
+        named = "; ".join(f"{s.path}: {s.reason}" for s in unpaired[:3])
+        raise DataError(f"{len(unpaired)} files have no partner: {named}{' ...' if len(unpaired) > 3 else ''}. "
+                        f"Add the missing files, or pass --skip-bad-files to leave them out and list them.")
     report = PrepareReport(layout=found.layout, skipped=list(found.skipped))
     splits, report.left_out_by_preset = assign_splits(found.pairs, preset, val_fraction, seed)
 
@@ -198,7 +203,8 @@ def prepare_dataset(
                     row = build_row(pair, min_component_area)
                 except DataError as err:
                     if not skip_bad_files:
-                        raise
+                        raise DataError(f"{err} Fix or remove the file, or pass --skip-bad-files to leave such "
+                                        "pairs out and list them.") from None
                     report.skipped.append(Skipped(str(pair.image_path), str(err)))
                     continue
                 if row["rejected_json_box"]:
