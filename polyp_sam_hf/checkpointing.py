@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+from contextlib import contextmanager
 import logging
 import shutil
 from pathlib import Path
@@ -49,6 +50,20 @@ STEP_PREFIX = "step-"
 INTERRUPTED = "interrupted"
 
 
+@contextmanager
+def _quiet(*names: str):
+    """Raise the named loggers to WARNING for the duration (their warnings and errors still show)."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [log.level for log in loggers]
+    for log in loggers:
+        log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for log, level in zip(loggers, levels):
+            log.setLevel(level)
+
+
 def checkpoints_dir(output_dir: str | Path) -> Path:
     return Path(output_dir) / "checkpoints"
 
@@ -68,7 +83,8 @@ def save_training_state(accelerator, output_dir: str | Path, name: str, state: d
         if tmp.exists():
             shutil.rmtree(tmp)  # left by an earlier interrupted save
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp), safe_serialization=True)
+    with _quiet("accelerate.accelerator", "accelerate.checkpointing"):  # its six INFO lines: one of ours instead
+        accelerator.save_state(str(tmp), safe_serialization=True)
     if accelerator.is_main_process:
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))
         replace_atomically(tmp, final)

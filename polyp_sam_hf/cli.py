@@ -6,6 +6,8 @@
     polyp-sam evaluate --model outputs/demo/run/best --data outputs/demo/data --output eval
     polyp-sam predict --model outputs/demo/run/best --image frame.png --box 40,30,200,180 --output pred
     polyp-sam convert --arch mobile-sam --output models/mobile-sam
+    polyp-sam export --model outputs/demo/run/best --repo-id ORG/NAME --output upload
+    polyp-sam app --model outputs/demo/run/best
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .commands import app, publish
 from .errors import REPORTED, ConfigError
 
 
@@ -132,7 +135,12 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         auto_rounds=args.auto_rounds, mask_prompt=args.mask_prompt,
     ))
     print((args.output / "results.md").read_text())
-    print(f"mean Dice {metrics['all']['dice']:.4f}, mIoU {metrics['all']['miou']:.4f} over {metrics['all']['n']} frames")
+    primary = metrics["primary"]
+    jitter = f", box jitter {primary['box_jitter']}" if primary["box_jitter"] else ""
+    synthetic = ", synthetic frames" if metrics["settings"].get("synthetic") else ""
+    print(f"{metrics['run']['label']}, {primary['prompt_mode']} prompt{jitter}{synthetic}: mean Dice "
+          f"{metrics['all']['dice']:.4f}, mIoU {metrics['all']['miou']:.4f} over {metrics['all']['n']} frames "
+          f"(the headline row of {args.output / 'results.md'})")
     return 0
 
 
@@ -149,7 +157,8 @@ def _add_predict(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from .commands.predict import parse_box, run_predict
+    from .commands.predict import run_predict
+    from .data.prompts import parse_box
 
     boxes = [parse_box(b) for b in args.box] or None
     written = run_predict(args.model, args.image, args.output, boxes, args.boxes, args.device, args.prompt_mode)
@@ -269,6 +278,10 @@ COMMANDS: dict[str, Command] = {
     "compare": Command("set evaluations beside the paper's Tables 1-3", _add_compare, _run_compare),
     "reproduce": Command("train and evaluate every run of the paper's tables; write comparison.md",
                          _add_reproduce, _run_reproduce),
+    "export": Command("write a checkpoint as a Hub model folder with its model card; send nothing",
+                      publish.add_export, publish.run_export),
+    "upload": Command("push a checkpoint and its model card to the Hub", publish.add_upload, publish.run_upload),
+    "app": Command("the box-prompt demo app (Gradio; the app extra)", app.add_arguments, app.run),
     # train parses its own dataclass arguments (HfArgumentParser), so it takes the raw argv
     "train": Command("fine-tune SAM (same flags as train.py)", None, _run_train),
 }

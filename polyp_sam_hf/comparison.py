@@ -129,7 +129,9 @@ def comparison_table(rows: list[PublishedRow], runs: list[dict], sources: list[s
     Returns:
         The table, and sentences explaining every `n/a` difference.
     """
-    header = ["Method", "Kind", "Given a box"] + [f"{SOURCES[s].display_name} {m}" for s in sources
+    # frames drawn by the library are never headed as if they were the dataset they are named after
+    kind = " (synthetic)" if any(m.get("settings", {}).get("synthetic") for m in runs) else ""
+    header = ["Method", "Kind", "Given a box"] + [f"{SOURCES[s].display_name}{kind} {m}" for s in sources
                                                    for m in ("Dice", "mIoU")]
     blocks: list[tuple[str, list[str]]] = []  # (given a box, its lines): sorted into two groups below
 
@@ -153,7 +155,8 @@ def comparison_table(rows: list[PublishedRow], runs: list[dict], sources: list[s
         for mode in metrics["results"]["model"]:
             ours = _per_source(metrics, "model", mode)
             prompt, given = _prompt(mode)
-            block = [row([f"**{identity.label}** ({prompt})", "this library", given]
+            zero_shot = ", zero-shot" if identity.strategy is None and identity.paper_run is None else ""
+            block = [row([f"**{identity.label}** ({prompt}{zero_shot})", "this library", given]
                          + [c for s in sources for c in _fmt(ours.get(s))])]
             if paper is not None and protocol == "paper" and mode == PAPER_MODE:
                 block.append(row([f"difference to {paper.label}, Table {paper.table}", "this library - published", ""]
@@ -169,7 +172,24 @@ def comparison_table(rows: list[PublishedRow], runs: list[dict], sources: list[s
             blocks.append((given, block))
     # the fair comparisons side by side: every row found without the true box, then every row given it
     ordered = [line for group in ("no", "yes") for given, block in blocks if given == group for line in block]
+    if runs:
+        counts = {s: max(_frame_counts(m).get(s, 0) for m in runs) for s in sources}
+        ordered.append(row(["frames scored (the paper's test set)", "count", ""]
+                           + [c for s in sources for c in (f"{counts.get(s, 0)} ({SOURCES[s].paper_test_frames})", "")]))
+        few = [f"{SOURCES[s].display_name} {counts[s]} of {SOURCES[s].paper_test_frames}" for s in sources
+               if counts[s] < SOURCES[s].paper_test_frames]
+        if few:
+            notes.append(f"Fewer frames than the paper's test sets ({', '.join(few)}): these columns check the "
+                         "pipeline; they are not numbers to set beside the published ones.")
     return "\n".join([row(header), "|" + "---|" * len(header), *ordered]), notes
+
+
+def _frame_counts(metrics: dict) -> dict[str, int]:
+    """Frames scored per source in the run's headline row."""
+    mode = metrics["primary"]["prompt_mode"] if "prompt_mode" in metrics.get("primary", {}) else \
+        next(iter(metrics["results"]["model"]))
+    entries = metrics["results"]["model"][mode][str(metrics["primary"]["box_jitter"])]
+    return {s: int(e.get("n", 0)) for s, e in entries.items() if s != "all"}
 
 
 def _why_no_difference(identity: RunIdentity, rows: list[PublishedRow]) -> str:
@@ -178,6 +198,9 @@ def _why_no_difference(identity: RunIdentity, rows: list[PublishedRow]) -> str:
         return (f"`{identity.label}` was tested on the `{identity.split or 'unknown'}` split, which the paper "
                 f"never reported (these rows are for `{'`, `'.join(shown)}`): the published rows are for "
                 "reference only and no difference is printed.")
+    if identity.strategy is None and identity.paper_run is None:
+        return (f"`{identity.label}` is zero-shot (not fine-tuned by this library): no Polyp-SAM row to compare "
+                "with; the box-only rows beside it are scored on the same frames.")
     if identity.method is None:
         return (f"`{identity.label}` was not fine-tuned from SAM ViT-B or ViT-L (or its run records no Hub base "
                 "model; pass --paper-run to `polyp-sam evaluate` to declare which paper run it reproduces): "

@@ -193,9 +193,7 @@ def parse_config(argv: list[str] | None = None) -> tuple[ModelArguments, DataArg
     parser.add_argument("--config", metavar="FILE.yaml", default=argparse.SUPPRESS,
                         help="A YAML file of these settings (e.g. configs/paper/table2-b-full.yaml); flags override it.")
     if known.config:
-        path = Path(known.config)
-        if not path.is_file():
-            raise ConfigError(f"Config file {path} not found.")
+        path = resolve_config_path(known.config)
         values = yaml.safe_load(path.read_text()) or {}
         names = {f.name for cls in CONFIG_CLASSES for f in fields(cls)}
         unknown = sorted(set(values) - names)
@@ -217,6 +215,30 @@ def parse_config(argv: list[str] | None = None) -> tuple[ModelArguments, DataArg
         return parser.parse_args_into_dataclasses(args=rest)
     except ValueError as err:  # a value from the file (flags are checked by argparse first)
         raise ConfigError(f"{known.config}: {err}" if known.config else str(err)) from None
+
+
+# the YAML configs shipped in the package (a clone's `configs/` is a link to this folder)
+PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
+
+
+def resolve_config_path(given: str | Path) -> Path:
+    """`given` if it is a file; else, for `configs/...`, the config shipped with the package (so the
+    README's `--config configs/demo.yaml` works from an installed wheel, in any folder).
+
+    Raises:
+        ConfigError: neither exists; the message lists the shipped configs.
+    """
+    path = Path(given)
+    if path.is_file():
+        return path
+    if path.parts and path.parts[0] == "configs":
+        packaged = PACKAGED_CONFIGS.joinpath(*path.parts[1:])
+        if packaged.is_file():
+            return packaged
+    shipped = sorted(str(Path("configs") / p.relative_to(PACKAGED_CONFIGS)) for p in PACKAGED_CONFIGS.rglob("*.yaml")
+                     if p.parent.name != "accelerate")
+    raise ConfigError(f"Config file {path} not found. The library ships these (pass them as written, from any "
+                      f"folder): {', '.join(shipped)}.")
 
 
 def did_you_mean(given: list[str], known) -> str:

@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .data.prompts import PROMPT_FREE, parse_box
 from .errors import ConfigError
 from .inference import ImageEmbedding, PolypSegmenter
 from .modeling import BUILTIN_MODELS
-from .commands.predict import parse_box
+from .provenance import read_train_config
 from .visualize import overlay
 
 INSTRUCTIONS = (
@@ -56,6 +57,13 @@ def choose_model(name: str | None) -> tuple[str, str | None]:
     if warning:
         logger.warning(warning.replace("**", ""))
     return name, warning
+
+
+def trained_prompt_free(name: str) -> bool:
+    """Whether the model in folder `name` was trained with `--prompt_mode none` (its run record says
+    so): only such a model finds polyps without a box, so only it gets the app's no-box buttons."""
+    record = read_train_config(name) if Path(name).is_dir() else None
+    return (record or {}).get("prompt_mode") == PROMPT_FREE
 
 
 class EmbeddingMemo:
@@ -160,10 +168,13 @@ def auto_segment(segmenter: PolypSegmenter, image, out_dir: str | Path,
 
 
 def build_app(segmenter: PolypSegmenter, title: str = "Polyp-SAM: box-prompted polyp segmentation",
-              warning: str | None = None):
+              warning: str | None = None, prompt_free: bool = False):
     """The Gradio Blocks app; its `segment` endpoint takes (image, boxes text). `warning` is shown
-    above everything (e.g. that the model has random weights). Launch it with `LAUNCH_SETTINGS`
-    (the library's error texts shown in the page, uploads bounded)."""
+    above everything (e.g. that the model has random weights). With `prompt_free` (a model trained
+    with `--prompt_mode none`, `trained_prompt_free`) it also offers "No box" and "Auto (no box)"
+    and their `none` and `auto` endpoints; a box-trained model given no box returns a mask of
+    nothing useful, so it is not offered. Launch it with `LAUNCH_SETTINGS` (the library's error
+    texts shown in the page, uploads bounded)."""
     import gradio as gr
 
     out_dir = tempfile.mkdtemp(prefix="polyp-sam-app-")
@@ -199,8 +210,9 @@ def build_app(segmenter: PolypSegmenter, title: str = "Polyp-SAM: box-prompted p
                 boxes = gr.Textbox(label="Boxes (x0,y0,x1,y1; ...)", elem_id="boxes")
                 with gr.Row():
                     clear = gr.Button("Clear boxes")
-                    free = gr.Button("No box", elem_id="none")
-                    auto = gr.Button("Auto (no box)", elem_id="auto")
+                    if prompt_free:
+                        free = gr.Button("No box", elem_id="none")
+                        auto = gr.Button("Auto (no box)", elem_id="auto")
                     button = gr.Button("Segment", variant="primary", elem_id="segment")
             with gr.Column():
                 result = gr.Image(type="pil", format="png", label="Mask overlay", elem_id="overlay")
@@ -208,7 +220,8 @@ def build_app(segmenter: PolypSegmenter, title: str = "Polyp-SAM: box-prompted p
         image.select(click, [pending, boxes], [pending, boxes], api_name=False)
         clear.click(lambda: (None, ""), None, [pending, boxes], api_name=False)
         button.click(run, [image, boxes], [result, mask_file], api_name="segment")
-        # the proposed boxes land in the box field: correct one, or clear and draw, then Segment
-        auto.click(run_auto, [image], [result, mask_file, boxes], api_name="auto")
-        free.click(run_none, [image], [result, mask_file], api_name="none")
+        if prompt_free:
+            # the proposed boxes land in the box field: correct one, or clear and draw, then Segment
+            auto.click(run_auto, [image], [result, mask_file, boxes], api_name="auto")
+            free.click(run_none, [image], [result, mask_file], api_name="none")
     return app

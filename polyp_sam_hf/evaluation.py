@@ -25,6 +25,7 @@ from .baselines import BASELINES, baseline_prediction
 from .data.loading import SplitSettings, is_prepared, load_polyp_data, recorded_split
 from .data.prompts import PROMPT_FREE, SELF_PROMPTED, jitter_box, prompt_boxes
 from .data.reading import MASK_THRESHOLD
+from .data.synthetic import is_synthetic
 from .data.sources import frame_key
 from .errors import ConfigError, DataError
 from .forward import prompt_logits
@@ -245,7 +246,8 @@ def run_evaluation(config: EvaluateConfig) -> dict:
     primary = summary["model"][primary_mode][primary_level]
     metrics = {
         "settings": {**asdict(config), "prompt_modes": list(config.prompt_modes),
-                     "box_jitter": list(config.box_jitter), "data_split": asdict(split) if split else None},
+                     "box_jitter": list(config.box_jitter), "data_split": asdict(split) if split else None,
+                     "synthetic": is_synthetic(frames)},
         "run": asdict(identity),
         "model_sha256": weights_sha256(config.model),
         "primary": {"prompt_mode": primary_mode, "box_jitter": float(primary_level)},

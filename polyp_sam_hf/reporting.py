@@ -11,6 +11,7 @@ import torch
 
 from .comparison import comparison_table
 from .data.sources import SOURCES
+from .data.synthetic import is_synthetic
 from .evaluation import EvaluateConfig, evaluate_split, summarise
 from .inference import PolypSegmenter
 
@@ -18,7 +19,7 @@ BASELINE_NAMES = ("ellipse", "box")
 
 
 def test_report(model: torch.nn.Module, processor, split: datasets.Dataset, prompt_mode: str,
-                device: torch.device | str | None = None, batch_size: int = 4) -> dict:
+                device: torch.device | str | None = None, batch_size: int = 4, strategy: str | None = None) -> dict:
     """Mean Dice and mIoU per source for the model and the baselines, and a printable table.
 
     Returns:
@@ -39,8 +40,9 @@ def test_report(model: torch.nn.Module, processor, split: datasets.Dataset, prom
         for name in (n for n in BASELINE_NAMES if n in summary):
             per_source[source][f"{name}_dice"] = summary[name][source]["dice"]
             per_source[source][f"{name}_miou"] = summary[name][source]["miou"]
-    metrics = {"settings": {"protocol": config.protocol}, "primary": {"prompt_mode": prompt_mode, "box_jitter": 0.0},
-               "results": results, "run": {"label": "best/"}}
+    metrics = {"settings": {"protocol": config.protocol, "synthetic": is_synthetic(split)},
+               "primary": {"prompt_mode": prompt_mode, "box_jitter": 0.0},
+               "results": results, "run": {"label": "best/", "strategy": strategy}}
     sources = [s for s in SOURCES if s in per_source]
-    table, _ = comparison_table([], [metrics], sources)  # the one table writer, without published rows
-    return {"sources": per_source, "table": table}
+    table, notes = comparison_table([], [metrics], sources)  # the one table writer, without published rows
+    return {"sources": per_source, "table": "\n\n".join([table, *notes])}

@@ -270,7 +270,8 @@ class Run:
         self.checkpoint(step_name(state.step), keep_last=self.train_args.save_total_limit)
 
     def summary(self) -> dict:
-        return {"best_dice": self.state.best_dice, "best_step": self.state.best_step, "steps": self.state.step}
+        return {"best_dice": self.state.best_dice, "best_step": self.state.best_step, "steps": self.state.step,
+                "output_dir": str(self.output_dir)}
 
 
 def train(model_args: ModelArguments, data_args: DataArguments, train_args: TrainArguments) -> dict:
@@ -469,7 +470,8 @@ def finish(run: Run) -> dict:
     best = model_class_for(str(output_dir / "best")).from_pretrained(output_dir / "best").to(accelerator.device)
     if run.train_args.evaluate_test and "test" in run.dataset and accelerator.is_main_process:
         results["test"] = test_report(best, run.processor, run.dataset["test"], run.data_args.prompt_mode,
-                                      accelerator.device, batch_size=run.train_args.per_device_batch_size)
+                                      accelerator.device, batch_size=run.train_args.per_device_batch_size,
+                                      strategy=run.model_args.strategy)
         (output_dir / "test_results.json").write_text(json.dumps(results["test"], indent=1))
     if accelerator.is_main_process:  # written last: its presence says the run finished
         (output_dir / FINISHED).write_text(json.dumps(run.summary(), indent=1))
@@ -569,7 +571,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nBest validation Dice {results['best_dice']:.4f} at step {results['best_step']}.")
         if results.get("test"):
             print(results["test"]["table"])
+        print(where_results_are(Path(results["output_dir"])))
     return 0
+
+
+def where_results_are(output_dir: Path) -> str:
+    """The run's last line: the folder and the files a user looks for, those that exist."""
+    files = [("best/", "the best validation weights, a plain SamModel folder"),
+             ("training_curves.png", "loss and validation Dice"), ("metrics.jsonl", "every validation"),
+             ("test_results.json", "the test table above")]
+    present = [f"{name} ({what})" for name, what in files if (output_dir / name.rstrip("/")).exists()]
+    return f"Results in {output_dir}: " + "; ".join(present) + "."
 
 
 if __name__ == "__main__":

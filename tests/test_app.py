@@ -24,7 +24,8 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(micro_checkpoint):
-    app = build_app(PolypSegmenter.from_pretrained(str(micro_checkpoint), device="cpu"))
+    # the no-box buttons' endpoints are served only for a prompt-free model; these tests call them
+    app = build_app(PolypSegmenter.from_pretrained(str(micro_checkpoint), device="cpu"), prompt_free=True)
     port = _free_port()
     app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **LAUNCH_SETTINGS)
     yield f"http://127.0.0.1:{port}/"
@@ -177,6 +178,38 @@ def test_random_weights_warning_is_on_the_page(micro_checkpoint):
     assert "random weights" in page and "model-warning" in page
 
 
+def test_no_box_buttons_only_for_a_model_trained_without_boxes(micro_checkpoint, tmp_path):
+    import json
+    import urllib.request
+
+    from polyp_sam_hf.demo_app import trained_prompt_free
+    from polyp_sam_hf.provenance import read_train_config
+
+    assert read_train_config(micro_checkpoint)["prompt_mode"] != "none" and not trained_prompt_free(str(micro_checkpoint))
+    free_model = tmp_path / "free"
+    shutil.copytree(micro_checkpoint, free_model)
+    record = free_model / "polyp_sam_training.json"
+    record.write_text(json.dumps({**json.loads(record.read_text()), "prompt_mode": "none"}))
+    assert trained_prompt_free(str(free_model)) and not trained_prompt_free("tiny-sam")
+    pages = {}
+    for name, free in (("box", False), ("free", True)):
+        app = build_app(PolypSegmenter.from_pretrained(str(micro_checkpoint), device="cpu"), prompt_free=free)
+        port = _free_port()
+        app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **LAUNCH_SETTINGS)
+        try:
+            pages[name] = urllib.request.urlopen(f"http://127.0.0.1:{port}/config").read().decode()
+        finally:
+            app.close()
+    assert "Auto (no box)" not in pages["box"] and "No box" not in pages["box"]
+    assert "Auto (no box)" in pages["free"] and "No box" in pages["free"]
+
+
+def test_a_bad_box_message_names_no_command_line_flag():
+    with pytest.raises(ValueError) as err:
+        parse_boxes("1,2,3")
+    assert "--box" not in str(err.value) and "x0,y0,x1,y1" in str(err.value)
+
+
 def test_http_api_auto_proposes_boxes_the_user_can_correct(server, frame):
     """Auto segments with no box and returns its proposed boxes as text; that text, corrected or
     not, goes straight back to Segment."""
@@ -195,3 +228,14 @@ def test_http_api_segments_with_no_box_at_all(server, frame):
     overlay_path, mask_path = client.predict(gradio_client.handle_file(str(frame)), api_name="/none")
     mask = np.asarray(Image.open(mask_path))
     assert mask.shape == (512, 512) and set(np.unique(mask)) <= {0, 255}
+
+
+def test_without_gradio_the_app_says_how_to_install_it():
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['gradio'] = None  # as if not installed\n"
+            "from polyp_sam_hf.cli import main; sys.exit(main(['app', '--model', 'tiny-sam']))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "pip install" in result.stderr and "[app]" in result.stderr and "Traceback" not in result.stderr

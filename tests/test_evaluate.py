@@ -87,7 +87,9 @@ def test_results_md_shows_table_2_beside_the_run(evaluated):
         cells = [c for s in SOURCES for c in (f"{row.values[s][0]:.3f}", f"{row.values[s][1]:.3f}")]
         assert f"| {row.label} | published, Table 2 | {'yes' if row.strategy else 'no'} | " + " | ".join(cells) in text
     for name in ("Kvasir-SEG", "CVC-ClinicDB", "CVC-ColonDB", "ETIS-LaribPolypDB", "CVC-300"):
-        assert f"{name} Dice" in text
+        assert f"{name} (synthetic) Dice" in text  # the demo frames are drawn, never headed as real data
+    assert "frames scored (the paper's test set)" in text and "(380)" in text
+    assert "Fewer frames than the paper's test sets" in text
     assert "(single box) | this library" in text and "(per-component box) | this library" in text
     for mode in ("single", "per-component"):  # each model row has the baselines of its own prompt mode
         assert f"ellipse from the same boxes ({mode} box)" in text and f"box from the same boxes ({mode} box)" in text

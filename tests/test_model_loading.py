@@ -22,7 +22,7 @@ def _no_such_path(ckpt, tmp):
 
 
 def _hub_id_offline(ckpt, tmp):
-    return "models/nothere"  # a Hub id by its form, and no such folder here
+    return "polyp-sam-test-org/nothere"  # a Hub id by its form, and no such folder's parent here
 
 
 def _run_folder(ckpt, tmp):
@@ -74,7 +74,7 @@ def _a_file(ckpt, tmp):
 
 
 CASES = [
-    ("no such path", _no_such_path, "does not exist: there is no such folder"),
+    ("no such path", _no_such_path, "The folder .*nothere/x does not exist"),
     ("Hub id, offline, not cached", _hub_id_offline, "not in the local cache while HF_HUB_OFFLINE is set"),
     ("a training run", _run_folder, "is a training run, not a model: pass .*best"),
     ("no config.json", _no_config, "has no config.json"),

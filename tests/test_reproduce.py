@@ -33,7 +33,7 @@ def _script(*args) -> subprocess.CompletedProcess:
 def reproduced(tmp_path_factory):
     root = tmp_path_factory.mktemp("reproduce")
     data = write_demo_data(root / "data", num_train=16, num_test=2, seed=3)
-    done = _script(data, root / "out", "--model", "micro-sam-test", "--", *TRAIN_FLAGS)
+    done = _script("--data-root", data, "--output", root / "out", "--model", "micro-sam-test", "--", *TRAIN_FLAGS)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return data, root / "out"
 
@@ -89,23 +89,23 @@ def test_runs_trained_on_their_own_split_and_config(reproduced):
 
 def test_running_again_resumes_where_it_stopped(reproduced):
     data, out = reproduced
-    again = _script(data, out, "--model", "micro-sam-test", "--dry-run")
+    again = _script("--data-root", data, "--output", out, "--model", "micro-sam-test", "--dry-run")
     assert again.returncode == 0 and "would run" not in again.stdout
     assert again.stdout.count("skip (") == 14
     # an evaluation lost, a training stopped after its first checkpoint: only those run again
     shutil.rmtree(out / "eval" / "table3-l-full")
     shutil.rmtree(out / "eval" / "table3-b-full")
     (out / "runs" / "table3-b-full" / "train_results.json").unlink()
-    again = _script(data, out, "--model", "micro-sam-test", "--dry-run")
+    again = _script("--data-root", data, "--output", out, "--model", "micro-sam-test", "--dry-run")
     planned = re.findall(r"\] (.*): would run", again.stdout)
     assert planned == ["train table3-b-full (continuing from step-0000001)", "evaluate table3-b-full",
                        "evaluate table3-l-full"]
     assert "--resume_from_checkpoint latest" in again.stdout
 
 
-def test_script_usage_error():
-    done = _script("--gpus")
-    assert done.returncode == 2 and "usage:" in done.stderr
+def test_script_takes_the_commands_flags():
+    done = _script("/data/polyp", "OUT")  # the old positional form: refused, with the flags named
+    assert done.returncode == 2 and "usage:" in done.stderr and "--data-root" in done.stderr
 
 
 def _display(source: str) -> str:

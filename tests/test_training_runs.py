@@ -213,8 +213,8 @@ def test_gradient_checkpointing_gives_the_same_step(prepared_demo, tmp_path, mon
     real_load = training.load_model_and_processor
     calls = {}
 
-    def counting(name, seed=0):
-        model, processor = real_load(name, seed)
+    def counting(name, seed=0, **kwargs):
+        model, processor = real_load(name, seed, **kwargs)
         key = len(calls)
         calls[key] = 0
 

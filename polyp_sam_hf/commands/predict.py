@@ -17,17 +17,6 @@ from ..inference import PolypSegmenter, validate_boxes
 from ..visualize import overlay
 
 
-def parse_box(text: str) -> list[float]:
-    """`"x0,y0,x1,y1"` -> four floats; a `ValueError` says the expected form otherwise."""
-    parts = text.split(",")
-    try:
-        if len(parts) != 4:
-            raise ConfigError
-        return [float(p) for p in parts]
-    except ValueError:
-        raise ConfigError(f"--box {text!r}: expected four numbers x0,y0,x1,y1 in pixels.") from None
-
-
 def read_boxes_file(path: str | Path) -> dict[str, list[list[float]]]:
     """Boxes per image from JSON (`{"name": [[x0, y0, x1, y1], ...]}`) or CSV (`image,x0,y0,x1,y1`).
 

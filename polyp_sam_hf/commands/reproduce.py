@@ -23,13 +23,14 @@ from pathlib import Path
 
 from ..checkpointing import FINISHED, resolve_checkpoint
 from ..comparison import comparison_markdown, read_metrics
+from ..config import PACKAGED_CONFIGS
 from ..data.loading import is_prepared
 from ..errors import ConfigError, PolypSamError
 from ..published import PAPER_RUNS
 
 logger = logging.getLogger(__name__)
 
-REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "paper"
+REPO_CONFIGS = PACKAGED_CONFIGS / "paper"
 
 
 class StepFailedError(PolypSamError, RuntimeError):

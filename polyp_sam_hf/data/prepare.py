@@ -30,6 +30,7 @@ from .layouts import Discovery, PairRecord, Skipped, discover
 from .prompts import box_iou, polyp_prompts
 from .reading import DataError, encode_png, read_pair
 from .sources import frame_key
+from .synthetic import SYNTHETIC_DESCRIPTION, SYNTHETIC_MARKER
 from .splits import assign_splits, get_split_preset
 
 logger = logging.getLogger(__name__)
@@ -184,13 +185,14 @@ def prepare_dataset(
     """
     preset = get_split_preset(split_preset)
     found: Discovery = discover(data_root)
+    synthetic = (Path(data_root) / SYNTHETIC_MARKER).is_file()  # drawn frames: no video sequences
     unpaired = [s for s in found.skipped if s.unpaired]
     if unpaired and not skip_bad_files:
         named = "; ".join(f"{s.path}: {s.reason}" for s in unpaired[:3])
         raise DataError(f"{len(unpaired)} files have no partner: {named}{' ...' if len(unpaired) > 3 else ''}. "
                         f"Add the missing files, or pass --skip-bad-files to leave them out and list them.")
     report = PrepareReport(layout=found.layout, skipped=list(found.skipped))
-    splits, report.left_out_by_preset = assign_splits(found.pairs, preset, val_fraction, seed)
+    splits, report.left_out_by_preset = assign_splits(found.pairs, preset, val_fraction, seed, sequences=not synthetic)
 
     built: dict[str, list[dict]] = {}
     total = sum(len(pairs) for pairs in splits.values())
@@ -220,11 +222,12 @@ def prepare_dataset(
                 report.counts[(split, pair.source)] += 1
             built[split] = rows
     # an empty split is left out: `save_to_disk` writes it without shards and cannot read it back
-    dataset = datasets.DatasetDict({split: _to_dataset(rows) for split, rows in built.items() if rows})
+    dataset = datasets.DatasetDict({split: _to_dataset(rows, synthetic) for split, rows in built.items() if rows})
     report.omitted = [split for split, rows in built.items() if not rows]
     return dataset, report
 
 
-def _to_dataset(rows: list[dict]) -> datasets.Dataset:
+def _to_dataset(rows: list[dict], synthetic: bool) -> datasets.Dataset:
     columns = {name: [row[name] for row in rows] for name in FEATURES}
-    return datasets.Dataset.from_dict(columns, features=FEATURES)
+    info = datasets.DatasetInfo(description=SYNTHETIC_DESCRIPTION, features=FEATURES) if synthetic else None
+    return datasets.Dataset.from_dict(columns, features=FEATURES, info=info)

@@ -170,3 +170,15 @@ def prompt_targets(row: dict, mask: np.ndarray, prompt_mode: str) -> tuple[np.nd
     if boxes and boxes is row["boxes"]:
         return array, component_masks(mask, boxes)
     return array, [mask] * len(boxes)
+
+
+def parse_box(text: str) -> list[float]:
+    """`"x0,y0,x1,y1"` -> four floats; a `ValueError` says the expected form otherwise (in words that
+    read the same on the command line and in the app)."""
+    parts = text.split(",")
+    try:
+        if len(parts) != 4:
+            raise ValueError
+        return [float(p) for p in parts]
+    except ValueError:
+        raise ConfigError(f"Box {text!r}: expected four numbers x0,y0,x1,y1 in pixels.") from None

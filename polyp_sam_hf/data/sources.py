@@ -24,6 +24,8 @@ class PolypSource:
         release_dirs: Folder names of the original release at a data root.
         citation: BibTeX-free short citation, for reports and model cards.
         terms: The licence or terms of use as the publisher states them.
+        paper_test_frames: How many frames the paper's test set of this dataset holds (PraNet's
+            TestDataset), printed beside the frames a table was computed on.
         sequence_starts: For a dataset of video frames numbered in order, the first frame number
             of each video sequence (from the release's README); empty where frames are independent.
     """
@@ -34,6 +36,7 @@ class PolypSource:
     release_dirs: tuple[str, ...]
     citation: str
     terms: str
+    paper_test_frames: int
     sequence_starts: tuple[int, ...] = ()
 
     def sequence_of(self, image_id: str) -> str:
@@ -55,6 +58,7 @@ SOURCES: dict[str, PolypSource] = {
             release_dirs=("Kvasir-SEG", "kvasir-seg"),
             citation="Jha et al., Kvasir-SEG: A Segmented Polyp Dataset, MMM 2020.",
             terms="CC BY 4.0",
+            paper_test_frames=100,
         ),
         PolypSource(
             name="cvc-clinicdb",
@@ -64,6 +68,7 @@ SOURCES: dict[str, PolypSource] = {
             citation="Bernal et al., WM-DOVA maps for accurate polyp highlighting in colonoscopy, "
             "CMIG 2015.",
             terms="Academic, non-commercial research use with citation.",
+            paper_test_frames=62,
             # the release README's table: 612 frames from 29 sequences (1-25, 26-50, ..., 592-612)
             sequence_starts=(1, 26, 51, 68, 79, 104, 127, 152, 178, 200, 206, 228, 253, 278, 298, 318,
                              343, 364, 384, 409, 429, 448, 467, 479, 504, 529, 547, 572, 592),
@@ -76,6 +81,7 @@ SOURCES: dict[str, PolypSource] = {
             citation="Bernal et al., Towards automatic polyp detection with a polyp appearance "
             "model, Pattern Recognition 2012.",
             terms="Academic, non-commercial research use with citation.",
+            paper_test_frames=380,
         ),
         PolypSource(
             name="etis",
@@ -85,6 +91,7 @@ SOURCES: dict[str, PolypSource] = {
             citation="Silva et al., Toward embedded detection of polyps in WCE images for early "
             "diagnosis of colorectal cancer, IJCARS 2014.",
             terms="CC BY-NC-SA 4.0",
+            paper_test_frames=196,
         ),
         PolypSource(
             name="cvc-300",
@@ -94,6 +101,7 @@ SOURCES: dict[str, PolypSource] = {
             citation="Vázquez et al., A benchmark for endoluminal scene segmentation of "
             "colonoscopy images, Journal of Healthcare Engineering 2017.",
             terms="Academic, non-commercial research use with citation.",
+            paper_test_frames=60,
         ),
     )
 }

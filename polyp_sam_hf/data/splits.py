@@ -82,9 +82,8 @@ def pranet_list(items, rng):
 
 def random_fraction(train_fraction: float) -> TestDraw:
     """A seeded draw: `train_fraction` of the frames train, the rest test."""
-    def draw(items, rng):
-        test, train = take_groups_flat(items, len(items) - int(round(train_fraction * len(items))), rng)
-        return train, test
+    def draw(items, rng):  # the permutation's first frames train, as this preset always drew them
+        return take_groups_flat(items, int(round(train_fraction * len(items))), rng)
     return draw
 
 
@@ -169,13 +168,14 @@ def get_split_preset(name: str) -> SplitPreset:
 
 
 def assign_splits(
-    pairs: list[PairRecord], preset: SplitPreset, val_fraction: float, seed: int
+    pairs: list[PairRecord], preset: SplitPreset, val_fraction: float, seed: int, sequences: bool = True
 ) -> tuple[dict[str, list[PairRecord]], int]:
     """Divide pairs into `train`, `validation` and `test`.
 
     Training pairs are divided into train and validation per source (stratified), so every
-    training source is in both; a source of video sequences by whole sequence. All draws are
-    seeded and independent of file order.
+    training source is in both; a source of video sequences by whole sequence, unless `sequences`
+    is False (synthetic frames, which only borrow the datasets' names). All draws are seeded and
+    independent of file order.
 
     Returns:
         The three lists, and how many pairs the preset leaves out.
@@ -207,7 +207,8 @@ def assign_splits(
     train: list[PairRecord] = []
     validation: list[PairRecord] = []
     for source in sorted(pool):
-        val_part, train_part = take_groups(pool[source], int(round(val_fraction * len(pool[source]))), rng)
+        take = take_groups if sequences else take_groups_flat
+        val_part, train_part = take(pool[source], int(round(val_fraction * len(pool[source]))), rng)
         if val_fraction > 0 and not val_part:
             logger.warning("No %s frame validates: its %d training frames are too few whole video sequences for "
                            "a %.0f%% validation part.", source, len(train_part), 100 * val_fraction)

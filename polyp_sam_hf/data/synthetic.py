@@ -139,6 +139,11 @@ def _write_pair(folder: Path, name: str, image: np.ndarray, mask: np.ndarray) ->
     Image.fromarray(mask.astype(np.uint8) * 255).save(folder / "masks" / f"{name}.png")
 
 
+# the file `write_demo_data` leaves in its root, and the description `prepare` gives the splits made from it
+SYNTHETIC_MARKER = "SYNTHETIC.txt"
+SYNTHETIC_DESCRIPTION = "synthetic polyp frames drawn by polyp-sam-hf (not real data)"
+
+
 def write_demo_data(
     output: str | Path, num_train: int = 120, num_test: int = 12, seed: int = 0
 ) -> Path:
@@ -170,5 +175,14 @@ def write_demo_data(
     for folder, name, style in tqdm(jobs, desc="Drawing demo frames", unit="img"):
         image, mask = synth_frame(rng, num_polyps=_num_polyps(rng), style=style)
         _write_pair(folder, name, image, mask)
+    (output / SYNTHETIC_MARKER).write_text(
+        "Synthetic polyp frames drawn by polyp-sam-hf (write_demo_data): not Kvasir-SEG, CVC-ClinicDB or any real "
+        "dataset. Their folder names follow the PraNet layout only so that the library reads them as it reads real "
+        "data; every score on them is labelled synthetic.\n")
     logger.info("Wrote %d demo frames to %s", len(jobs), output)
     return output
+
+
+def is_synthetic(split) -> bool:
+    """Whether a prepared split holds frames drawn by `write_demo_data` (prepare marks them)."""
+    return split.info.description == SYNTHETIC_DESCRIPTION

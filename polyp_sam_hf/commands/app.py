@@ -1,0 +1,40 @@
+"""`polyp-sam app`: the box-prompt demo app (Gradio), locally or as a Hugging Face Space.
+
+    polyp-sam app --model runs/table2-b-full/best [--port 7860] [--share]
+    polyp-sam app        # $POLYP_SAM_MODEL, else models/mobile-sam, else tiny-sam (random weights, warned)
+
+Needs the `app` extra: `pip install "polyp-sam-hf[app]"`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..demo_app import LAUNCH_SETTINGS, build_app, choose_model, trained_prompt_free
+from ..errors import ConfigError
+from ..inference import PolypSegmenter
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="Hub id, folder, or built-in name (default: $POLYP_SAM_MODEL, else "
+                        "models/mobile-sam from `polyp-sam convert --arch mobile-sam`, else tiny-sam)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--share", action="store_true", help="a public Gradio link")
+
+
+def require_gradio() -> None:
+    """The app's one optional dependency, or one line saying how to install it."""
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        raise ConfigError('The demo app needs Gradio, which is not installed: pip install "polyp-sam-hf[app]" '
+                          '(from a clone: pip install -e ".[app]").') from None
+
+
+def run(args: argparse.Namespace) -> int:
+    require_gradio()
+    name, warning = choose_model(args.model)
+    app = build_app(PolypSegmenter.from_pretrained(name), warning=warning, prompt_free=trained_prompt_free(name))
+    app.launch(server_name=args.host, server_port=args.port, share=args.share, **LAUNCH_SETTINGS)
+    return 0

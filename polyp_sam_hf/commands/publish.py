@@ -1,0 +1,49 @@
+"""`polyp-sam export` and `polyp-sam upload`: a fine-tuned checkpoint as a Hub model repository.
+
+    polyp-sam export --model runs/x/best --repo-id ORG/polyp-sam-b --output upload/ [--eval-results eval/metrics.json]
+    polyp-sam upload --model runs/x/best --repo-id ORG/polyp-sam-b [--eval-results ...] [--private]
+
+`export` writes exactly what `upload` would send (weights a plain `SamModel.from_pretrained`
+loads, the model card with the run's numbers) and sends nothing; `upload` checks the token
+(HF_TOKEN or the stored login) before anything is exported, and never prints it.
+`hub_upload.py` at the repository root is the same command with `--dry-run DIR` for `export`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from ..hub import prepare_upload, require_token, upload
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="a saved SamModel folder, e.g. OUTPUT/best")
+    parser.add_argument("--repo-id", required=True, help="ORG/NAME on the Hub (named in the model card)")
+    parser.add_argument("--eval-results", help="metrics.json from `polyp-sam evaluate` (the card's numbers)")
+
+
+def add_export(parser: argparse.ArgumentParser) -> None:
+    add_common(parser)
+    parser.add_argument("--output", required=True, type=Path, help="the folder to write")
+
+
+def run_export(args: argparse.Namespace) -> int:
+    folder = prepare_upload(args.model, args.output, args.repo_id, args.eval_results)
+    print(f"Exported {args.model} to {folder}: what `polyp-sam upload` would send; nothing was sent.")
+    return 0
+
+
+def add_upload(parser: argparse.ArgumentParser) -> None:
+    add_common(parser)
+    parser.add_argument("--private", action="store_true", help="create the repository private")
+
+
+def run_upload(args: argparse.Namespace) -> int:
+    token = require_token()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = prepare_upload(args.model, f"{tmp}/upload", args.repo_id, args.eval_results)
+        url = upload(folder, args.repo_id, token, private=args.private)
+    print(f"Uploaded {args.repo_id}: {url}")
+    return 0
