@@ -19,8 +19,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .commands import app, publish
-from .errors import REPORTED, ConfigError
+from .threads import prefer_passive_waiting
+
+prefer_passive_waiting()  # an entry point: before PyTorch loads (threads.py says why)
+
+from .commands import app, publish  # noqa: E402
+from .errors import REPORTED, ConfigError  # noqa: E402
+from .threads import set_cpu_threads  # noqa: E402
 
 
 def _add_demo_data(parser: argparse.ArgumentParser) -> None:
@@ -328,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    set_cpu_threads()
     try:
         return COMMANDS[args.command].run(args)
     except REPORTED as err:  # the library's own, or a path refused: the message says what to do; a bug keeps its traceback

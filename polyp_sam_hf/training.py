@@ -46,6 +46,7 @@ from .evaluation import evaluate_loader
 from .forward import prompt_logits
 from .mask_prompts import set_mask_prompt
 from .losses import batch_loss, get_loss
+from .threads import set_cpu_threads
 from .modeling import (
     BUILTIN_MODELS,
     check_model_available,
@@ -300,6 +301,8 @@ def setup(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
     """Check the settings and the output folder, load data and model, build loaders (and caches),
     optimiser and schedule, and restore a checkpoint when resuming."""
     accelerator = make_accelerator(train_args)
+    if accelerator.device.type == "cpu":  # each process its share of the cores (threads.py)
+        set_cpu_threads(int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes)))
     set_seed(train_args.seed)
     output_dir = Path(train_args.output_dir)
     check_model_available(model_args.model)  # before any data is read: offline and uncached fails now

@@ -1,0 +1,120 @@
+"""The paper's scale: 1,612 real frames of Kvasir-SEG and CVC-ClinicDB through the library's own
+commands, PraNet's split (900 + 550 train, 100 + 62 test), zero-shot and fine-tuned rows.
+
+    python benchmarks/real_data.py                       # most of two hours on a 2-core CPU, resumable
+    python benchmarks/real_data.py --steps prepare,zero-shot
+    REAL_DATA=/path/to/polyp-data python benchmarks/real_data.py
+
+Each step is a real command (`polyp-sam prepare`, `polyp-sam convert`, `train.py`,
+`polyp-sam evaluate`) in its own process; its wall time and peak resident memory are recorded in
+OUT/steps.json as soon as it ends, and a step whose outputs exist is not run again, so an
+interrupted run continues where it stopped (the embedding cache resumes inside its build too).
+Results: OUT/steps.json and each evaluation's metrics.json; docs/results-real-data.md is written
+from them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = Path(os.environ.get("REAL_DATA", REPO.parent / "shared" / "polyp-data"))
+
+# a child's peak RSS: the command runs in a process that reports its own maximum at exit
+MEASURED = """
+import atexit, json, resource, runpy, sys
+out = sys.argv[1]
+atexit.register(lambda: open(out, "w").write(json.dumps(
+    {"peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20})))
+sys.argv = sys.argv[2:]
+if sys.argv[0].endswith(".py"):
+    runpy.run_path(sys.argv[0], run_name="__main__")
+else:
+    runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""
+
+
+class Steps:
+    """OUT/steps.json: one record per finished step (seconds, peak RSS, the command)."""
+
+    def __init__(self, out: Path) -> None:
+        self.path = out / "steps.json"
+        self.done = json.loads(self.path.read_text()) if self.path.is_file() else {}
+
+    def run(self, name: str, argv: list[str], finished: Path) -> dict:
+        """Run `argv` (a module or script and its arguments) unless `finished` exists."""
+        if finished.exists():
+            record = self.done.get(name, {"seconds": None, "command": " ".join(argv), "note": "found, made outside "
+                                          "this script (not timed here)"})
+            print(f"[{name}] done earlier: {finished}")
+            return record
+        rss = self.path.parent / f".{name}.rss.json"
+        print(f"[{name}] {' '.join(argv)}", flush=True)
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", MEASURED, str(rss), *argv], check=True, cwd=REPO)
+        record = {"seconds": round(time.perf_counter() - start, 1), "command": " ".join(argv),
+                  **json.loads(rss.read_text())}
+        self.done[name] = record
+        self.path.write_text(json.dumps(self.done, indent=1) + "\n")
+        print(f"[{name}] {record['seconds']:.0f} s, peak RSS {record['peak_rss_gib']:.2f} GiB", flush=True)
+        return record
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--out", type=Path, default=REPO / "outputs" / "real-data")
+    parser.add_argument("--steps", default="prepare,convert,zero-shot,train,evaluate",
+                        help="comma-separated: prepare, convert, zero-shot, train, evaluate")
+    parser.add_argument("--config", default="configs/mobile-sam-decoder-real.yaml", help="the fine-tune's recipe")
+    parser.add_argument("--run-name", default="mobile-sam-decoder", help="the fine-tuned run's folder name")
+    parser.add_argument("--train-args", default="", help="further train.py flags, space-separated")
+    parser.add_argument("--cache-dir", type=Path, default=REPO / "runs" / "cache",
+                        help="the embedding cache (built by the first fine-tune, reused by the next)")
+    args = parser.parse_args(argv)
+    if not args.data_root.is_dir():
+        sys.exit(f"No real data at {args.data_root}: set REAL_DATA or --data-root (docs/results-real-data.md).")
+    wanted = set(args.steps.split(","))
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    steps = Steps(out)
+    data = REPO / "prepared" / "polyp-data"
+    models = {"mobile-sam": REPO / "models" / "mobile-sam", "lite-medsam": REPO / "models" / "lite-medsam"}
+    cli = ["-m", "polyp_sam_hf.cli"]
+
+    if "prepare" in wanted:
+        steps.run("prepare", [*cli, "prepare", "--data-root", str(args.data_root), "--output", str(data),
+                              "--split-preset", "paper"], data / "dataset_dict.json")
+    if "convert" in wanted:
+        for arch, folder in models.items():
+            steps.run(f"convert-{arch}", [*cli, "convert", "--arch", arch, "--output", str(folder)],
+                      folder / "config.json")
+
+    def evaluate(name: str, model: Path) -> None:
+        target = out / "eval" / name
+        steps.run(f"evaluate-{name}", [*cli, "evaluate", "--model", str(model), "--data", str(data), "--output",
+                                       str(target), "--prompt-mode", "single,per-component", "--device", "cpu"],
+                  target / "metrics.json")
+
+    if "zero-shot" in wanted:
+        for arch, folder in models.items():
+            evaluate(f"{arch}-zero-shot", folder)
+    run = out / "runs" / args.run_name
+    if "train" in wanted:
+        steps.run(f"train-{args.run_name}", ["train.py", "--config", args.config, "--data", str(data),
+                                             "--output_dir", str(run), "--evaluate_test", "false",
+                                             "--cache_dir", str(args.cache_dir),
+                                             *args.train_args.split()], run / "train_results.json")
+    if "evaluate" in wanted:
+        evaluate(args.run_name, run / "best")
+    print(json.dumps(steps.done, indent=1))
+
+
+if __name__ == "__main__":
+    main()

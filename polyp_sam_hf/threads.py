@@ -1,0 +1,63 @@
+"""CPU threads, set on purpose: a CPU shared with other work slows in proportion, not 8x.
+
+PyTorch starts one intra-op thread per core, and its OpenMP threads spin at every barrier waiting
+for each other. Alone that is fastest; beside another process doing the same, a thread that spins
+holds a core the other process's thread needs, and both crawl (measured: the demo 8x slower beside
+one matrix-product loop on 2 cores, for a 2x share). The library therefore sets, on the CPU:
+
+- intra-op threads: this process's share of the cores it may run on (`sched_getaffinity`, divided
+  by the processes on this machine, so two CPU ranks do not both take every core);
+- inter-op threads: one (the library's models run one operator at a time);
+- DataLoader workers: one thread each (PyTorch's own default in a worker, kept);
+- OpenMP waiting passively (`OMP_WAIT_POLICY=PASSIVE`): read by the OpenMP runtime when it starts,
+  so the command-line entry points set it before PyTorch is imported (`prefer_passive_waiting`).
+
+`POLYP_SAM_THREADS=torch` leaves every setting to PyTorch (the behaviour before this module);
+`OMP_NUM_THREADS`, when set, is respected. `python benchmarks/shared_cpu.py` measures both.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+logger = logging.getLogger(__name__)
+
+POLICY_ENV = "POLYP_SAM_THREADS"
+
+
+def _policy() -> str:
+    policy = os.environ.get(POLICY_ENV, "auto")
+    if policy not in ("auto", "torch"):
+        raise ValueError(f"{POLICY_ENV}={policy!r}: use auto (the library's thread settings) or torch (PyTorch's).")
+    return policy
+
+
+def prefer_passive_waiting() -> None:
+    """Ask OpenMP threads to sleep instead of spin when idle. Call before `import torch` (the
+    OpenMP runtime reads it once, when it loads); a value the user set is kept."""
+    if _policy() == "auto":
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity, which containers and `taskset` narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def set_cpu_threads(local_processes: int = 1) -> int | None:
+    """On the CPU, give this process its share of the cores as intra-op threads and one inter-op
+    thread. Returns the intra-op count, or None where the policy or `OMP_NUM_THREADS` decides."""
+    import torch
+
+    if _policy() == "torch" or "OMP_NUM_THREADS" in os.environ:
+        return None
+    threads = max(1, available_cores() // max(local_processes, 1))
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # only settable before the first inter-op parallel work; then it stays
+        pass
+    logger.debug("CPU threads: %d intra-op, 1 inter-op (%d processes on %d cores)", threads, local_processes,
+                 available_cores())
+    return threads

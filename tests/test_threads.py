@@ -1,0 +1,55 @@
+"""CPU thread settings: each process its share of the cores; the user's own settings win."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from polyp_sam_hf.threads import available_cores, set_cpu_threads
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads(monkeypatch):
+    before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("POLYP_SAM_THREADS", raising=False)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("processes", [1, 2, 64])
+def test_each_process_gets_its_share_of_the_cores(processes, monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))  # an 8-core machine
+    assert set_cpu_threads(processes) == max(1, 8 // processes)
+    assert torch.get_num_threads() == max(1, 8 // processes)
+
+
+@pytest.mark.parametrize("env", [{"OMP_NUM_THREADS": "3"}, {"POLYP_SAM_THREADS": "torch"}])
+def test_the_users_setting_or_pytorchs_defaults_when_asked(env, monkeypatch):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    torch.set_num_threads(1)
+    assert set_cpu_threads(1) is None and torch.get_num_threads() == 1
+
+
+def test_an_unknown_policy_is_an_error(monkeypatch):
+    monkeypatch.setenv("POLYP_SAM_THREADS", "many")
+    with pytest.raises(ValueError, match="auto.*torch"):
+        set_cpu_threads(1)
+
+
+def test_entry_points_ask_openmp_to_wait_passively_before_pytorch_loads():
+    """The OpenMP runtime reads OMP_WAIT_POLICY when PyTorch loads it, so the entry point sets it first."""
+    code = ("import os, sys; import polyp_sam_hf.cli; "
+            "print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.split() == ["PASSIVE", "True"]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**env, "POLYP_SAM_THREADS": "torch"}).stdout
+    assert out.split()[0] == "None"
+    assert available_cores() >= 1
