@@ -70,8 +70,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "real-data")
-    parser.add_argument("--steps", default="prepare,convert,zero-shot,train,evaluate",
-                        help="comma-separated: prepare, convert, zero-shot, train, evaluate")
+    parser.add_argument("--steps", default="prepare,convert,zero-shot,train,evaluate,unseen,compare",
+                        help="comma-separated: prepare, convert, zero-shot, train, evaluate, unseen (the fine-tuned "
+                             "model on the sample frames of the three datasets it never trained on), compare")
+    parser.add_argument("--samples", type=Path, default=REPO.parent / "shared" / "polyp-samples" / "pranet",
+                        help="a PraNet-layout root whose CVC-ColonDB, ETIS and CVC-300 frames the model never saw")
     parser.add_argument("--config", default="configs/mobile-sam-decoder-real.yaml", help="the fine-tune's recipe")
     parser.add_argument("--run-name", default="mobile-sam-decoder", help="the fine-tuned run's folder name")
     parser.add_argument("--train-args", default="", help="further train.py flags, space-separated")
@@ -113,6 +116,17 @@ def main(argv: list[str] | None = None) -> None:
                                              *args.train_args.split()], run / "train_results.json")
     if "evaluate" in wanted:
         evaluate(args.run_name, run / "best")
+    if "unseen" in wanted and args.samples.is_dir():
+        for name, model in ((f"{args.run_name}-unseen", run / "best"), ("mobile-sam-zero-shot-unseen",
+                                                                         models["mobile-sam"])):
+            target = out / "eval-unseen" / name
+            steps.run(f"evaluate-{name}", [*cli, "evaluate", "--model", str(model), "--data", str(args.samples),
+                                           "--split-preset", "test-only", "--output", str(target), "--prompt-mode",
+                                           "single,per-component", "--device", "cpu"], target / "metrics.json")
+    if "compare" in wanted:
+        found = sorted((out / "eval").glob("*/metrics.json"))
+        steps.run("compare", [*cli, "compare", *map(str, found), "--table", "2", "--output",
+                              str(out / "comparison.md")], out / "comparison.md")
     print(json.dumps(steps.done, indent=1))
 
 

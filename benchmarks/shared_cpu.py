@@ -28,6 +28,14 @@ sys.path.insert(0, str(HERE))
 
 from report import emit  # noqa: E402
 
+# what each compared setting puts in the demo's environment
+POLICIES = {
+    "auto": {"POLYP_SAM_THREADS": "auto"},                              # the library's settings
+    "torch": {"POLYP_SAM_THREADS": "torch"},                            # PyTorch's defaults (before)
+    "auto-active": {"POLYP_SAM_THREADS": "auto", "OMP_WAIT_POLICY": "ACTIVE"},  # shares, but threads spin
+    "one-thread": {"OMP_NUM_THREADS": "1"},                             # one intra-op thread
+}
+
 NEIGHBOUR = """
 import time, torch
 a = torch.randn(1024, 1024)
@@ -39,7 +47,8 @@ while time.time() < end:
 
 def demo_seconds(epochs: int, work: Path, policy: str) -> float:
     """Wall time of the README's demo command, shortened to `epochs` epochs."""
-    env = {**os.environ, "POLYP_SAM_THREADS": policy}
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
+    env.update(POLICIES[policy])
     start = time.perf_counter()
     subprocess.run([sys.executable, str(REPO / "train.py"), "--config", "configs/demo.yaml", "--num_epochs",
                     str(epochs), "--data", str(work / "data"), "--output_dir", str(work / "run"),
@@ -50,7 +59,7 @@ def demo_seconds(epochs: int, work: Path, policy: str) -> float:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--policies", default="auto,torch")
+    parser.add_argument("--policies", default="auto,torch", help=f"comma-separated, of {', '.join(POLICIES)}")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args(argv)
     result: dict = {"command": "python benchmarks/shared_cpu.py " + " ".join(argv if argv is not None else sys.argv[1:]),

@@ -130,6 +130,12 @@ class DataArguments:
                              "max_eval_samples": (1, None), "num_workers": (0, None)})
 
 
+# transformers' schedulers that run from the warm-up and total steps alone: the others need a metric
+# at every step (reduce_lr_on_plateau, greedy) or settings this config has no field for (min_lr, decay steps)
+SCHEDULERS = [s.value for s in SchedulerType if s.value in (
+    "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt")]
+
+
 @dataclass
 class TrainArguments:
     output_dir: str = field(default="outputs/run", metadata={"help": "Checkpoints, logs, best/ and curves."})
@@ -148,7 +154,7 @@ class TrainArguments:
     weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay (paper's code: 1e-4)."})
     warmup_ratio: float = field(default=0.05, metadata={"help": "Part of the steps spent warming up linearly."})
     lr_scheduler: str = field(default="cosine", metadata={"help": "transformers scheduler after warm-up.",
-                                                          "choices": [s.value for s in SchedulerType]})
+                                                          "choices": SCHEDULERS})
     loss: str = field(default="dice", metadata={"help": "dice (paper) or dice+bce.", "choices": list(LOSSES)})
     mixed_precision: str = field(default="no", metadata={"help": "Through Accelerate.", "choices": ["no", "bf16", "fp16"]})
     max_grad_norm: float | None = field(default=None, metadata={"help": "Clip gradients to this norm."})

@@ -38,7 +38,9 @@ MAX_FILE_SIZE = "50mb"  # refused by the server before it is stored
 # where the app looks for a real model when none is given: $POLYP_SAM_MODEL, then the folder that
 # `polyp-sam convert --arch mobile-sam` writes by default
 MODEL_ENV = "POLYP_SAM_MODEL"
-DEFAULT_MODEL_DIRS = (Path("models") / "mobile-sam",)
+# the fine-tuned MobileSAM exported by `polyp-sam export ... --output models/polyp-sam-mobile` (README),
+# else the zero-shot one `polyp-sam convert --arch mobile-sam` writes
+DEFAULT_MODEL_DIRS = (Path("models") / "polyp-sam-mobile", Path("models") / "mobile-sam")
 RANDOM_WEIGHTS_WARNING = (
     "**Warning: this demo runs `{name}`, a SAM with random weights: its masks mean nothing.** "
     "Convert MobileSAM once (`polyp-sam convert --arch mobile-sam`, writes models/mobile-sam) or pass "

@@ -135,6 +135,9 @@ def test_model_choice_and_warning(tmp_path, monkeypatch):
     (tmp_path / "models" / "mobile-sam").mkdir(parents=True)
     (tmp_path / "models" / "mobile-sam" / "config.json").write_text("{}")
     assert choose_model(None) == (str(Path("models") / "mobile-sam"), None)
+    (tmp_path / "models" / "polyp-sam-mobile").mkdir(parents=True)  # the fine-tuned export goes first
+    (tmp_path / "models" / "polyp-sam-mobile" / "config.json").write_text("{}")
+    assert choose_model(None) == (str(Path("models") / "polyp-sam-mobile"), None)
     monkeypatch.setenv(MODEL_ENV, "runs/x/best")
     assert choose_model(None) == ("runs/x/best", None)
     assert choose_model("runs/y/best") == ("runs/y/best", None)

@@ -59,3 +59,9 @@ def test_a_bad_file_stops_prepare_unless_skip_bad_files_is_given(bad, tmp_path, 
     assert cli_main(["prepare", "--data-root", str(root), "--output", str(tmp_path / "b"), "--skip-bad-files"]) == 0
     out = capsys.readouterr().out
     assert "Skipped files: 1" in out and "30.png" in out
+
+
+@pytest.mark.parametrize("scheduler", ["reduce_lr_on_plateau", "greedy", "cosine_with_min_lr", "warmup_stable_decay"])
+def test_schedulers_that_cannot_run_from_the_step_counts_alone_are_refused(scheduler):
+    with pytest.raises(SystemExit):  # argparse: not one of the choices, listed in the message
+        parse_config(["--lr_scheduler", scheduler])
