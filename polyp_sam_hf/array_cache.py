@@ -7,8 +7,11 @@ is read. Frames are divided among processes; each writes its own rows into the s
 build happens in a temporary folder renamed into place when complete, under a lock file, so two
 runs sharing a cache folder never write the same file at once (the second waits and reuses). A
 build that was interrupted resumes: the temporary folder records which rows are written
-(`done.npy`, flushed after every batch), and only the others are computed. On several nodes
-without a shared file system each node builds its own copy.
+(`done.npy`, flushed after every batch), and only the others are computed. A new cache of the
+same kind (`reuse_key`: the same encoder and settings, other frames: another split, another
+validation fraction) copies the rows of frames a complete sibling cache already holds, matched by
+key and by a digest of the frame's stored bytes (`frames.json`), and computes only the rest. On
+several nodes without a shared file system each node builds its own copy.
 """
 
 from __future__ import annotations
@@ -48,6 +51,56 @@ def frames_fingerprint(splits: list[datasets.Dataset]) -> str:
         digest.update(split._fingerprint.encode())
         digest.update("\n".join(frame_keys(split)).encode())
     return digest.hexdigest()
+
+
+def frame_digests(splits: list[datasets.Dataset], columns: tuple[str, ...]) -> dict[str, str]:
+    """`source/image_id` -> sha1 of the frame's stored bytes in `columns` (images not decoded)."""
+    digests: dict[str, str] = {}
+    for split in splits:
+        raw = split.select_columns(list(columns))
+        for name in columns:
+            if isinstance(raw.features[name], datasets.Image):
+                raw = raw.cast_column(name, datasets.Image(decode=False))
+        for key, row in zip(frame_keys(split), raw):
+            digest = hashlib.sha1()
+            for name in columns:
+                value = row[name]
+                digest.update(value["bytes"] if isinstance(value, dict) and value.get("bytes") else
+                              json.dumps(value, sort_keys=True, default=str).encode())
+            digests[key] = digest.hexdigest()
+    return digests
+
+
+REUSE_FILE, FRAMES_FILE = "reuse.json", "frames.json"
+
+
+def _copy_from_siblings(building: Path, folder: Path, reuse_key: str, digests: dict[str, str],
+                        index: dict[str, int]) -> int:
+    """Copy into the build the rows of frames (same key, same digest) that complete caches of the
+    same `reuse_key` beside `folder` hold, and mark them written. Returns how many were copied."""
+    array = np.load(building / "arrays.npy", mmap_mode="r+")
+    written = np.load(building / "done.npy", mmap_mode="r+")
+    copied = 0
+    prefix = folder.name.split("-")[0]
+    for sibling in sorted(folder.parent.glob(f"{prefix}-*")):
+        if sibling == folder or not (sibling / COMPLETE).is_file() or not (sibling / REUSE_FILE).is_file():
+            continue
+        if json.loads((sibling / REUSE_FILE).read_text()).get("key") != reuse_key:
+            continue
+        theirs = json.loads((sibling / FRAMES_FILE).read_text())
+        their_index = json.loads((sibling / "index.json").read_text())
+        wanted = [(index[k], their_index[k]) for k, d in digests.items()
+                  if not written[index[k]] and theirs.get(k) == d and k in their_index]
+        if not wanted:
+            continue
+        source = np.load(sibling / "arrays.npy", mmap_mode="r")
+        for mine, other in wanted:
+            array[mine] = source[other]
+        array.flush()
+        written[[mine for mine, _ in wanted]] = True
+        written.flush()
+        copied += len(wanted)
+    return copied
 
 
 def _local_world(accelerator: Accelerator) -> int:
@@ -112,6 +165,7 @@ class ArrayCache:
         batch_size: int = 8,
         desc: str = "Caching",
         columns: tuple[str, ...] = ("image",),
+        reuse_key: str | None = None,
     ) -> "ArrayCache":
         """Open the cache in `folder`, computing it first if it is not complete.
 
@@ -125,6 +179,8 @@ class ArrayCache:
             batch_size: frames per `compute` call.
             desc: the progress bar's label.
             columns: the columns `compute` reads (others are not decoded).
+            reuse_key: what the arrays depend on besides the frames (encoder, settings): complete
+                caches beside `folder` with the same key lend the rows of the frames they share.
         """
         folder = Path(folder)
         if (folder / COMPLETE).is_file():
@@ -155,8 +211,13 @@ class ArrayCache:
             rows = [(split, i) for split in readable for i in range(len(split))]
             keys = [key for split in splits for key in frame_keys(split)]
             index = {key: n for n, key in enumerate(dict.fromkeys(keys))}
+            digests = frame_digests(splits, columns) if reuse_key else {}
             if builder:
                 _open_building(building, index, shape, dtype)
+                copied = _copy_from_siblings(building, folder, reuse_key, digests, index) if reuse_key else 0
+                if copied:
+                    logger.info("Reused %d of %d frames from caches of the same kind beside %s", copied, len(index),
+                                folder.name)
             accelerator.wait_for_everyone()
             array = np.load(building / "arrays.npy", mmap_mode="r+")
             written = np.load(building / "done.npy", mmap_mode="r+")
@@ -180,6 +241,9 @@ class ArrayCache:
             raise
         accelerator.wait_for_everyone()
         if builder:
+            if reuse_key:  # what a later cache of other frames may borrow from this one
+                (building / REUSE_FILE).write_text(json.dumps({"key": reuse_key}))
+                (building / FRAMES_FILE).write_text(json.dumps(digests))
             (building / COMPLETE).write_text("ok\n")
             os.replace(building, folder)  # complete or absent: never half-written under its name
             lock.release()

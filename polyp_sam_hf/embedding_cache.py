@@ -39,20 +39,33 @@ def model_fingerprint(encoder: torch.nn.Module) -> str:
 CACHE_FORMAT = 2  # bump when what an entry holds changes for the same inputs
 
 
+def _encoder_settings(encoder: torch.nn.Module, processor: SamProcessor, attn_implementation: str | None
+                      ) -> tuple[str, bytes]:
+    """The encoder's weight fingerprint, and every other setting the embeddings' bytes depend on."""
+    import transformers
+
+    settings = {"preprocessing": Preprocessing.of(processor).key(), "format": CACHE_FORMAT,
+                "attention": attn_implementation, "transformers": transformers.__version__,
+                "torch": torch.__version__}
+    return model_fingerprint(encoder), json.dumps(settings, sort_keys=True, default=str).encode()
+
+
 def cache_fingerprint(encoder: torch.nn.Module, processor: SamProcessor, splits: list[datasets.Dataset],
                       attn_implementation: str | None = None) -> str:
     """The cache key: everything that changes the embeddings' bytes. The encoder's weights, every
     preprocessing setting the library applies, the attention implementation, the versions of the
     code that computes them (this cache's format, transformers, torch), and the frames."""
-    import transformers
+    return _keys(*_encoder_settings(encoder, processor, attn_implementation), splits)[0]
 
-    digest = hashlib.sha256(model_fingerprint(encoder).encode())
-    settings = {"preprocessing": Preprocessing.of(processor).key(), "format": CACHE_FORMAT,
-                "attention": attn_implementation, "transformers": transformers.__version__,
-                "torch": torch.__version__}
-    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+
+def _keys(weights: str, settings: bytes, splits: list[datasets.Dataset]) -> tuple[str, str]:
+    """(the cache folder's key: encoder, settings and frames; the reuse key: all but the frames,
+    shared by caches of other frames that may lend theirs)."""
+    digest = hashlib.sha256(weights.encode())
+    digest.update(settings)
+    reuse = digest.hexdigest()
     digest.update(frames_fingerprint(splits).encode())
-    return digest.hexdigest()[:24]
+    return digest.hexdigest()[:24], reuse
 
 
 @torch.no_grad()
@@ -76,7 +89,8 @@ def build_embedding_cache(
     """
     encoder = model.vision_encoder
     attention = f"{getattr(model.config, '_attn_implementation', None)}/{vision_attention_of(model)}"
-    folder = Path(root) / f"embeddings-{cache_fingerprint(encoder, processor, splits, attention)}"
+    key, reuse_key = _keys(*_encoder_settings(encoder, processor, attention), splits)
+    folder = Path(root) / f"embeddings-{key}"
     device = accelerator.device
     prep = Preprocessing.of(processor)
 
@@ -91,6 +105,6 @@ def build_embedding_cache(
     encoder.eval()
     try:
         return ArrayCache.build(folder, splits, embed, shape, np.float16, accelerator, batch_size,
-                                desc="Caching image embeddings")
+                                desc="Caching image embeddings", reuse_key=reuse_key)
     finally:
         encoder.train(was_training)

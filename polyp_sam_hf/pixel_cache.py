@@ -39,8 +39,8 @@ def build_pixel_cache(processor: SamProcessor, splits: list[datasets.Dataset], r
     prep = Preprocessing.of(processor)
     size = prep.pad_size
     resize = {"longest_edge": prep.longest_edge, "pad_size": prep.pad_size, "resample": prep.resample}
-    key = hashlib.sha256(json.dumps(["rgb+mask", CACHE_FORMAT, resize], sort_keys=True).encode()
-                         + frames_fingerprint(splits).encode())
+    settings = json.dumps(["rgb+mask", CACHE_FORMAT, resize], sort_keys=True).encode()
+    key = hashlib.sha256(settings + frames_fingerprint(splits).encode())
     folder = Path(root) / f"pixels-{key.hexdigest()[:24]}"
 
     def resize(rows: list[dict]) -> np.ndarray:
@@ -52,4 +52,5 @@ def build_pixel_cache(processor: SamProcessor, splits: list[datasets.Dataset], r
         return out
 
     return ArrayCache.build(folder, splits, resize, (4, size, size), np.uint8, accelerator, batch_size,
-                            desc="Caching resized frames", columns=("image", "mask"))
+                            desc="Caching resized frames", columns=("image", "mask"),
+                            reuse_key=hashlib.sha256(settings).hexdigest())

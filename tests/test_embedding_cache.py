@@ -163,3 +163,31 @@ def test_an_interrupted_build_resumes_without_recomputing_written_frames(tmp_pat
     cache = ArrayCache.build(folder, [split], compute, (2, 3), np.float32, Accelerator(cpu=True), batch_size=2)
     assert computed == [0, 1, 2, 3, 4, 5]  # 0-3 were not computed again
     assert [float(cache(f"kvasir/{i}")[0, 0]) for i in range(6)] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+
+
+def test_a_cache_of_other_frames_borrows_the_frames_a_sibling_holds(tmp_path):
+    """Another split of the same frames (another validation draw) computes only the frames no cache of
+    the same kind holds; a frame whose bytes changed under the same name is computed again."""
+    def split(ids, images):
+        return datasets.Dataset.from_dict({"source": ["kvasir"] * len(ids), "image_id": ids, "image": images})
+
+    computed: list[str] = []
+
+    def compute(rows):
+        computed.extend(str(r["image"]) for r in rows)
+        return np.stack([np.full((2, 3), float(r["image"]), np.float32) for r in rows])
+
+    root = tmp_path / "cache"
+    ArrayCache.build(root / "emb-a", [split(["0", "1", "2"], [0.0, 1.0, 2.0])], compute, (2, 3), np.float32,
+                     Accelerator(cpu=True), reuse_key="encoder-x")
+    assert computed == ["0.0", "1.0", "2.0"]
+    computed.clear()
+    # frames 1 and 2 again (2 with new bytes), and a new frame 3
+    cache = ArrayCache.build(root / "emb-b", [split(["1", "2", "3"], [1.0, 7.0, 3.0])], compute, (2, 3), np.float32,
+                             Accelerator(cpu=True), reuse_key="encoder-x")
+    assert sorted(computed) == ["3.0", "7.0"]
+    assert [float(cache(f"kvasir/{i}")[0, 0]) for i in ("1", "2", "3")] == [1.0, 7.0, 3.0]
+    computed.clear()
+    ArrayCache.build(root / "emb-c", [split(["1"], [1.0])], compute, (2, 3), np.float32, Accelerator(cpu=True),
+                     reuse_key="encoder-y")  # another encoder: nothing to borrow
+    assert computed == ["1.0"]
