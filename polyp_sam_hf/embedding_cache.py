@@ -88,7 +88,9 @@ def build_embedding_cache(
         batch_size: frames per encoder call.
     """
     encoder = model.vision_encoder
-    attention = f"{getattr(model.config, '_attn_implementation', None)}/{vision_attention_of(model)}"
+    attention = getattr(model.config, "_attn_implementation", None)
+    if vision_attention_of(model) is not None:  # a SAM ViT: which attention computed the embeddings
+        attention = f"{attention}/{vision_attention_of(model)}"
     key, reuse_key = _keys(*_encoder_settings(encoder, processor, attention), splits)
     folder = Path(root) / f"embeddings-{key}"
     device = accelerator.device
