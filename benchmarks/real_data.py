@@ -60,7 +60,8 @@ class Steps:
         subprocess.run([sys.executable, "-c", MEASURED, str(rss), *argv], check=True, cwd=REPO)
         record = {"seconds": round(time.perf_counter() - start, 1), "command": " ".join(argv),
                   **json.loads(rss.read_text())}
-        self.done[name] = record
+        # merged with what other runs of this script (say, two recipes at once) recorded meanwhile
+        self.done = {**(json.loads(self.path.read_text()) if self.path.is_file() else {}), name: record}
         self.path.write_text(json.dumps(self.done, indent=1) + "\n")
         print(f"[{name}] {record['seconds']:.0f} s, peak RSS {record['peak_rss_gib']:.2f} GiB", flush=True)
         return record
