@@ -32,11 +32,13 @@ import atexit, json, resource, runpy, sys
 out = sys.argv[1]
 atexit.register(lambda: open(out, "w").write(json.dumps(
     {"peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20})))
-sys.argv = sys.argv[2:]
-if sys.argv[0].endswith(".py"):
-    runpy.run_path(sys.argv[0], run_name="__main__")
-else:
-    runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+args = sys.argv[2:]
+if args[0] == "-m":  # -m MODULE ARGS...
+    sys.argv = args[1:]
+    runpy.run_module(args[1], run_name="__main__", alter_sys=True)
+else:  # SCRIPT.py ARGS...
+    sys.argv = args
+    runpy.run_path(args[0], run_name="__main__")
 """
 
 

@@ -6,14 +6,18 @@ holds a core the other process's thread needs, and both crawl (measured: the dem
 one matrix-product loop on 2 cores, for a 2x share). The library therefore sets, on the CPU:
 
 - intra-op threads: this process's share of the cores it may run on (`sched_getaffinity`, divided
-  by the processes on this machine, so two CPU ranks do not both take every core);
+  by the processes on this machine, so two CPU ranks do not both take every core); one for a model
+  under `SMALL_MODEL_PARAMETERS`, whose operators are too small to split across cores (the demo's
+  `tiny-sam`: 4 epochs alone in 10.2 s on one thread, 12.2 s on two);
 - inter-op threads: one (the library's models run one operator at a time);
 - DataLoader workers: one thread each (PyTorch's own default in a worker, kept);
 - OpenMP waiting passively (`OMP_WAIT_POLICY=PASSIVE`): read by the OpenMP runtime when it starts,
   so the command-line entry points set it before PyTorch is imported (`prefer_passive_waiting`).
 
 `POLYP_SAM_THREADS=torch` leaves every setting to PyTorch (the behaviour before this module);
-`OMP_NUM_THREADS`, when set, is respected. `python benchmarks/shared_cpu.py` measures both.
+`OMP_NUM_THREADS`, when set, is respected. `python benchmarks/shared_cpu.py` measures them
+(docs/performance.md): the demo beside a matrix-product loop on 2 cores ran 5.18x slower than
+alone with PyTorch's defaults, 1.56x with one thread.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import os
 logger = logging.getLogger(__name__)
 
 POLICY_ENV = "POLYP_SAM_THREADS"
+SMALL_MODEL_PARAMETERS = 2_000_000  # tiny-sam has about 150k; MobileSAM 10M, SAM ViT-B 94M
 
 
 def _policy() -> str:
@@ -45,14 +50,16 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def set_cpu_threads(local_processes: int = 1) -> int | None:
-    """On the CPU, give this process its share of the cores as intra-op threads and one inter-op
-    thread. Returns the intra-op count, or None where the policy or `OMP_NUM_THREADS` decides."""
-    import torch
+def set_cpu_threads(local_processes: int = 1, parameters: int | None = None) -> int | None:
+    """On the CPU, give this process its share of the cores as intra-op threads (one for a model of
+    fewer than `SMALL_MODEL_PARAMETERS` `parameters`) and one inter-op thread. Returns the intra-op
+    count, or None where the policy or `OMP_NUM_THREADS` decides."""
+    import torch  # here, not above: `prefer_passive_waiting` must run before PyTorch loads
 
     if _policy() == "torch" or "OMP_NUM_THREADS" in os.environ:
         return None
-    threads = max(1, available_cores() // max(local_processes, 1))
+    small = parameters is not None and parameters < SMALL_MODEL_PARAMETERS
+    threads = 1 if small else max(1, available_cores() // max(local_processes, 1))
     torch.set_num_threads(threads)
     try:
         torch.set_num_interop_threads(1)

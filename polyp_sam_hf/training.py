@@ -301,8 +301,6 @@ def setup(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
     """Check the settings and the output folder, load data and model, build loaders (and caches),
     optimiser and schedule, and restore a checkpoint when resuming."""
     accelerator = make_accelerator(train_args)
-    if accelerator.device.type == "cpu":  # each process its share of the cores (threads.py)
-        set_cpu_threads(int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes)))
     set_seed(train_args.seed)
     output_dir = Path(train_args.output_dir)
     check_model_available(model_args.model)  # before any data is read: offline and uncached fails now
@@ -320,6 +318,9 @@ def setup(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
 
     model, processor = load_model_and_processor(model_args.model, seed=train_args.seed,
                                                 vision_attention=model_args.vision_attention)
+    if accelerator.device.type == "cpu":  # now the model's size is known (threads.py)
+        set_cpu_threads(int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes)),
+                        sum(p.numel() for p in model.parameters()))
     if model_args.model in BUILTIN_MODELS and train_args.learning_rate < RANDOM_WEIGHTS_MIN_LR:
         logger.warning("%s starts from random weights: at learning rate %g it learns next to nothing (the paper's "
                        "4e-6 fine-tunes a pretrained SAM). configs/demo.yaml trains tiny-sam at 2e-3.",

@@ -53,3 +53,9 @@ def test_entry_points_ask_openmp_to_wait_passively_before_pytorch_loads():
                          env={**env, "POLYP_SAM_THREADS": "torch"}).stdout
     assert out.split()[0] == "None"
     assert available_cores() >= 1
+
+
+def test_a_small_model_runs_on_one_thread(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert set_cpu_threads(1, parameters=150_000) == 1  # tiny-sam: operators too small to split
+    assert set_cpu_threads(1, parameters=10_000_000) == 8
