@@ -79,6 +79,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--samples", type=Path, default=REPO.parent / "shared" / "polyp-samples" / "pranet",
                         help="a PraNet-layout root whose CVC-ColonDB, ETIS and CVC-300 frames the model never saw")
     parser.add_argument("--config", default="configs/mobile-sam-decoder-real.yaml", help="the fine-tune's recipe")
+    parser.add_argument("--prepared", type=Path, default=REPO / "prepared" / "polyp-data",
+                        help="the prepared DatasetDict (prepare writes it with --split-preset SPLIT)")
+    parser.add_argument("--split-preset", default="paper", help="prepare's split: paper, or paper-sequences")
+    parser.add_argument("--tag", default="", help="appended to the zero-shot evaluations' names (another split)")
     parser.add_argument("--run-name", default="mobile-sam-decoder", help="the fine-tuned run's folder name")
     parser.add_argument("--train-args", default="", help="further train.py flags, space-separated")
     parser.add_argument("--cache-dir", type=Path, default=REPO / "runs" / "cache",
@@ -90,13 +94,13 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     steps = Steps(out)
-    data = REPO / "prepared" / "polyp-data"
+    data = args.prepared
     models = {"mobile-sam": REPO / "models" / "mobile-sam", "lite-medsam": REPO / "models" / "lite-medsam"}
     cli = ["-m", "polyp_sam_hf.cli"]
 
     if "prepare" in wanted:
         steps.run("prepare", [*cli, "prepare", "--data-root", str(args.data_root), "--output", str(data),
-                              "--split-preset", "paper"], data / "dataset_dict.json")
+                              "--split-preset", args.split_preset], data / "dataset_dict.json")
     if "convert" in wanted:
         for arch, folder in models.items():
             steps.run(f"convert-{arch}", [*cli, "convert", "--arch", arch, "--output", str(folder)],
@@ -110,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if "zero-shot" in wanted:
         for arch, folder in models.items():
-            evaluate(f"{arch}-zero-shot", folder)
+            evaluate(f"{arch}-zero-shot{args.tag}", folder)
     run = out / "runs" / args.run_name
     if "train" in wanted:
         steps.run(f"train-{args.run_name}", ["train.py", "--config", args.config, "--data", str(data),
