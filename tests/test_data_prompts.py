@@ -98,7 +98,7 @@ def test_prepare_reports_specks_and_drops_noise_only_training_masks(tmp_path):
             mask[8:20, 8:20] = 255
         for folder, array in (("images", np.full((32, 32, 3), 90 + i, np.uint8)), ("masks", mask)):
             (root / "TrainDataset" / folder).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(array).save(root / "TrainDataset" / folder / f"{30 * (i + 1)}.png")
+            Image.fromarray(array).save(root / "TrainDataset" / folder / f"{30 * (i + 1):03d}.png")
     ds, report = prepare_dataset(root, val_fraction=0.2)
     rows = list(ds["train"]) + list(ds["validation"])
     assert len(rows) == 5 and all(r["box"] == [8.0, 8.0, 19.0, 19.0] for r in rows)
