@@ -124,11 +124,15 @@ def main(argv: list[str] | None = None) -> None:
     if "evaluate" in wanted:
         evaluate(args.run_name, run / "best")
     if "unseen" in wanted and args.samples.is_dir():
+        # prepared on its own (test-only: its test folders all test), so evaluate reads this split as given
+        unseen = out / "data-unseen"
+        steps.run("prepare-unseen", [*cli, "prepare", "--data-root", str(args.samples), "--output", str(unseen),
+                                     "--split-preset", "test-only"], unseen / "dataset_dict.json")
         for name, model in ((f"{args.run_name}-unseen", run / "best"), ("mobile-sam-zero-shot-unseen",
                                                                          models["mobile-sam"])):
             target = out / "eval-unseen" / name
-            steps.run(f"evaluate-{name}", [*cli, "evaluate", "--model", str(model), "--data", str(args.samples),
-                                           "--split-preset", "test-only", "--output", str(target), "--prompt-mode",
+            steps.run(f"evaluate-{name}", [*cli, "evaluate", "--model", str(model), "--data", str(unseen),
+                                           "--output", str(target), "--prompt-mode",
                                            "single,per-component", "--device", "cpu"], target / "metrics.json")
     if "compare" in wanted:
         found = sorted((out / "eval").glob("*/metrics.json"))
