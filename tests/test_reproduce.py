@@ -58,8 +58,9 @@ def test_every_cell_comes_from_its_run_and_its_published_row(reproduced):
     sections = _sections((out / "comparison.md").read_text())
     for table, section in sections.items():
         columns, rows = _rows(section)
-        sources = [s for s in SOURCE_ORDER if any(f"{_display(s)} Dice" == c for c in columns)]
-        assert columns == [f"{_display(s)} {m}" for s in sources for m in ("Dice", "mIoU")]
+        # generated frames: every column is headed synthetic
+        sources = [s for s in SOURCE_ORDER if any(f"{_display(s)} (synthetic) Dice" == c for c in columns)]
+        assert sources and columns == [f"{_display(s)} (synthetic) {m}" for s in sources for m in ("Dice", "mIoU")]
         for published in table_rows(table):
             assert rows[published.label] == [f"{published.values[s][i]:.3f}" if s in published.values else "n/a"
                                              for s in sources for i in (0, 1)]
