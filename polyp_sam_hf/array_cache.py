@@ -211,7 +211,7 @@ class ArrayCache:
             rows = [(split, i) for split in readable for i in range(len(split))]
             keys = [key for split in splits for key in frame_keys(split)]
             index = {key: n for n, key in enumerate(dict.fromkeys(keys))}
-            digests = frame_digests(splits, columns) if reuse_key else {}
+            digests = frame_digests(splits, columns) if reuse_key and builder else {}  # only the builder copies and records
             if builder:
                 _open_building(building, index, shape, dtype)
                 copied = _copy_from_siblings(building, folder, reuse_key, digests, index) if reuse_key else 0

@@ -19,13 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .threads import prefer_passive_waiting
+from .threads import prefer_passive_waiting, set_cpu_threads
 
 prefer_passive_waiting()  # an entry point: before PyTorch loads (threads.py says why)
 
 from .commands import app, publish  # noqa: E402
 from .errors import REPORTED, ConfigError  # noqa: E402
-from .threads import set_cpu_threads  # noqa: E402
 
 
 def _add_demo_data(parser: argparse.ArgumentParser) -> None:

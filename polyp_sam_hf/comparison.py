@@ -175,7 +175,7 @@ def comparison_table(rows: list[PublishedRow], runs: list[dict], sources: list[s
     if runs:
         counts = {s: max(_frame_counts(m).get(s, 0) for m in runs) for s in sources}
         ordered.append(row(["frames scored (the paper's test set)", "count", ""]
-                           + [c for s in sources for c in (f"{counts.get(s, 0)} ({SOURCES[s].paper_test_frames})", "")]))
+                           + [c for s in sources for c in (f"{counts[s]} ({SOURCES[s].paper_test_frames})", "")]))
         few = [f"{SOURCES[s].display_name} {counts[s]} of {SOURCES[s].paper_test_frames}" for s in sources
                if counts[s] < SOURCES[s].paper_test_frames]
         if few:

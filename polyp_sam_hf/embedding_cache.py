@@ -89,8 +89,9 @@ def build_embedding_cache(
     """
     encoder = model.vision_encoder
     attention = getattr(model.config, "_attn_implementation", None)
-    if vision_attention_of(model) is not None:  # a SAM ViT: which attention computed the embeddings
-        attention = f"{attention}/{vision_attention_of(model)}"
+    vision = vision_attention_of(model)
+    if vision is not None:  # a SAM ViT: which attention computed the embeddings
+        attention = f"{attention}/{vision}"
     key, reuse_key = _keys(*_encoder_settings(encoder, processor, attention), splits)
     folder = Path(root) / f"embeddings-{key}"
     device = accelerator.device
