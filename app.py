@@ -9,7 +9,7 @@ The same as `polyp-sam app`.
 
 import sys
 
-from polyp_sam_hf.cli import main as cli_main
+from polyp_sam_hf.commands.cli import main as cli_main
 
 if __name__ == "__main__":
     sys.exit(cli_main(["app", *sys.argv[1:]]))

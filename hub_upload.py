@@ -10,7 +10,7 @@ an installed package has without this file.
 
 import sys
 
-from polyp_sam_hf.cli import main as cli_main
+from polyp_sam_hf.commands.cli import main as cli_main
 
 
 def main(argv=None) -> int:

@@ -10,11 +10,11 @@ the file. `python train.py --help` lists them with their meaning.
 
 import sys
 
-from polyp_sam_hf.threads import prefer_passive_waiting
+from polyp_sam_hf.core.threads import prefer_passive_waiting
 
-prefer_passive_waiting()  # before PyTorch loads (polyp_sam_hf/threads.py says why)
+prefer_passive_waiting()  # before PyTorch loads (polyp_sam_hf/core/threads.py says why)
 
-from polyp_sam_hf.training import main  # noqa: E402
+from polyp_sam_hf.training.loop import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -34,7 +34,7 @@ def _one_step(args) -> dict:
     import torch
     from transformers import SamConfig, SamModel, SamVisionConfig
 
-    from polyp_sam_hf.attention import set_vision_attention
+    from polyp_sam_hf.models.attention import set_vision_attention
 
     vision = SamVisionConfig(image_size=args.image_size)  # ViT-B: 12 layers, 768 wide, 12 heads, window 14
     if args.layers:

@@ -18,7 +18,7 @@ import torch
 
 from polyp_sam_hf.data.prompts import AUTO_BOX_MARGIN, component_boxes, grow_box
 from polyp_sam_hf.data.synthetic import synth_frame
-from polyp_sam_hf.inference import PolypSegmenter
+from polyp_sam_hf.models.inference import PolypSegmenter
 from report import best_of, emit
 
 

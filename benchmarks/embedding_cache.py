@@ -21,11 +21,11 @@ from accelerate import Accelerator
 from polyp_sam_hf.data.batches import PromptDataset, collate
 from polyp_sam_hf.data.prepare import prepare_dataset
 from polyp_sam_hf.data.synthetic import write_demo_data
-from polyp_sam_hf.embedding_cache import build_embedding_cache
-from polyp_sam_hf.forward import prompt_logits
-from polyp_sam_hf.losses import batch_loss
-from polyp_sam_hf.losses import get_loss
-from polyp_sam_hf.modeling import get_strategy, load_model_and_processor
+from polyp_sam_hf.models.embedding_cache import build_embedding_cache
+from polyp_sam_hf.models.forward import prompt_logits
+from polyp_sam_hf.training.losses import batch_loss
+from polyp_sam_hf.training.losses import get_loss
+from polyp_sam_hf.models.loading import get_strategy, load_model_and_processor
 from report import emit
 
 

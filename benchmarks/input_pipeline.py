@@ -34,9 +34,9 @@ from polyp_sam_hf.data.batches import PromptDataset, collate
 from polyp_sam_hf.data.prepare import prepare_dataset
 from polyp_sam_hf.data.reading import MASK_THRESHOLD
 from polyp_sam_hf.data.synthetic import write_demo_data
-from polyp_sam_hf.modeling import processor_for
-from polyp_sam_hf.pixel_cache import build_pixel_cache
-from polyp_sam_hf.preprocessing import normalize_pixels
+from polyp_sam_hf.models.loading import processor_for
+from polyp_sam_hf.data.pixel_cache import build_pixel_cache
+from polyp_sam_hf.data.preprocessing import normalize_pixels
 from report import emit
 
 

@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     steps = Steps(out)
     data = args.prepared
     models = {"mobile-sam": REPO / "models" / "mobile-sam", "lite-medsam": REPO / "models" / "lite-medsam"}
-    cli = ["-m", "polyp_sam_hf.cli"]
+    cli = ["-m", "polyp_sam_hf"]
 
     if "prepare" in wanted:
         steps.run("prepare", [*cli, "prepare", "--data-root", str(args.data_root), "--output", str(data),

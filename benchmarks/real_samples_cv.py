@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 from real_samples import REPO, fine_tune, prepare, score
 
-from polyp_sam_hf.convert import convert_checkpoint
-from polyp_sam_hf.weights import fetch_checkpoint
+from polyp_sam_hf.models.convert import convert_checkpoint
+from polyp_sam_hf.models.weights import fetch_checkpoint
 
 
 def pooled_frames(data: dict[str, Path]):

@@ -26,12 +26,12 @@ sys.path.insert(0, str(HERE))
 
 from report import emit  # noqa: E402
 
-from polyp_sam_hf import training  # noqa: E402
-from polyp_sam_hf.config import parse_config  # noqa: E402
+from polyp_sam_hf.training import loop as training  # noqa: E402
+from polyp_sam_hf.training.config import parse_config  # noqa: E402
 from polyp_sam_hf.data.synthetic import write_demo_data  # noqa: E402
-from polyp_sam_hf.forward import prompt_logits  # noqa: E402
-from polyp_sam_hf.losses import batch_loss  # noqa: E402
-from polyp_sam_hf.stopping import GracefulStop  # noqa: E402
+from polyp_sam_hf.models.forward import prompt_logits  # noqa: E402
+from polyp_sam_hf.training.losses import batch_loss  # noqa: E402
+from polyp_sam_hf.training.stopping import GracefulStop  # noqa: E402
 
 
 def _settings(args, data: Path, output: Path, steps: int) -> list[str]:

@@ -19,11 +19,11 @@ from contextlib import nullcontext
 
 import torch
 
-from polyp_sam_hf.forward import prompt_logits
-from polyp_sam_hf.losses import batch_loss
-from polyp_sam_hf.losses import get_loss
-from polyp_sam_hf.modeling import BUILTIN_MODELS, get_strategy, load_model_and_processor
-from polyp_sam_hf.preprocessing import Preprocessing
+from polyp_sam_hf.models.forward import prompt_logits
+from polyp_sam_hf.training.losses import batch_loss
+from polyp_sam_hf.training.losses import get_loss
+from polyp_sam_hf.models.loading import BUILTIN_MODELS, get_strategy, load_model_and_processor
+from polyp_sam_hf.data.preprocessing import Preprocessing
 from profiling import count_step_flops
 
 # dense bf16 tensor-core peak, TFLOP/s, from the vendors' data sheets (SXM parts)

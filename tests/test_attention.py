@@ -8,8 +8,8 @@ import pytest
 import torch
 from transformers import SamConfig, SamModel, SamVisionConfig
 
-from polyp_sam_hf.attention import FusedRelPosAttention, set_vision_attention, vision_attention_of
-from polyp_sam_hf.modeling import load_model_and_processor
+from polyp_sam_hf.models.attention import FusedRelPosAttention, set_vision_attention, vision_attention_of
+from polyp_sam_hf.models.loading import load_model_and_processor
 
 # Small encoders with the head layout of SAM's three ViTs (heads, head width as in ViT-B/L/H where it
 # fits a test): window 5 on a 16 x 16 grid pads every window row; window 4 pads none.

@@ -9,9 +9,9 @@ import re
 import pytest
 from conftest import REPO_ROOT
 
-from polyp_sam_hf.cli import main as cli_main
-from polyp_sam_hf.comparison import identify, results_section
-from polyp_sam_hf.published import PAPER_RUNS, PUBLISHED, table_rows
+from polyp_sam_hf.commands.cli import main as cli_main
+from polyp_sam_hf.evaluation.comparison import identify, results_section
+from polyp_sam_hf.evaluation.published import PAPER_RUNS, PUBLISHED, table_rows
 
 TABLES_CSV = REPO_ROOT.parent / "shared" / "paper" / "tables.csv"
 DISPLAY = {"kvasir": "Kvasir-SEG", "cvc-clinicdb": "CVC-ClinicDB", "cvc-colondb": "CVC-ColonDB",

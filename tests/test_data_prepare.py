@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from polyp_sam_hf.cli import main as cli_main
+from polyp_sam_hf.commands.cli import main as cli_main
 from polyp_sam_hf.data.prepare import FEATURES, prepare_dataset
 from polyp_sam_hf.data.reading import DataError
 from polyp_sam_hf.data.splits import get_split_preset
@@ -81,7 +81,7 @@ def test_empty_masks_kept_in_test_dropped_from_training(pranet_root):
 
 
 def test_report_names_the_first_few_and_the_saved_copy_all(pranet_root, tmp_path):
-    from polyp_sam_hf.cli import main as cli_main
+    from polyp_sam_hf.commands.cli import main as cli_main
 
     empty = np.zeros((20, 20), dtype=bool)
     for i in range(8):

@@ -25,10 +25,10 @@ def test_documented_cache_facts_are_the_codes(prepared_demo, tmp_path):
     from accelerate import Accelerator
     from transformers import SamConfig
 
-    from polyp_sam_hf.config import DataArguments
-    from polyp_sam_hf.embedding_cache import build_embedding_cache
-    from polyp_sam_hf.modeling import load_model_and_processor, processor_for
-    from polyp_sam_hf.pixel_cache import build_pixel_cache
+    from polyp_sam_hf.training.config import DataArguments
+    from polyp_sam_hf.models.embedding_cache import build_embedding_cache
+    from polyp_sam_hf.models.loading import load_model_and_processor, processor_for
+    from polyp_sam_hf.data.pixel_cache import build_pixel_cache
 
     split = datasets.load_from_disk(str(prepared_demo))["train"].select(range(2))
     processor = processor_for(SamConfig(vision_config={"image_size": 64}))
@@ -48,6 +48,6 @@ def test_documented_cache_facts_are_the_codes(prepared_demo, tmp_path):
     # the default cache root is OUTPUT/../cache, as documented
     from pathlib import Path
 
-    from polyp_sam_hf.training import default_cache_dir
+    from polyp_sam_hf.training.loop import default_cache_dir
 
     assert default_cache_dir("runs/x") == Path("runs/cache")

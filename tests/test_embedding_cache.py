@@ -9,11 +9,11 @@ import torch
 from accelerate import Accelerator
 from safetensors.torch import load_file
 
-from polyp_sam_hf.array_cache import ArrayCache
-from polyp_sam_hf.embedding_cache import build_embedding_cache
-from polyp_sam_hf.modeling import load_model_and_processor, processor_for
-from polyp_sam_hf.training import train
-from polyp_sam_hf.config import parse_config
+from polyp_sam_hf.data.array_cache import ArrayCache
+from polyp_sam_hf.models.embedding_cache import build_embedding_cache
+from polyp_sam_hf.models.loading import load_model_and_processor, processor_for
+from polyp_sam_hf.training.loop import train
+from polyp_sam_hf.training.config import parse_config
 
 from conftest import train_args
 
@@ -67,7 +67,7 @@ def test_any_change_gives_another_cache(splits, tmp_path):
 
 
 def test_pixel_cache_key_follows_the_processor(splits, tmp_path):
-    from polyp_sam_hf.pixel_cache import build_pixel_cache
+    from polyp_sam_hf.data.pixel_cache import build_pixel_cache
 
     _, processor = load_model_and_processor("micro-sam-test")
     acc = Accelerator(cpu=True)
@@ -105,7 +105,7 @@ BUILDER = """
 import sys, time
 import datasets, numpy as np
 from accelerate import Accelerator
-from polyp_sam_hf.array_cache import ArrayCache
+from polyp_sam_hf.data.array_cache import ArrayCache
 
 folder, log = sys.argv[1], sys.argv[2]
 split = datasets.Dataset.from_dict({"source": ["kvasir"] * 6, "image_id": [str(i) for i in range(6)],

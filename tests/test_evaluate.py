@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from polyp_sam_hf.cli import main as cli_main
-from polyp_sam_hf.inference import PolypSegmenter
-from polyp_sam_hf.published import table_rows
+from polyp_sam_hf.commands.cli import main as cli_main
+from polyp_sam_hf.models.inference import PolypSegmenter
+from polyp_sam_hf.evaluation.published import table_rows
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +112,8 @@ def test_masks_plots_and_figures(evaluated):
 def test_baselines_are_scored_on_the_same_boxes(micro_checkpoint, prepared_demo, monkeypatch):
     """For every frame, prompt mode and jitter level, the model and both baselines receive the very
     same boxes (jittered ones included), and jittered boxes differ from the exact ones."""
-    from polyp_sam_hf import evaluation
-    from polyp_sam_hf.evaluation import EvaluateConfig, evaluate_split
+    from polyp_sam_hf.evaluation import evaluate as evaluation
+    from polyp_sam_hf.evaluation.evaluate import EvaluateConfig, evaluate_split
 
     seen = {"model": [], "ellipse": [], "box": []}
     segmenter = PolypSegmenter.from_pretrained(str(micro_checkpoint), device="cpu")
@@ -188,9 +188,9 @@ def test_validation_and_evaluate_score_alike_through_their_real_paths(value, mic
     from accelerate import Accelerator
 
     from polyp_sam_hf.data.batches import PromptDataset, collate
-    from polyp_sam_hf.evaluation import EvaluateConfig, evaluate_split
-    from polyp_sam_hf.evaluation import evaluate_loader
-    from polyp_sam_hf.modeling import load_model_and_processor
+    from polyp_sam_hf.evaluation.evaluate import EvaluateConfig, evaluate_split
+    from polyp_sam_hf.evaluation.evaluate import evaluate_loader
+    from polyp_sam_hf.models.loading import load_model_and_processor
 
     model, processor = load_model_and_processor(str(micro_checkpoint))
     fake = _ConstantDecoder(model, value)
@@ -215,8 +215,8 @@ def test_validation_and_evaluate_score_alike_through_their_real_paths(value, mic
 def test_pranet_protocol_through_the_command_line(micro_checkpoint, prepared_demo, tmp_path):
     """`--protocol pranet` reaches the scorer: each baseline frame scores PraNet's 256-threshold
     Dice of its binary mask, recomputed here, and is recorded as the run's protocol."""
-    from polyp_sam_hf.baselines import baseline_prediction
-    from polyp_sam_hf.metrics import pranet_dice_iou
+    from polyp_sam_hf.evaluation.baselines import baseline_prediction
+    from polyp_sam_hf.evaluation.metrics import pranet_dice_iou
 
     out = tmp_path / "eval"
     assert cli_main(["evaluate", "--model", str(micro_checkpoint), "--data", str(prepared_demo), "--output",
@@ -241,7 +241,7 @@ def test_validation_masks_stay_on_the_cpu_when_a_batch_moves_to_the_device(prepa
     from accelerate.utils import send_to_device
 
     from polyp_sam_hf.data.batches import PromptDataset, collate
-    from polyp_sam_hf.modeling import load_model_and_processor
+    from polyp_sam_hf.models.loading import load_model_and_processor
 
     _, processor = load_model_and_processor("tiny-sam")
     split = datasets.load_from_disk(str(prepared_demo))["validation"]

@@ -15,7 +15,7 @@ from huggingface_hub import HfApi, ModelCard
 from transformers import SamModel, SamProcessor, pipeline
 
 import hub_upload
-from polyp_sam_hf.hub import EXPORT_MARKER, max_logit_difference
+from polyp_sam_hf.publishing.hub import EXPORT_MARKER, max_logit_difference
 
 
 SECRET = "hf_testtokenthatmustneverappear0123456789"
@@ -23,7 +23,7 @@ SECRET = "hf_testtokenthatmustneverappear0123456789"
 
 @pytest.fixture(scope="module")
 def metrics_file(micro_checkpoint, prepared_demo, tmp_path_factory):
-    from polyp_sam_hf.cli import main as cli_main
+    from polyp_sam_hf.commands.cli import main as cli_main
 
     out = tmp_path_factory.mktemp("eval-for-card")
     assert cli_main(["evaluate", "--model", str(micro_checkpoint), "--data", str(prepared_demo),
@@ -101,7 +101,7 @@ def test_widget_pipeline_runs_on_the_export(dry_run):
 def test_missing_token_fails_before_exporting(micro_checkpoint, tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # no stored login
-    with mock.patch("polyp_sam_hf.hub.export_checkpoint") as export, mock.patch.object(HfApi, "upload_folder") as up:
+    with mock.patch("polyp_sam_hf.publishing.hub.export_checkpoint") as export, mock.patch.object(HfApi, "upload_folder") as up:
         assert hub_upload.main(["--model", str(micro_checkpoint), "--repo-id", "me/x"]) == 1
     export.assert_not_called()
     up.assert_not_called()
@@ -140,7 +140,7 @@ def test_upload_calls_and_the_token_never_leaks(micro_checkpoint, metrics_file, 
 def test_base_model_comes_from_the_run_record(tmp_path):
     import yaml
 
-    from polyp_sam_hf.provenance import base_model_of
+    from polyp_sam_hf.models.provenance import base_model_of
 
     def run(name: str, model: str):
         best = tmp_path / name / "best"
@@ -196,8 +196,8 @@ def test_dry_run_replaces_its_own_earlier_export(micro_checkpoint, tmp_path):
 
 def test_export_with_non_finite_weights_is_refused(micro_checkpoint, tmp_path):
     """A NaN logit difference used to pass the check (NaN > atol is False)."""
-    from polyp_sam_hf.hub import export_checkpoint
-    from polyp_sam_hf.modeling import load_model_and_processor
+    from polyp_sam_hf.publishing.hub import export_checkpoint
+    from polyp_sam_hf.models.loading import load_model_and_processor
 
     model, processor = load_model_and_processor(str(micro_checkpoint))
     with torch.no_grad():
@@ -212,8 +212,8 @@ def test_export_with_non_finite_weights_is_refused(micro_checkpoint, tmp_path):
 @pytest.mark.slow
 def test_export_logit_check_is_nan_safe(micro_checkpoint, tmp_path, monkeypatch):
     """Past the load-time check (bypassed here), a NaN logit difference still fails the comparison."""
-    from polyp_sam_hf import modeling
-    from polyp_sam_hf.hub import export_checkpoint
+    from polyp_sam_hf.models import loading as modeling
+    from polyp_sam_hf.publishing.hub import export_checkpoint
 
     model, processor = modeling.load_model_and_processor(str(micro_checkpoint))
     with torch.no_grad():
@@ -231,7 +231,7 @@ def test_card_refuses_an_evaluation_of_other_weights(micro_checkpoint, metrics_f
 
     other = tmp_path / "other"
     shutil.copytree(micro_checkpoint, other)
-    from polyp_sam_hf.modeling import load_model_and_processor
+    from polyp_sam_hf.models.loading import load_model_and_processor
 
     model, processor = load_model_and_processor(str(other))
     with torch.no_grad():

@@ -9,11 +9,11 @@ import pytest
 import torch
 from conftest import train_args
 
-from polyp_sam_hf.cli import main as cli_main
-from polyp_sam_hf.errors import ConfigError
-from polyp_sam_hf.mask_prompts import (CONFIG_KEY, ELLIPSE_LOGIT, ellipse_mask_prompt, mask_prompt_logits,
+from polyp_sam_hf.commands.cli import main as cli_main
+from polyp_sam_hf.core.errors import ConfigError
+from polyp_sam_hf.models.mask_prompts import (CONFIG_KEY, ELLIPSE_LOGIT, ellipse_mask_prompt, mask_prompt_logits,
                                        mask_prompt_name, set_mask_prompt)
-from polyp_sam_hf.modeling import load_model_and_processor
+from polyp_sam_hf.models.loading import load_model_and_processor
 
 
 def test_ellipse_prompt_is_the_inscribed_ellipse_of_each_valid_box():
@@ -46,7 +46,7 @@ def test_the_setting_is_read_from_the_config_and_unknown_ones_are_named():
 
 
 def test_prompt_logits_gives_the_model_its_mask_prompt():
-    from polyp_sam_hf.forward import prompt_logits
+    from polyp_sam_hf.models.forward import prompt_logits
 
     model, _ = load_model_and_processor("tiny-sam")
     model.eval()
@@ -68,8 +68,8 @@ def test_prompt_logits_gives_the_model_its_mask_prompt():
 @pytest.fixture(scope="module")
 def ellipse_run(prepared_demo, tmp_path_factory):
     """A three-step run of the micro model trained with the ellipse mask prompt, test report included."""
-    from polyp_sam_hf.config import parse_config
-    from polyp_sam_hf.training import train
+    from polyp_sam_hf.training.config import parse_config
+    from polyp_sam_hf.training.loop import train
 
     out = tmp_path_factory.mktemp("ellipse-run") / "run"
     train(*parse_config(train_args(prepared_demo, out, "--max_steps", "3", "--mask_prompt", "ellipse",
@@ -80,7 +80,7 @@ def ellipse_run(prepared_demo, tmp_path_factory):
 def test_a_model_trained_with_the_ellipse_is_evaluated_with_it(ellipse_run, prepared_demo, tmp_path):
     """best/ records the prompt; the run's test report and `evaluate` (which reads it) score the same
     Dice, and `--mask-prompt none` scores the same model differently."""
-    from polyp_sam_hf.inference import PolypSegmenter
+    from polyp_sam_hf.models.inference import PolypSegmenter
 
     out = ellipse_run
     assert json.loads((out / "best" / "config.json").read_text())[CONFIG_KEY] == "ellipse"
@@ -118,7 +118,7 @@ def test_the_cards_plain_transformers_snippet_gives_the_librarys_mask(ellipse_ru
     from PIL import Image
 
     import hub_upload
-    from polyp_sam_hf.inference import PolypSegmenter
+    from polyp_sam_hf.models.inference import PolypSegmenter
 
     export = tmp_path / "upload"
     assert hub_upload.main(["--model", str(ellipse_run / "best"), "--repo-id", "me/polyp-sam-b",

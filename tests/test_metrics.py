@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from polyp_sam_hf.metrics import METRIC_SCRIPT, dice_iou, mask_logits, pranet_dice_iou, score_logits
+from polyp_sam_hf.evaluation.metrics import METRIC_SCRIPT, dice_iou, mask_logits, pranet_dice_iou, score_logits
 
 
 def _masks():
@@ -93,7 +93,7 @@ def test_evaluate_module_loads_offline_and_agrees():
 
 
 def test_detection_counts_by_hand():
-    from polyp_sam_hf.metrics import detection_counts
+    from polyp_sam_hf.evaluation.metrics import detection_counts
 
     truth = np.zeros((40, 40), bool)
     truth[2:12, 2:12] = True  # polyp A, 100 px

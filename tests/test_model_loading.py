@@ -7,8 +7,8 @@ import shutil
 import pytest
 import torch
 
-from polyp_sam_hf.cli import main as cli_main
-from polyp_sam_hf.modeling import ModelLoadError, load_model_and_processor
+from polyp_sam_hf.commands.cli import main as cli_main
+from polyp_sam_hf.models.loading import ModelLoadError, load_model_and_processor
 
 
 def _copy(micro_checkpoint, tmp_path):

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from polyp_sam_hf.baselines import baseline_prediction, box_mask, ellipse_mask
-from polyp_sam_hf.preprocessing import resized_shape
-from polyp_sam_hf.postprocess import logits_to_original
+from polyp_sam_hf.evaluation.baselines import baseline_prediction, box_mask, ellipse_mask
+from polyp_sam_hf.data.preprocessing import resized_shape
+from polyp_sam_hf.models.postprocess import logits_to_original
 
 
 def test_corner_prediction_lands_in_that_corner_of_a_non_square_frame():

@@ -10,9 +10,9 @@ import pytest
 import torch
 from conftest import train_args
 
-from polyp_sam_hf import training
-from polyp_sam_hf.cli import main as cli_main
-from polyp_sam_hf.config import parse_config
+from polyp_sam_hf.training import loop as training
+from polyp_sam_hf.commands.cli import main as cli_main
+from polyp_sam_hf.training.config import parse_config
 
 
 @pytest.mark.parametrize("strategy", ["decoder", "lora", "full"])  # decoder: from the embedding cache
@@ -72,7 +72,7 @@ def test_per_image_rows_carry_detection_counts(micro_checkpoint, prepared_demo, 
     import datasets
     from PIL import Image
 
-    from polyp_sam_hf.metrics import detection_counts
+    from polyp_sam_hf.evaluation.metrics import detection_counts
 
     out = tmp_path / "eval"
     assert cli_main(["evaluate", "--model", str(micro_checkpoint), "--data", str(prepared_demo), "--output", str(out),
@@ -87,7 +87,7 @@ def test_per_image_rows_carry_detection_counts(micro_checkpoint, prepared_demo, 
 
 
 def test_free_logits_cover_the_frame(micro_checkpoint):
-    from polyp_sam_hf.inference import PolypSegmenter
+    from polyp_sam_hf.models.inference import PolypSegmenter
 
     segmenter = PolypSegmenter.from_pretrained(str(micro_checkpoint), device="cpu")
     logits = segmenter.free_logits(segmenter.embed(np.zeros((40, 56, 3), np.uint8)))
@@ -98,7 +98,7 @@ def test_self_prompting_uses_one_embedding_and_its_own_boxes(micro_checkpoint, p
     """`auto`: the prompt-free mask's components become boxes (grown by the margin) that prompt the
     model on the same embedding; the encoder runs once per frame for every mode together."""
     from polyp_sam_hf.data.prompts import AUTO_BOX_MARGIN, component_boxes, grow_box
-    from polyp_sam_hf.inference import PolypSegmenter
+    from polyp_sam_hf.models.inference import PolypSegmenter
 
     segmenter = PolypSegmenter.from_pretrained(str(micro_checkpoint), device="cpu")
     embedded = segmenter.embed(np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8))
@@ -173,7 +173,7 @@ def test_rows_without_a_box_come_first_then_rows_given_one(micro_checkpoint, pre
 
 def test_a_second_auto_round_starts_from_the_first_rounds_mask(micro_checkpoint):
     from polyp_sam_hf.data.prompts import AUTO_BOX_MARGIN, component_boxes, grow_box
-    from polyp_sam_hf.inference import PolypSegmenter
+    from polyp_sam_hf.models.inference import PolypSegmenter
 
     segmenter = PolypSegmenter.from_pretrained(str(micro_checkpoint), device="cpu")
     embedded = segmenter.embed(np.random.default_rng(1).integers(0, 255, (48, 64, 3), dtype=np.uint8))

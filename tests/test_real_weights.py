@@ -18,10 +18,10 @@ import pytest
 import torch
 from PIL import Image
 
-from polyp_sam_hf.convert import convert_checkpoint, load_meta_state_dict
+from polyp_sam_hf.models.convert import convert_checkpoint, load_meta_state_dict
 from polyp_sam_hf.data.prompts import component_boxes
 from polyp_sam_hf.data.reading import read_pair
-from polyp_sam_hf.modeling import load_model_and_processor
+from polyp_sam_hf.models.loading import load_model_and_processor
 
 from reference_sam import kornia_logits, reference_logits, reference_parts
 
@@ -71,7 +71,7 @@ def test_matches_official_code(arch, folder, name, converted, real_weights, samp
 def test_ellipse_mask_prompt_matches_official_code(arch, converted, real_weights, samples_root):
     """The dense mask prompt goes through the converted `mask_downscaling` weights as in the official
     code: ETIS 135's three boxes, each with the frame's ellipse prompt."""
-    from polyp_sam_hf.mask_prompts import mask_prompt_logits, set_mask_prompt
+    from polyp_sam_hf.models.mask_prompts import mask_prompt_logits, set_mask_prompt
 
     model, processor = load_model_and_processor(str(converted(arch)))
     model.eval()
@@ -186,9 +186,9 @@ def test_convert_truncated_file(real_weights, tmp_path):
 def test_hub_export_of_mobile_sam(converted, tmp_path, samples_root):
     from huggingface_hub import ModelCard
 
-    from polyp_sam_hf.hub import prepare_upload
-    from polyp_sam_hf.inference import PolypSegmenter
-    from polyp_sam_hf.metrics import dice_iou
+    from polyp_sam_hf.publishing.hub import prepare_upload
+    from polyp_sam_hf.models.inference import PolypSegmenter
+    from polyp_sam_hf.evaluation.metrics import dice_iou
 
     folder = prepare_upload(converted("mobile-sam"), tmp_path / "upload", "me/polyp-mobile-sam")
     assert (folder / "modeling_tinyvit_sam.py").is_file()
@@ -204,9 +204,9 @@ def test_hub_export_of_mobile_sam(converted, tmp_path, samples_root):
 
 
 def test_app_segments_a_real_polyp_with_mobile_sam(converted, samples_root, tmp_path):
-    from polyp_sam_hf.demo_app import EmbeddingMemo, segment
-    from polyp_sam_hf.inference import PolypSegmenter
-    from polyp_sam_hf.metrics import dice_iou
+    from polyp_sam_hf.publishing.app import EmbeddingMemo, segment
+    from polyp_sam_hf.models.inference import PolypSegmenter
+    from polyp_sam_hf.evaluation.metrics import dice_iou
 
     segmenter = PolypSegmenter.from_pretrained(str(converted("mobile-sam")), device="cpu")
     base = samples_root / "pranet" / "TestDataset" / "ETIS-LaribPolypDB"
@@ -223,8 +223,8 @@ def test_ellipse_mask_prompt_helps_zero_shot_mobile_sam_on_real_frames(converted
     polyp) zero-shot MobileSAM scores higher with it than with the box alone (measured:
     docs/results-real-samples.md); a prompt drawn in the wrong place, transposed or mis-scaled, would not."""
     from polyp_sam_hf.data.prepare import prepare_dataset
-    from polyp_sam_hf.evaluation import EvaluateConfig, evaluate_split
-    from polyp_sam_hf.inference import PolypSegmenter
+    from polyp_sam_hf.evaluation.evaluate import EvaluateConfig, evaluate_split
+    from polyp_sam_hf.models.inference import PolypSegmenter
 
     test = prepare_dataset(samples_root / "pranet", split_preset="paper")[0]["test"]
     config = EvaluateConfig(model="", data="", output="", prompt_modes=("per-component",))

@@ -13,7 +13,7 @@ import pytest
 from conftest import REPO_ROOT
 
 from polyp_sam_hf.data.synthetic import write_demo_data
-from polyp_sam_hf.published import PAPER_RUNS, TABLE_TITLES, table_rows
+from polyp_sam_hf.evaluation.published import PAPER_RUNS, TABLE_TITLES, table_rows
 
 pytestmark = pytest.mark.slow  # real processes end to end: minutes, run by CI
 

@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from conftest import train_args
-from polyp_sam_hf import training
-from polyp_sam_hf.cli import main as cli_main
-from polyp_sam_hf.config import parse_config
+from polyp_sam_hf.training import loop as training
+from polyp_sam_hf.commands.cli import main as cli_main
+from polyp_sam_hf.training.config import parse_config
 from polyp_sam_hf.data.loading import SPLIT_RECORD, load_polyp_data
 from polyp_sam_hf.data.synthetic import synth_frame
 
@@ -70,7 +70,7 @@ def test_a_seed_sweep_never_trains_on_a_test_frame(clinicdb_release, tmp_path, m
 
 
 def test_a_run_recorded_before_the_split_seed_is_read_back_with_its_training_seed(tmp_path):
-    from polyp_sam_hf.evaluation import EvaluateConfig, resolve_split
+    from polyp_sam_hf.evaluation.evaluate import EvaluateConfig, resolve_split
 
     old_record = {"split_preset": "paper", "val_fraction": 0.2, "seed": 7}  # no split_seed: drawn with seed 7
     split = resolve_split(EvaluateConfig(model="m", data="d", output="o"), old_record)

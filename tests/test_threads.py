@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from polyp_sam_hf.threads import available_cores, set_cpu_threads
+from polyp_sam_hf.core.threads import available_cores, set_cpu_threads
 
 
 @pytest.fixture(autouse=True)
@@ -44,7 +44,7 @@ def test_an_unknown_policy_is_an_error(monkeypatch):
 
 def test_entry_points_ask_openmp_to_wait_passively_before_pytorch_loads():
     """The OpenMP runtime reads OMP_WAIT_POLICY when PyTorch loads it, so the entry point sets it first."""
-    code = ("import os, sys; import polyp_sam_hf.cli; "
+    code = ("import os, sys; import polyp_sam_hf.commands.cli; "
             "print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)")
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout

@@ -8,11 +8,11 @@ import json
 import pytest
 import torch
 
-from polyp_sam_hf.config import parse_config
-from polyp_sam_hf.hub import standalone_logits
-from polyp_sam_hf.modeling import get_strategy, load_model_and_processor
-from polyp_sam_hf.modeling_tinyvit_sam import TinyViTSamModel
-from polyp_sam_hf.training import train
+from polyp_sam_hf.training.config import parse_config
+from polyp_sam_hf.publishing.hub import standalone_logits
+from polyp_sam_hf.models.loading import get_strategy, load_model_and_processor
+from polyp_sam_hf.models.modeling_tinyvit_sam import TinyViTSamModel
+from polyp_sam_hf.training.loop import train
 
 from conftest import train_args
 
@@ -82,7 +82,7 @@ def test_saved_model_loads_without_the_library(prepared_demo, tmp_path):
     assert (best / "modeling_tinyvit_sam.py").is_file()
     name, logits = standalone_logits(best)
     assert name == "TinyViTSamModel"
-    from polyp_sam_hf.hub import _probe_inputs
+    from polyp_sam_hf.publishing.hub import _probe_inputs
 
     model, processor = load_model_and_processor(str(best))
     inputs = _probe_inputs(processor)

@@ -11,10 +11,10 @@ import torch
 from safetensors.torch import load_file
 from transformers import SamModel, SamProcessor
 
-from polyp_sam_hf import training
-from polyp_sam_hf.checkpointing import resolve_checkpoint, save_training_state
-from polyp_sam_hf.config import parse_config
-from polyp_sam_hf.training import NonFiniteLossError, train
+from polyp_sam_hf.training import loop as training
+from polyp_sam_hf.training.checkpointing import resolve_checkpoint, save_training_state
+from polyp_sam_hf.training.config import parse_config
+from polyp_sam_hf.training.loop import NonFiniteLossError, train
 
 from conftest import train_args
 
@@ -41,7 +41,7 @@ def test_accumulation_equals_the_large_batch(prepared_demo, tmp_path):
     acc = weights(tmp_path / "acc" / "checkpoints" / "step-0000002")
     big = weights(tmp_path / "big" / "checkpoints" / "step-0000002")
     assert_same_weights(acc, big, atol=1e-5)
-    from polyp_sam_hf.modeling import load_model_and_processor
+    from polyp_sam_hf.models.loading import load_model_and_processor
 
     start = load_model_and_processor("micro-sam-test", seed=42)[0].state_dict()
     moved = [k for k in big if not torch.allclose(start[k], big[k], atol=1e-4)]
@@ -89,7 +89,7 @@ def test_best_folder_loads_with_vanilla_transformers_same_logits(prepared_demo, 
     from accelerate import Accelerator
 
     from polyp_sam_hf.data.batches import PromptDataset, collate
-    from polyp_sam_hf.evaluation import evaluate_loader
+    from polyp_sam_hf.evaluation.evaluate import evaluate_loader
 
     out = tmp_path / "run"
     result = run(prepared_demo, out, "--strategy", "lora", "--lora_rank", "2", "--max_steps", "2",
@@ -112,8 +112,8 @@ def test_best_folder_loads_with_vanilla_transformers_same_logits(prepared_demo, 
 
 
 def test_lora_export_gives_the_same_logits(tmp_path):
-    from polyp_sam_hf.checkpointing import save_pretrained_atomic
-    from polyp_sam_hf.modeling import get_strategy, load_model_and_processor
+    from polyp_sam_hf.training.checkpointing import save_pretrained_atomic
+    from polyp_sam_hf.models.loading import get_strategy, load_model_and_processor
 
     model, processor = load_model_and_processor("micro-sam-test")
     model = get_strategy("lora").apply(model, lora_rank=2)
@@ -318,7 +318,7 @@ def test_ctrl_c_during_accumulation_resumes_exactly(how, saved_step, saved_batch
 
 
 def test_best_is_swapped_in_one_step_and_a_cut_replacement_is_restored(tmp_path, monkeypatch):
-    from polyp_sam_hf import atomic as checkpointing  # the replacement checkpoints use
+    from polyp_sam_hf.core import files as checkpointing  # the replacement checkpoints use
 
     def folder(name, text):
         path = tmp_path / name

@@ -8,19 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from polyp_sam_hf.config import TrainArguments, parse_config
-from polyp_sam_hf.errors import ConfigError
+from polyp_sam_hf.training.config import TrainArguments, parse_config
+from polyp_sam_hf.core.errors import ConfigError
 from polyp_sam_hf.data.batches import PromptDataset, collate
-from polyp_sam_hf.preprocessing import resized_shape
-from polyp_sam_hf.losses import batch_loss, bce_loss, dice_loss, get_loss
-from polyp_sam_hf.published import PAPER_RUNS
-from polyp_sam_hf.modeling import (
+from polyp_sam_hf.data.preprocessing import resized_shape
+from polyp_sam_hf.training.losses import batch_loss, bce_loss, dice_loss, get_loss
+from polyp_sam_hf.evaluation.published import PAPER_RUNS
+from polyp_sam_hf.models.loading import (
     count_parameters,
     freeze_unreached,
     get_strategy,
     load_model_and_processor,
 )
-from polyp_sam_hf.training import accumulation_steps, build_scheduler, is_better
+from polyp_sam_hf.training.loop import accumulation_steps, build_scheduler, is_better
 
 
 # ----------------------------------------------------------------------------- loss
@@ -244,7 +244,7 @@ def test_box_jitter_is_seeded_per_epoch(prepared_demo):
 
 
 def test_train_command_reports_a_missing_model_without_a_traceback(prepared_demo, tmp_path, capsys):
-    from polyp_sam_hf.training import main
+    from polyp_sam_hf.training.loop import main
 
     from conftest import train_args
 
@@ -262,7 +262,7 @@ def test_train_command_reports_a_missing_model_without_a_traceback(prepared_demo
                                         ("--lr_scheduler", "cosin"), ("--strategy", "decodr"),
                                         ("--mixed_precision", "bf32")])
 def test_typo_in_a_choice_fails_at_parse_time(flag, value, capsys):
-    from polyp_sam_hf.config import parse_config
+    from polyp_sam_hf.training.config import parse_config
 
     with pytest.raises(SystemExit):
         parse_config([flag, value])
@@ -271,7 +271,7 @@ def test_typo_in_a_choice_fails_at_parse_time(flag, value, capsys):
 
 @pytest.mark.parametrize("key,value", [("loss", "dcie"), ("strategy", "decodr"), ("prompt_mode", "both")])
 def test_typo_in_a_config_file_names_the_file(key, value, tmp_path):
-    from polyp_sam_hf.config import parse_config
+    from polyp_sam_hf.training.config import parse_config
 
     path = tmp_path / "bad.yaml"
     path.write_text(f"{key}: {value}\n")
@@ -280,9 +280,9 @@ def test_typo_in_a_config_file_names_the_file(key, value, tmp_path):
 
 
 def test_choices_are_the_registries_and_config_is_in_help(capsys):
-    from polyp_sam_hf.config import parse_config
-    from polyp_sam_hf.losses import LOSSES
-    from polyp_sam_hf.modeling import STRATEGIES
+    from polyp_sam_hf.training.config import parse_config
+    from polyp_sam_hf.training.losses import LOSSES
+    from polyp_sam_hf.models.loading import STRATEGIES
 
     model, data, train = parse_config(["--strategy", "lora", "--loss", "dice+bce", "--prompt_mode", "per-component"])
     assert (model.strategy, train.loss, data.prompt_mode) == ("lora", "dice+bce", "per-component")
@@ -301,7 +301,7 @@ def test_choices_are_the_registries_and_config_is_in_help(capsys):
 def test_out_of_range_settings_fail_at_parse_time(flag, value):
     """Each of these used to run on: 0 epochs still wrote best/, 0 training samples trained on all,
     batch 0 divided by zero, negative warm-up or jitter were accepted."""
-    from polyp_sam_hf.config import parse_config
+    from polyp_sam_hf.training.config import parse_config
 
     with pytest.raises(ValueError, match=rf"{flag[2:]} .* must be"):
         parse_config([f"{flag}={value}"])  # one token: argparse reads "-1e-5" alone as a flag
@@ -310,7 +310,7 @@ def test_out_of_range_settings_fail_at_parse_time(flag, value):
 def test_a_bug_keeps_its_traceback_a_library_error_is_one_line(prepared_demo, tmp_path, monkeypatch, capsys):
     """Only the library's own errors become one-line messages; a shape error inside torch (a bug)
     propagates with its traceback instead of being flattened into `error: ...`."""
-    from polyp_sam_hf import training
+    from polyp_sam_hf.training import loop as training
 
     from conftest import train_args
 
@@ -331,7 +331,7 @@ def test_best_step_label_is_a_legend_that_covers_no_data():
     legend entry, whose box matplotlib places away from every plotted point."""
     import matplotlib.pyplot as plt
 
-    from polyp_sam_hf.visualize import training_figure
+    from polyp_sam_hf.evaluation.figures import training_figure
 
     history = [{"step": s, "train_loss": 1 / s, "val_dice": d} for s, d in zip(range(1, 9), (.2, .5, .7, .8, .85, .83, .86, .84))]
     fig = training_figure(history)
@@ -347,7 +347,7 @@ def test_best_step_label_is_a_legend_that_covers_no_data():
 
 
 def test_misspelled_flags_and_keys_get_a_suggestion(tmp_path, capsys):
-    from polyp_sam_hf.cli import main as cli_main
+    from polyp_sam_hf.commands.cli import main as cli_main
 
     with pytest.raises(ConfigError, match=r"--learnig_rate \(did you mean --learning_rate\?\)"):
         parse_config(["--learnig_rate", "1e-5"])
@@ -363,7 +363,7 @@ def test_misspelled_flags_and_keys_get_a_suggestion(tmp_path, capsys):
 
 
 def test_help_says_what_each_flag_does_and_its_default(capsys):
-    from polyp_sam_hf.cli import main as cli_main
+    from polyp_sam_hf.commands.cli import main as cli_main
 
     with pytest.raises(SystemExit):
         parse_config(["--help"])
@@ -377,7 +377,7 @@ def test_help_says_what_each_flag_does_and_its_default(capsys):
 
 
 def test_random_builtin_at_the_papers_learning_rate_is_warned(prepared_demo, tmp_path, caplog):
-    from polyp_sam_hf.training import train
+    from polyp_sam_hf.training.loop import train
 
     from conftest import train_args
 
@@ -387,7 +387,7 @@ def test_random_builtin_at_the_papers_learning_rate_is_warned(prepared_demo, tmp
 
 
 def test_a_path_the_system_refuses_is_one_line(tmp_path, capsys):
-    from polyp_sam_hf.cli import main as cli_main
+    from polyp_sam_hf.commands.cli import main as cli_main
 
     blocker = tmp_path / "a-file"
     blocker.write_text("")

@@ -10,11 +10,11 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..data.prompts import PROMPT_FREE, SELF_PROMPTED
-from ..data.reading import IMAGE_EXTENSIONS, DataError
-from ..errors import ConfigError
-from ..inference import PolypSegmenter, validate_boxes
-from ..visualize import overlay
+from polyp_sam_hf.data.prompts import PROMPT_FREE, SELF_PROMPTED
+from polyp_sam_hf.data.reading import IMAGE_EXTENSIONS, DataError
+from polyp_sam_hf.core.errors import ConfigError
+from polyp_sam_hf.models.inference import PolypSegmenter, validate_boxes
+from polyp_sam_hf.evaluation.figures import overlay
 
 
 def read_boxes_file(path: str | Path) -> dict[str, list[list[float]]]:

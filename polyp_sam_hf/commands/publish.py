@@ -15,7 +15,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from ..hub import prepare_upload, require_token, upload
+from polyp_sam_hf.publishing.hub import prepare_upload, require_token, upload
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:

@@ -21,12 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..checkpointing import FINISHED, resolve_checkpoint
-from ..comparison import comparison_markdown, read_metrics
-from ..config import PACKAGED_CONFIGS
-from ..data.loading import is_prepared
-from ..errors import ConfigError, PolypSamError
-from ..published import PAPER_RUNS
+from polyp_sam_hf.training.checkpointing import FINISHED, resolve_checkpoint
+from polyp_sam_hf.evaluation.comparison import comparison_markdown, read_metrics
+from polyp_sam_hf.training.config import PACKAGED_CONFIGS
+from polyp_sam_hf.data.loading import is_prepared
+from polyp_sam_hf.core.errors import ConfigError, PolypSamError
+from polyp_sam_hf.evaluation.published import PAPER_RUNS
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class Step:
 
 
 def _cli(*args: str | Path) -> list[str]:
-    return [sys.executable, "-m", "polyp_sam_hf.cli", *map(str, args)]
+    return [sys.executable, "-m", "polyp_sam_hf", *map(str, args)]
 
 
 def _launcher(config: ReproduceConfig) -> list[str]:
@@ -101,7 +101,7 @@ def eval_dir(config: ReproduceConfig, name: str) -> Path:
 def _train_step(config: ReproduceConfig, name: str) -> Step:
     run, yaml_file = PAPER_RUNS[name], config.configs / f"{name}.yaml"
     out = run_dir(config, name)
-    argv = _launcher(config) + ["-m", "polyp_sam_hf.training", "--config", str(yaml_file),
+    argv = _launcher(config) + ["-m", "polyp_sam_hf.training.loop", "--config", str(yaml_file),
                                 "--data", str(data_dir(config, run.split)), "--output_dir", str(out)]
     if config.model:
         argv += ["--model", config.model]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datasets
 from PIL import Image
 
-from ..registry import lookup
+from polyp_sam_hf.core.registry import lookup
 
 # axis name -> (PIL transpose, which box coordinates it mirrors: 0 for x, 1 for y)
 FLIPS: dict[str, tuple[int, int]] = {

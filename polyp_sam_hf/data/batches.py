@@ -13,11 +13,11 @@ import numpy as np
 import torch
 from transformers import SamProcessor
 
-from ..errors import ConfigError
-from ..preprocessing import Preprocessing, normalize_pixels, resize_pad_mask
-from .prompts import PROMPT_FREE, PROMPT_MODES, jitter_box, prompt_boxes, prompt_targets
-from .reading import MASK_THRESHOLD
-from .sources import frame_key
+from polyp_sam_hf.core.errors import ConfigError
+from polyp_sam_hf.data.preprocessing import Preprocessing, normalize_pixels, resize_pad_mask
+from polyp_sam_hf.data.prompts import PROMPT_FREE, PROMPT_MODES, jitter_box, prompt_boxes, prompt_targets
+from polyp_sam_hf.data.reading import MASK_THRESHOLD
+from polyp_sam_hf.data.sources import frame_key
 
 
 class PromptDataset(torch.utils.data.Dataset):

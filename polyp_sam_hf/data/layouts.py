@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .reading import IMAGE_EXTENSIONS, DataError
-from .sources import (
+from polyp_sam_hf.data.reading import IMAGE_EXTENSIONS, DataError
+from polyp_sam_hf.data.sources import (
     SOURCES,
     source_for_pranet_test_dir,
     source_for_release_dir,

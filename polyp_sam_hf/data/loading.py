@@ -16,10 +16,10 @@ from pathlib import Path
 
 import datasets
 
-from ..atomic import replace_atomically
-from .prepare import prepare_dataset
-from .reading import DataError
-from .synthetic import write_demo_data
+from polyp_sam_hf.core.files import replace_atomically
+from polyp_sam_hf.data.prepare import prepare_dataset
+from polyp_sam_hf.data.reading import DataError
+from polyp_sam_hf.data.synthetic import write_demo_data
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from ..errors import ConfigError
+from polyp_sam_hf.core.errors import ConfigError
 
 # 8-connectivity: pixels touching by a corner belong to the same polyp.
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import DataError  # re-exported: `from .reading import DataError`
+from polyp_sam_hf.core.errors import DataError  # re-exported: `from .reading import DataError`
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 

@@ -10,7 +10,7 @@ import bisect
 import re
 from dataclasses import dataclass
 
-from ..registry import lookup
+from polyp_sam_hf.core.registry import lookup
 
 
 @dataclass(frozen=True)

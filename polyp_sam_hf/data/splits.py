@@ -20,10 +20,10 @@ from importlib import resources
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..registry import lookup
-from .layouts import PairRecord
-from .sources import SOURCES, get_source
+from polyp_sam_hf.core.errors import ConfigError
+from polyp_sam_hf.core.registry import lookup
+from polyp_sam_hf.data.layouts import PairRecord
+from polyp_sam_hf.data.sources import SOURCES, get_source
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from PIL import Image
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from .sources import SOURCES
+from polyp_sam_hf.data.sources import SOURCES
 
 logger = logging.getLogger(__name__)
 

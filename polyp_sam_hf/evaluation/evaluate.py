@@ -1,0 +1,328 @@
+"""Evaluation, in one module: training's validation (`evaluate_loader`) and `polyp-sam evaluate`
+(`evaluate_split`, `run_evaluation`) score every frame with the one scorer, `metrics.score_logits`.
+
+`polyp-sam evaluate` scores a checkpoint per dataset, as the paper's tables report, beside box-only
+baselines. Each frame is embedded once; every prompt mode and jitter level reuses that embedding.
+The baselines see exactly the boxes the model sees, jitter included.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections import defaultdict
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from polyp_sam_hf.evaluation.baselines import BASELINES, baseline_prediction
+from polyp_sam_hf.data.loading import SplitSettings, is_prepared, load_polyp_data, recorded_split
+from polyp_sam_hf.data.prompts import PROMPT_FREE, SELF_PROMPTED, jitter_box, prompt_boxes
+from polyp_sam_hf.data.reading import MASK_THRESHOLD
+from polyp_sam_hf.data.synthetic import is_synthetic
+from polyp_sam_hf.data.sources import frame_key
+from polyp_sam_hf.core.errors import ConfigError, DataError
+from polyp_sam_hf.models.forward import prompt_logits
+from polyp_sam_hf.models.inference import PolypSegmenter
+from polyp_sam_hf.evaluation.metrics import PROTOCOLS, detection_counts, mask_logits, score_logits
+from polyp_sam_hf.models.postprocess import logits_to_original
+from polyp_sam_hf.models.provenance import base_model_of, read_train_config, trained_split, weights_sha256
+from polyp_sam_hf.core.registry import lookup
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EvaluateConfig:
+    """Settings of one evaluation run (recorded in metrics.json)."""
+
+    model: str
+    data: str
+    output: str
+    split: str = "test"
+    protocol: str = "paper"
+    prompt_modes: tuple[str, ...] = ("single", "per-component")
+    box_jitter: tuple[float, ...] = (0.0,)
+    seed: int = 0
+    batch_size: int = 4
+    save_masks: bool = False
+    figures: bool = False
+    split_preset: str | None = None  # raw data roots: default the run's recorded split, else `paper`
+    split_seed: int | None = None  # raw data roots: default the run's recorded split seed, else 42
+    val_fraction: float | None = None
+    paper_run: str | None = None  # the `PAPER_RUNS` entry this model reproduces (default: from its record)
+    max_samples: int | None = None
+    device: str | None = None
+    auto_rounds: int = 1  # `auto`: rounds of boxes from the last mask
+    mask_prompt: str | None = None  # a mask prompt made from the boxes (`mask_prompts`); default: the model's own
+
+
+def resolve_split(config: EvaluateConfig, train_config: dict | None) -> SplitSettings:
+    """The split to evaluate a raw data root with: the one the model's run trained on, so no
+    training frame is scored as a test frame. A flag that contradicts the run's record is refused.
+
+    Raises:
+        ValueError: a split flag disagrees with the split the run recorded.
+    """
+    recorded = trained_split(train_config)
+    default = recorded or SplitSettings()
+    given = SplitSettings(
+        config.split_preset if config.split_preset is not None else default.preset,
+        config.val_fraction if config.val_fraction is not None else default.val_fraction,
+        config.split_seed if config.split_seed is not None else default.seed,
+    )
+    if recorded is not None and given != recorded:
+        raise ConfigError(
+            f"{config.model} was trained with split preset {recorded.preset}, val_fraction {recorded.val_fraction} "
+            f"and split seed {recorded.seed}; splitting {config.data} with {given.preset}, {given.val_fraction} and "
+            f"{given.seed} would score frames it trained on. Drop the split flags, or prepare a dataset "
+            "(`polyp-sam prepare`) and pass it as --data."
+        )
+    return given
+
+
+@dataclass
+class ImageScore:
+    source: str
+    image_id: str
+    method: str
+    prompt_mode: str
+    box_jitter: float
+    dice: float
+    iou: float
+    empty_mask: bool = False  # no polyp annotated: left out of the means (EMPTY_MASK_POLICY)
+    polyps: int = 0  # ground-truth polyps in the frame (`metrics.detection_counts`)
+    found: int = 0  # of them, found by a predicted component
+    false_positives: int = 0  # predicted components that find no polyp
+    prompts: int = 0  # boxes given (self-made ones in `auto`; 0 there: the model found nothing)
+
+
+def _jittered(boxes: list, level: float, width: int, height: int, rng_key: tuple) -> np.ndarray:
+    arr = np.asarray(boxes, np.float32).reshape(-1, 4)
+    if level <= 0 or not len(arr):
+        return arr
+    return jitter_box(arr, level, width, height, np.random.default_rng(rng_key))
+
+
+def evaluate_split(
+    segmenter: PolypSegmenter, split: datasets.Dataset, config: EvaluateConfig
+) -> tuple[list[ImageScore], dict[str, np.ndarray]]:
+    """Score every frame for every prompt mode and jitter level, model and baselines.
+
+    Returns:
+        The per-image scores, and the model's masks for the first mode at the first jitter level
+        (image key `source/image_id` -> (H, W) bool), kept for masks and figures.
+    """
+    scores: list[ImageScore] = []
+    kept: dict[str, np.ndarray] = {}
+    bar = tqdm(total=len(split), desc="Evaluating", unit="img")
+    for start in range(0, len(split), config.batch_size):
+        rows = split[start : start + config.batch_size]
+        rows = [dict(zip(rows, values)) for values in zip(*rows.values())]
+        embedded = segmenter.embed_batch([row["image"] for row in rows])  # once per frame
+        for offset, (row, emb) in enumerate(zip(rows, embedded)):
+            index = start + offset
+            target = np.asarray(row["mask"]) > MASK_THRESHOLD
+            height, width = target.shape
+            empty = not target.any()
+            for mode_index, mode in enumerate(config.prompt_modes):
+                for level_index, level in enumerate(config.box_jitter):
+                    if mode in (PROMPT_FREE, SELF_PROMPTED) and level_index:
+                        continue  # no box of the dataset's: nothing to jitter
+                    if mode == PROMPT_FREE:  # no box, so no box-only baseline either
+                        logits, boxes = segmenter.free_logits(emb), None
+                    elif mode == SELF_PROMPTED:  # the boxes the model made itself
+                        logits, boxes = segmenter.auto_logits(emb, rounds=config.auto_rounds)
+                    else:
+                        boxes = _jittered(prompt_boxes(row, mode), level, width, height,
+                                          (config.seed, level_index, index))
+                        # no polyp annotated, no prompt: the model predicts nothing (None)
+                        logits = segmenter.logits(emb, boxes) if len(boxes) else None
+                    entries = [("model", logits)]
+                    if boxes is not None:
+                        entries += [(name, mask_logits(baseline_prediction(name, boxes, height, width)))
+                                    for name in BASELINES]
+                    prompts = 0 if boxes is None else len(boxes)
+                    for method, frame_logits in entries:
+                        dice, iou = score_logits(frame_logits, target, config.protocol)
+                        pred = ((frame_logits > 0).any(0).cpu().numpy() if frame_logits is not None
+                                else np.zeros_like(target))
+                        scores.append(ImageScore(row["source"], row["image_id"], method, mode, level, dice, iou,
+                                                 empty, *detection_counts(pred, target), prompts))
+                        if method == "model" and mode_index == 0 and level_index == 0:
+                            kept[frame_key(row["source"], row["image_id"])] = pred
+        bar.update(len(rows))
+    bar.close()
+    return scores, kept
+
+
+EMPTY_MASK_POLICY = (
+    "Test frames whose mask is empty (no polyp annotated) are left out of every mean: any method that "
+    "predicts nothing on them scores Dice 1, which would inflate a mean without a word. They are listed "
+    "by name in metrics.json (`empty_mask_frames`) and scored one by one in per_image.csv."
+)
+
+
+def empty_mask_frames(scores: list[ImageScore]) -> list[str]:
+    """`source/image_id` of the frames with an empty ground-truth mask, sorted."""
+    return sorted({frame_key(s.source, s.image_id) for s in scores if s.empty_mask})
+
+
+def summarise(scores: list[ImageScore]) -> dict:
+    """Nested results: method -> prompt mode -> jitter -> source (and `all`) -> {n, dice, miou,
+    recall, fp_per_frame}.
+
+    Dice and mIoU are means over the frames with a polyp (`EMPTY_MASK_POLICY`); `recall` is the
+    share of polyps found (None where there is none) and `fp_per_frame` the mean number of
+    predicted components that find no polyp, over every frame, empty ones included.
+    """
+    groups: dict[tuple, list[ImageScore]] = defaultdict(list)
+    for s in scores:
+        groups[(s.method, s.prompt_mode, s.box_jitter, s.source)].append(s)
+        groups[(s.method, s.prompt_mode, s.box_jitter, "all")].append(s)
+    out: dict = {}
+    for (method, mode, level, source), items in groups.items():  # insertion order: as configured
+        scored = [s for s in items if not s.empty_mask]
+        if not scored:
+            continue  # only empty-mask frames: no mean to report (they are listed apart)
+        polyps = sum(s.polyps for s in items)
+        out.setdefault(method, {}).setdefault(mode, {}).setdefault(str(level), {})[source] = {
+            "n": len(scored),
+            "dice": float(np.mean([s.dice for s in scored])),
+            "miou": float(np.mean([s.iou for s in scored])),
+            "recall": sum(s.found for s in items) / polyps if polyps else None,
+            "fp_per_frame": float(np.mean([s.false_positives for s in items])),
+            **({"nothing_found": sum(s.prompts == 0 for s in items)} if mode == SELF_PROMPTED else {}),
+        }
+    return out
+
+
+def _short(name: str) -> str:
+    """A Hub id or built-in name as is; a local path as its last two parts (`run/best`)."""
+    path = Path(name)
+    return "/".join(path.parts[-2:]) if path.exists() else name
+
+
+def run_evaluation(config: EvaluateConfig) -> dict:
+    """Evaluate, then write metrics.json, per_image.csv, results.md (and masks, plots, figures).
+
+    Returns:
+        The content of metrics.json.
+    """
+    from polyp_sam_hf.evaluation.comparison import identify, results_markdown
+    from polyp_sam_hf.evaluation.figures import best_worst_grid, plot_jitter_curves
+
+    lookup(PROTOCOLS, config.protocol, "protocol")
+    train_config = read_train_config(config.model) if Path(config.model).is_dir() else None
+    if is_prepared(config.data):
+        split = recorded_split(config.data)
+        trained = trained_split(train_config)
+        if split and trained and split != trained:
+            logger.warning("%s was trained on a %s split; %s holds a %s split: if both come from the same frames, "
+                           "its test split may hold training frames.", config.model, trained, config.data, split)
+    else:
+        split = resolve_split(config, train_config)
+    identity = identify(_short(config.model), base_model_of(config.model, train_config), train_config,
+                        split.preset if split else None, config.paper_run)
+    output = Path(config.output)
+    output.mkdir(parents=True, exist_ok=True)
+    data = load_polyp_data(config.data, *((split.preset, split.val_fraction, split.seed) if split else ()))
+    if config.split not in data:
+        raise DataError(f"{config.data} has no split {config.split!r}; it has {', '.join(data)}.")
+    frames = data[config.split]
+    if config.max_samples:
+        frames = frames.select(range(min(config.max_samples, len(frames))))
+    segmenter = PolypSegmenter.from_pretrained(config.model, device=config.device, mask_prompt=config.mask_prompt)
+    config = replace(config, mask_prompt=segmenter.mask_prompt)  # recorded: the prompt the model was given
+    scores, masks = evaluate_split(segmenter, frames, config)
+    summary = summarise(scores)
+    primary_mode, primary_level = config.prompt_modes[0], str(config.box_jitter[0])
+    primary = summary["model"][primary_mode][primary_level]
+    metrics = {
+        "settings": {**asdict(config), "prompt_modes": list(config.prompt_modes),
+                     "box_jitter": list(config.box_jitter), "data_split": asdict(split) if split else None,
+                     "synthetic": is_synthetic(frames)},
+        "run": asdict(identity),
+        "model_sha256": weights_sha256(config.model),
+        "primary": {"prompt_mode": primary_mode, "box_jitter": float(primary_level)},
+        "sources": {k: v for k, v in primary.items() if k != "all"},
+        "all": primary["all"],
+        "results": summary,
+        "empty_mask_frames": empty_mask_frames(scores),
+        "empty_mask_policy": EMPTY_MASK_POLICY,
+    }
+    (output / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    with open(output / "per_image.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(asdict(scores[0]))) if scores else None
+        if writer:
+            writer.writeheader()
+            writer.writerows(asdict(s) for s in scores)
+    (output / "results.md").write_text(results_markdown(metrics))
+    if config.save_masks:
+        for key, mask in masks.items():
+            path = output / "masks" / f"{key}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(mask.astype(np.uint8) * 255).save(path)
+    if len(config.box_jitter) > 1:
+        plot_jitter_curves(summary, primary_mode, output / "dice_vs_jitter.png")
+    if config.figures:
+        model_scores = {frame_key(s.source, s.image_id): s.dice for s in scores
+                        if s.method == "model" and s.prompt_mode == primary_mode
+                        and str(s.box_jitter) == primary_level}
+        best_worst_grid(frames, masks, model_scores, output / "figures", prompt_mode=primary_mode)
+    logger.info("Wrote metrics.json, per_image.csv and results.md to %s", output)
+    return metrics
+
+
+# ------------------------------------------------------------------ training's validation
+
+
+def original_size_logits(logits: torch.Tensor, batch: dict) -> list[torch.Tensor | None]:
+    """Per frame, its valid prompts' logits at the original size: a list of (K, H, W), or None for
+    a frame with no prompt (empty ground truth in `test`)."""
+    size = batch["targets"].shape[-1]
+    out = []
+    for i in range(logits.shape[0]):
+        height, width = (int(v) for v in batch["original"][i])
+        own = logits[i][batch["box_valid"][i]]
+        out.append(logits_to_original(own, size, batch["reshaped"][i].tolist(), (height, width))
+                   if own.shape[0] else None)
+    return out
+
+
+def score_batch(logits: torch.Tensor, batch: dict, protocol: str = "paper") -> tuple[torch.Tensor, torch.Tensor]:
+    """Dice and IoU per frame (B,) at the original resolution, by `metrics.score_logits`."""
+    scores = [score_logits(frame, np.asarray(mask), protocol)
+              for frame, mask in zip(original_size_logits(logits, batch), batch["mask"])]
+    dice, iou = zip(*scores) if scores else ((), ())
+    return (torch.tensor(dice, dtype=torch.float32, device=logits.device),
+            torch.tensor(iou, dtype=torch.float32, device=logits.device))
+
+
+@torch.no_grad()
+def evaluate_loader(model: torch.nn.Module, loader, accelerator, desc: str = "Validating") -> dict:
+    """Mean Dice and mIoU over a (prepared) loader, gathered across processes.
+
+    Returns:
+        `{"dice": float, "miou": float, "n": int}`.
+    """
+    model.eval()
+    dices, ious = [], []
+    for batch in tqdm(loader, desc=desc, disable=not accelerator.is_local_main_process, leave=False):
+        dice, iou = score_batch(prompt_logits(model, batch), batch)
+        dice, iou = accelerator.gather_for_metrics((dice, iou))
+        dices.append(dice.cpu())
+        ious.append(iou.cpu())
+    model.train()
+    dice, iou = torch.cat(dices), torch.cat(ious)
+    return {
+        "dice": float(dice.mean()) if len(dice) else float("nan"),
+        "miou": float(iou.mean()) if len(iou) else float("nan"),
+        "n": int(len(dice)),
+    }

@@ -1,0 +1,154 @@
+"""Pictures people would rather look at than read: training curves, overlays, best/worst grids, jitter curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import matplotlib
+import numpy as np
+from PIL import Image, ImageDraw
+from scipy import ndimage
+
+if TYPE_CHECKING:
+    import datasets
+
+matplotlib.use("Agg")  # files only; no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+
+from polyp_sam_hf.data.reading import MASK_THRESHOLD  # noqa: E402
+from polyp_sam_hf.data.sources import frame_key  # noqa: E402
+
+
+def plot_training_curves(history: list[dict], path: str | Path) -> Path:
+    """Training loss and validation Dice against the optimiser step, one PNG with two panels.
+
+    Args:
+        history: records with `step` and any of `train_loss`, `val_dice`.
+    """
+    path = Path(path)
+    fig = training_figure(history)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def training_figure(history: list[dict]):
+    """The figure `plot_training_curves` saves. The best validation step is a star on the curve,
+    named in a legend that matplotlib places where it covers no data."""
+    fig, (ax_loss, ax_dice) = plt.subplots(1, 2, figsize=(10, 4))
+    loss = [(h["step"], h["train_loss"]) for h in history if h.get("train_loss") is not None]
+    dice = [(h["step"], h["val_dice"]) for h in history if h.get("val_dice") is not None]
+    if loss:
+        ax_loss.plot(*zip(*loss), color="tab:red")
+    ax_loss.set(title="Training loss", xlabel="step", ylabel="loss")
+    if dice:
+        ax_dice.plot(*zip(*dice), marker="o", color="tab:blue")
+        best = max(dice, key=lambda sd: sd[1])
+        ax_dice.axhline(best[1], ls=":", color="grey")
+        ax_dice.plot([best[0]], [best[1]], marker="*", markersize=14, color="tab:orange", ls="",
+                     label=f"best {best[1]:.3f} at step {best[0]} (best/)")
+        ax_dice.legend(loc="best", framealpha=0.9)
+    ax_dice.set(title="Validation Dice", xlabel="step", ylabel="mean Dice", ylim=(0, 1))
+    for ax in (ax_loss, ax_dice):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def _contour(mask: np.ndarray) -> np.ndarray:
+    """The one-pixel inner border of a boolean mask, (H, W) bool."""
+    inner = ndimage.binary_erosion(mask, iterations=1, border_value=0)
+    return mask & ~inner
+
+
+def overlay(
+    image: Image.Image,
+    pred: np.ndarray | None = None,
+    target: np.ndarray | None = None,
+    boxes: list | None = None,
+    thickness: int = 2,
+) -> Image.Image:
+    """The frame with the predicted mask tinted and outlined (green), the ground-truth outline
+    (yellow) and the box prompts (cyan).
+
+    Args:
+        image: RGB frame, W x H.
+        pred: (H, W) bool predicted mask, or None.
+        target: (H, W) bool ground truth, or None.
+        boxes: iterable of `[x0, y0, x1, y1]` in pixels, or None.
+        thickness: outline width in pixels.
+    """
+    out = np.asarray(image.convert("RGB")).astype(np.float32)
+    if pred is not None:
+        out[pred] = 0.6 * out[pred] + 0.4 * np.array([0, 255, 0])
+    for mask, colour in ((pred, (0, 255, 0)), (target, (255, 220, 0))):
+        if mask is not None:
+            edge = ndimage.binary_dilation(_contour(mask), iterations=max(thickness - 1, 0)) if thickness > 1 else _contour(mask)
+            out[edge] = colour
+    result = Image.fromarray(out.clip(0, 255).astype(np.uint8))
+    if boxes is not None:
+        draw = ImageDraw.Draw(result)
+        for x0, y0, x1, y1 in boxes:
+            draw.rectangle([x0, y0, x1, y1], outline=(0, 255, 255), width=thickness)
+    return result
+
+
+def best_worst_grid(split: "datasets.Dataset", masks: dict, dice: dict, folder: str | Path, per_side: int = 3,
+                    prompt_mode: str = "single") -> list[Path]:
+    """For each source, the `per_side` best and worst frames by Dice as overlays in one figure,
+    like the paper's Figures 2-4. Returns the PNG paths (`folder/<source>.png`).
+
+    Args:
+        split: the evaluated dataset split.
+        masks: `source/image_id` -> predicted (H, W) bool mask.
+        dice: `source/image_id` -> the model's Dice on that frame.
+        per_side: frames in each of the best and the worst rows.
+        prompt_mode: the prompts the masks were made with, drawn as boxes.
+    """
+    from polyp_sam_hf.data.prompts import prompt_boxes
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    keys = [frame_key(s, i) for s, i in zip(split["source"], split["image_id"])]
+    row_of = {key: n for n, key in enumerate(keys)}
+    written = []
+    for source in sorted({k.split("/")[0] for k in keys}):
+        ranked = sorted((k for k in keys if k.startswith(source + "/") and k in dice), key=lambda k: dice[k])
+        worst, best = ranked[:per_side], ranked[::-1][:per_side]
+        fig, axes = plt.subplots(2, per_side, figsize=(3.2 * per_side, 6.6), squeeze=False)
+        for r, (label, chosen) in enumerate((("best", best), ("worst", worst))):
+            for c in range(per_side):
+                ax = axes[r][c]
+                ax.axis("off")
+                if c >= len(chosen):
+                    continue
+                row = split[row_of[chosen[c]]]
+                target = np.asarray(row["mask"]) > MASK_THRESHOLD
+                ax.imshow(overlay(row["image"], masks[chosen[c]], target, prompt_boxes(row, prompt_mode)))
+                ax.set_title(f"{label}: {row['image_id']}\nDice {dice[chosen[c]]:.3f}", fontsize=9)
+        fig.suptitle(f"{source}: green prediction, yellow ground truth, cyan box")
+        fig.tight_layout()
+        path = folder / f"{source}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def plot_jitter_curves(summary: dict, prompt_mode: str, path: str | Path) -> Path:
+    """Mean Dice (all frames) against box jitter, for the model and each box-only baseline."""
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for method, modes in summary.items():
+        levels = sorted(modes[prompt_mode], key=float)
+        ax.plot([float(v) for v in levels], [modes[prompt_mode][v]["all"]["dice"] for v in levels],
+                marker="o", label=method)
+    ax.set(xlabel="box jitter (fraction of box size)", ylabel="mean Dice", ylim=(0, 1),
+           title="Dice against an imperfect box")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,48 @@
+"""The test report at the end of training: per-source scores beside the box-only baselines.
+
+It is `polyp-sam evaluate`'s computation (`evaluate_split`) on one prompt mode without jitter, so
+training and evaluation can never disagree, printed by the same table writer as `results.md`.
+"""
+
+from __future__ import annotations
+
+import datasets
+import torch
+
+from polyp_sam_hf.evaluation.comparison import comparison_table
+from polyp_sam_hf.data.sources import SOURCES
+from polyp_sam_hf.data.synthetic import is_synthetic
+from polyp_sam_hf.evaluation.evaluate import EvaluateConfig, evaluate_split, summarise
+from polyp_sam_hf.models.inference import PolypSegmenter
+
+BASELINE_NAMES = ("ellipse", "box")
+
+
+def test_report(model: torch.nn.Module, processor, split: datasets.Dataset, prompt_mode: str,
+                device: torch.device | str | None = None, batch_size: int = 4, strategy: str | None = None) -> dict:
+    """Mean Dice and mIoU per source for the model and the baselines, and a printable table.
+
+    Returns:
+        `{"sources": {source: {"n", "dice", "miou", "recall", "fp_per_frame", "<baseline>_dice",
+        "<baseline>_miou"}}, "table": str}` (no baselines for a prompt-free run).
+    """
+    config = EvaluateConfig(model="", data="", output="", prompt_modes=(prompt_mode,), box_jitter=(0.0,),
+                            batch_size=batch_size)
+    scores, _ = evaluate_split(PolypSegmenter(model, processor, device), split, config)
+    results = summarise(scores)
+    # a prompt-free run has no box, so no box-only baseline
+    summary = {method: modes[prompt_mode]["0.0"] for method, modes in results.items() if prompt_mode in modes}
+    per_source = {}
+    for source, entry in summary["model"].items():
+        if source == "all":
+            continue
+        per_source[source] = dict(entry)
+        for name in (n for n in BASELINE_NAMES if n in summary):
+            per_source[source][f"{name}_dice"] = summary[name][source]["dice"]
+            per_source[source][f"{name}_miou"] = summary[name][source]["miou"]
+    metrics = {"settings": {"protocol": config.protocol, "synthetic": is_synthetic(split)},
+               "primary": {"prompt_mode": prompt_mode, "box_jitter": 0.0},
+               "results": results, "run": {"label": "best/", "strategy": strategy}}
+    sources = [s for s in SOURCES if s in per_source]
+    table, notes = comparison_table([], [metrics], sources)  # the one table writer, without published rows
+    return {"sources": per_source, "table": "\n\n".join([table, *notes])}

@@ -1,0 +1,99 @@
+"""Where a checkpoint comes from: the run that trained it, the model it started from.
+
+A `best/` folder written by `train.py` carries the run's settings (`polyp_sam_training.json`); its
+run folder holds them too (`config.yaml`). Cards, evaluations and comparisons read them here, so
+nothing about a checkpoint's origin is guessed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+TRAINING_SETTINGS = "polyp_sam_training.json"  # in best/: the settings of the run that wrote it
+
+
+def config_value(model_dir: str | Path, key: str):
+    """One entry of a model folder's config.json, or None where the folder or the entry has none."""
+    path = Path(model_dir) / "config.json"
+    return json.loads(path.read_text()).get(key) if path.is_file() else None
+
+
+def model_origin(model_dir: str | Path) -> dict | None:
+    """What a converted model was made from (`polyp_sam_origin` in config.json: arch, checkpoint
+    SHA-256, source, licence), or None for SAM's own checkpoints."""
+    return config_value(model_dir, "polyp_sam_origin")
+
+
+def is_hub_id(name: str) -> bool:
+    """`org/name` that names no local path: a Hub repository id."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if Path(name).exists() or name.count("/") != 1:
+        return False
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def base_model_of(model_dir: str | Path, train_config: dict | None) -> str | None:
+    """The Hub id the checkpoint was fine-tuned from, from what the run recorded, or None.
+
+    - a converted MobileSAM / LiteMedSAM (`polyp_sam_origin` in config.json): None, it has no Hub
+      id (the card names it in words);
+    - the run's `model` is a Hub id: that id;
+    - the run's `model` is a local folder: that folder's own base, from its run's record;
+    - a built-in model (random weights) or no record: None. Nothing is guessed from the shape.
+    """
+    if model_origin(model_dir):
+        return None
+    from polyp_sam_hf.models.loading import BUILTIN_MODELS
+
+    name = str((train_config or {}).get("model") or "")
+    if name in BUILTIN_MODELS:
+        return None
+    if is_hub_id(name):
+        return name
+    if name and Path(name).is_dir() and Path(name).resolve() != Path(model_dir).resolve():
+        return base_model_of(name, read_train_config(name))
+    return None
+
+
+def weights_sha256(model: str | Path) -> str | None:
+    """SHA-256 of a local model folder's `model.safetensors` (None for a Hub id or built-in): what
+    ties an evaluation to the exact weights it scored."""
+    import hashlib
+
+    path = Path(model) / "model.safetensors"
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def trained_split(train_config: dict | None):
+    """The split (`data.loading.SplitSettings`) a run trained on, from its record, or None. Runs
+    recorded before the split had its own seed drew it with the training seed, read back for them."""
+    if not train_config:
+        return None
+    from polyp_sam_hf.data.loading import SplitSettings
+
+    return SplitSettings(train_config.get("split_preset", "paper"), train_config.get("val_fraction", 0.2),
+                         train_config.get("split_seed", train_config.get("seed", 42)))
+
+
+def read_train_config(model_dir: str | Path) -> dict | None:
+    """The settings of the run that wrote `model_dir`: its `polyp_sam_training.json`, else the run
+    folder's `config.yaml` (OUTPUT/best -> OUTPUT/config.yaml); None when neither exists."""
+    own = Path(model_dir) / TRAINING_SETTINGS
+    if own.is_file():
+        return json.loads(own.read_text())
+    path = Path(model_dir).parent / "config.yaml"
+    return yaml.safe_load(path.read_text()) if path.is_file() else None

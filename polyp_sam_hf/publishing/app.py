@@ -1,0 +1,229 @@
+"""A box-prompt demo in the browser (Gradio): upload a frame, draw or type boxes, get the mask.
+
+Boxes are drawn by clicking two opposite corners on the frame, or typed as `x0,y0,x1,y1`
+separated by `;`. The result is the overlay and the mask as a PNG to download.
+"""
+
+import hashlib
+import logging
+import os
+import tempfile
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from polyp_sam_hf.data.prompts import PROMPT_FREE, parse_box
+from polyp_sam_hf.core.errors import ConfigError
+from polyp_sam_hf.models.inference import ImageEmbedding, PolypSegmenter
+from polyp_sam_hf.models.loading import BUILTIN_MODELS
+from polyp_sam_hf.models.provenance import read_train_config
+from polyp_sam_hf.evaluation.figures import overlay
+
+INSTRUCTIONS = (
+    "Upload a colonoscopy frame, then click two opposite corners of a box around each polyp "
+    "(or type boxes as `x0,y0,x1,y1; ...` in pixels) and press **Segment**. "
+    "Research use only: not a medical device."
+)
+
+
+logger = logging.getLogger(__name__)
+
+# Largest frame the app decodes: colonoscopy frames are at most about 1920 x 1080; a 10000 x 10000
+# upload would take gigabytes. The size is read from the file's header before anything is decoded.
+MAX_PIXELS = 4096 * 4096
+MAX_FILE_SIZE = "50mb"  # refused by the server before it is stored
+
+# where the app looks for a real model when none is given: $POLYP_SAM_MODEL, then the folder that
+# `polyp-sam convert --arch mobile-sam` writes by default
+MODEL_ENV = "POLYP_SAM_MODEL"
+# the fine-tuned MobileSAM exported by `polyp-sam export ... --output models/polyp-sam-mobile` (README),
+# else the zero-shot one `polyp-sam convert --arch mobile-sam` writes
+DEFAULT_MODEL_DIRS = (Path("models") / "polyp-sam-mobile", Path("models") / "mobile-sam")
+RANDOM_WEIGHTS_WARNING = (
+    "**Warning: this demo runs `{name}`, a SAM with random weights: its masks mean nothing.** "
+    "Convert MobileSAM once (`polyp-sam convert --arch mobile-sam`, writes models/mobile-sam) or pass "
+    "`--model` a fine-tuned folder."
+)
+
+
+def choose_model(name: str | None) -> tuple[str, str | None]:
+    """(model to load, warning to show or None): `name` if given, else $POLYP_SAM_MODEL, else the
+    first of `DEFAULT_MODEL_DIRS` that holds a model, else `tiny-sam`. Built-in models have random
+    weights, so they always come with a warning."""
+    if not name:
+        found = [str(d) for d in DEFAULT_MODEL_DIRS if (d / "config.json").is_file()]
+        name = os.environ.get(MODEL_ENV) or (found[0] if found else "tiny-sam")
+    warning = RANDOM_WEIGHTS_WARNING.format(name=name) if name in BUILTIN_MODELS else None
+    if warning:
+        logger.warning(warning.replace("**", ""))
+    return name, warning
+
+
+def trained_prompt_free(name: str) -> bool:
+    """Whether the model in folder `name` was trained with `--prompt_mode none` (its run record says
+    so): only such a model finds polyps without a box, so only it gets the app's no-box buttons."""
+    record = read_train_config(name) if Path(name).is_dir() else None
+    return (record or {}).get("prompt_mode") == PROMPT_FREE
+
+
+class EmbeddingMemo:
+    """The last few frames' image embeddings, by the frame's pixels: a new box on the same frame
+    costs only the prompt encoder and mask decoder, not the image encoder."""
+
+    def __init__(self, segmenter: PolypSegmenter, size: int = 4) -> None:
+        self.segmenter, self.size = segmenter, size
+        self._memo: OrderedDict[str, ImageEmbedding] = OrderedDict()
+
+    def __call__(self, frame: Image.Image) -> ImageEmbedding:
+        key = hashlib.sha256(frame.tobytes() + repr(frame.size).encode()).hexdigest()
+        if key in self._memo:
+            self._memo.move_to_end(key)
+        else:
+            self._memo[key] = self.segmenter.embed(frame)
+            if len(self._memo) > self.size:
+                self._memo.popitem(last=False)
+        return self._memo[key]
+
+
+def parse_boxes(text: str) -> list[list[float]]:
+    """`"x0,y0,x1,y1; x0,y0,x1,y1"` -> list of boxes; a `ValueError` explains a bad entry."""
+    boxes = [parse_box(part.strip()) for part in text.replace("\n", ";").split(";") if part.strip()]
+    if not boxes:
+        raise ConfigError("Draw or type at least one box (x0,y0,x1,y1).")
+    return boxes
+
+
+def add_corner(pending: list | None, boxes_text: str, x: int, y: int) -> tuple[list | None, str]:
+    """One click: the first corner is remembered; the second completes a box appended to the text."""
+    if not pending:
+        return [x, y], boxes_text
+    (x0, y0), (x1, y1) = pending, (x, y)
+    box = f"{min(x0, x1)},{min(y0, y1)},{max(x0, x1)},{max(y0, y1)}"
+    return None, f"{boxes_text.strip()}; {box}" if boxes_text.strip() else box
+
+
+LAUNCH_SETTINGS = {"show_error": True, "max_file_size": MAX_FILE_SIZE}
+
+
+def check_frame_size(path: str | Path) -> None:
+    """Refuse a frame over `MAX_PIXELS` from its header, before it is decoded.
+
+    Raises:
+        ValueError: the frame is too large (its size and the limit are named), or not an image.
+    """
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+    except (OSError, Image.DecompressionBombError) as err:
+        raise ConfigError(f"The upload is not an image this app reads: {err}") from None
+    if width * height > MAX_PIXELS:
+        raise ConfigError(f"The frame is {width} x {height} pixels; this app takes frames up to {MAX_PIXELS:,} pixels "
+                         "(e.g. 4096 x 4096). Resize it first: colonoscopy frames are about 1920 x 1080.")
+
+
+def segment(segmenter: PolypSegmenter, image: Image.Image | np.ndarray, boxes_text: str,
+            out_dir: str | Path, memo: EmbeddingMemo | None = None) -> tuple[Image.Image, str]:
+    """Predict the union mask for the typed/drawn boxes; returns the overlay and the mask's path.
+
+    With `memo`, the image encoder runs once per frame however many times it is segmented.
+    """
+    if image is None:
+        raise ConfigError("Upload a frame first.")
+    if isinstance(image, (str, Path)):
+        check_frame_size(image)
+    frame = segmenter.as_image(image)
+    boxes = parse_boxes(boxes_text)
+    embedded = memo(frame) if memo else segmenter.embed(frame)
+    union = segmenter.masks(embedded, boxes, name="the uploaded frame").any(0)
+    path = Path(tempfile.mkdtemp(dir=out_dir)) / "polyp_mask.png"
+    Image.fromarray(union.astype(np.uint8) * 255).save(path)
+    return overlay(frame, union, None, boxes), str(path)
+
+
+def auto_segment(segmenter: PolypSegmenter, image, out_dir: str | Path,
+                 memo: EmbeddingMemo | None = None, prompt_free: bool = False) -> tuple[Image.Image, str, str]:
+    """No box: the boxes the model proposes itself (self-prompting, `PolypSegmenter.auto_logits`),
+    their mask, and the boxes as text, so the user can correct one (edit it, or clear and draw) and
+    press Segment. With `prompt_free`, the prompt-free mask itself and no boxes. Needs a model
+    trained with `--prompt_mode none` to find anything useful.
+
+    Returns:
+        The overlay (proposed boxes drawn), the mask's path, and the boxes text (`""`: none found).
+    """
+    if image is None:
+        raise ConfigError("Upload a frame first.")
+    if isinstance(image, (str, Path)):
+        check_frame_size(image)
+    frame = segmenter.as_image(image)
+    embedded = memo(frame) if memo else segmenter.embed(frame)
+    if prompt_free:
+        logits, boxes = segmenter.free_logits(embedded), np.zeros((0, 4), np.float32)
+    else:
+        logits, boxes = segmenter.auto_logits(embedded)
+    union = (logits > 0).any(0).cpu().numpy() if logits is not None else np.zeros((frame.height, frame.width), bool)
+    path = Path(tempfile.mkdtemp(dir=out_dir)) / "polyp_mask.png"
+    Image.fromarray(union.astype(np.uint8) * 255).save(path)
+    text = "; ".join(",".join(str(int(round(v))) for v in box) for box in boxes)
+    return overlay(frame, union, None, boxes.tolist()), str(path), text
+
+
+def build_app(segmenter: PolypSegmenter, title: str = "Polyp-SAM: box-prompted polyp segmentation",
+              warning: str | None = None, prompt_free: bool = False):
+    """The Gradio Blocks app; its `segment` endpoint takes (image, boxes text). `warning` is shown
+    above everything (e.g. that the model has random weights). With `prompt_free` (a model trained
+    with `--prompt_mode none`, `trained_prompt_free`) it also offers "No box" and "Auto (no box)"
+    and their `none` and `auto` endpoints; a box-trained model given no box returns a mask of
+    nothing useful, so it is not offered. Launch it with `LAUNCH_SETTINGS` (the library's error
+    texts shown in the page, uploads bounded)."""
+    import gradio as gr
+
+    out_dir = tempfile.mkdtemp(prefix="polyp-sam-app-")
+    memo = EmbeddingMemo(segmenter)
+
+    def run(image, boxes_text):
+        try:
+            return segment(segmenter, image, boxes_text or "", out_dir, memo)
+        except ValueError as err:  # the library's messages (bad box, no frame, too large): shown as they are
+            raise gr.Error(str(err), print_exception=False) from None
+
+    def run_auto(image, prompt_free=False):
+        try:
+            return auto_segment(segmenter, image, out_dir, memo, prompt_free)
+        except ValueError as err:
+            raise gr.Error(str(err), print_exception=False) from None
+
+    def run_none(image):
+        return run_auto(image, prompt_free=True)[:2]
+
+    def click(pending, boxes_text, evt: gr.SelectData):
+        return add_corner(pending, boxes_text or "", int(evt.index[0]), int(evt.index[1]))
+
+    with gr.Blocks(title=title) as app:
+        gr.Markdown(f"# {title}\n{INSTRUCTIONS}")
+        if warning:
+            gr.Markdown(warning, elem_id="model-warning")
+        pending = gr.State(None)
+        with gr.Row():
+            with gr.Column():
+                # a file path: the size is checked from the header before the frame is decoded
+                image = gr.Image(type="filepath", label="Colonoscopy frame", elem_id="frame")
+                boxes = gr.Textbox(label="Boxes (x0,y0,x1,y1; ...)", elem_id="boxes")
+                with gr.Row():
+                    clear = gr.Button("Clear boxes")
+                    if prompt_free:
+                        free = gr.Button("No box", elem_id="none")
+                        auto = gr.Button("Auto (no box)", elem_id="auto")
+                    button = gr.Button("Segment", variant="primary", elem_id="segment")
+            with gr.Column():
+                result = gr.Image(type="pil", format="png", label="Mask overlay", elem_id="overlay")
+                mask_file = gr.File(label="Mask (PNG, 0/255)", elem_id="mask")
+        image.select(click, [pending, boxes], [pending, boxes], api_name=False)
+        clear.click(lambda: (None, ""), None, [pending, boxes], api_name=False)
+        button.click(run, [image, boxes], [result, mask_file], api_name="segment")
+        if prompt_free:
+            # the proposed boxes land in the box field: correct one, or clear and draw, then Segment
+            auto.click(run_auto, [image], [result, mask_file, boxes], api_name="auto")
+            free.click(run_none, [image], [result, mask_file], api_name="none")
+    return app

@@ -1,0 +1,592 @@
+"""The training loop: SAM fine-tuning with Accelerate on one device, several, or several nodes.
+
+    accelerate launch train.py --config configs/paper/table2-b-full.yaml
+    python train.py --config configs/demo.yaml
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import torch
+import yaml
+from accelerate import Accelerator, PartialState
+from accelerate.logging import get_logger
+from accelerate.utils import DataLoaderConfiguration, parse_flag_from_env, set_seed
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from polyp_sam_hf.core.errors import REPORTED, ConfigError, DataError, PolypSamError
+from polyp_sam_hf.training.checkpointing import (
+    FINISHED,
+    INTERRUPTED,
+    load_training_state,
+    resolve_checkpoint,
+    restore_scheduler,
+    save_pretrained_atomic,
+    save_training_state,
+    step_name,
+)
+from polyp_sam_hf.training.config import DataArguments, ModelArguments, TrainArguments, config_to_dict, parse_config
+from polyp_sam_hf.data.augment import add_flips
+from polyp_sam_hf.data.batches import PromptDataset, collate
+from polyp_sam_hf.data.loading import is_prepared, load_polyp_data, recorded_split
+from polyp_sam_hf.models.embedding_cache import build_embedding_cache
+from polyp_sam_hf.evaluation.evaluate import evaluate_loader
+from polyp_sam_hf.models.forward import prompt_logits
+from polyp_sam_hf.models.mask_prompts import set_mask_prompt
+from polyp_sam_hf.training.losses import batch_loss, get_loss
+from polyp_sam_hf.core.threads import set_cpu_threads
+from polyp_sam_hf.models.loading import (
+    BUILTIN_MODELS,
+    check_model_available,
+    count_parameters,
+    freeze_unreached,
+    get_strategy,
+    load_model_and_processor,
+    model_class_for,
+)
+from polyp_sam_hf.data.pixel_cache import build_pixel_cache
+from polyp_sam_hf.evaluation.report import test_report
+from polyp_sam_hf.training.stopping import GracefulStop
+from polyp_sam_hf.evaluation.figures import plot_training_curves
+
+logger = get_logger(__name__)
+
+
+class NonFiniteLossError(PolypSamError, FloatingPointError):
+    """The loss became NaN or infinite; training stops rather than corrupt the weights."""
+
+
+def accumulation_steps(effective: int, per_device: int, processes: int) -> int:
+    """Gradient accumulation that turns per-device batches into the effective batch.
+
+    Raises:
+        ValueError: the effective batch is not a multiple of per-device batch x processes.
+    """
+    per_step = per_device * processes
+    if effective % per_step:
+        raise ConfigError(
+            f"--effective_batch_size {effective} is not a multiple of per-device batch "
+            f"{per_device} x {processes} processes = {per_step}; change one of them."
+        )
+    return effective // per_step
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, train_args: TrainArguments, total_steps: int):
+    """Learning rate per optimiser step.
+
+    1. Linear warm-up from 0 to the peak over `warmup_ratio` of the steps (rounded up): AdamW's
+       moment estimates are poor at first, and a full step from them can wreck pretrained weights.
+    2. Then `lr_scheduler` (cosine: half a cosine from the peak down to 0 at `total_steps`), so
+       the last epochs make small refinements.
+    """
+    return get_scheduler(
+        train_args.lr_scheduler,
+        optimizer,
+        num_warmup_steps=math.ceil(train_args.warmup_ratio * total_steps),
+        num_training_steps=total_steps,
+    )
+
+
+def is_better(score: float, best: float) -> bool:
+    """A validation score replaces the best only if it is finite and higher."""
+    return math.isfinite(score) and score > best
+
+
+def weights_checksum(model: torch.nn.Module) -> torch.Tensor:
+    """A float64 fingerprint of all parameters (sum of |w| and of w * position), shape (2,)."""
+    total = torch.zeros(2, dtype=torch.float64)
+    for i, p in enumerate(model.parameters()):
+        w = p.detach().double().cpu()
+        total += torch.stack([w.abs().sum(), w.sum() * (i + 1)])
+    return total
+
+
+@dataclass
+class TrainerState:
+    """What a checkpoint records beside the weights, to resume exactly."""
+
+    step: int = 0
+    epoch: int = 0
+    batches_in_epoch: int = 0  # data-loader batches of `epoch` already trained on
+    best_dice: float = -math.inf
+    best_step: int = -1
+    history: list[dict] = field(default_factory=list)
+
+
+# below this, a randomly initialised built-in model barely moves in a demo-length run (tiny-sam at
+# the paper's 4e-6 ends at test Dice 0.12; configs/demo.yaml's 2e-3 beats the ellipse)
+RANDOM_WEIGHTS_MIN_LR = 1e-4
+
+
+NORMALIZE_ON_DEVICE = "POLYP_SAM_NORMALIZE_ON_DEVICE"  # 1: the GPU input path, even on a CPU (for tests)
+
+
+def normalize_in_loader(device: torch.device) -> bool:
+    """Who normalises the frames: on a GPU the uint8 frames travel (4x fewer bytes) and are
+    normalised there; with the CPU as the device the loader's workers are the parallel hardware,
+    so they normalise. `POLYP_SAM_NORMALIZE_ON_DEVICE=1` takes the GPU path on any device."""
+    if os.environ.get(NORMALIZE_ON_DEVICE, "0") == "1":
+        return False
+    return device.type == "cpu"
+
+
+def default_cache_dir(output_dir: str | Path) -> Path:
+    """Where caches go without --cache_dir: OUTPUT/../cache, shared by the runs beside each other."""
+    return Path(output_dir).parent / "cache"
+
+
+def _loaders(model_args, data_args, train_args, dataset, model, processor, accelerator):
+    strategy = get_strategy(model_args.strategy)
+    root = data_args.cache_dir or str(default_cache_dir(train_args.output_dir))
+    splits = [dataset["train"], dataset["validation"]]
+    embeddings = pixels = None
+    if strategy.frozen_encoder and data_args.embedding_cache:
+        embeddings = build_embedding_cache(model, processor, splits, root, accelerator,
+                                           batch_size=max(train_args.per_device_batch_size, 1))
+    elif data_args.pixel_cache:
+        pixels = build_pixel_cache(processor, splits, root, accelerator)
+    common = dict(processor=processor, prompt_mode=data_args.prompt_mode, seed=train_args.seed,
+                  embeddings=embeddings, pixels=pixels)
+    train_set = PromptDataset(dataset["train"], box_jitter=data_args.box_jitter, original_masks=False, **common)
+    val_set = PromptDataset(dataset["validation"], **common)
+    batcher = functools.partial(collate, normalize=normalize_in_loader(accelerator.device))
+    kwargs = dict(batch_size=train_args.per_device_batch_size, collate_fn=batcher,
+                  num_workers=data_args.num_workers)
+    train_loader = torch.utils.data.DataLoader(train_set, shuffle=True, drop_last=False, **kwargs)
+    val_loader = torch.utils.data.DataLoader(val_set, shuffle=False, **kwargs)
+    return train_set, train_loader, val_loader
+
+
+def _select(dataset, data_args):
+    if data_args.max_train_samples:
+        dataset["train"] = dataset["train"].select(range(min(data_args.max_train_samples, len(dataset["train"]))))
+    if data_args.max_eval_samples:
+        for split in ("validation", "test"):
+            if split in dataset:
+                dataset[split] = dataset[split].select(range(min(data_args.max_eval_samples, len(dataset[split]))))
+    for split in ("train", "validation"):
+        if split not in dataset or len(dataset[split]) == 0:
+            raise DataError(f"The data has no {split!r} rows; prepare it with a validation fraction > 0.")
+        boxed = [i for i, box in enumerate(dataset[split]["box"]) if box is not None]
+        if not boxed:
+            raise DataError(f"{data_args.data}: no {split!r} row has a box (every `box` is null: empty masks), so "
+                            "there is nothing to prompt or learn; prepare the data from its masks with `polyp-sam "
+                            "prepare`.")
+        if len(boxed) < len(dataset[split]):
+            logger.warning("%s: %d %s rows have no box (empty mask) and are left out: a box prompt cannot be made "
+                           "for them", data_args.data, len(dataset[split]) - len(boxed), split, main_process_only=True)
+            dataset[split] = dataset[split].select(boxed)
+    if data_args.augment_flips:
+        dataset["train"] = add_flips(dataset["train"], data_args.augment_flips)
+    return dataset
+
+
+def make_accelerator(train_args: TrainArguments) -> Accelerator:
+    """An Accelerator with gradient accumulation set from the effective batch.
+
+    Processes launched without a GPU (`accelerate launch --multi_gpu --num_processes 2` or
+    `torchrun` on a CPU machine) join one gloo process group on the CPU, so two CPU ranks stand in
+    for two GPUs.
+    """
+    ranks = int(os.environ.get("WORLD_SIZE", "1"))
+    cpu = parse_flag_from_env("ACCELERATE_USE_CPU") or (ranks > 1 and not torch.cuda.is_available())
+    report_to = None if train_args.report_to in ("none", "") else train_args.report_to
+    accelerator = Accelerator(
+        cpu=cpu,
+        mixed_precision=train_args.mixed_precision,
+        log_with=report_to,
+        project_dir=train_args.output_dir,
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+    accelerator.gradient_accumulation_steps = accumulation_steps(
+        train_args.effective_batch_size, train_args.per_device_batch_size, accelerator.num_processes
+    )
+    return accelerator
+
+
+@dataclass
+class Run:
+    """Everything one training run holds between its setup and its end (see `setup`)."""
+
+    model_args: ModelArguments
+    data_args: DataArguments
+    train_args: TrainArguments
+    accelerator: Accelerator
+    settings: dict
+    dataset: datasets.DatasetDict
+    model: torch.nn.Module
+    processor: object
+    params: list
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    loss_fn: object
+    train_set: PromptDataset
+    train_loader: object
+    val_loader: object
+    total_steps: int
+    state: TrainerState = field(default_factory=TrainerState)
+    step_start: int = 0  # the micro-batch of the epoch the optimiser step in progress began at
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.train_args.output_dir)
+
+    def checkpoint(self, name: str, keep_last: int | None = None) -> None:
+        """Save the training state as checkpoints/`name` (the scheduler's state as JSON in it)."""
+        save_training_state(self.accelerator, self.output_dir, name,
+                            {**self.state.__dict__, "scheduler": self.scheduler.state_dict()}, keep_last=keep_last)
+
+    def validate_and_keep_best(self, train_loss: float | None) -> None:
+        """Score the validation split; a new best is written to best/; log it; checkpoint the step."""
+        state, accelerator = self.state, self.accelerator
+        result = evaluate_loader(self.model, self.val_loader, accelerator)
+        record = {"step": state.step, "epoch": state.epoch, "train_loss": train_loss,
+                  "lr": self.scheduler.get_last_lr()[0], "val_dice": result["dice"], "val_miou": result["miou"],
+                  "time": time.time()}
+        state.history.append(record)
+        if is_better(result["dice"], state.best_dice):
+            state.best_dice, state.best_step = result["dice"], state.step
+            if accelerator.is_main_process:
+                save_pretrained_atomic(accelerator.unwrap_model(self.model), self.processor, self.output_dir / "best",
+                                       self.settings)
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            with open(self.output_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+        accelerator.log({k: v for k, v in record.items() if isinstance(v, float)}, step=state.step)
+        logger.info("step %d: validation Dice %.4f (best %.4f at step %d)", state.step, result["dice"],
+                    state.best_dice, state.best_step, main_process_only=True)
+        self.checkpoint(step_name(state.step), keep_last=self.train_args.save_total_limit)
+
+    def summary(self) -> dict:
+        return {"best_dice": self.state.best_dice, "best_step": self.state.best_step, "steps": self.state.step,
+                "output_dir": str(self.output_dir)}
+
+
+def train(model_args: ModelArguments, data_args: DataArguments, train_args: TrainArguments) -> dict:
+    """Fine-tune, keep the best validation weights, write OUTPUT/best/, and score the test split.
+
+    Returns:
+        `{"best_dice", "best_step", "steps", "test": {...}}`; `test` is empty when skipped.
+    """
+    run = setup(model_args, data_args, train_args)
+    with GracefulStop() as stop:
+        try:
+            train_steps(run, stop)
+        except KeyboardInterrupt:
+            save_interrupted(run, stop)
+            raise
+    if run.state.step == train_args.stop_after_steps and run.state.step < run.total_steps:
+        run.checkpoint(step_name(run.state.step), keep_last=train_args.save_total_limit)
+        logger.info("Stopped after %d steps as asked; resume with --resume_from_checkpoint latest",
+                    run.state.step, main_process_only=True)
+        run.accelerator.end_training()
+        return run.summary()
+    return finish(run)
+
+
+def setup(model_args: ModelArguments, data_args: DataArguments, train_args: TrainArguments) -> Run:
+    """Check the settings and the output folder, load data and model, build loaders (and caches),
+    optimiser and schedule, and restore a checkpoint when resuming."""
+    accelerator = make_accelerator(train_args)
+    set_seed(train_args.seed)
+    output_dir = Path(train_args.output_dir)
+    check_model_available(model_args.model)  # before any data is read: offline and uncached fails now
+    _record_data_split(data_args)
+    settings = config_to_dict(model_args, data_args, train_args)
+    _claim_output_dir(output_dir, train_args, accelerator)
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "config.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+
+    with accelerator.main_process_first():  # one process writes demo data; the others read it
+        dataset = load_polyp_data(data_args.data, data_args.split_preset, data_args.val_fraction,
+                                  data_args.split_seed, data_args.generate_demo_data)
+    dataset = _select(dataset, data_args)
+
+    model, processor = load_model_and_processor(model_args.model, seed=train_args.seed,
+                                                vision_attention=model_args.vision_attention)
+    if accelerator.device.type == "cpu":  # now the model's size is known (threads.py)
+        set_cpu_threads(int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes)),
+                        sum(p.numel() for p in model.parameters()))
+    if model_args.model in BUILTIN_MODELS and train_args.learning_rate < RANDOM_WEIGHTS_MIN_LR:
+        logger.warning("%s starts from random weights: at learning rate %g it learns next to nothing (the paper's "
+                       "4e-6 fine-tunes a pretrained SAM). configs/demo.yaml trains tiny-sam at 2e-3.",
+                       model_args.model, train_args.learning_rate, main_process_only=True)
+    if model_args.mask_prompt != "inherit":  # saved in the config, so best/ is prompted as it was trained
+        set_mask_prompt(model, model_args.mask_prompt)
+    strategy = get_strategy(model_args.strategy)
+    model = strategy.apply(model, lora_rank=model_args.lora_rank, lora_alpha=model_args.lora_alpha)
+    if model_args.gradient_checkpointing:
+        # transformers 5 renamed it; older releases have only gradient_checkpointing_enable
+        getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
+    model.to(accelerator.device)
+    train_set, train_loader, val_loader = _loaders(
+        model_args, data_args, train_args, dataset, model, processor, accelerator
+    )
+    loss_fn = get_loss(train_args.loss)
+
+    # Freeze what box prompts never reach, before DDP wraps the model (see freeze_unreached).
+    trainable_before, total = count_parameters(model)
+    probe = next(iter(train_loader))
+    probe = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in probe.items()}
+    unreached = freeze_unreached(model, batch_loss(prompt_logits(model, probe), probe, loss_fn))
+    trainable, _ = count_parameters(model)
+    logger.info(
+        "Strategy %s: %d of %d parameters trainable (%d frozen as unreachable from box prompts: %s)",
+        strategy.name, trainable, total, trainable_before - trainable, ", ".join(unreached) or "none",
+        main_process_only=True,
+    )
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=train_args.learning_rate, weight_decay=train_args.weight_decay,
+                                  fused=accelerator.device.type == "cuda")
+    model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
+    accum = accelerator.gradient_accumulation_steps
+    total_steps = train_args.max_steps or train_args.num_epochs * math.ceil(len(train_loader) / accum)
+    # The scheduler is stepped by hand once per optimiser step (not prepared: Accelerate would
+    # step it once per process); its state is saved as JSON in trainer_state.json.
+    scheduler = build_scheduler(optimizer, train_args, total_steps)
+    if accelerator.log_with:
+        accelerator.init_trackers("polyp-sam", config={k: v for k, v in settings.items() if v is not None})
+
+    run = Run(model_args, data_args, train_args, accelerator, settings, dataset, model, processor, params,
+              optimizer, scheduler, loss_fn, train_set, train_loader, val_loader, total_steps)
+    if train_args.resume_from_checkpoint:
+        path = resolve_checkpoint(output_dir, train_args.resume_from_checkpoint)
+        saved = load_training_state(accelerator, path)
+        restore_scheduler(scheduler, saved.pop("scheduler", None), saved["step"])
+        run.state = TrainerState(**saved)
+        logger.info("Resumed from %s at step %d", path, run.state.step, main_process_only=True)
+    run.step_start = run.state.batches_in_epoch
+    logger.info(
+        "%d training frames, %d validation; %d processes x batch %d x accumulation %d = %d per step; "
+        "%d steps", len(dataset["train"]), len(dataset["validation"]), accelerator.num_processes,
+        train_args.per_device_batch_size, accum, train_args.effective_batch_size, total_steps,
+        main_process_only=True,
+    )
+    return run
+
+
+def train_steps(run: Run, stop: GracefulStop) -> None:
+    """Optimiser steps until the schedule ends (or `stop_after_steps`, or a Ctrl-C at a step's end,
+    raised as KeyboardInterrupt), validating each epoch or every `eval_every_steps`."""
+    state, args, accelerator = run.state, run.train_args, run.accelerator
+    bar = tqdm(total=run.total_steps, initial=state.step, desc="Training",
+               disable=not accelerator.is_local_main_process)
+    run.model.train()
+    train_loss = None
+    try:
+        while state.step < run.total_steps:
+            ended, train_loss = _epoch(run, stop, bar, train_loss)
+            if not ended:  # the schedule or the session ended inside the epoch
+                break
+            state.epoch, state.batches_in_epoch, run.step_start = state.epoch + 1, 0, 0
+            if not args.eval_every_steps:
+                run.validate_and_keep_best(train_loss)
+        stopped_early = state.step == args.stop_after_steps and state.step < run.total_steps
+        if not stopped_early and (not state.history or state.history[-1]["step"] != state.step):
+            run.validate_and_keep_best(train_loss)  # the last step is always validated
+    finally:
+        bar.close()
+
+
+def _epoch(run: Run, stop: GracefulStop, bar, train_loss: float | None) -> tuple[bool, float | None]:
+    """The rest of the current epoch. Returns (whether the epoch ran to its end, the last step's loss)."""
+    state, args, accelerator = run.state, run.train_args, run.accelerator
+    run.train_loader.set_epoch(state.epoch)
+    run.train_set.set_epoch(state.epoch)
+    batches = run.train_loader
+    if state.batches_in_epoch:
+        batches = accelerator.skip_first_batches(run.train_loader, state.batches_in_epoch)
+    running, micro = None, 0
+    for batch in batches:
+        with accelerator.accumulate(run.model):
+            loss = batch_loss(prompt_logits(run.model, batch), batch, run.loss_fn)
+            accelerator.backward(loss)
+            # summed on the device: a micro-batch never waits for the host
+            running, micro = (loss.detach() if running is None else running + loss.detach()), micro + 1
+            if accelerator.sync_gradients:
+                # before the optimiser applies it: the step's loss, NaN and Ctrl-C in one host sync
+                train_loss = _end_of_step(running / micro, state.step + 1, stop, accelerator)
+                if args.max_grad_norm:
+                    accelerator.clip_grad_norm_(run.params, args.max_grad_norm)
+            run.optimizer.step()
+            run.optimizer.zero_grad()
+        state.batches_in_epoch += 1
+        if not accelerator.sync_gradients:
+            continue
+        run.scheduler.step()
+        state.step += 1
+        run.step_start = state.batches_in_epoch
+        running, micro = None, 0
+        lr = run.scheduler.get_last_lr()[0]
+        bar.update(1)
+        bar.set_postfix(loss=f"{train_loss:.4f}", lr=f"{lr:.2e}")
+        accelerator.log({"train_loss": train_loss, "lr": lr}, step=state.step)
+        if args.eval_every_steps and state.step % args.eval_every_steps == 0:
+            run.validate_and_keep_best(train_loss)
+        elif args.save_every_steps and state.step % args.save_every_steps == 0:
+            run.checkpoint(step_name(state.step), keep_last=args.save_total_limit)
+        if state.step >= run.total_steps or state.step == args.stop_after_steps:
+            return False, train_loss
+        if stop.agreed:  # Ctrl-C on some process: the step is done, every process stops here
+            raise KeyboardInterrupt
+    return True, train_loss
+
+
+def save_interrupted(run: Run, stop: GracefulStop) -> None:
+    """After a Ctrl-C: discard a partial optimiser step (resume runs its micro-batches again, from
+    its first) and save checkpoints/interrupted, whatever further Ctrl-C arrives meanwhile."""
+    state = run.state
+    discarded, state.batches_in_epoch = state.batches_in_epoch - run.step_start, run.step_start
+    logger.warning("Interrupted at step %d%s: saving checkpoints/%s", state.step,
+                   f" (discarding {discarded} micro-batches of step {state.step + 1})" if discarded else "",
+                   INTERRUPTED, main_process_only=True)
+    with stop.saving():
+        run.checkpoint(INTERRUPTED)
+    logger.warning("Saved checkpoints/%s at step %d; continue with --resume_from_checkpoint latest",
+                   INTERRUPTED, state.step, main_process_only=True)
+    run.accelerator.end_training()
+
+
+def finish(run: Run) -> dict:
+    """Check the processes agree, plot the curves, reload best/ and score the test split, and mark
+    the run finished (train_results.json, written last)."""
+    accelerator, output_dir = run.accelerator, run.output_dir
+    _check_in_sync(accelerator, accelerator.unwrap_model(run.model))
+    results: dict = run.summary()
+    if accelerator.is_main_process:
+        plot_training_curves(run.state.history, output_dir / "training_curves.png")
+    # Restore the best validation weights: best/ is exactly what was kept.
+    best = model_class_for(str(output_dir / "best")).from_pretrained(output_dir / "best").to(accelerator.device)
+    if run.train_args.evaluate_test and "test" in run.dataset and accelerator.is_main_process:
+        results["test"] = test_report(best, run.processor, run.dataset["test"], run.data_args.prompt_mode,
+                                      accelerator.device, batch_size=run.train_args.per_device_batch_size,
+                                      strategy=run.model_args.strategy)
+        (output_dir / "test_results.json").write_text(json.dumps(results["test"], indent=1))
+    if accelerator.is_main_process:  # written last: its presence says the run finished
+        (output_dir / FINISHED).write_text(json.dumps(run.summary(), indent=1))
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return results
+
+
+def _record_data_split(data_args: DataArguments) -> None:
+    """Make the run record the split the data really holds: a prepared dataset's recorded split
+    replaces the split settings (which apply to raw roots only), with a warning where they differ."""
+    recorded = recorded_split(data_args.data) if is_prepared(data_args.data) else None
+    if recorded is None:
+        return
+    given = (data_args.split_preset, data_args.val_fraction, data_args.split_seed)
+    if given != (recorded.preset, recorded.val_fraction, recorded.seed):
+        logger.warning("%s was prepared with split %s (val_fraction %s, seed %s); recording that, not the "
+                       "settings' %s", data_args.data, recorded.preset, recorded.val_fraction, recorded.seed, given)
+    data_args.split_preset, data_args.val_fraction, data_args.split_seed = (
+        recorded.preset, recorded.val_fraction, recorded.seed)
+
+
+# what a run writes into OUTPUT_DIR: an earlier run is recognised by any of these
+RUN_FILES = ("best", "checkpoints", "metrics.jsonl", "test_results.json", "training_curves.png", "config.yaml",
+             FINISHED)
+
+
+def _claim_output_dir(output_dir: Path, train_args: TrainArguments, accelerator: Accelerator) -> None:
+    """Refuse an OUTPUT_DIR that holds an earlier run unless resuming it or told to overwrite it
+    (then remove that run's files, and only those), as the transformers Trainer refuses: two runs in
+    one folder would mix their best/, checkpoints and logs without a word.
+
+    Raises:
+        ValueError: the folder holds an earlier run and neither --resume_from_checkpoint nor
+            --overwrite_output_dir was given.
+    """
+    earlier = [name for name in RUN_FILES if (output_dir / name).exists()]
+    if earlier and not train_args.resume_from_checkpoint:
+        if not train_args.overwrite_output_dir:
+            raise ConfigError(
+                f"{output_dir} holds an earlier run ({', '.join(earlier)}). Continue it with "
+                "--resume_from_checkpoint latest, train into a new --output_dir, or pass "
+                "--overwrite_output_dir to replace it."
+            )
+        if accelerator.is_main_process:
+            logger.warning("Removing the earlier run in %s (%s): --overwrite_output_dir", output_dir, ", ".join(earlier))
+            for name in earlier:
+                path = output_dir / name
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+    accelerator.wait_for_everyone()  # no process may see the files the main process writes next
+
+
+def _end_of_step(loss: torch.Tensor, step: int, stop: GracefulStop, accelerator: Accelerator) -> float:
+    """The optimiser step's mean loss over all processes, read with the one host sync of the step,
+    which also carries whether any process saw a non-finite loss or a Ctrl-C (so all stop together
+    and none waits in a collective). Sets `stop.agreed`.
+
+    Raises:
+        NonFiniteLossError: a process's loss is NaN or infinite (before the optimiser applies it).
+    """
+    flags = torch.stack([loss.float(), (~torch.isfinite(loss)).float(),
+                         torch.tensor(float(stop.requested), device=loss.device)])
+    if accelerator.num_processes > 1:
+        flags = accelerator.reduce(torch.nan_to_num(flags, nan=0.0, posinf=0.0, neginf=0.0), reduction="sum")
+        flags[0] /= accelerator.num_processes
+    value, nonfinite, stop_requested = flags.tolist()
+    if nonfinite:
+        raise NonFiniteLossError(
+            f"Loss is {loss.item() if not torch.isfinite(loss) else 'not finite on another process'} at step {step}: "
+            "stopping. Lower --learning_rate, try --mixed_precision bf16 instead of fp16, or set --max_grad_norm.")
+    stop.agreed = bool(stop_requested)
+    return value
+
+
+def _check_in_sync(accelerator: Accelerator, model: torch.nn.Module) -> None:
+    """Log each rank's weight checksum, and fail if the ranks disagree (a DDP bug, never silent)."""
+    checksum = weights_checksum(model).to(accelerator.device)
+    logger.info("rank %d done, weight checksum %.10e", accelerator.process_index, checksum[0].item(),
+                main_process_only=False)
+    every = accelerator.gather(checksum[None]).cpu()
+    if not torch.allclose(every, every[:1].expand_as(every), rtol=1e-9, atol=0):
+        raise RuntimeError(f"Weights differ across processes after training: {every.tolist()}")
+    logger.info("Weights identical on all %d processes", accelerator.num_processes, main_process_only=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: parse the config, train, print the test table."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    try:
+        results = train(*parse_config(argv))
+    except KeyboardInterrupt:
+        return 130
+    except REPORTED as err:  # bad settings, data, model or path: the message says what to do; a bug keeps its traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if PartialState().is_main_process:
+        print(f"\nBest validation Dice {results['best_dice']:.4f} at step {results['best_step']}.")
+        if results.get("test"):
+            print(results["test"]["table"])
+        print(where_results_are(Path(results["output_dir"])))
+    return 0
+
+
+def where_results_are(output_dir: Path) -> str:
+    """The run's last line: the folder and the files a user looks for, those that exist."""
+    files = [("best/", "the best validation weights, a plain SamModel folder"),
+             ("training_curves.png", "loss and validation Dice"), ("metrics.jsonl", "every validation"),
+             ("test_results.json", "the test table above")]
+    present = [f"{name} ({what})" for name, what in files if (output_dir / name.rstrip("/")).exists()]
+    return f"Results in {output_dir}: " + "; ".join(present) + "."
+
+
+if __name__ == "__main__":
+    sys.exit(main())
