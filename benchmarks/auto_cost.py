@@ -18,14 +18,14 @@ import torch
 
 from polyp_sam_hf.data.prompts import AUTO_BOX_MARGIN, component_boxes, grow_box
 from polyp_sam_hf.data.synthetic import synth_frame
-from polyp_sam_hf.models.inference import PolypSegmenter
+from polyp_sam_hf.models.segmenter import PolypSegmenter
 from report import best_of, emit
 
 
 def naive_auto(segmenter: PolypSegmenter, frame) -> None:
     """The second pass re-embeds the frame, as two independent calls would."""
     embedded = segmenter.embed(frame)
-    mask = (segmenter.free_logits(embedded) > 0).any(0).cpu().numpy()
+    mask = (segmenter.logits(embedded, None) > 0).any(0).cpu().numpy()
     height, width = embedded.original
     boxes = [grow_box(b, AUTO_BOX_MARGIN, width, height) for b in component_boxes(mask)]
     if boxes:

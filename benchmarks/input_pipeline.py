@@ -32,7 +32,7 @@ from transformers import SamConfig
 
 from polyp_sam_hf.data.batches import PromptDataset, collate
 from polyp_sam_hf.data.prepare import prepare_dataset
-from polyp_sam_hf.data.reading import MASK_THRESHOLD
+from polyp_sam_hf.data.reading import stored_mask
 from polyp_sam_hf.data.synthetic import write_demo_data
 from polyp_sam_hf.models.loading import processor_for
 from polyp_sam_hf.data.pixel_cache import build_pixel_cache
@@ -53,7 +53,7 @@ class PerSampleProcessor(torch.utils.data.Dataset):
         row = self.split[index]
         inputs = self.processor(row["image"], input_boxes=[[row["box"]]], return_tensors="pt")
         return {"pixel_values": inputs["pixel_values"][0], "input_boxes": inputs["input_boxes"][0],
-                "mask": torch.from_numpy(np.asarray(row["mask"]) > MASK_THRESHOLD)}
+                "mask": torch.from_numpy(stored_mask(row["mask"]))}
 
 
 def _collate_tutorial(items):

@@ -26,7 +26,7 @@ import torch
 from polyp_sam_hf.data.prepare import prepare_dataset
 from polyp_sam_hf.data.synthetic import synth_frame, write_demo_data
 from polyp_sam_hf.evaluation.evaluate import EvaluateConfig, evaluate_split
-from polyp_sam_hf.models.inference import PolypSegmenter
+from polyp_sam_hf.models.segmenter import PolypSegmenter
 
 
 def measure(model: str, boxes: int, frames: int, warmup: bool = True) -> dict:

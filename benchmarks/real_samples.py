@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 from polyp_sam_hf.models.convert import convert_checkpoint  # noqa: E402
 from polyp_sam_hf.data.prepare import prepare_dataset  # noqa: E402
 from polyp_sam_hf.evaluation.evaluate import EvaluateConfig, evaluate_split  # noqa: E402
-from polyp_sam_hf.models.inference import PolypSegmenter  # noqa: E402
+from polyp_sam_hf.models.segmenter import PolypSegmenter  # noqa: E402
 from polyp_sam_hf.models.weights import fetch_checkpoint  # noqa: E402
 
 SOURCE_NAMES = {"etis": "ETIS", "cvc-colondb": "CVC-ColonDB", "kvasir": "Kvasir-SEG"}

@@ -30,7 +30,7 @@ from report import emit  # noqa: E402
 from polyp_sam_hf.models.convert import get_arch  # noqa: E402
 from polyp_sam_hf.publishing.app import EmbeddingMemo, segment  # noqa: E402
 from polyp_sam_hf.training.losses import batch_loss  # noqa: E402
-from polyp_sam_hf.models.inference import PolypSegmenter  # noqa: E402
+from polyp_sam_hf.models.segmenter import PolypSegmenter  # noqa: E402
 from polyp_sam_hf.training.losses import get_loss  # noqa: E402
 from polyp_sam_hf.models.loading import get_strategy, load_model_and_processor  # noqa: E402
 from polyp_sam_hf.models.modeling_tinyvit_sam import TinyViTSamModel  # noqa: E402

@@ -19,7 +19,7 @@ from contextlib import nullcontext
 
 import torch
 
-from polyp_sam_hf.models.forward import prompt_logits
+from polyp_sam_hf.models.segmenter import prompt_logits
 from polyp_sam_hf.training.losses import batch_loss
 from polyp_sam_hf.training.losses import get_loss
 from polyp_sam_hf.models.loading import BUILTIN_MODELS, get_strategy, load_model_and_processor

@@ -17,7 +17,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "polyp_sam_hf"
 
 # Lower index = lower layer; a module may import its own layer and the ones below it.
-LAYERS = ("core", "data", "models", "training", "evaluation", "publishing", "commands")
+LAYERS = ("core", "data", "models", "evaluation", "training", "publishing", "commands")
 
 
 def module_name(path: Path) -> str:

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from polyp_sam_hf.publishing.app import LAUNCH_SETTINGS, MAX_PIXELS, add_corner, build_app, parse_boxes
-from polyp_sam_hf.models.inference import PolypSegmenter
+from polyp_sam_hf.models.segmenter import PolypSegmenter
 
 gradio_client = pytest.importorskip("gradio_client")
 

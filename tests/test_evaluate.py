@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from polyp_sam_hf.commands.cli import main as cli_main
-from polyp_sam_hf.models.inference import PolypSegmenter
+from polyp_sam_hf.models.segmenter import PolypSegmenter
 from polyp_sam_hf.evaluation.published import table_rows
 
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from polyp_sam_hf.commands.cli import main as cli_main
 from polyp_sam_hf.data.reading import DataError
-from polyp_sam_hf.models.inference import PolypSegmenter
+from polyp_sam_hf.models.segmenter import PolypSegmenter
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +103,7 @@ def test_predict_cli_box_flag_csv_and_errors(tmp_path, capsys):
 
 @pytest.mark.parametrize("box", [[float("nan"), 1, 20, 20], [1, 1, float("inf"), 20]])
 def test_non_finite_box_is_refused(box):
-    from polyp_sam_hf.models.inference import validate_boxes
+    from polyp_sam_hf.models.segmenter import validate_boxes
 
     with pytest.raises(ValueError, match="finite"):
         validate_boxes([box], 64, 48, "frame.png")

@@ -46,7 +46,7 @@ def test_the_setting_is_read_from_the_config_and_unknown_ones_are_named():
 
 
 def test_prompt_logits_gives_the_model_its_mask_prompt():
-    from polyp_sam_hf.models.forward import prompt_logits
+    from polyp_sam_hf.models.segmenter import prompt_logits
 
     model, _ = load_model_and_processor("tiny-sam")
     model.eval()
@@ -80,7 +80,7 @@ def ellipse_run(prepared_demo, tmp_path_factory):
 def test_a_model_trained_with_the_ellipse_is_evaluated_with_it(ellipse_run, prepared_demo, tmp_path):
     """best/ records the prompt; the run's test report and `evaluate` (which reads it) score the same
     Dice, and `--mask-prompt none` scores the same model differently."""
-    from polyp_sam_hf.models.inference import PolypSegmenter
+    from polyp_sam_hf.models.segmenter import PolypSegmenter
 
     out = ellipse_run
     assert json.loads((out / "best" / "config.json").read_text())[CONFIG_KEY] == "ellipse"
@@ -118,7 +118,7 @@ def test_the_cards_plain_transformers_snippet_gives_the_librarys_mask(ellipse_ru
     from PIL import Image
 
     import hub_upload
-    from polyp_sam_hf.models.inference import PolypSegmenter
+    from polyp_sam_hf.models.segmenter import PolypSegmenter
 
     export = tmp_path / "upload"
     assert hub_upload.main(["--model", str(ellipse_run / "best"), "--repo-id", "me/polyp-sam-b",

@@ -92,6 +92,21 @@ def test_evaluate_module_loads_offline_and_agrees():
     assert pranet["dice"] == pytest.approx(pranet_dice_iou(pred * 0.7, target)[0])
 
 
+def test_evaluate_module_agrees_with_the_scorer_at_every_probability():
+    # the same probability map scored by `evaluate` and, as logits, by `score_logits`: one threshold,
+    # so they agree also where a pixel sits exactly at 0.5 (logit 0)
+    metric = evaluate.load(METRIC_SCRIPT)
+    target = np.zeros((4, 8), bool)
+    target[1:3, 2:6] = True
+    probabilities = [0.0, 0.25, 0.4999, 0.5, 0.5001, 0.75, 1.0]
+    for p in probabilities:
+        prob = np.where(target, p, 0.0).astype(np.float32)
+        logits = torch.logit(torch.from_numpy(prob).double())[None]
+        via_module = metric.compute(predictions=[prob], references=[target])["dice"]
+        assert via_module == pytest.approx(score_logits(logits, target)[0]), p
+    assert metric.compute(predictions=[np.where(target, 0.5, 0.0)], references=[target])["dice"] == 0.0
+
+
 def test_detection_counts_by_hand():
     from polyp_sam_hf.evaluation.metrics import detection_counts
 

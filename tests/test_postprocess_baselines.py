@@ -8,7 +8,7 @@ import torch
 
 from polyp_sam_hf.evaluation.baselines import baseline_prediction, box_mask, ellipse_mask
 from polyp_sam_hf.data.preprocessing import resized_shape
-from polyp_sam_hf.models.postprocess import logits_to_original
+from polyp_sam_hf.models.segmenter import to_original
 
 
 def test_corner_prediction_lands_in_that_corner_of_a_non_square_frame():
@@ -21,7 +21,7 @@ def test_corner_prediction_lands_in_that_corner_of_a_non_square_frame():
     x0, x1 = int(1200 * scale / 4), int(1347 * scale / 4)
     y1 = int(150 * scale / 4)
     low[0, 0 : y1 + 1, x0 : x1 + 1] = 10.0
-    mask = (logits_to_original(low, size, reshaped, (height, width)) > 0)[0].numpy()
+    mask = (to_original(low, size, reshaped, (height, width)) > 0)[0].numpy()
     assert mask.shape == (height, width)
     ys, xs = np.nonzero(mask)
     assert xs.min() >= 1180 and xs.max() == width - 1 and ys.min() == 0 and ys.max() <= 170
@@ -33,7 +33,7 @@ def test_padding_rows_never_reach_the_frame():
     reshaped = resized_shape(height, width, size)  # (32, 64): rows 32..63 are padding
     low = torch.full((1, 16, 16), -10.0)
     low[0, 8:, :] = 10.0  # positive only on the padding
-    assert not (logits_to_original(low, size, reshaped, (height, width)) > 0).any()
+    assert not (to_original(low, size, reshaped, (height, width)) > 0).any()
 
 
 def test_box_baseline_is_the_inclusive_box():

@@ -87,10 +87,10 @@ def test_per_image_rows_carry_detection_counts(micro_checkpoint, prepared_demo, 
 
 
 def test_free_logits_cover_the_frame(micro_checkpoint):
-    from polyp_sam_hf.models.inference import PolypSegmenter
+    from polyp_sam_hf.models.segmenter import PolypSegmenter
 
     segmenter = PolypSegmenter.from_pretrained(str(micro_checkpoint), device="cpu")
-    logits = segmenter.free_logits(segmenter.embed(np.zeros((40, 56, 3), np.uint8)))
+    logits = segmenter.logits(segmenter.embed(np.zeros((40, 56, 3), np.uint8)), None)
     assert logits.shape == (1, 40, 56) and torch.isfinite(logits).all()
 
 
@@ -98,11 +98,11 @@ def test_self_prompting_uses_one_embedding_and_its_own_boxes(micro_checkpoint, p
     """`auto`: the prompt-free mask's components become boxes (grown by the margin) that prompt the
     model on the same embedding; the encoder runs once per frame for every mode together."""
     from polyp_sam_hf.data.prompts import AUTO_BOX_MARGIN, component_boxes, grow_box
-    from polyp_sam_hf.models.inference import PolypSegmenter
+    from polyp_sam_hf.models.segmenter import PolypSegmenter
 
     segmenter = PolypSegmenter.from_pretrained(str(micro_checkpoint), device="cpu")
     embedded = segmenter.embed(np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8))
-    free = (segmenter.free_logits(embedded) > 0).any(0).cpu().numpy()
+    free = (segmenter.logits(embedded, None) > 0).any(0).cpu().numpy()
     logits, boxes = segmenter.auto_logits(embedded)
     expected = [grow_box(b, AUTO_BOX_MARGIN, 64, 48) for b in component_boxes(free)]
     np.testing.assert_allclose(boxes, np.asarray(expected, np.float32).reshape(-1, 4))
@@ -173,7 +173,7 @@ def test_rows_without_a_box_come_first_then_rows_given_one(micro_checkpoint, pre
 
 def test_a_second_auto_round_starts_from_the_first_rounds_mask(micro_checkpoint):
     from polyp_sam_hf.data.prompts import AUTO_BOX_MARGIN, component_boxes, grow_box
-    from polyp_sam_hf.models.inference import PolypSegmenter
+    from polyp_sam_hf.models.segmenter import PolypSegmenter
 
     segmenter = PolypSegmenter.from_pretrained(str(micro_checkpoint), device="cpu")
     embedded = segmenter.embed(np.random.default_rng(1).integers(0, 255, (48, 64, 3), dtype=np.uint8))

@@ -187,7 +187,7 @@ def test_hub_export_of_mobile_sam(converted, tmp_path, samples_root):
     from huggingface_hub import ModelCard
 
     from polyp_sam_hf.publishing.hub import prepare_upload
-    from polyp_sam_hf.models.inference import PolypSegmenter
+    from polyp_sam_hf.models.segmenter import PolypSegmenter
     from polyp_sam_hf.evaluation.metrics import dice_iou
 
     folder = prepare_upload(converted("mobile-sam"), tmp_path / "upload", "me/polyp-mobile-sam")
@@ -205,7 +205,7 @@ def test_hub_export_of_mobile_sam(converted, tmp_path, samples_root):
 
 def test_app_segments_a_real_polyp_with_mobile_sam(converted, samples_root, tmp_path):
     from polyp_sam_hf.publishing.app import EmbeddingMemo, segment
-    from polyp_sam_hf.models.inference import PolypSegmenter
+    from polyp_sam_hf.models.segmenter import PolypSegmenter
     from polyp_sam_hf.evaluation.metrics import dice_iou
 
     segmenter = PolypSegmenter.from_pretrained(str(converted("mobile-sam")), device="cpu")
@@ -224,7 +224,7 @@ def test_ellipse_mask_prompt_helps_zero_shot_mobile_sam_on_real_frames(converted
     docs/results-real-samples.md); a prompt drawn in the wrong place, transposed or mis-scaled, would not."""
     from polyp_sam_hf.data.prepare import prepare_dataset
     from polyp_sam_hf.evaluation.evaluate import EvaluateConfig, evaluate_split
-    from polyp_sam_hf.models.inference import PolypSegmenter
+    from polyp_sam_hf.models.segmenter import PolypSegmenter
 
     test = prepare_dataset(samples_root / "pranet", split_preset="paper")[0]["test"]
     config = EvaluateConfig(model="", data="", output="", prompt_modes=("per-component",))

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from polyp_sam_hf.data.prompts import PROMPT_FREE, SELF_PROMPTED
 from polyp_sam_hf.data.reading import IMAGE_EXTENSIONS, DataError
 from polyp_sam_hf.core.errors import ConfigError
-from polyp_sam_hf.models.inference import PolypSegmenter, validate_boxes
+from polyp_sam_hf.models.segmenter import to_mask, PolypSegmenter, validate_boxes
 from polyp_sam_hf.evaluation.figures import overlay
 
 
@@ -102,10 +102,10 @@ def run_predict(model: str, image: str | Path, output: str | Path, boxes: list[l
         else:
             embedded = segmenter.embed(frame)
             if prompt_mode == PROMPT_FREE:
-                logits, chosen = segmenter.free_logits(embedded), np.zeros((0, 4), np.float32)
+                logits, chosen = segmenter.logits(embedded, None), np.zeros((0, 4), np.float32)
             else:
                 logits, chosen = segmenter.auto_logits(embedded)
-            masks = ((logits > 0).cpu().numpy() if logits is not None
+            masks = (to_mask(logits).cpu().numpy() if logits is not None
                      else np.zeros((1, frame.height, frame.width), bool))
         union = masks.any(0)
         Image.fromarray(union.astype(np.uint8) * 255).save(output / f"{path.stem}_mask.png")

@@ -1,8 +1,10 @@
-"""Replacing a folder so that a crash never leaves it half-written: checkpoints, `best/`, the
-prepared dataset and the upload folder all go through `replace_atomically`."""
+"""Files the library writes and checks: replacing a folder so that a crash never leaves it
+half-written (checkpoints, `best/`, the prepared dataset and the upload folder all go through
+`replace_atomically`), and the SHA-256 that identifies weights and downloaded checkpoints."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -52,3 +54,12 @@ def replace_atomically(tmp: Path, final: Path) -> None:
     os.replace(tmp, final)
     if old.exists():
         shutil.rmtree(old)
+
+
+def sha256_file(path: str | Path) -> str:
+    """The hex SHA-256 of a file, read in 4 MiB pieces."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

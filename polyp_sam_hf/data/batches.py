@@ -14,9 +14,9 @@ import torch
 from transformers import SamProcessor
 
 from polyp_sam_hf.core.errors import ConfigError
-from polyp_sam_hf.data.preprocessing import Preprocessing, normalize_pixels, resize_pad_mask
+from polyp_sam_hf.data.preprocessing import Preprocessing, normalize_pixels, resize_pad_mask, scale_boxes
 from polyp_sam_hf.data.prompts import PROMPT_FREE, PROMPT_MODES, jitter_box, prompt_boxes, prompt_targets
-from polyp_sam_hf.data.reading import MASK_THRESHOLD
+from polyp_sam_hf.data.reading import stored_mask
 from polyp_sam_hf.data.sources import frame_key
 
 
@@ -87,16 +87,15 @@ class PromptDataset(torch.utils.data.Dataset):
                      else np.asarray(prompt_boxes(row, "single"), np.float32).reshape(-1, 4))
             targets = cached[3:4][: len(boxes)]
         else:
-            mask = np.asarray(row["mask"]) > MASK_THRESHOLD
+            mask = stored_mask(row["mask"])
             boxes, masks = prompt_targets(row, mask, self.prompt_mode)
             targets = torch.from_numpy(np.stack([resize_pad_mask(m, new_h, new_w, self.input_size) for m in masks])
                                        if masks else np.zeros((0, self.input_size, self.input_size), np.uint8))
         if self.box_jitter > 0 and len(boxes) and self.prompt_mode != PROMPT_FREE:
             rng = np.random.default_rng((self.seed, self.epoch, index))
             boxes = jitter_box(boxes, self.box_jitter, width, height, rng)
-        scale = np.array([new_w / width, new_h / height] * 2, np.float32)
         item = {
-            "boxes": torch.from_numpy(boxes * scale),
+            "boxes": torch.from_numpy(scale_boxes(boxes, (height, width), (new_h, new_w))),
             "targets": targets,
             "reshaped": torch.tensor([new_h, new_w]),
             "original": torch.tensor([height, width]),

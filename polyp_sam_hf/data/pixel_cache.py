@@ -20,7 +20,7 @@ from accelerate import Accelerator
 from transformers import SamProcessor
 
 from polyp_sam_hf.data.array_cache import ArrayCache, frames_fingerprint
-from polyp_sam_hf.data.reading import MASK_THRESHOLD
+from polyp_sam_hf.data.reading import stored_mask
 from polyp_sam_hf.data.preprocessing import Preprocessing, resize_pad_mask
 
 CACHE_FORMAT = 2  # bump when the bytes a cache entry holds change for the same settings
@@ -47,7 +47,7 @@ def build_pixel_cache(processor: SamProcessor, splits: list[datasets.Dataset], r
         out = np.empty((len(rows), 4, size, size), dtype=np.uint8)
         for n, row in enumerate(rows):
             out[n, :3] = prep.resize_pad_uint8(row["image"])
-            mask = np.asarray(row["mask"]) > MASK_THRESHOLD
+            mask = stored_mask(row["mask"])
             out[n, 3] = resize_pad_mask(mask, *prep.reshaped(*mask.shape), size)
         return out
 

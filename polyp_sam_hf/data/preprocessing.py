@@ -117,6 +117,18 @@ class Preprocessing:
         return normalize_pixels(uint8, torch.tensor(reshaped), self.scale, self.shift), reshaped
 
 
+def scale_boxes(boxes: np.ndarray, original: tuple[int, int], reshaped: tuple[int, int]) -> np.ndarray:
+    """(K, 4) boxes `x0, y0, x1, y1` in original pixels -> the same boxes in the resized frame's
+    pixels (the model's input), float32: the one box scaling of training, inference and export.
+
+    Args:
+        original: the frame's (height, width).
+        reshaped: its resized (height, width) (`Preprocessing.reshaped`).
+    """
+    (height, width), (new_h, new_w) = original, reshaped
+    return np.asarray(boxes, np.float32) * np.array([new_w / width, new_h / height] * 2, np.float32)
+
+
 def resize_pad_mask(mask: np.ndarray, height: int, width: int, size: int) -> np.ndarray:
     """(S, S) uint8 0/1: a boolean (H, W) mask resized (nearest) to (height, width), zero-padded."""
     resized = Image.fromarray(mask.view(np.uint8)).resize((width, height), Image.NEAREST)  # bool as 0/1, no copy

@@ -25,6 +25,10 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 MASK_THRESHOLD = 127
 
 
+def stored_mask(mask) -> np.ndarray:
+    """A prepared dataset's `mask` value (0/255 grey, a PIL image or an array) as (H, W) bool."""
+    return np.asarray(mask) > MASK_THRESHOLD
+
 
 
 def open_image_file(path: str | Path, keep_palette: bool = False) -> Image.Image:

@@ -24,14 +24,12 @@ from tqdm.auto import tqdm
 from polyp_sam_hf.evaluation.baselines import BASELINES, baseline_prediction
 from polyp_sam_hf.data.loading import SplitSettings, is_prepared, load_polyp_data, recorded_split
 from polyp_sam_hf.data.prompts import PROMPT_FREE, SELF_PROMPTED, jitter_box, prompt_boxes
-from polyp_sam_hf.data.reading import MASK_THRESHOLD
+from polyp_sam_hf.data.reading import stored_mask
 from polyp_sam_hf.data.synthetic import is_synthetic
 from polyp_sam_hf.data.sources import frame_key
 from polyp_sam_hf.core.errors import ConfigError, DataError
-from polyp_sam_hf.models.forward import prompt_logits
-from polyp_sam_hf.models.inference import PolypSegmenter
 from polyp_sam_hf.evaluation.metrics import PROTOCOLS, detection_counts, mask_logits, score_logits
-from polyp_sam_hf.models.postprocess import logits_to_original
+from polyp_sam_hf.models.segmenter import PolypSegmenter, batch_to_original, prompt_logits, to_mask
 from polyp_sam_hf.models.provenance import base_model_of, read_train_config, trained_split, weights_sha256
 from polyp_sam_hf.core.registry import lookup
 
@@ -128,7 +126,7 @@ def evaluate_split(
         embedded = segmenter.embed_batch([row["image"] for row in rows])  # once per frame
         for offset, (row, emb) in enumerate(zip(rows, embedded)):
             index = start + offset
-            target = np.asarray(row["mask"]) > MASK_THRESHOLD
+            target = stored_mask(row["mask"])
             height, width = target.shape
             empty = not target.any()
             for mode_index, mode in enumerate(config.prompt_modes):
@@ -136,7 +134,7 @@ def evaluate_split(
                     if mode in (PROMPT_FREE, SELF_PROMPTED) and level_index:
                         continue  # no box of the dataset's: nothing to jitter
                     if mode == PROMPT_FREE:  # no box, so no box-only baseline either
-                        logits, boxes = segmenter.free_logits(emb), None
+                        logits, boxes = segmenter.logits(emb, None), None
                     elif mode == SELF_PROMPTED:  # the boxes the model made itself
                         logits, boxes = segmenter.auto_logits(emb, rounds=config.auto_rounds)
                     else:
@@ -151,7 +149,7 @@ def evaluate_split(
                     prompts = 0 if boxes is None else len(boxes)
                     for method, frame_logits in entries:
                         dice, iou = score_logits(frame_logits, target, config.protocol)
-                        pred = ((frame_logits > 0).any(0).cpu().numpy() if frame_logits is not None
+                        pred = (to_mask(frame_logits).any(0).cpu().numpy() if frame_logits is not None
                                 else np.zeros_like(target))
                         scores.append(ImageScore(row["source"], row["image_id"], method, mode, level, dice, iou,
                                                  empty, *detection_counts(pred, target), prompts))
@@ -283,23 +281,10 @@ def run_evaluation(config: EvaluateConfig) -> dict:
 # ------------------------------------------------------------------ training's validation
 
 
-def original_size_logits(logits: torch.Tensor, batch: dict) -> list[torch.Tensor | None]:
-    """Per frame, its valid prompts' logits at the original size: a list of (K, H, W), or None for
-    a frame with no prompt (empty ground truth in `test`)."""
-    size = batch["targets"].shape[-1]
-    out = []
-    for i in range(logits.shape[0]):
-        height, width = (int(v) for v in batch["original"][i])
-        own = logits[i][batch["box_valid"][i]]
-        out.append(logits_to_original(own, size, batch["reshaped"][i].tolist(), (height, width))
-                   if own.shape[0] else None)
-    return out
-
-
 def score_batch(logits: torch.Tensor, batch: dict, protocol: str = "paper") -> tuple[torch.Tensor, torch.Tensor]:
     """Dice and IoU per frame (B,) at the original resolution, by `metrics.score_logits`."""
     scores = [score_logits(frame, np.asarray(mask), protocol)
-              for frame, mask in zip(original_size_logits(logits, batch), batch["mask"])]
+              for frame, mask in zip(batch_to_original(logits, batch), batch["mask"])]
     dice, iou = zip(*scores) if scores else ((), ())
     return (torch.tensor(dice, dtype=torch.float32, device=logits.device),
             torch.tensor(iou, dtype=torch.float32, device=logits.device))

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
-from polyp_sam_hf.data.reading import MASK_THRESHOLD  # noqa: E402
+from polyp_sam_hf.data.reading import stored_mask  # noqa: E402
 from polyp_sam_hf.data.sources import frame_key  # noqa: E402
 
 
@@ -124,7 +124,7 @@ def best_worst_grid(split: "datasets.Dataset", masks: dict, dice: dict, folder: 
                 if c >= len(chosen):
                     continue
                 row = split[row_of[chosen[c]]]
-                target = np.asarray(row["mask"]) > MASK_THRESHOLD
+                target = stored_mask(row["mask"])
                 ax.imshow(overlay(row["image"], masks[chosen[c]], target, prompt_boxes(row, prompt_mode)))
                 ax.set_title(f"{label}: {row['image_id']}\nDice {dice[chosen[c]]:.3f}", fontsize=9)
         fig.suptitle(f"{source}: green prediction, yellow ground truth, cyan box")

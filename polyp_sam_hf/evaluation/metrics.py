@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from polyp_sam_hf.models.segmenter import to_mask
+
 
 def dice_iou(pred: np.ndarray, target: np.ndarray) -> tuple[float, float]:
     """Dice and IoU of two boolean masks of the same shape (H, W)."""
@@ -94,8 +96,8 @@ def detection_counts(pred: np.ndarray, target: np.ndarray, iou: float = DETECTIO
 
 
 def _paper(logits: torch.Tensor, target: np.ndarray) -> tuple[float, float]:
-    # SAM's own threshold: logit > 0 (probability 0.5), on the union of the frame's prompts
-    return dice_iou((logits > 0).any(0).cpu().numpy(), target)
+    # SAM's own threshold (`segmenter.to_mask`: probability 0.5), on the union of the frame's prompts
+    return dice_iou(to_mask(logits).any(0).cpu().numpy(), target)
 
 
 def _pranet(logits: torch.Tensor, target: np.ndarray) -> tuple[float, float]:

@@ -13,7 +13,7 @@ from polyp_sam_hf.evaluation.comparison import comparison_table
 from polyp_sam_hf.data.sources import SOURCES
 from polyp_sam_hf.data.synthetic import is_synthetic
 from polyp_sam_hf.evaluation.evaluate import EvaluateConfig, evaluate_split, summarise
-from polyp_sam_hf.models.inference import PolypSegmenter
+from polyp_sam_hf.models.segmenter import PolypSegmenter
 
 BASELINE_NAMES = ("ellipse", "box")
 

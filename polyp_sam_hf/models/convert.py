@@ -9,7 +9,6 @@ trust_remote_code=True)` loads it without this library.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import torch
 from transformers import SamProcessor
 
+from polyp_sam_hf.core.files import sha256_file
 from polyp_sam_hf.core.errors import CheckpointError
 from polyp_sam_hf.models.modeling_tinyvit_sam import TinyViTSamConfig, TinyViTSamModel
 from polyp_sam_hf.core.registry import lookup
@@ -128,14 +128,6 @@ def get_arch(name: str) -> Arch:
     return lookup(ARCHS, name, "architecture", "architectures")
 
 
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def load_meta_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A checkpoint's tensors, loaded without running pickled code (`weights_only=True`).
 
@@ -187,7 +179,7 @@ def convert_checkpoint(checkpoint: str | Path, arch: str, output: str | Path) ->
     """
     spec = get_arch(arch)
     state = load_meta_state_dict(checkpoint)
-    model = TinyViTSamModel(spec.config(sha256_of(checkpoint)))
+    model = TinyViTSamModel(spec.config(sha256_file(checkpoint)))
     converted = convert_state_dict(state, model, str(checkpoint))
     model.load_state_dict(converted, strict=False)
     model.tie_weights()

@@ -9,6 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from huggingface_hub import hf_hub_download, try_to_load_from_cache
+from huggingface_hub.errors import (GatedRepoError, HFValidationError, LocalEntryNotFoundError, OfflineModeIsEnabled,
+                                    RepositoryNotFoundError)
+from huggingface_hub.utils import validate_repo_id
 from transformers import SamConfig, SamImageProcessor, SamModel, SamProcessor
 
 from polyp_sam_hf.models.attention import set_vision_attention
@@ -134,21 +138,6 @@ def model_class_for(name: str) -> type[SamModel]:
 
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hub answers a TCP connection now (checked before a download, so an offline
-    machine gets the message at once instead of after the client's retries)."""
-    import socket
-
-    from huggingface_hub import constants
-
-    host = constants.ENDPOINT.split("://")[-1].split("/")[0]
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
 def _check_local_folder(path: Path) -> None:
     """A local model folder holds what `from_pretrained` needs, or the error says what is missing."""
     if not path.is_dir():
@@ -166,12 +155,24 @@ def _check_local_folder(path: Path) -> None:
                              "model this folder came from, or save the processor with the model.")
 
 
+def is_hub_id(name: str) -> bool:
+    """`org/name` that names no local path: a Hub repository id."""
+    if Path(name).exists() or name.count("/") != 1:
+        return False
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
 def _check_hub_id(name: str) -> None:
-    """A name that is no local path must be a Hub id that is cached or can be downloaded now."""
-    from huggingface_hub import try_to_load_from_cache
+    """A name that is no local path must be a Hub id that is cached or can be downloaded now.
 
-    from polyp_sam_hf.models.provenance import is_hub_id
-
+    Whether it can be downloaded is asked of huggingface_hub itself (its offline mode, proxies and
+    errors), by fetching the small config.json first: an offline machine gets this message at once
+    instead of a traceback from deep inside `from_pretrained`.
+    """
     builtins = ", ".join(BUILTIN_MODELS)
     parent = Path(name).expanduser().parent
     if name.startswith((".", "/", "~")) or (str(parent) != "." and parent.is_dir()):
@@ -182,13 +183,21 @@ def _check_hub_id(name: str) -> None:
     if isinstance(try_to_load_from_cache(name, "config.json"), str):
         return
     offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("0", "", "false")
-    if offline or not _hub_reachable():
-        raise ModelLoadError(
-            f"No folder {name} exists here, and the Hub model {name!r} is not in the local cache while "
-            f"{'HF_HUB_OFFLINE is set' if offline else 'the Hub cannot be reached'}. Download it once with "
-            f"network access (`hf download {name}`), or pass --model with a saved model folder. To try "
-            f"the library without weights, use a built-in model ({builtins}), e.g. `--config configs/demo.yaml`."
-        )
+    try:
+        if not offline:
+            hf_hub_download(name, "config.json")
+            return
+    except (RepositoryNotFoundError, GatedRepoError) as err:
+        raise ModelLoadError(f"The Hub has no model {name!r} this machine may read ({type(err).__name__}): "
+                             f"check the id, or log in (`hf auth login`) for a private or gated one.") from None
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled, OSError):
+        pass  # not cached and not downloadable now: the message below
+    raise ModelLoadError(
+        f"No folder {name} exists here, and the Hub model {name!r} is not in the local cache while "
+        f"{'HF_HUB_OFFLINE is set' if offline else 'the Hub cannot be reached'}. Download it once with "
+        f"network access (`hf download {name}`), or pass --model with a saved model folder. To try "
+        f"the library without weights, use a built-in model ({builtins}), e.g. `--config configs/demo.yaml`."
+    )
 
 
 def _missing_folder(path: Path) -> str:

@@ -12,6 +12,10 @@ from pathlib import Path
 
 import yaml
 
+from polyp_sam_hf.core.files import sha256_file
+from polyp_sam_hf.data.loading import SplitSettings
+from polyp_sam_hf.models.loading import BUILTIN_MODELS, is_hub_id
+
 TRAINING_SETTINGS = "polyp_sam_training.json"  # in best/: the settings of the run that wrote it
 
 
@@ -27,19 +31,6 @@ def model_origin(model_dir: str | Path) -> dict | None:
     return config_value(model_dir, "polyp_sam_origin")
 
 
-def is_hub_id(name: str) -> bool:
-    """`org/name` that names no local path: a Hub repository id."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    if Path(name).exists() or name.count("/") != 1:
-        return False
-    try:
-        validate_repo_id(name)
-    except HFValidationError:
-        return False
-    return True
-
-
 def base_model_of(model_dir: str | Path, train_config: dict | None) -> str | None:
     """The Hub id the checkpoint was fine-tuned from, from what the run recorded, or None.
 
@@ -51,8 +42,6 @@ def base_model_of(model_dir: str | Path, train_config: dict | None) -> str | Non
     """
     if model_origin(model_dir):
         return None
-    from polyp_sam_hf.models.loading import BUILTIN_MODELS
-
     name = str((train_config or {}).get("model") or "")
     if name in BUILTIN_MODELS:
         return None
@@ -66,16 +55,8 @@ def base_model_of(model_dir: str | Path, train_config: dict | None) -> str | Non
 def weights_sha256(model: str | Path) -> str | None:
     """SHA-256 of a local model folder's `model.safetensors` (None for a Hub id or built-in): what
     ties an evaluation to the exact weights it scored."""
-    import hashlib
-
     path = Path(model) / "model.safetensors"
-    if not path.is_file():
-        return None
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return sha256_file(path) if path.is_file() else None
 
 
 def trained_split(train_config: dict | None):
@@ -83,8 +64,6 @@ def trained_split(train_config: dict | None):
     recorded before the split had its own seed drew it with the training seed, read back for them."""
     if not train_config:
         return None
-    from polyp_sam_hf.data.loading import SplitSettings
-
     return SplitSettings(train_config.get("split_preset", "paper"), train_config.get("val_fraction", 0.2),
                          train_config.get("split_seed", train_config.get("seed", 42)))
 

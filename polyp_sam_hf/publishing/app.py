@@ -16,7 +16,7 @@ from PIL import Image
 
 from polyp_sam_hf.data.prompts import PROMPT_FREE, parse_box
 from polyp_sam_hf.core.errors import ConfigError
-from polyp_sam_hf.models.inference import ImageEmbedding, PolypSegmenter
+from polyp_sam_hf.models.segmenter import to_mask, ImageEmbedding, PolypSegmenter
 from polyp_sam_hf.models.loading import BUILTIN_MODELS
 from polyp_sam_hf.models.provenance import read_train_config
 from polyp_sam_hf.evaluation.figures import overlay
@@ -159,10 +159,10 @@ def auto_segment(segmenter: PolypSegmenter, image, out_dir: str | Path,
     frame = segmenter.as_image(image)
     embedded = memo(frame) if memo else segmenter.embed(frame)
     if prompt_free:
-        logits, boxes = segmenter.free_logits(embedded), np.zeros((0, 4), np.float32)
+        logits, boxes = segmenter.logits(embedded, None), np.zeros((0, 4), np.float32)
     else:
         logits, boxes = segmenter.auto_logits(embedded)
-    union = (logits > 0).any(0).cpu().numpy() if logits is not None else np.zeros((frame.height, frame.width), bool)
+    union = to_mask(logits).any(0).cpu().numpy() if logits is not None else np.zeros((frame.height, frame.width), bool)
     path = Path(tempfile.mkdtemp(dir=out_dir)) / "polyp_mask.png"
     Image.fromarray(union.astype(np.uint8) * 255).save(path)
     text = "; ".join(",".join(str(int(round(v))) for v in box) for box in boxes)

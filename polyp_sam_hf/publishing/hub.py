@@ -26,7 +26,8 @@ from polyp_sam_hf.data.sources import SOURCES
 from polyp_sam_hf.core.errors import ConfigError, PolypSamError
 from polyp_sam_hf.models.mask_prompts import CONFIG_KEY as MASK_PROMPT_KEY
 from polyp_sam_hf.models.loading import load_model_and_processor
-from polyp_sam_hf.data.preprocessing import Preprocessing
+from polyp_sam_hf.data.preprocessing import Preprocessing, scale_boxes
+from polyp_sam_hf.models.segmenter import decode
 from polyp_sam_hf.models.provenance import base_model_of, config_value, is_hub_id, model_origin, read_train_config, trained_split, weights_sha256
 
 logger = logging.getLogger(__name__)
@@ -64,16 +65,16 @@ def _probe_inputs(processor: SamProcessor) -> dict:
     rng = np.random.default_rng(0)
     frame = Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8))
     prep = Preprocessing.of(processor)  # the library's one preprocessing, as training and inference
-    pixels, [(height, width)] = prep.pixel_values([frame])
-    box = torch.tensor([[[16.0 * width / 128, 12.0 * height / 96, 90.0 * width / 128, 80.0 * height / 96]]])
-    return {"pixel_values": pixels, "input_boxes": box}
+    pixels, [reshaped] = prep.pixel_values([frame])
+    box = scale_boxes([[16.0, 12.0, 90.0, 80.0]], (96, 128), reshaped)
+    return {"pixel_values": pixels, "input_boxes": torch.from_numpy(box)[None]}
 
 
 @torch.no_grad()
 def _probe_logits(model: torch.nn.Module, inputs: dict) -> torch.Tensor:
-    """The model's single-mask logits on the probe input, flattened."""
-    return model.eval()(pixel_values=inputs["pixel_values"], input_boxes=inputs["input_boxes"].float(),
-                        multimask_output=False).pred_masks.flatten()
+    """The model's single-mask logits on the probe input, flattened: its weights, box prompt only."""
+    return decode(model.eval(), {"pixel_values": inputs["pixel_values"]}, inputs["input_boxes"],
+                  mask_prompt="none").flatten()
 
 
 def max_logit_difference(a: SamModel, b: SamModel, processor: SamProcessor) -> float:

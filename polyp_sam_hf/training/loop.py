@@ -43,7 +43,7 @@ from polyp_sam_hf.data.batches import PromptDataset, collate
 from polyp_sam_hf.data.loading import is_prepared, load_polyp_data, recorded_split
 from polyp_sam_hf.models.embedding_cache import build_embedding_cache
 from polyp_sam_hf.evaluation.evaluate import evaluate_loader
-from polyp_sam_hf.models.forward import prompt_logits
+from polyp_sam_hf.models.segmenter import prompt_logits
 from polyp_sam_hf.models.mask_prompts import set_mask_prompt
 from polyp_sam_hf.training.losses import batch_loss, get_loss
 from polyp_sam_hf.core.threads import set_cpu_threads

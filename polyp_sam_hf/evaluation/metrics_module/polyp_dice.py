@@ -13,9 +13,10 @@ import evaluate
 import numpy as np
 
 from polyp_sam_hf.evaluation.metrics import dice_iou, pranet_dice_iou
+from polyp_sam_hf.models.segmenter import PROBABILITY_THRESHOLD
 
 _DESCRIPTION = """Mean Dice and mean IoU over images of binary polyp masks.
-protocol="paper": predictions are masks (or probabilities, thresholded at 0.5).
+protocol="paper": predictions are masks (or probabilities, above 0.5 are polyp).
 protocol="pranet": predictions are probability maps; each image's Dice and IoU are averaged over
 256 thresholds, as PraNet's evaluation (used by Polyp-PVT and HSNet) does.
 Empty ground truth with empty prediction scores 1; with any predicted pixel, 0."""
@@ -45,9 +46,9 @@ class PolypDice(evaluate.Metric):
             raise ValueError(f"Unknown protocol {protocol!r}. Valid protocols: paper, pranet.")
         dices, ious = [], []
         for pred, ref in zip(predictions, references):
-            pred, ref = np.asarray(pred, dtype=np.float32), np.asarray(ref) > 0.5
-            if protocol == "paper":
-                d, i = dice_iou(pred >= 0.5, ref)
+            pred, ref = np.asarray(pred, dtype=np.float32), np.asarray(ref) > PROBABILITY_THRESHOLD
+            if protocol == "paper":  # strictly above 0.5, as the scorer's logit > 0: they agree at p = 0.5
+                d, i = dice_iou(pred > PROBABILITY_THRESHOLD, ref)
             else:
                 d, i = pranet_dice_iou(pred, ref)
             dices.append(d)
