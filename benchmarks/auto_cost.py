@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from report import best_of, emit
 
 from polyp_sam_hf.data.prompts import AUTO_BOX_MARGIN, component_boxes, grow_box
 from polyp_sam_hf.data.synthetic import synth_frame
 from polyp_sam_hf.models.segmenter import PolypSegmenter
-from report import best_of, emit
 
 
 def naive_auto(segmenter: PolypSegmenter, frame) -> None:

@@ -26,9 +26,9 @@ sys.path.insert(0, str(HERE))
 from reference_sam import kornia_logits, reference_logits, reference_parts  # noqa: E402
 from report import emit  # noqa: E402
 
-from polyp_sam_hf.models.convert import convert_checkpoint  # noqa: E402
 from polyp_sam_hf.data.prompts import component_boxes  # noqa: E402
 from polyp_sam_hf.data.reading import read_pair  # noqa: E402
+from polyp_sam_hf.models.convert import convert_checkpoint  # noqa: E402
 from polyp_sam_hf.models.loading import load_model_and_processor  # noqa: E402
 from polyp_sam_hf.models.weights import cache_root, fetch_checkpoint  # noqa: E402
 

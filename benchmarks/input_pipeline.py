@@ -24,20 +24,19 @@ import time
 from pathlib import Path
 
 import datasets
-import numpy as np
 import torch
 from accelerate import Accelerator
 from PIL import Image
+from report import emit
 from transformers import SamConfig
 
 from polyp_sam_hf.data.batches import PromptDataset, collate
+from polyp_sam_hf.data.pixel_cache import build_pixel_cache
 from polyp_sam_hf.data.prepare import prepare_dataset
+from polyp_sam_hf.data.preprocessing import normalize_pixels
 from polyp_sam_hf.data.reading import stored_mask
 from polyp_sam_hf.data.synthetic import write_demo_data
 from polyp_sam_hf.models.loading import processor_for
-from polyp_sam_hf.data.pixel_cache import build_pixel_cache
-from polyp_sam_hf.data.preprocessing import normalize_pixels
-from report import emit
 
 
 class PerSampleProcessor(torch.utils.data.Dataset):

@@ -38,10 +38,9 @@ def _epoch(prepared: Path, cache_root: Path) -> dict:
 
     from polyp_sam_hf.data.batches import PromptDataset, collate
     from polyp_sam_hf.models.embedding_cache import build_embedding_cache
-    from polyp_sam_hf.models.segmenter import prompt_logits
-    from polyp_sam_hf.training.losses import batch_loss
-    from polyp_sam_hf.training.losses import get_loss
     from polyp_sam_hf.models.loading import get_strategy, load_model_and_processor
+    from polyp_sam_hf.models.segmenter import prompt_logits
+    from polyp_sam_hf.training.losses import batch_loss, get_loss
 
     datasets.disable_progress_bars()
     split = datasets.load_from_disk(str(prepared))["train"]

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import datasets
-
 import numpy as np
 import torch
 

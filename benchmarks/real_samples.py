@@ -28,9 +28,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from polyp_sam_hf.models.convert import convert_checkpoint  # noqa: E402
 from polyp_sam_hf.data.prepare import prepare_dataset  # noqa: E402
 from polyp_sam_hf.evaluation.evaluate import EvaluateConfig, evaluate_split  # noqa: E402
+from polyp_sam_hf.models.convert import convert_checkpoint  # noqa: E402
 from polyp_sam_hf.models.segmenter import PolypSegmenter  # noqa: E402
 from polyp_sam_hf.models.weights import fetch_checkpoint  # noqa: E402
 

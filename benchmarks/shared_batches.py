@@ -16,10 +16,10 @@ import platform
 from pathlib import Path
 
 import torch
+from report import best_of, emit
 
 from polyp_sam_hf.data import batches
 from polyp_sam_hf.data.preprocessing import Preprocessing, normalize_pixels
-from report import best_of, emit
 
 PREP = Preprocessing(1024, 1024, 2, 1 / 255, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 

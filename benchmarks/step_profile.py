@@ -16,7 +16,6 @@ import time
 import torch
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
-
 from train_throughput import make_step, sync
 
 

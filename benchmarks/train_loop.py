@@ -26,10 +26,10 @@ sys.path.insert(0, str(HERE))
 
 from report import emit  # noqa: E402
 
-from polyp_sam_hf.training import loop as training  # noqa: E402
-from polyp_sam_hf.training.config import parse_config  # noqa: E402
 from polyp_sam_hf.data.synthetic import write_demo_data  # noqa: E402
 from polyp_sam_hf.models.segmenter import prompt_logits  # noqa: E402
+from polyp_sam_hf.training import loop as training  # noqa: E402
+from polyp_sam_hf.training.config import parse_config  # noqa: E402
 from polyp_sam_hf.training.losses import batch_loss  # noqa: E402
 from polyp_sam_hf.training.stopping import GracefulStop  # noqa: E402
 

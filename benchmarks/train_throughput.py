@@ -18,13 +18,12 @@ import time
 from contextlib import nullcontext
 
 import torch
-
-from polyp_sam_hf.models.segmenter import prompt_logits
-from polyp_sam_hf.training.losses import batch_loss
-from polyp_sam_hf.training.losses import get_loss
-from polyp_sam_hf.models.loading import BUILTIN_MODELS, get_strategy, load_model_and_processor
-from polyp_sam_hf.data.preprocessing import Preprocessing
 from profiling import count_step_flops
+
+from polyp_sam_hf.data.preprocessing import Preprocessing
+from polyp_sam_hf.models.loading import BUILTIN_MODELS, get_strategy, load_model_and_processor
+from polyp_sam_hf.models.segmenter import prompt_logits
+from polyp_sam_hf.training.losses import batch_loss, get_loss
 
 # dense bf16 tensor-core peak, TFLOP/s, from the vendors' data sheets (SXM parts)
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "V100": 125.0, "L40S": 362.0}

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from polyp_sam_hf.publishing.app import LAUNCH_SETTINGS, MAX_PIXELS, add_corner, build_app, parse_boxes
 from polyp_sam_hf.models.segmenter import PolypSegmenter
+from polyp_sam_hf.publishing.app import LAUNCH_SETTINGS, MAX_PIXELS, add_corner, build_app, parse_boxes
 
 gradio_client = pytest.importorskip("gradio_client")
 
@@ -185,8 +185,8 @@ def test_no_box_buttons_only_for_a_model_trained_without_boxes(micro_checkpoint,
     import json
     import urllib.request
 
-    from polyp_sam_hf.publishing.app import trained_prompt_free
     from polyp_sam_hf.models.provenance import read_train_config
+    from polyp_sam_hf.publishing.app import trained_prompt_free
 
     assert read_train_config(micro_checkpoint)["prompt_mode"] != "none" and not trained_prompt_free(str(micro_checkpoint))
     free_model = tmp_path / "free"

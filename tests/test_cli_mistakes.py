@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-
 from conftest import blob_mask, write_pair
+
 from polyp_sam_hf.commands.cli import main as cli_main
-from polyp_sam_hf.training.config import parse_config
 from polyp_sam_hf.core.errors import ConfigError, ModelLoadError
 from polyp_sam_hf.models.loading import check_model_available
+from polyp_sam_hf.training.config import parse_config
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -6,13 +6,12 @@ import json
 
 import numpy as np
 import pytest
+from conftest import KVASIR_IDS, blob_mask, write_pair
 from PIL import Image
 
 from polyp_sam_hf.data.layouts import discover
 from polyp_sam_hf.data.reading import DataError
 from polyp_sam_hf.data.sources import get_source, source_from_pranet_train_name
-
-from conftest import KVASIR_IDS, blob_mask, write_pair
 
 
 def test_unknown_source_lists_valid_names():

@@ -8,14 +8,13 @@ from unittest import mock
 import datasets
 import numpy as np
 import pytest
+from conftest import KVASIR_IDS, blob_mask, write_pair
 from PIL import Image
 
 from polyp_sam_hf.commands.cli import main as cli_main
 from polyp_sam_hf.data.prepare import FEATURES, prepare_dataset
 from polyp_sam_hf.data.reading import DataError
 from polyp_sam_hf.data.splits import get_split_preset
-
-from conftest import KVASIR_IDS, blob_mask, write_pair
 
 
 def test_schema_and_values(pranet_root):

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import blob_mask
 
 from polyp_sam_hf.data.prompts import component_boxes, component_masks, jitter_box, mask_to_box
-
-from conftest import blob_mask
 
 
 def test_box_is_the_inclusive_extent_of_the_whole_mask():

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from polyp_sam_hf.evaluation.baselines import baseline_prediction
 from polyp_sam_hf.commands.cli import main as cli_main
 from polyp_sam_hf.data.layouts import discover
 from polyp_sam_hf.data.prompts import component_boxes, mask_to_box
 from polyp_sam_hf.data.reading import read_mask
 from polyp_sam_hf.data.synthetic import synth_frame, write_demo_data
+from polyp_sam_hf.evaluation.baselines import baseline_prediction
 from polyp_sam_hf.evaluation.metrics import dice_iou
 
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
-
 import json
 import os
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO_ROOT
-
 
 pytestmark = pytest.mark.slow  # real processes end to end: minutes, run by CI
 

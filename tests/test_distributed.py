@@ -11,7 +11,6 @@ import sys
 import pytest
 from conftest import REPO_ROOT
 
-
 pytestmark = pytest.mark.slow  # real processes end to end: minutes, run by CI
 
 
@@ -68,8 +67,8 @@ def test_two_processes_of_batch_4_equal_one_of_batch_8(tmp_path):
     one = subprocess.run([sys.executable, "train.py", *common, "--output_dir", str(tmp_path / "one"),
                           "--per_device_batch_size", "8"], cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     assert one.returncode == 0, (one.stdout + one.stderr)[-3000:]
-    from safetensors.torch import load_file
     import torch
+    from safetensors.torch import load_file
 
     a = load_file(str(tmp_path / "two" / "checkpoints" / "step-0000002" / "model.safetensors"))
     b = load_file(str(tmp_path / "one" / "checkpoints" / "step-0000002" / "model.safetensors"))

@@ -25,10 +25,10 @@ def test_documented_cache_facts_are_the_codes(prepared_demo, tmp_path):
     from accelerate import Accelerator
     from transformers import SamConfig
 
-    from polyp_sam_hf.training.config import DataArguments
+    from polyp_sam_hf.data.pixel_cache import build_pixel_cache
     from polyp_sam_hf.models.embedding_cache import build_embedding_cache
     from polyp_sam_hf.models.loading import load_model_and_processor, processor_for
-    from polyp_sam_hf.data.pixel_cache import build_pixel_cache
+    from polyp_sam_hf.training.config import DataArguments
 
     split = datasets.load_from_disk(str(prepared_demo))["train"].select(range(2))
     processor = processor_for(SamConfig(vision_config={"image_size": 64}))

@@ -7,15 +7,14 @@ import numpy as np
 import pytest
 import torch
 from accelerate import Accelerator
+from conftest import train_args
 from safetensors.torch import load_file
 
 from polyp_sam_hf.data.array_cache import ArrayCache
 from polyp_sam_hf.models.embedding_cache import build_embedding_cache
 from polyp_sam_hf.models.loading import load_model_and_processor, processor_for
-from polyp_sam_hf.training.loop import train
 from polyp_sam_hf.training.config import parse_config
-
-from conftest import train_args
+from polyp_sam_hf.training.loop import train
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from polyp_sam_hf.commands.cli import main as cli_main
-from polyp_sam_hf.models.segmenter import PolypSegmenter
 from polyp_sam_hf.evaluation.published import table_rows
+from polyp_sam_hf.models.segmenter import PolypSegmenter
 
 
 @pytest.fixture(scope="module")
@@ -188,8 +188,7 @@ def test_validation_and_evaluate_score_alike_through_their_real_paths(value, mic
     from accelerate import Accelerator
 
     from polyp_sam_hf.data.batches import PromptDataset, collate
-    from polyp_sam_hf.evaluation.evaluate import EvaluateConfig, evaluate_split
-    from polyp_sam_hf.evaluation.evaluate import evaluate_loader
+    from polyp_sam_hf.evaluation.evaluate import EvaluateConfig, evaluate_loader, evaluate_split
     from polyp_sam_hf.models.loading import load_model_and_processor
 
     model, processor = load_model_and_processor(str(micro_checkpoint))

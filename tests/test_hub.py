@@ -17,7 +17,6 @@ from transformers import SamModel, SamProcessor, pipeline
 import hub_upload
 from polyp_sam_hf.publishing.hub import EXPORT_MARKER, max_logit_difference
 
-
 SECRET = "hf_testtokenthatmustneverappear0123456789"
 
 
@@ -196,8 +195,8 @@ def test_dry_run_replaces_its_own_earlier_export(micro_checkpoint, tmp_path):
 
 def test_export_with_non_finite_weights_is_refused(micro_checkpoint, tmp_path):
     """A NaN logit difference used to pass the check (NaN > atol is False)."""
-    from polyp_sam_hf.publishing.hub import export_checkpoint
     from polyp_sam_hf.models.loading import load_model_and_processor
+    from polyp_sam_hf.publishing.hub import export_checkpoint
 
     model, processor = load_model_and_processor(str(micro_checkpoint))
     with torch.no_grad():

@@ -11,9 +11,15 @@ from conftest import train_args
 
 from polyp_sam_hf.commands.cli import main as cli_main
 from polyp_sam_hf.core.errors import ConfigError
-from polyp_sam_hf.models.mask_prompts import (CONFIG_KEY, ELLIPSE_LOGIT, ellipse_mask_prompt, mask_prompt_logits,
-                                       mask_prompt_name, set_mask_prompt)
 from polyp_sam_hf.models.loading import load_model_and_processor
+from polyp_sam_hf.models.mask_prompts import (
+    CONFIG_KEY,
+    ELLIPSE_LOGIT,
+    ellipse_mask_prompt,
+    mask_prompt_logits,
+    mask_prompt_name,
+    set_mask_prompt,
+)
 
 
 def test_ellipse_prompt_is_the_inscribed_ellipse_of_each_valid_box():

@@ -9,18 +9,17 @@ import numpy as np
 import pytest
 import torch
 from accelerate import Accelerator
+from conftest import train_args
 from PIL import Image
 from safetensors.torch import load_file
-
-from polyp_sam_hf.training.config import parse_config
-from polyp_sam_hf.data.batches import PromptDataset, collate
-from polyp_sam_hf.models.loading import processor_for
-from polyp_sam_hf.data.pixel_cache import build_pixel_cache
-from polyp_sam_hf.data.preprocessing import Preprocessing, normalize_pixels, resize_pad_mask, resized_shape
-from polyp_sam_hf.training.loop import train
 from transformers import SamConfig
 
-from conftest import train_args
+from polyp_sam_hf.data.batches import PromptDataset, collate
+from polyp_sam_hf.data.pixel_cache import build_pixel_cache
+from polyp_sam_hf.data.preprocessing import Preprocessing, normalize_pixels, resize_pad_mask, resized_shape
+from polyp_sam_hf.models.loading import processor_for
+from polyp_sam_hf.training.config import parse_config
+from polyp_sam_hf.training.loop import train
 
 
 def _processor(**settings):

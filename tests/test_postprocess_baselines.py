@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from polyp_sam_hf.evaluation.baselines import baseline_prediction, box_mask, ellipse_mask
 from polyp_sam_hf.data.preprocessing import resized_shape
+from polyp_sam_hf.evaluation.baselines import baseline_prediction, box_mask, ellipse_mask
 from polyp_sam_hf.models.segmenter import to_original
 
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from conftest import train_args
 
-from polyp_sam_hf.training import loop as training
 from polyp_sam_hf.commands.cli import main as cli_main
+from polyp_sam_hf.training import loop as training
 from polyp_sam_hf.training.config import parse_config
 
 

@@ -17,13 +17,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from reference_sam import kornia_logits, reference_logits, reference_parts
 
-from polyp_sam_hf.models.convert import convert_checkpoint, load_meta_state_dict
 from polyp_sam_hf.data.prompts import component_boxes
 from polyp_sam_hf.data.reading import read_pair
+from polyp_sam_hf.models.convert import convert_checkpoint, load_meta_state_dict
 from polyp_sam_hf.models.loading import load_model_and_processor
-
-from reference_sam import kornia_logits, reference_logits, reference_parts
 
 LOGIT_TOL = 2e-3
 ARCHS = ["mobile-sam", "lite-medsam"]
@@ -186,9 +185,9 @@ def test_convert_truncated_file(real_weights, tmp_path):
 def test_hub_export_of_mobile_sam(converted, tmp_path, samples_root):
     from huggingface_hub import ModelCard
 
-    from polyp_sam_hf.publishing.hub import prepare_upload
-    from polyp_sam_hf.models.segmenter import PolypSegmenter
     from polyp_sam_hf.evaluation.metrics import dice_iou
+    from polyp_sam_hf.models.segmenter import PolypSegmenter
+    from polyp_sam_hf.publishing.hub import prepare_upload
 
     folder = prepare_upload(converted("mobile-sam"), tmp_path / "upload", "me/polyp-mobile-sam")
     assert (folder / "modeling_tinyvit_sam.py").is_file()
@@ -204,9 +203,9 @@ def test_hub_export_of_mobile_sam(converted, tmp_path, samples_root):
 
 
 def test_app_segments_a_real_polyp_with_mobile_sam(converted, samples_root, tmp_path):
-    from polyp_sam_hf.publishing.app import EmbeddingMemo, segment
-    from polyp_sam_hf.models.segmenter import PolypSegmenter
     from polyp_sam_hf.evaluation.metrics import dice_iou
+    from polyp_sam_hf.models.segmenter import PolypSegmenter
+    from polyp_sam_hf.publishing.app import EmbeddingMemo, segment
 
     segmenter = PolypSegmenter.from_pretrained(str(converted("mobile-sam")), device="cpu")
     base = samples_root / "pranet" / "TestDataset" / "ETIS-LaribPolypDB"

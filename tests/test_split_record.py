@@ -8,14 +8,14 @@ import json
 
 import numpy as np
 import pytest
+from conftest import train_args
 from PIL import Image
 
-from conftest import train_args
-from polyp_sam_hf.training import loop as training
 from polyp_sam_hf.commands.cli import main as cli_main
-from polyp_sam_hf.training.config import parse_config
 from polyp_sam_hf.data.loading import SPLIT_RECORD, load_polyp_data
 from polyp_sam_hf.data.synthetic import synth_frame
+from polyp_sam_hf.training import loop as training
+from polyp_sam_hf.training.config import parse_config
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,13 @@ import json
 
 import pytest
 import torch
+from conftest import train_args
 
-from polyp_sam_hf.training.config import parse_config
-from polyp_sam_hf.publishing.hub import standalone_logits
 from polyp_sam_hf.models.loading import get_strategy, load_model_and_processor
 from polyp_sam_hf.models.modeling_tinyvit_sam import TinyViTSamModel
+from polyp_sam_hf.publishing.hub import standalone_logits
+from polyp_sam_hf.training.config import parse_config
 from polyp_sam_hf.training.loop import train
-
-from conftest import train_args
 
 MODEL = "micro-tinyvit-sam-test"
 

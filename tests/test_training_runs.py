@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import torch
+from conftest import train_args
 from safetensors.torch import load_file
 from transformers import SamModel, SamProcessor
 
@@ -15,8 +16,6 @@ from polyp_sam_hf.training import loop as training
 from polyp_sam_hf.training.checkpointing import resolve_checkpoint, save_training_state
 from polyp_sam_hf.training.config import parse_config
 from polyp_sam_hf.training.loop import NonFiniteLossError, train
-
-from conftest import train_args
 
 
 def run(data, out, *extra):
@@ -112,8 +111,8 @@ def test_best_folder_loads_with_vanilla_transformers_same_logits(prepared_demo, 
 
 
 def test_lora_export_gives_the_same_logits(tmp_path):
-    from polyp_sam_hf.training.checkpointing import save_pretrained_atomic
     from polyp_sam_hf.models.loading import get_strategy, load_model_and_processor
+    from polyp_sam_hf.training.checkpointing import save_pretrained_atomic
 
     model, processor = load_model_and_processor("micro-sam-test")
     model = get_strategy("lora").apply(model, lora_rank=2)

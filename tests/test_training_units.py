@@ -8,11 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from polyp_sam_hf.training.config import TrainArguments, parse_config
 from polyp_sam_hf.core.errors import ConfigError
 from polyp_sam_hf.data.batches import PromptDataset, collate
 from polyp_sam_hf.data.preprocessing import resized_shape
-from polyp_sam_hf.training.losses import batch_loss, bce_loss, dice_loss, get_loss
 from polyp_sam_hf.evaluation.published import PAPER_RUNS
 from polyp_sam_hf.models.loading import (
     count_parameters,
@@ -20,8 +18,9 @@ from polyp_sam_hf.models.loading import (
     get_strategy,
     load_model_and_processor,
 )
+from polyp_sam_hf.training.config import TrainArguments, parse_config
 from polyp_sam_hf.training.loop import accumulation_steps, build_scheduler, is_better
-
+from polyp_sam_hf.training.losses import batch_loss, bce_loss, dice_loss, get_loss
 
 # ----------------------------------------------------------------------------- loss
 
@@ -244,9 +243,9 @@ def test_box_jitter_is_seeded_per_epoch(prepared_demo):
 
 
 def test_train_command_reports_a_missing_model_without_a_traceback(prepared_demo, tmp_path, capsys):
-    from polyp_sam_hf.training.loop import main
-
     from conftest import train_args
+
+    from polyp_sam_hf.training.loop import main
 
     argv = train_args(tmp_path / "no-data-read", tmp_path / "run") + ["--model", "facebook/sam-vit-not-cached"]
     assert main(argv) == 1
@@ -280,9 +279,9 @@ def test_typo_in_a_config_file_names_the_file(key, value, tmp_path):
 
 
 def test_choices_are_the_registries_and_config_is_in_help(capsys):
+    from polyp_sam_hf.models.loading import STRATEGIES
     from polyp_sam_hf.training.config import parse_config
     from polyp_sam_hf.training.losses import LOSSES
-    from polyp_sam_hf.models.loading import STRATEGIES
 
     model, data, train = parse_config(["--strategy", "lora", "--loss", "dice+bce", "--prompt_mode", "per-component"])
     assert (model.strategy, train.loss, data.prompt_mode) == ("lora", "dice+bce", "per-component")
@@ -310,9 +309,9 @@ def test_out_of_range_settings_fail_at_parse_time(flag, value):
 def test_a_bug_keeps_its_traceback_a_library_error_is_one_line(prepared_demo, tmp_path, monkeypatch, capsys):
     """Only the library's own errors become one-line messages; a shape error inside torch (a bug)
     propagates with its traceback instead of being flattened into `error: ...`."""
-    from polyp_sam_hf.training import loop as training
-
     from conftest import train_args
+
+    from polyp_sam_hf.training import loop as training
 
     def broken(logits, batch, loss_fn):
         raise ValueError("shape mismatch inside torch: (4, 1, 8, 8) vs (4, 8, 8)")
@@ -377,9 +376,9 @@ def test_help_says_what_each_flag_does_and_its_default(capsys):
 
 
 def test_random_builtin_at_the_papers_learning_rate_is_warned(prepared_demo, tmp_path, caplog):
-    from polyp_sam_hf.training.loop import train
-
     from conftest import train_args
+
+    from polyp_sam_hf.training.loop import train
 
     with caplog.at_level("WARNING"):
         train(*parse_config(train_args(prepared_demo, tmp_path / "run", "--max_steps", "1", "--learning_rate", "4e-6")))

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import argparse
 
-from polyp_sam_hf.publishing.app import LAUNCH_SETTINGS, build_app, choose_model, trained_prompt_free
 from polyp_sam_hf.core.errors import ConfigError
 from polyp_sam_hf.models.segmenter import PolypSegmenter
+from polyp_sam_hf.publishing.app import LAUNCH_SETTINGS, build_app, choose_model, trained_prompt_free
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -89,8 +89,8 @@ def _floats(text: str) -> tuple[float, ...]:
 def _add_evaluate(parser: argparse.ArgumentParser) -> None:
     from polyp_sam_hf.data.splits import SPLIT_PRESETS
     from polyp_sam_hf.evaluation.evaluate import PROTOCOLS
-    from polyp_sam_hf.models.mask_prompts import MASK_PROMPTS
     from polyp_sam_hf.evaluation.published import PAPER_RUNS
+    from polyp_sam_hf.models.mask_prompts import MASK_PROMPTS
 
     parser.add_argument("--model", required=True, help="Hub id, folder, or built-in name")
     parser.add_argument("--data", required=True, help="prepared DatasetDict or raw data root")
@@ -225,8 +225,8 @@ def _run_compare(args: argparse.Namespace) -> int:
 
 
 def _add_reproduce(parser: argparse.ArgumentParser) -> None:
-    from polyp_sam_hf.evaluation.published import PAPER_RUNS
     from polyp_sam_hf.commands.reproduce import REPO_CONFIGS
+    from polyp_sam_hf.evaluation.published import PAPER_RUNS
 
     parser.add_argument("--data-root", required=True, type=Path, help="PraNet layout or original releases")
     parser.add_argument("--output", required=True, type=Path, help="data/, runs/, eval/ and comparison.md go here")

@@ -10,11 +10,11 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from polyp_sam_hf.core.errors import ConfigError
 from polyp_sam_hf.data.prompts import PROMPT_FREE, SELF_PROMPTED
 from polyp_sam_hf.data.reading import IMAGE_EXTENSIONS, DataError
-from polyp_sam_hf.core.errors import ConfigError
-from polyp_sam_hf.models.segmenter import to_mask, PolypSegmenter, validate_boxes
 from polyp_sam_hf.evaluation.figures import overlay
+from polyp_sam_hf.models.segmenter import PolypSegmenter, to_mask, validate_boxes
 
 
 def read_boxes_file(path: str | Path) -> dict[str, list[list[float]]]:

@@ -21,12 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from polyp_sam_hf.training.checkpointing import FINISHED, resolve_checkpoint
-from polyp_sam_hf.evaluation.comparison import comparison_markdown, read_metrics
-from polyp_sam_hf.training.config import PACKAGED_CONFIGS
-from polyp_sam_hf.data.loading import is_prepared
 from polyp_sam_hf.core.errors import ConfigError, PolypSamError
+from polyp_sam_hf.data.loading import is_prepared
+from polyp_sam_hf.evaluation.comparison import comparison_markdown, read_metrics
 from polyp_sam_hf.evaluation.published import PAPER_RUNS
+from polyp_sam_hf.training.checkpointing import FINISHED, resolve_checkpoint
+from polyp_sam_hf.training.config import PACKAGED_CONFIGS
 
 logger = logging.getLogger(__name__)
 

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import shutil
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,11 +29,12 @@ import datasets
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list
 from filelock import FileLock
 from tqdm.auto import tqdm
 
-from polyp_sam_hf.data.sources import frame_key
 from polyp_sam_hf.core.errors import CheckpointError
+from polyp_sam_hf.data.sources import frame_key
 
 logger = logging.getLogger(__name__)
 
@@ -113,9 +115,7 @@ def _shared_across_nodes(root: Path, accelerator: Accelerator) -> bool:
     process writes a probe file named by a token it broadcasts; every process looks for it."""
     if _local_world(accelerator) == accelerator.num_processes:  # one machine
         return True
-    import uuid
 
-    from accelerate.utils import broadcast_object_list
 
     token = broadcast_object_list([uuid.uuid4().hex if accelerator.is_main_process else None])[0]
     probe = root / f".probe-{token}"

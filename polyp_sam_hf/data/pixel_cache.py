@@ -20,8 +20,8 @@ from accelerate import Accelerator
 from transformers import SamProcessor
 
 from polyp_sam_hf.data.array_cache import ArrayCache, frames_fingerprint
-from polyp_sam_hf.data.reading import stored_mask
 from polyp_sam_hf.data.preprocessing import Preprocessing, resize_pad_mask
+from polyp_sam_hf.data.reading import stored_mask
 
 CACHE_FORMAT = 2  # bump when the bytes a cache entry holds change for the same settings
 

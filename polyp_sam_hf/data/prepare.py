@@ -30,8 +30,8 @@ from polyp_sam_hf.data.layouts import Discovery, PairRecord, Skipped, discover
 from polyp_sam_hf.data.prompts import box_iou, polyp_prompts
 from polyp_sam_hf.data.reading import DataError, encode_png, read_pair
 from polyp_sam_hf.data.sources import frame_key
-from polyp_sam_hf.data.synthetic import SYNTHETIC_DESCRIPTION, SYNTHETIC_MARKER
 from polyp_sam_hf.data.splits import assign_splits, get_split_preset
+from polyp_sam_hf.data.synthetic import SYNTHETIC_DESCRIPTION, SYNTHETIC_MARKER
 
 logger = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from polyp_sam_hf.core.errors import ConfigError, DataError
 from polyp_sam_hf.data.prompts import PROMPT_FREE, SELF_PROMPTED
 from polyp_sam_hf.data.sources import SOURCES
-from polyp_sam_hf.core.errors import ConfigError, DataError
 from polyp_sam_hf.evaluation.published import (
     BACKBONE_METHODS,
     CITATION,

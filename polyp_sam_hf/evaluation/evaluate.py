@@ -21,17 +21,19 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from polyp_sam_hf.evaluation.baselines import BASELINES, baseline_prediction
+from polyp_sam_hf.core.errors import ConfigError, DataError
+from polyp_sam_hf.core.registry import lookup
 from polyp_sam_hf.data.loading import SplitSettings, is_prepared, load_polyp_data, recorded_split
 from polyp_sam_hf.data.prompts import PROMPT_FREE, SELF_PROMPTED, jitter_box, prompt_boxes
 from polyp_sam_hf.data.reading import stored_mask
-from polyp_sam_hf.data.synthetic import is_synthetic
 from polyp_sam_hf.data.sources import frame_key
-from polyp_sam_hf.core.errors import ConfigError, DataError
+from polyp_sam_hf.data.synthetic import is_synthetic
+from polyp_sam_hf.evaluation.baselines import BASELINES, baseline_prediction
+from polyp_sam_hf.evaluation.comparison import identify, results_markdown
+from polyp_sam_hf.evaluation.figures import best_worst_grid, plot_jitter_curves
 from polyp_sam_hf.evaluation.metrics import PROTOCOLS, detection_counts, mask_logits, score_logits
-from polyp_sam_hf.models.segmenter import PolypSegmenter, batch_to_original, prompt_logits, to_mask
 from polyp_sam_hf.models.provenance import base_model_of, read_train_config, trained_split, weights_sha256
-from polyp_sam_hf.core.registry import lookup
+from polyp_sam_hf.models.segmenter import PolypSegmenter, batch_to_original, prompt_logits, to_mask
 
 logger = logging.getLogger(__name__)
 
@@ -213,8 +215,6 @@ def run_evaluation(config: EvaluateConfig) -> dict:
     Returns:
         The content of metrics.json.
     """
-    from polyp_sam_hf.evaluation.comparison import identify, results_markdown
-    from polyp_sam_hf.evaluation.figures import best_worst_grid, plot_jitter_curves
 
     lookup(PROTOCOLS, config.protocol, "protocol")
     train_config = read_train_config(config.model) if Path(config.model).is_dir() else None

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
+from polyp_sam_hf.data.prompts import prompt_boxes
 from polyp_sam_hf.data.reading import stored_mask  # noqa: E402
 from polyp_sam_hf.data.sources import frame_key  # noqa: E402
 
@@ -106,7 +107,6 @@ def best_worst_grid(split: "datasets.Dataset", masks: dict, dice: dict, folder: 
         per_side: frames in each of the best and the worst rows.
         prompt_mode: the prompts the masks were made with, drawn as boxes.
     """
-    from polyp_sam_hf.data.prompts import prompt_boxes
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from polyp_sam_hf.models.segmenter import to_mask
 
@@ -72,7 +73,6 @@ def detection_counts(pred: np.ndarray, target: np.ndarray, iou: float = DETECTIO
     Returns:
         (polyps, found, false_positives).
     """
-    from scipy import ndimage
 
     eight = np.ones((3, 3), dtype=bool)
     truth, n_truth = ndimage.label(np.asarray(target, dtype=bool), structure=eight)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import datasets
 import torch
 
-from polyp_sam_hf.evaluation.comparison import comparison_table
 from polyp_sam_hf.data.sources import SOURCES
 from polyp_sam_hf.data.synthetic import is_synthetic
+from polyp_sam_hf.evaluation.comparison import comparison_table
 from polyp_sam_hf.evaluation.evaluate import EvaluateConfig, evaluate_split, summarise
 from polyp_sam_hf.models.segmenter import PolypSegmenter
 

@@ -16,10 +16,11 @@ from pathlib import Path
 import torch
 from transformers import SamProcessor
 
-from polyp_sam_hf.core.files import sha256_file
 from polyp_sam_hf.core.errors import CheckpointError
-from polyp_sam_hf.models.modeling_tinyvit_sam import TinyViTSamConfig, TinyViTSamModel
+from polyp_sam_hf.core.files import sha256_file
 from polyp_sam_hf.core.registry import lookup
+from polyp_sam_hf.models.loading import processor_for, tiny_vit_sam_config
+from polyp_sam_hf.models.modeling_tinyvit_sam import TinyViTSamConfig, TinyViTSamModel
 
 # Meta's segment-anything names -> transformers' SAM names, applied in order to each key after
 # `image_encoder.` became `vision_encoder.` (the TinyViT keeps Meta's names below that).
@@ -82,7 +83,6 @@ class Arch:
     def config(self, checkpoint_sha256: str | None = None) -> TinyViTSamConfig:
         """The model config; `polyp_sam_origin` records the checkpoint's SHA-256 (the official one
         when not given) and whether it is the official file."""
-        from polyp_sam_hf.models.loading import tiny_vit_sam_config
 
         digest = checkpoint_sha256 or self.sha256
         config = tiny_vit_sam_config(self.image_size, self.patch_stride)
@@ -91,7 +91,6 @@ class Arch:
         return config
 
     def processor(self) -> SamProcessor:
-        from polyp_sam_hf.models.loading import processor_for
 
         return processor_for(self.config(), self.image_mean, self.image_std)
 

@@ -19,13 +19,15 @@ from pathlib import Path
 import datasets
 import numpy as np
 import torch
+import transformers
 from accelerate import Accelerator
 from transformers import SamModel, SamProcessor
 
 from polyp_sam_hf.data.array_cache import ArrayCache, frames_fingerprint
-from polyp_sam_hf.models.attention import vision_attention_of
-from polyp_sam_hf.data.reading import to_rgb
 from polyp_sam_hf.data.preprocessing import Preprocessing
+from polyp_sam_hf.data.reading import to_rgb
+from polyp_sam_hf.models.attention import vision_attention_of
+
 
 def model_fingerprint(encoder: torch.nn.Module) -> str:
     """sha256 of the encoder's parameter and buffer names, shapes, dtypes and values."""
@@ -42,7 +44,6 @@ CACHE_FORMAT = 2  # bump when what an entry holds changes for the same inputs
 def _encoder_settings(encoder: torch.nn.Module, processor: SamProcessor, attn_implementation: str | None
                       ) -> tuple[str, bytes]:
     """The encoder's weight fingerprint, and every other setting the embeddings' bytes depend on."""
-    import transformers
 
     settings = {"preprocessing": Preprocessing.of(processor).key(), "format": CACHE_FORMAT,
                 "attention": attn_implementation, "transformers": transformers.__version__,

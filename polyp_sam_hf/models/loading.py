@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 from collections.abc import Callable
@@ -10,15 +11,20 @@ from pathlib import Path
 
 import torch
 from huggingface_hub import hf_hub_download, try_to_load_from_cache
-from huggingface_hub.errors import (GatedRepoError, HFValidationError, LocalEntryNotFoundError, OfflineModeIsEnabled,
-                                    RepositoryNotFoundError)
+from huggingface_hub.errors import (
+    GatedRepoError,
+    HFValidationError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+)
 from huggingface_hub.utils import validate_repo_id
-from transformers import SamConfig, SamImageProcessor, SamModel, SamProcessor
+from transformers import PretrainedConfig, SamConfig, SamImageProcessor, SamModel, SamProcessor
 
-from polyp_sam_hf.models.attention import set_vision_attention
 from polyp_sam_hf.core.errors import CheckpointError, ModelLoadError
-from polyp_sam_hf.models.modeling_tinyvit_sam import TINY_VIT_5M, TinyViTSamConfig, TinyViTSamModel
 from polyp_sam_hf.core.registry import lookup
+from polyp_sam_hf.models.attention import set_vision_attention
+from polyp_sam_hf.models.modeling_tinyvit_sam import TINY_VIT_5M, TinyViTSamConfig, TinyViTSamModel
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +133,6 @@ BUILTIN_MODELS: dict[str, Callable[[], SamConfig]] = {
 def model_class_for(name: str) -> type[SamModel]:
     """The class that loads a model folder or Hub id: `SamModel`, or one of `MODEL_CLASSES` by the
     `model_type` in its config.json (e.g. a converted MobileSAM). Reads config.json only."""
-    from transformers import PretrainedConfig
 
     try:
         config_dict, _ = PretrainedConfig.get_config_dict(name)
@@ -202,7 +207,6 @@ def _check_hub_id(name: str) -> None:
 
 def _missing_folder(path: Path) -> str:
     """The message for a model path that does not exist: the model folders beside it, the closest first."""
-    import difflib
 
     parent = path.parent
     while not parent.is_dir() and parent != parent.parent:
@@ -319,7 +323,7 @@ def _full(model: SamModel, **_) -> torch.nn.Module:
 
 
 def _lora(model: SamModel, lora_rank: int = 8, lora_alpha: int = 16, **_) -> torch.nn.Module:
-    from peft import LoraConfig, inject_adapter_in_model
+    from peft import LoraConfig, inject_adapter_in_model  # here: importing peft takes seconds, LoRA alone needs it
 
     _set_trainable(model, ())
     config = LoraConfig(
@@ -365,7 +369,7 @@ def merge_lora(model: torch.nn.Module) -> torch.nn.Module:
 
     A model without adapters is returned unchanged.
     """
-    from peft.tuners.lora import LoraLayer
+    from peft.tuners.lora import LoraLayer  # here: importing peft takes seconds, LoRA alone needs it
 
     for name, module in list(model.named_modules()):
         if isinstance(module, LoraLayer):

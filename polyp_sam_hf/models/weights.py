@@ -23,10 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from polyp_sam_hf.core.files import sha256_file
-from polyp_sam_hf.models.convert import get_arch
 from polyp_sam_hf.core.errors import CheckpointError, PolypSamError
+from polyp_sam_hf.core.files import sha256_file
 from polyp_sam_hf.core.registry import lookup
+from polyp_sam_hf.models.convert import get_arch
 
 logger = logging.getLogger(__name__)
 

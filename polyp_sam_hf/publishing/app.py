@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from polyp_sam_hf.data.prompts import PROMPT_FREE, parse_box
 from polyp_sam_hf.core.errors import ConfigError
-from polyp_sam_hf.models.segmenter import to_mask, ImageEmbedding, PolypSegmenter
+from polyp_sam_hf.data.prompts import PROMPT_FREE, parse_box
+from polyp_sam_hf.evaluation.figures import overlay
 from polyp_sam_hf.models.loading import BUILTIN_MODELS
 from polyp_sam_hf.models.provenance import read_train_config
-from polyp_sam_hf.evaluation.figures import overlay
+from polyp_sam_hf.models.segmenter import ImageEmbedding, PolypSegmenter, to_mask
 
 INSTRUCTIONS = (
     "Upload a colonoscopy frame, then click two opposite corners of a box around each polyp "

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,19 +20,30 @@ import torch
 import yaml
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, get_token
 from PIL import Image
+from safetensors.torch import save_file
 from transformers import SamModel, SamProcessor
 
-from polyp_sam_hf.core.files import replace_atomically
-from polyp_sam_hf.training.checkpointing import save_pretrained_atomic
-from polyp_sam_hf.evaluation.comparison import results_section
-from polyp_sam_hf.models.convert import get_arch
-from polyp_sam_hf.data.sources import SOURCES
 from polyp_sam_hf.core.errors import ConfigError, PolypSamError
-from polyp_sam_hf.models.mask_prompts import CONFIG_KEY as MASK_PROMPT_KEY
-from polyp_sam_hf.models.loading import load_model_and_processor
+from polyp_sam_hf.core.files import replace_atomically
 from polyp_sam_hf.data.preprocessing import Preprocessing, scale_boxes
+from polyp_sam_hf.data.sources import SOURCES
+from polyp_sam_hf.data.splits import SPLIT_PRESETS
+from polyp_sam_hf.data.synthetic import synth_frame
+from polyp_sam_hf.evaluation.comparison import read_metrics, results_section
+from polyp_sam_hf.models.convert import get_arch
+from polyp_sam_hf.models.loading import load_model_and_processor
+from polyp_sam_hf.models.mask_prompts import CONFIG_KEY as MASK_PROMPT_KEY
+from polyp_sam_hf.models.provenance import (
+    base_model_of,
+    config_value,
+    is_hub_id,
+    model_origin,
+    read_train_config,
+    trained_split,
+    weights_sha256,
+)
 from polyp_sam_hf.models.segmenter import decode
-from polyp_sam_hf.models.provenance import base_model_of, config_value, is_hub_id, model_origin, read_train_config, trained_split, weights_sha256
+from polyp_sam_hf.training.checkpointing import save_pretrained_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -113,12 +128,6 @@ def standalone_logits(folder: str | Path, inputs: dict | None = None) -> tuple[s
     Raises:
         RuntimeError: the folder does not load without this library; the message has the error.
     """
-    import os
-    import subprocess
-    import sys
-    import tempfile
-
-    from safetensors.torch import save_file
 
     folder = Path(folder).resolve()
     inputs = inputs or _probe_inputs(SamProcessor.from_pretrained(folder))
@@ -178,7 +187,6 @@ def eval_results(metrics: dict) -> list[EvalResult]:
 
 def write_examples(folder: Path, count: int = 2) -> list[str]:
     """Synthetic example frames for the widget (never the datasets' images: their terms forbid it)."""
-    from polyp_sam_hf.data.synthetic import synth_frame
 
     rng = np.random.default_rng(0)
     (folder / EXAMPLES_DIR).mkdir(parents=True, exist_ok=True)
@@ -195,7 +203,6 @@ def _split_facts(train_config: dict | None) -> dict | None:
     """The recorded split of the run, with its preset's description, for the card's data section."""
     if not train_config or "split_preset" not in train_config:
         return None
-    from polyp_sam_hf.data.splits import SPLIT_PRESETS
 
     split = trained_split(train_config)
     return {"preset": split.preset, "description": SPLIT_PRESETS[split.preset].description,
@@ -253,7 +260,6 @@ def metrics_of(model_dir: str | Path, metrics_path: str | Path) -> dict:
     Raises:
         ValueError: the file is no evaluation, or it scored another model (both named).
     """
-    from polyp_sam_hf.evaluation.comparison import read_metrics
 
     metrics = read_metrics(metrics_path)
     scored = metrics.get("model_sha256")

@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import copy
 import json
-from contextlib import contextmanager
 import logging
 import shutil
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from accelerate.utils import load
 
-from polyp_sam_hf.core.files import replace_atomically, restore_replaced
 from polyp_sam_hf.core.errors import CheckpointError, MissingCheckpointError
+from polyp_sam_hf.core.files import replace_atomically, restore_replaced
 from polyp_sam_hf.models.loading import merge_lora
 from polyp_sam_hf.models.provenance import TRAINING_SETTINGS
 
@@ -150,7 +152,6 @@ def resolve_checkpoint(output_dir: str | Path, value: str) -> Path:
 def _check_rng_file(accelerator, path: Path) -> None:
     """Accelerate reads each process's RNG states itself and, when they cannot be read, says so
     only at INFO level; read them first (as data only) so the user sees a warning."""
-    from accelerate.utils import load
 
     rng_file = path / f"random_states_{accelerator.process_index}.pkl"
     try:
@@ -220,7 +221,6 @@ def restore_scheduler(scheduler, saved: dict | None, step: int) -> None:
     if saved is not None:
         scheduler.load_state_dict(saved)
         return
-    import warnings
 
     logger.warning("The checkpoint has no scheduler state in %s (an older version wrote it): replaying the "
                    "schedule to step %d", STATE_FILE, step)

@@ -9,6 +9,7 @@ then override. A key in the file that is not a field is an error naming the file
 from __future__ import annotations
 
 import argparse
+import difflib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -16,13 +17,13 @@ import yaml
 from transformers import HfArgumentParser
 from transformers.trainer_utils import SchedulerType
 
-from polyp_sam_hf.models.attention import VISION_ATTENTION
+from polyp_sam_hf.core.errors import ConfigError
 from polyp_sam_hf.data.prompts import PROMPT_MODES
 from polyp_sam_hf.data.splits import SPLIT_PRESETS
-from polyp_sam_hf.core.errors import ConfigError
-from polyp_sam_hf.training.losses import LOSSES
-from polyp_sam_hf.models.mask_prompts import MASK_PROMPTS
+from polyp_sam_hf.models.attention import VISION_ATTENTION
 from polyp_sam_hf.models.loading import STRATEGIES
+from polyp_sam_hf.models.mask_prompts import MASK_PROMPTS
+from polyp_sam_hf.training.losses import LOSSES
 
 
 def _check_ranges(config, rules: dict[str, tuple[float | None, float | None]]) -> None:
@@ -249,7 +250,6 @@ def resolve_config_path(given: str | Path) -> Path:
 
 def did_you_mean(given: list[str], known) -> str:
     """` (did you mean --learning_rate?)` for the closest known names, or nothing."""
-    import difflib
 
     close = [m for g in given for m in difflib.get_close_matches(g, list(known), n=1, cutoff=0.6)]
     return f" (did you mean {', '.join(close)}?)" if close else ""

@@ -27,6 +27,26 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from polyp_sam_hf.core.errors import REPORTED, ConfigError, DataError, PolypSamError
+from polyp_sam_hf.core.threads import set_cpu_threads
+from polyp_sam_hf.data.augment import add_flips
+from polyp_sam_hf.data.batches import PromptDataset, collate
+from polyp_sam_hf.data.loading import is_prepared, load_polyp_data, recorded_split
+from polyp_sam_hf.data.pixel_cache import build_pixel_cache
+from polyp_sam_hf.evaluation.evaluate import evaluate_loader
+from polyp_sam_hf.evaluation.figures import plot_training_curves
+from polyp_sam_hf.evaluation.report import test_report
+from polyp_sam_hf.models.embedding_cache import build_embedding_cache
+from polyp_sam_hf.models.loading import (
+    BUILTIN_MODELS,
+    check_model_available,
+    count_parameters,
+    freeze_unreached,
+    get_strategy,
+    load_model_and_processor,
+    model_class_for,
+)
+from polyp_sam_hf.models.mask_prompts import set_mask_prompt
+from polyp_sam_hf.models.segmenter import prompt_logits
 from polyp_sam_hf.training.checkpointing import (
     FINISHED,
     INTERRUPTED,
@@ -38,28 +58,8 @@ from polyp_sam_hf.training.checkpointing import (
     step_name,
 )
 from polyp_sam_hf.training.config import DataArguments, ModelArguments, TrainArguments, config_to_dict, parse_config
-from polyp_sam_hf.data.augment import add_flips
-from polyp_sam_hf.data.batches import PromptDataset, collate
-from polyp_sam_hf.data.loading import is_prepared, load_polyp_data, recorded_split
-from polyp_sam_hf.models.embedding_cache import build_embedding_cache
-from polyp_sam_hf.evaluation.evaluate import evaluate_loader
-from polyp_sam_hf.models.segmenter import prompt_logits
-from polyp_sam_hf.models.mask_prompts import set_mask_prompt
 from polyp_sam_hf.training.losses import batch_loss, get_loss
-from polyp_sam_hf.core.threads import set_cpu_threads
-from polyp_sam_hf.models.loading import (
-    BUILTIN_MODELS,
-    check_model_available,
-    count_parameters,
-    freeze_unreached,
-    get_strategy,
-    load_model_and_processor,
-    model_class_for,
-)
-from polyp_sam_hf.data.pixel_cache import build_pixel_cache
-from polyp_sam_hf.evaluation.report import test_report
 from polyp_sam_hf.training.stopping import GracefulStop
-from polyp_sam_hf.evaluation.figures import plot_training_curves
 
 logger = get_logger(__name__)
 

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from polyp_sam_hf.models.segmenter import upsample_to_input, valid_region
 from polyp_sam_hf.core.registry import lookup
+from polyp_sam_hf.models.segmenter import upsample_to_input, valid_region
 
 SMOOTH = 1.0  # keeps the loss finite, and near 0, for an empty target predicted empty
 

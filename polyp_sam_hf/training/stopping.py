@@ -16,7 +16,6 @@ import logging
 import signal
 import threading
 
-
 logger = logging.getLogger(__name__)
 
 
