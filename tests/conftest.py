@@ -93,8 +93,9 @@ def demo_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def prepared_demo(tmp_path_factory) -> Path:
     """A small prepared demo DatasetDict on disk: 16 training frames, 2 per test set."""
-    from polyp_sam_hf.data.loading import SplitSettings, save_prepared
+    from polyp_sam_hf.data.loading import save_prepared
     from polyp_sam_hf.data.prepare import prepare_dataset
+    from polyp_sam_hf.data.splits import SplitSettings
     from polyp_sam_hf.data.synthetic import write_demo_data
 
     root = tmp_path_factory.mktemp("prepared")

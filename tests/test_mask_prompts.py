@@ -11,6 +11,7 @@ from conftest import train_args
 
 from polyp_sam_hf.commands.cli import main as cli_main
 from polyp_sam_hf.core.errors import ConfigError
+from polyp_sam_hf.evaluation.baselines import ellipse_mask
 from polyp_sam_hf.models.loading import load_model_and_processor
 from polyp_sam_hf.models.mask_prompts import (
     CONFIG_KEY,
@@ -20,6 +21,16 @@ from polyp_sam_hf.models.mask_prompts import (
     mask_prompt_name,
     set_mask_prompt,
 )
+
+
+@pytest.mark.parametrize("box", [(10, 12, 40, 30), (3.4, 7.9, 50.2, 21.6), (0, 0, 63, 63), (20, 20, 21, 26)])
+def test_the_mask_prompt_and_the_baseline_draw_one_ellipse(box):
+    # on a grid of one cell per pixel, the prompt's cell centres are pixel centres: a box whose
+    # outer pixel edges are those of the baseline's inclusive-max box gives the same pixels
+    x0, y0, x1, y1 = box
+    prompt = ellipse_mask_prompt(torch.tensor([[[x0 - 0.5, y0 - 0.5, x1 + 0.5, y1 + 0.5]]]) + 0.5,
+                                 torch.tensor([[True]]), 64, 64)[0, 0] > 0
+    assert (prompt.numpy() == ellipse_mask(box, 64, 64)).all()
 
 
 def test_ellipse_prompt_is_the_inscribed_ellipse_of_each_valid_box():

@@ -13,6 +13,7 @@ from PIL import Image
 
 from polyp_sam_hf.commands.cli import main as cli_main
 from polyp_sam_hf.data.loading import SPLIT_RECORD, load_polyp_data
+from polyp_sam_hf.data.splits import SplitSettings
 from polyp_sam_hf.data.synthetic import synth_frame
 from polyp_sam_hf.training import loop as training
 from polyp_sam_hf.training.config import parse_config
@@ -69,16 +70,16 @@ def test_a_seed_sweep_never_trains_on_a_test_frame(clinicdb_release, tmp_path, m
     assert code == 1
 
 
-def test_a_run_recorded_before_the_split_seed_is_read_back_with_its_training_seed(tmp_path):
+def test_a_flag_that_contradicts_the_recorded_split_is_refused(tmp_path):
     from polyp_sam_hf.evaluation.evaluate import EvaluateConfig, resolve_split
 
-    old_record = {"split_preset": "paper", "val_fraction": 0.2, "seed": 7}  # no split_seed: drawn with seed 7
-    split = resolve_split(EvaluateConfig(model="m", data="d", output="o"), old_record)
-    assert split.seed == 7
+    record = {"split_preset": "paper", "val_fraction": 0.2, "split_seed": 7}
+    assert resolve_split(EvaluateConfig(model="m", data="d", output="o"), record).seed == 7
     with pytest.raises(ValueError, match="split seed 7.*would score frames it trained on"):
-        resolve_split(EvaluateConfig(model="m", data="d", output="o", split_seed=42), old_record)
+        resolve_split(EvaluateConfig(model="m", data="d", output="o", split_seed=42), record)
     # no record (a Hub model): the flags, or the defaults
     assert resolve_split(EvaluateConfig(model="m", data="d", output="o", split_seed=3), None).seed == 3
+    assert resolve_split(EvaluateConfig(model="m", data="d", output="o"), None) == SplitSettings()
 
 
 def test_training_records_the_split_a_prepared_dataset_holds(prepared_demo, tmp_path):

@@ -25,6 +25,7 @@ prefer_passive_waiting()  # an entry point: before PyTorch loads (threads.py say
 
 from polyp_sam_hf.commands import app, publish  # noqa: E402
 from polyp_sam_hf.core.errors import REPORTED, ConfigError  # noqa: E402
+from polyp_sam_hf.data.splits import SplitSettings  # noqa: E402
 
 
 def _add_demo_data(parser: argparse.ArgumentParser) -> None:
@@ -47,9 +48,9 @@ def _add_prepare(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--data-root", required=True, type=Path, help="PraNet layout or releases")
     parser.add_argument("--output", required=True, type=Path, help="where save_to_disk writes")
-    parser.add_argument("--split-preset", default="paper", choices=sorted(SPLIT_PRESETS))
-    parser.add_argument("--val-fraction", type=float, default=0.2, help="per training source")
-    parser.add_argument("--seed", type=int, default=42, help="the split seed: draws the release split and validation")
+    parser.add_argument("--split-preset", default=SplitSettings.preset, choices=sorted(SPLIT_PRESETS))
+    parser.add_argument("--val-fraction", type=float, default=SplitSettings.val_fraction, help="per training source")
+    parser.add_argument("--seed", type=int, default=SplitSettings.seed, help="the split seed: draws the release split and validation")
     parser.add_argument("--overwrite", action="store_true", help="replace a dataset already prepared in --output")
     parser.add_argument("--min-component-area", type=int, default=10, help="smallest polyp in pixels: smaller specks are left out of `box` and `boxes`")
     parser.add_argument(
@@ -62,7 +63,7 @@ def _add_prepare(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_prepare(args: argparse.Namespace) -> int:
-    from polyp_sam_hf.data.loading import SplitSettings, save_prepared
+    from polyp_sam_hf.data.loading import save_prepared
     from polyp_sam_hf.data.prepare import prepare_dataset
 
     dataset, report = prepare_dataset(
@@ -115,8 +116,8 @@ def _add_evaluate(parser: argparse.ArgumentParser) -> None:
     split = parser.add_argument_group("split of a raw data root (a prepared dataset holds its own)")
     split.add_argument("--split-preset", choices=sorted(SPLIT_PRESETS),
                        help="default: the one the model's run trained on, else paper")
-    split.add_argument("--split-seed", type=int, help="default: the model's run's split seed, else 42")
-    split.add_argument("--val-fraction", type=float, help="default: the model's run's, else 0.2")
+    split.add_argument("--split-seed", type=int, help=f"default: the model's run's split seed, else {SplitSettings.seed}")
+    split.add_argument("--val-fraction", type=float, help=f"default: the model's run's, else {SplitSettings.val_fraction}")
     parser.add_argument("--paper-run", choices=sorted(PAPER_RUNS),
                         help="the paper run this model reproduces, for the difference to the paper's row "
                              "(default: read from the run's record: base model, strategy, split)")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import datasets
@@ -19,20 +19,12 @@ import datasets
 from polyp_sam_hf.core.files import replace_atomically
 from polyp_sam_hf.data.prepare import prepare_dataset
 from polyp_sam_hf.data.reading import DataError
+from polyp_sam_hf.data.splits import SplitSettings
 from polyp_sam_hf.data.synthetic import write_demo_data
 
 logger = logging.getLogger(__name__)
 
 SPLIT_RECORD = "polyp_sam_split.json"
-
-
-@dataclass(frozen=True)
-class SplitSettings:
-    """How frames were divided: the split preset, the validation fraction and the split seed."""
-
-    preset: str = "paper"
-    val_fraction: float = 0.2
-    seed: int = 42
 
 
 def is_prepared(path: str | Path) -> bool:
@@ -52,9 +44,9 @@ def recorded_split(path: str | Path) -> SplitSettings | None:
 
 def load_polyp_data(
     data: str | Path,
-    split_preset: str = "paper",
-    val_fraction: float = 0.2,
-    seed: int = 42,
+    split_preset: str = SplitSettings.preset,
+    val_fraction: float = SplitSettings.val_fraction,
+    seed: int = SplitSettings.seed,
     generate_demo_data: bool = False,
 ) -> datasets.DatasetDict:
     """Load a prepared DatasetDict, or prepare a raw data root in memory.

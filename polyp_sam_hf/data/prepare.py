@@ -30,7 +30,7 @@ from polyp_sam_hf.data.layouts import Discovery, PairRecord, Skipped, discover
 from polyp_sam_hf.data.prompts import box_iou, polyp_prompts
 from polyp_sam_hf.data.reading import DataError, encode_png, read_pair
 from polyp_sam_hf.data.sources import frame_key
-from polyp_sam_hf.data.splits import assign_splits, get_split_preset
+from polyp_sam_hf.data.splits import SplitSettings, assign_splits, get_split_preset
 from polyp_sam_hf.data.synthetic import SYNTHETIC_DESCRIPTION, SYNTHETIC_MARKER
 
 logger = logging.getLogger(__name__)
@@ -164,9 +164,9 @@ def build_row(pair: PairRecord, min_component_area: int = 10) -> dict:
 
 def prepare_dataset(
     data_root: str | Path,
-    split_preset: str = "paper",
-    val_fraction: float = 0.2,
-    seed: int = 42,
+    split_preset: str = SplitSettings.preset,
+    val_fraction: float = SplitSettings.val_fraction,
+    seed: int = SplitSettings.seed,
     min_component_area: int = 10,
     skip_bad_files: bool = False,
 ) -> tuple[datasets.DatasetDict, PrepareReport]:

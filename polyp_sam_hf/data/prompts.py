@@ -30,6 +30,28 @@ def mask_to_box(mask: np.ndarray) -> list[float] | None:
     return [float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())]
 
 
+def inside_inscribed_ellipse(edges, xs, ys, min_radius: float = 0.0):
+    """Which points lie inside the axis-aligned ellipse inscribed in a box: the one ellipse of the
+    library (the ellipse baseline draws it in a frame's pixels, the ellipse mask prompt on SAM's
+    prompt grid).
+
+    Works on numpy arrays and torch tensors alike.
+
+    Args:
+        edges: (..., 4) the box's outer edges `left, top, right, bottom`, continuous coordinates.
+        xs: (W,) the x coordinate of each column of points; ys: (H,) of each row.
+        min_radius: the semi-axes are at least this (keeps a degenerate box from dividing by 0).
+
+    Returns:
+        (..., H, W) bool: inside or on the ellipse.
+    """
+    left, top, right, bottom = (edges[..., i, None, None] for i in range(4))
+    cx, cy = (left + right) / 2, (top + bottom) / 2
+    rx = ((right - left) / 2).clip(min=min_radius)
+    ry = ((bottom - top) / 2).clip(min=min_radius)
+    return ((xs[None, :] - cx) / rx) ** 2 + ((ys[:, None] - cy) / ry) ** 2 <= 1
+
+
 def box_iou(a, b) -> float:
     """Intersection over union of two inclusive pixel boxes `[x_min, y_min, x_max, y_max]`."""
     ix = min(a[2], b[2]) - max(a[0], b[0]) + 1

@@ -25,6 +25,16 @@ from polyp_sam_hf.core.registry import lookup
 from polyp_sam_hf.data.layouts import PairRecord
 from polyp_sam_hf.data.sources import SOURCES, get_source
 
+
+@dataclass(frozen=True)
+class SplitSettings:
+    """How frames were divided: the split preset, the validation fraction and the split seed. The
+    library's split defaults, written here only (`SplitSettings.preset` and so on elsewhere)."""
+
+    preset: str = "paper"
+    val_fraction: float = 0.2  # the paper's 80/20 train/validation, per training source
+    seed: int = 42
+
 logger = logging.getLogger(__name__)
 
 # (train, test) from one dataset's release frames, sorted by id; the generator is seeded

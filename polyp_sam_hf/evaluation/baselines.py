@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from polyp_sam_hf.core.registry import lookup
+from polyp_sam_hf.data.prompts import inside_inscribed_ellipse
 
 
 def box_mask(box: Sequence[float], height: int, width: int) -> np.ndarray:
@@ -27,10 +28,8 @@ def ellipse_mask(box: Sequence[float], height: int, width: int) -> np.ndarray:
     semi-axes `((x1 - x0 + 1) / 2, (y1 - y0 + 1) / 2)`; a pixel is inside when its centre is.
     """
     x0, y0, x1, y1 = (float(v) for v in box)
-    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
-    ax, ay = (x1 - x0 + 1.0) / 2.0, (y1 - y0 + 1.0) / 2.0
-    yy, xx = np.ogrid[0:height, 0:width]
-    return ((xx - cx) / ax) ** 2 + ((yy - cy) / ay) ** 2 <= 1.0
+    edges = np.array([x0 - 0.5, y0 - 0.5, x1 + 0.5, y1 + 0.5])  # pixel x spans [x - 0.5, x + 0.5]
+    return inside_inscribed_ellipse(edges, np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
 
 
 BASELINES: dict[str, Callable[[Sequence[float], int, int], np.ndarray]] = {

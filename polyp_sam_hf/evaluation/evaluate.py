@@ -23,10 +23,11 @@ from tqdm.auto import tqdm
 
 from polyp_sam_hf.core.errors import ConfigError, DataError
 from polyp_sam_hf.core.registry import lookup
-from polyp_sam_hf.data.loading import SplitSettings, is_prepared, load_polyp_data, recorded_split
+from polyp_sam_hf.data.loading import is_prepared, load_polyp_data, recorded_split
 from polyp_sam_hf.data.prompts import PROMPT_FREE, SELF_PROMPTED, jitter_box, prompt_boxes
 from polyp_sam_hf.data.reading import stored_mask
 from polyp_sam_hf.data.sources import frame_key
+from polyp_sam_hf.data.splits import SplitSettings
 from polyp_sam_hf.data.synthetic import is_synthetic
 from polyp_sam_hf.evaluation.baselines import BASELINES, baseline_prediction
 from polyp_sam_hf.evaluation.comparison import identify, results_markdown

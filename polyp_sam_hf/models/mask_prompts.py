@@ -19,6 +19,7 @@ import torch
 
 from polyp_sam_hf.core.errors import ConfigError
 from polyp_sam_hf.core.registry import lookup
+from polyp_sam_hf.data.prompts import inside_inscribed_ellipse
 
 CONFIG_KEY = "polyp_sam_mask_prompt"
 # Strength of the prompt: a confident mask (sigmoid 0.993) that the decoder can still overrule.
@@ -44,11 +45,7 @@ def ellipse_mask_prompt(boxes: torch.Tensor, valid: torch.Tensor, input_size: in
         (B, 1, grid, grid) float logits: +ELLIPSE_LOGIT inside any valid box's ellipse, else -ELLIPSE_LOGIT.
     """
     centres = (torch.arange(grid, device=boxes.device, dtype=torch.float32) + 0.5) * (input_size / grid)
-    b = boxes.float()[..., None, None]  # (B, K, 4, 1, 1)
-    cx, cy = (b[:, :, 0] + b[:, :, 2]) / 2, (b[:, :, 1] + b[:, :, 3]) / 2
-    rx = ((b[:, :, 2] - b[:, :, 0]) / 2).clamp(min=1.0)
-    ry = ((b[:, :, 3] - b[:, :, 1]) / 2).clamp(min=1.0)
-    inside = ((centres.view(1, 1, 1, -1) - cx) / rx) ** 2 + ((centres.view(1, 1, -1, 1) - cy) / ry) ** 2 <= 1
+    inside = inside_inscribed_ellipse(boxes.float(), centres, centres, min_radius=1.0)  # (B, K, grid, grid)
     inside = (inside & valid[..., None, None].bool()).any(1, keepdim=True)  # (B, 1, grid, grid)
     return torch.where(inside, ELLIPSE_LOGIT, -ELLIPSE_LOGIT)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from polyp_sam_hf.core.files import sha256_file
-from polyp_sam_hf.data.loading import SplitSettings
+from polyp_sam_hf.data.splits import SplitSettings
 from polyp_sam_hf.models.loading import BUILTIN_MODELS, is_hub_id
 
 TRAINING_SETTINGS = "polyp_sam_training.json"  # in best/: the settings of the run that wrote it
@@ -60,12 +60,13 @@ def weights_sha256(model: str | Path) -> str | None:
 
 
 def trained_split(train_config: dict | None):
-    """The split (`data.loading.SplitSettings`) a run trained on, from its record, or None. Runs
-    recorded before the split had its own seed drew it with the training seed, read back for them."""
+    """The split (`data.splits.SplitSettings`) a run trained on, from its record, or None."""
     if not train_config:
         return None
-    return SplitSettings(train_config.get("split_preset", "paper"), train_config.get("val_fraction", 0.2),
-                         train_config.get("split_seed", train_config.get("seed", 42)))
+    default = SplitSettings()
+    return SplitSettings(train_config.get("split_preset", default.preset),
+                         train_config.get("val_fraction", default.val_fraction),
+                         train_config.get("split_seed", default.seed))
 
 
 def read_train_config(model_dir: str | Path) -> dict | None:

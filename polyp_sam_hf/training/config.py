@@ -19,7 +19,7 @@ from transformers.trainer_utils import SchedulerType
 
 from polyp_sam_hf.core.errors import ConfigError
 from polyp_sam_hf.data.prompts import PROMPT_MODES
-from polyp_sam_hf.data.splits import SPLIT_PRESETS
+from polyp_sam_hf.data.splits import SPLIT_PRESETS, SplitSettings
 from polyp_sam_hf.models.attention import VISION_ATTENTION
 from polyp_sam_hf.models.loading import STRATEGIES
 from polyp_sam_hf.models.mask_prompts import MASK_PROMPTS
@@ -91,12 +91,12 @@ class DataArguments:
     generate_demo_data: bool = field(
         default=False, metadata={"help": "If --data does not exist, write the synthetic demo data there."}
     )
-    split_preset: str = field(default="paper", metadata={"help": "Split preset for a raw data root (a prepared "
+    split_preset: str = field(default=SplitSettings.preset, metadata={"help": "Split preset for a raw data root (a prepared "
                               "dataset holds its own: the one it was prepared with is recorded).",
                               "choices": list(SPLIT_PRESETS)})
-    val_fraction: float = field(default=0.2, metadata={"help": "Validation part of each training source (raw root)."})
+    val_fraction: float = field(default=SplitSettings.val_fraction, metadata={"help": "Validation part of each training source (raw root)."})
     split_seed: int = field(
-        default=42, metadata={"help": "Seeds the split of a raw data root (train/validation/test), apart from --seed, "
+        default=SplitSettings.seed, metadata={"help": "Seeds the split of a raw data root (train/validation/test), apart from --seed, "
                               "so a seed sweep trains on the same frames and never on a test frame."})
     prompt_mode: str = field(
         default="single", metadata={"help": "single: the whole-mask box (paper); per-component: one box per polyp; none: no box at all, "
