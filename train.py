@@ -14,7 +14,7 @@ from polyp_sam_hf.core.threads import prefer_passive_waiting
 
 prefer_passive_waiting()  # before PyTorch loads (polyp_sam_hf/core/threads.py says why)
 
-from polyp_sam_hf.training.loop import main  # noqa: E402
+from polyp_sam_hf.commands.train import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

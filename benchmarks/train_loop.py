@@ -61,7 +61,7 @@ def measure(args, work: Path) -> dict:
         return real_log(values, step=step, **kwargs)
 
     run.accelerator.log = timed_log
-    with GracefulStop() as stop:
+    with GracefulStop(on_request=run.accelerator.set_trigger) as stop:
         training.train_steps(run, stop)
     run.accelerator.log = real_log
     loop_s = (times[-1] - times[args.warmup - 1]) / (len(times) - args.warmup)

@@ -12,6 +12,7 @@ from conftest import train_args
 from PIL import Image
 
 from polyp_sam_hf.commands.cli import main as cli_main
+from polyp_sam_hf.commands.train import main as train_main
 from polyp_sam_hf.data.loading import SPLIT_RECORD, load_polyp_data
 from polyp_sam_hf.data.splits import SplitSettings
 from polyp_sam_hf.data.synthetic import synth_frame
@@ -172,7 +173,7 @@ def test_a_bad_prepared_dataset_is_named_with_what_to_do(case, prepared_demo, tm
         shutil.copytree(prepared_demo, target)
         for arrow in target.rglob("*.arrow"):
             arrow.write_bytes(arrow.read_bytes()[:100])
-    code = training.main(train_args(target, tmp_path / "run", "--max_steps", "1"))
+    code = train_main(train_args(target, tmp_path / "run", "--max_steps", "1"))
     err = capsys.readouterr().err
     assert code == 1 and str(target) in err and "Traceback" not in err
     assert "polyp-sam prepare" in err
@@ -187,7 +188,7 @@ def test_training_rows_without_a_box_are_refused_or_left_out(prepared_demo, tmp_
     none_box = ds["train"].map(lambda row: {"box": None})
     all_null = datasets.DatasetDict({"train": none_box, "validation": ds["validation"]})
     all_null.save_to_disk(str(tmp_path / "null"))
-    assert training.main(train_args(tmp_path / "null", tmp_path / "run1", "--max_steps", "1")) == 1
+    assert train_main(train_args(tmp_path / "null", tmp_path / "run1", "--max_steps", "1")) == 1
     assert "no 'train' row has a box" in capsys.readouterr().err
     some = ds["train"].map(lambda row, i: {"box": None if i < 3 else row["box"]}, with_indices=True)
     datasets.DatasetDict({"train": some, "validation": ds["validation"]}).save_to_disk(str(tmp_path / "some"))

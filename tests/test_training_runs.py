@@ -12,6 +12,7 @@ from conftest import train_args
 from safetensors.torch import load_file
 from transformers import SamModel, SamProcessor
 
+from polyp_sam_hf.commands.train import main as train_main
 from polyp_sam_hf.training import loop as training
 from polyp_sam_hf.training.checkpointing import resolve_checkpoint, save_training_state
 from polyp_sam_hf.training.config import parse_config
@@ -156,7 +157,7 @@ def test_ctrl_c_saves_interrupted_and_exits_nonzero(prepared_demo, tmp_path, mon
 
     monkeypatch.setattr(training, "batch_loss", interrupt)
     out = tmp_path / "run"
-    code = training.main(train_args(prepared_demo, out, "--max_steps", "5"))
+    code = train_main(train_args(prepared_demo, out, "--max_steps", "5"))
     assert code == 130
     state = json.loads((out / "checkpoints" / "interrupted" / "trainer_state.json").read_text())
     assert state["step"] == 2
@@ -306,7 +307,7 @@ def test_ctrl_c_during_accumulation_resumes_exactly(how, saved_step, saved_batch
     run(prepared_demo, straight, *ACCUMULATING)
     out = tmp_path / "run"
     real = _interrupt_at(monkeypatch, 1 + 5, how)  # the fifth micro-batch: step 2's second
-    assert training.main(train_args(prepared_demo, out, *ACCUMULATING)) == 130
+    assert train_main(train_args(prepared_demo, out, *ACCUMULATING)) == 130
     state = json.loads((out / "checkpoints" / "interrupted" / "trainer_state.json").read_text())
     assert (state["step"], state["epoch"], state["batches_in_epoch"]) == (saved_step, 0, saved_batches)
     monkeypatch.setattr(training, "batch_loss", real)
@@ -433,7 +434,7 @@ def test_ctrl_c_while_the_interrupt_checkpoint_is_saved_waits_for_it(prepared_de
     monkeypatch.setattr(Accelerator, "save_state", impatient)
     out = tmp_path / "run"
     with caplog.at_level("WARNING"):
-        assert training.main(train_args(prepared_demo, out, *ACCUMULATING)) == 130
+        assert train_main(train_args(prepared_demo, out, *ACCUMULATING)) == 130
     assert (out / "checkpoints" / "interrupted" / "trainer_state.json").is_file()
     assert not list((out / "checkpoints").glob(".*"))  # no half-written .interrupted.tmp
     assert any("still saving checkpoints/interrupted" in r.getMessage() for r in caplog.records)

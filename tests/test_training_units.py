@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from polyp_sam_hf.commands.train import main as train_main
 from polyp_sam_hf.core.errors import ConfigError
 from polyp_sam_hf.data.batches import PromptDataset, collate
 from polyp_sam_hf.data.preprocessing import resized_shape
@@ -245,7 +246,7 @@ def test_box_jitter_is_seeded_per_epoch(prepared_demo):
 def test_train_command_reports_a_missing_model_without_a_traceback(prepared_demo, tmp_path, capsys):
     from conftest import train_args
 
-    from polyp_sam_hf.training.loop import main
+    from polyp_sam_hf.commands.train import main
 
     argv = train_args(tmp_path / "no-data-read", tmp_path / "run") + ["--model", "facebook/sam-vit-not-cached"]
     assert main(argv) == 1
@@ -318,9 +319,9 @@ def test_a_bug_keeps_its_traceback_a_library_error_is_one_line(prepared_demo, tm
 
     monkeypatch.setattr(training, "batch_loss", broken)
     with pytest.raises(ValueError, match="shape mismatch inside torch"):
-        training.main(train_args(prepared_demo, tmp_path / "run", "--max_steps", "1"))
+        train_main(train_args(prepared_demo, tmp_path / "run", "--max_steps", "1"))
     monkeypatch.undo()
-    assert training.main(train_args(tmp_path / "no-such-data", tmp_path / "run2", "--max_steps", "1")) == 1
+    assert train_main(train_args(tmp_path / "no-such-data", tmp_path / "run2", "--max_steps", "1")) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "no-such-data" in err and "Traceback" not in err
 

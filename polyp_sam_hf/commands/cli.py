@@ -260,7 +260,7 @@ def _run_reproduce(args: argparse.Namespace) -> int:
 
 
 def _run_train(argv: list[str]) -> int:
-    from polyp_sam_hf.training.loop import main as train_main
+    from polyp_sam_hf.commands.train import main as train_main
 
     return train_main(argv)
 

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import math
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,13 +18,13 @@ from pathlib import Path
 import datasets
 import torch
 import yaml
-from accelerate import Accelerator, PartialState
+from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import DataLoaderConfiguration, parse_flag_from_env, set_seed
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from polyp_sam_hf.core.errors import REPORTED, ConfigError, DataError, PolypSamError
+from polyp_sam_hf.core.errors import ConfigError, DataError, PolypSamError
 from polyp_sam_hf.core.threads import set_cpu_threads
 from polyp_sam_hf.data.augment import add_flips
 from polyp_sam_hf.data.batches import PromptDataset, collate
@@ -57,7 +55,7 @@ from polyp_sam_hf.training.checkpointing import (
     save_training_state,
     step_name,
 )
-from polyp_sam_hf.training.config import DataArguments, ModelArguments, TrainArguments, config_to_dict, parse_config
+from polyp_sam_hf.training.config import DataArguments, ModelArguments, TrainArguments, config_to_dict
 from polyp_sam_hf.training.losses import batch_loss, get_loss
 from polyp_sam_hf.training.stopping import GracefulStop
 
@@ -282,7 +280,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
         `{"best_dice", "best_step", "steps", "test": {...}}`; `test` is empty when skipped.
     """
     run = setup(model_args, data_args, train_args)
-    with GracefulStop() as stop:
+    with GracefulStop(on_request=run.accelerator.set_trigger) as stop:
         try:
             train_steps(run, stop)
         except KeyboardInterrupt:
@@ -419,8 +417,8 @@ def _epoch(run: Run, stop: GracefulStop, bar, train_loss: float | None) -> tuple
             # summed on the device: a micro-batch never waits for the host
             running, micro = (loss.detach() if running is None else running + loss.detach()), micro + 1
             if accelerator.sync_gradients:
-                # before the optimiser applies it: the step's loss, NaN and Ctrl-C in one host sync
-                train_loss = _end_of_step(running / micro, state.step + 1, stop, accelerator)
+                # before the optimiser applies it: the step's loss and NaN check in one host sync
+                train_loss = _end_of_step(running / micro, state.step + 1, accelerator)
                 if args.max_grad_norm:
                     accelerator.clip_grad_norm_(run.params, args.max_grad_norm)
             run.optimizer.step()
@@ -442,7 +440,7 @@ def _epoch(run: Run, stop: GracefulStop, bar, train_loss: float | None) -> tuple
             run.checkpoint(step_name(state.step), keep_last=args.save_total_limit)
         if state.step >= run.total_steps or state.step == args.stop_after_steps:
             return False, train_loss
-        if stop.agreed:  # Ctrl-C on some process: the step is done, every process stops here
+        if accelerator.check_trigger():  # Ctrl-C on some process: the step is done, every process stops here
             raise KeyboardInterrupt
     return True, train_loss
 
@@ -528,25 +526,20 @@ def _claim_output_dir(output_dir: Path, train_args: TrainArguments, accelerator:
     accelerator.wait_for_everyone()  # no process may see the files the main process writes next
 
 
-def _end_of_step(loss: torch.Tensor, step: int, stop: GracefulStop, accelerator: Accelerator) -> float:
-    """The optimiser step's mean loss over all processes, read with the one host sync of the step,
-    which also carries whether any process saw a non-finite loss or a Ctrl-C (so all stop together
-    and none waits in a collective). Sets `stop.agreed`.
+def _end_of_step(loss: torch.Tensor, step: int, accelerator: Accelerator) -> float:
+    """The optimiser step's mean loss over all processes: one reduce and one host read per step. A
+    NaN or infinite loss on any process makes the mean non-finite on every process, so all stop
+    together and none waits in a collective.
 
     Raises:
-        NonFiniteLossError: a process's loss is NaN or infinite (before the optimiser applies it).
+        NonFiniteLossError: the loss is NaN or infinite (before the optimiser applies it).
     """
-    flags = torch.stack([loss.float(), (~torch.isfinite(loss)).float(),
-                         torch.tensor(float(stop.requested), device=loss.device)])
-    if accelerator.num_processes > 1:
-        flags = accelerator.reduce(torch.nan_to_num(flags, nan=0.0, posinf=0.0, neginf=0.0), reduction="sum")
-        flags[0] /= accelerator.num_processes
-    value, nonfinite, stop_requested = flags.tolist()
-    if nonfinite:
+    value = accelerator.reduce(loss.float(), reduction="mean").item()
+    if not math.isfinite(value):
+        own = loss.item()
         raise NonFiniteLossError(
-            f"Loss is {loss.item() if not torch.isfinite(loss) else 'not finite on another process'} at step {step}: "
+            f"Loss is {own if not math.isfinite(own) else 'not finite on another process'} at step {step}: "
             "stopping. Lower --learning_rate, try --mixed_precision bf16 instead of fp16, or set --max_grad_norm.")
-    stop.agreed = bool(stop_requested)
     return value
 
 
@@ -559,34 +552,3 @@ def _check_in_sync(accelerator: Accelerator, model: torch.nn.Module) -> None:
     if not torch.allclose(every, every[:1].expand_as(every), rtol=1e-9, atol=0):
         raise RuntimeError(f"Weights differ across processes after training: {every.tolist()}")
     logger.info("Weights identical on all %d processes", accelerator.num_processes, main_process_only=True)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command line: parse the config, train, print the test table."""
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    try:
-        results = train(*parse_config(argv))
-    except KeyboardInterrupt:
-        return 130
-    except REPORTED as err:  # bad settings, data, model or path: the message says what to do; a bug keeps its traceback
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    if PartialState().is_main_process:
-        print(f"\nBest validation Dice {results['best_dice']:.4f} at step {results['best_step']}.")
-        if results.get("test"):
-            print(results["test"]["table"])
-        print(where_results_are(Path(results["output_dir"])))
-    return 0
-
-
-def where_results_are(output_dir: Path) -> str:
-    """The run's last line: the folder and the files a user looks for, those that exist."""
-    files = [("best/", "the best validation weights, a plain SamModel folder"),
-             ("training_curves.png", "loss and validation Dice"), ("metrics.jsonl", "every validation"),
-             ("test_results.json", "the test table above")]
-    present = [f"{name} ({what})" for name, what in files if (output_dir / name.rstrip("/")).exists()]
-    return f"Results in {output_dir}: " + "; ".join(present) + "."
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
 
@@ -22,14 +23,15 @@ logger = logging.getLogger(__name__)
 class GracefulStop:
     """A SIGINT handler for the training loop (installed in the main thread only).
 
-    Use as a context manager around the loop. `requested` is this process's Ctrl-C; the training
-    loop reduces it over all processes with the step's loss (one host sync a step) into `agreed`,
-    so every process stops after the same optimiser step. Wrap the final save in `saving()`.
+    Use as a context manager around the loop. `requested` is this process's Ctrl-C; it also calls
+    `on_request` (the training loop passes Accelerate's `set_trigger`, and `check_trigger` after
+    each optimiser step makes every process stop after the same one). Wrap the final save in
+    `saving()`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_request: Callable[[], None] | None = None) -> None:
         self.requested = False
-        self.agreed = False  # some process was asked to stop, as of the last optimiser step
+        self.on_request = on_request
         self._saving = False
         self._previous = None
 
@@ -51,6 +53,8 @@ class GracefulStop:
         if self.requested:
             raise KeyboardInterrupt  # second Ctrl-C: stop now, the partial step is discarded
         self.requested = True
+        if self.on_request is not None:
+            self.on_request()
         logger.warning("Ctrl-C: finishing the optimiser step in progress, then saving checkpoints/interrupted. "
                        "Press Ctrl-C again to stop at once (the partial step is run again on resume).")
 
