@@ -7,8 +7,11 @@ from typing import TYPE_CHECKING
 
 import matplotlib
 import numpy as np
-from PIL import Image, ImageDraw
+import torch
+import torchvision.transforms.v2.functional as TF
+from PIL import Image
 from scipy import ndimage
+from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
 if TYPE_CHECKING:
     import datasets
@@ -19,6 +22,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from polyp_sam_hf.data.prompts import prompt_boxes
 from polyp_sam_hf.data.reading import stored_mask  # noqa: E402
 from polyp_sam_hf.data.sources import frame_key  # noqa: E402
+
+PRED_COLOUR, TARGET_COLOUR, BOX_COLOUR = (0, 255, 0), (255, 220, 0), (0, 255, 255)
 
 
 def plot_training_curves(history: list[dict], path: str | Path) -> Path:
@@ -57,10 +62,10 @@ def training_figure(history: list[dict]):
     return fig
 
 
-def _contour(mask: np.ndarray) -> np.ndarray:
-    """The one-pixel inner border of a boolean mask, (H, W) bool."""
-    inner = ndimage.binary_erosion(mask, iterations=1, border_value=0)
-    return mask & ~inner
+def _outline(mask: np.ndarray, thickness: int) -> np.ndarray:
+    """The inner border of a boolean (H, W) mask, `thickness` pixels wide, (H, W) bool."""
+    edge = mask & ~ndimage.binary_erosion(mask, iterations=1, border_value=0)
+    return ndimage.binary_dilation(edge, iterations=thickness - 1) & mask if thickness > 1 else edge
 
 
 def overlay(
@@ -71,7 +76,8 @@ def overlay(
     thickness: int = 2,
 ) -> Image.Image:
     """The frame with the predicted mask tinted and outlined (green), the ground-truth outline
-    (yellow) and the box prompts (cyan).
+    (yellow) and the box prompts (cyan), drawn with torchvision's `draw_segmentation_masks` and
+    `draw_bounding_boxes`.
 
     Args:
         image: RGB frame, W x H.
@@ -80,19 +86,16 @@ def overlay(
         boxes: iterable of `[x0, y0, x1, y1]` in pixels, or None.
         thickness: outline width in pixels.
     """
-    out = np.asarray(image.convert("RGB")).astype(np.float32)
+    frame = TF.pil_to_tensor(image.convert("RGB"))  # (3, H, W) uint8
     if pred is not None:
-        out[pred] = 0.6 * out[pred] + 0.4 * np.array([0, 255, 0])
-    for mask, colour in ((pred, (0, 255, 0)), (target, (255, 220, 0))):
+        frame = draw_segmentation_masks(frame, torch.from_numpy(pred), alpha=0.4, colors=PRED_COLOUR)
+    for mask, colour in ((pred, PRED_COLOUR), (target, TARGET_COLOUR)):
         if mask is not None:
-            edge = ndimage.binary_dilation(_contour(mask), iterations=max(thickness - 1, 0)) if thickness > 1 else _contour(mask)
-            out[edge] = colour
-    result = Image.fromarray(out.clip(0, 255).astype(np.uint8))
-    if boxes is not None:
-        draw = ImageDraw.Draw(result)
-        for x0, y0, x1, y1 in boxes:
-            draw.rectangle([x0, y0, x1, y1], outline=(0, 255, 255), width=thickness)
-    return result
+            frame = draw_segmentation_masks(frame, torch.from_numpy(_outline(mask, thickness)), alpha=1.0, colors=colour)
+    if boxes is not None and len(boxes):
+        frame = draw_bounding_boxes(frame, torch.as_tensor(np.asarray(boxes, np.float32).reshape(-1, 4)),
+                                    colors=BOX_COLOUR, width=thickness)
+    return TF.to_pil_image(frame)
 
 
 def best_worst_grid(split: "datasets.Dataset", masks: dict, dice: dict, folder: str | Path, per_side: int = 3,

@@ -90,6 +90,9 @@ def save_training_state(accelerator, output_dir: str | Path, name: str, state: d
     if accelerator.is_main_process:
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))
         replace_atomically(tmp, final)
+        # Rotation here, not through ProjectConfiguration(total_limit): Accelerate's automatic naming
+        # writes into the final folder and prunes before it is complete, so a crash mid-save could
+        # leave no whole checkpoint (tests/test_training_runs.py::test_interrupted_save_leaves_the_previous_checkpoint)
         if keep_last is not None:  # never fewer than one: the checkpoint just written is kept
             steps = sorted(p for p in root.glob(f"{STEP_PREFIX}*") if p.is_dir())
             for stale in steps[: max(len(steps) - max(keep_last, 1), 0)]:
