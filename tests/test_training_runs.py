@@ -13,10 +13,11 @@ from safetensors.torch import load_file
 from transformers import SamModel, SamProcessor
 
 from polyp_sam_hf.commands.train import main as train_main
+from polyp_sam_hf.core.errors import NonFiniteLossError
 from polyp_sam_hf.training import loop as training
 from polyp_sam_hf.training.checkpointing import resolve_checkpoint, save_training_state
 from polyp_sam_hf.training.config import parse_config
-from polyp_sam_hf.training.loop import NonFiniteLossError, train
+from polyp_sam_hf.training.loop import train
 
 
 def run(data, out, *extra):

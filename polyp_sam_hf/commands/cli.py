@@ -242,7 +242,8 @@ def _add_reproduce(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_reproduce(args: argparse.Namespace) -> int:
-    from polyp_sam_hf.commands.reproduce import ReproduceConfig, StepFailedError, reproduce
+    from polyp_sam_hf.commands.reproduce import ReproduceConfig, reproduce
+    from polyp_sam_hf.core.errors import StepFailedError
 
     extra = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
     if args.gpus < 1:

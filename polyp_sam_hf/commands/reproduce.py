@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from polyp_sam_hf.core.errors import ConfigError, PolypSamError
+from polyp_sam_hf.core.errors import ConfigError, StepFailedError
 from polyp_sam_hf.data.loading import is_prepared
 from polyp_sam_hf.evaluation.comparison import comparison_markdown, read_metrics
 from polyp_sam_hf.evaluation.published import PAPER_RUNS
@@ -31,10 +31,6 @@ from polyp_sam_hf.training.config import PACKAGED_CONFIGS
 logger = logging.getLogger(__name__)
 
 REPO_CONFIGS = PACKAGED_CONFIGS / "paper"
-
-
-class StepFailedError(PolypSamError, RuntimeError):
-    """A command of the reproduction exited with an error; running again resumes at it."""
 
 
 @dataclass

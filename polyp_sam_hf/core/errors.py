@@ -31,6 +31,30 @@ class MissingCheckpointError(PolypSamError, FileNotFoundError):
     """Nothing to resume from where it was looked for."""
 
 
+class NonFiniteLossError(PolypSamError, FloatingPointError):
+    """The loss became NaN or infinite; training stops rather than corrupt the weights."""
+
+
+class UploadTargetError(PolypSamError, ValueError):
+    """The folder given for the upload cannot be used without deleting what is not ours."""
+
+
+class ExportCheckError(PolypSamError, RuntimeError):
+    """The export does not load on its own, or gives other logits than the source: nothing is uploaded."""
+
+
+class MissingTokenError(PolypSamError, RuntimeError):
+    """No Hugging Face token: nothing is exported or uploaded."""
+
+
+class WeightsUnavailable(PolypSamError, OSError):
+    """The checkpoint is not cached and cannot be downloaded (no package index, no pip)."""
+
+
+class StepFailedError(PolypSamError, RuntimeError):
+    """A command of the reproduction exited with an error; running again resumes at it."""
+
+
 # What the command lines print as one line: the library's errors, and the file system refusing a
 # path the user gave (no such folder, no permission). Anything else keeps its traceback.
 REPORTED = (PolypSamError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)

@@ -15,21 +15,6 @@ from polyp_sam_hf.core.errors import ConfigError
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 
-def mask_to_box(mask: np.ndarray) -> list[float] | None:
-    """The extreme foreground pixels of a mask as a box, or `None` for an empty mask.
-
-    Args:
-        mask: (H, W) boolean or 0/1 array.
-
-    Returns:
-        `[x_min, y_min, x_max, y_max]` (inclusive indices) as floats, or `None`.
-    """
-    ys, xs = np.nonzero(mask)
-    if xs.size == 0:
-        return None
-    return [float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())]
-
-
 def inside_inscribed_ellipse(edges, xs, ys, min_radius: float = 0.0):
     """Which points lie inside the axis-aligned ellipse inscribed in a box: the one ellipse of the
     library (the ellipse baseline draws it in a frame's pixels, the ellipse mask prompt on SAM's

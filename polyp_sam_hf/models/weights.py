@@ -23,16 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from polyp_sam_hf.core.errors import CheckpointError, PolypSamError
+from polyp_sam_hf.core.errors import CheckpointError, WeightsUnavailable
 from polyp_sam_hf.core.files import sha256_file
 from polyp_sam_hf.core.registry import lookup
 from polyp_sam_hf.models.convert import get_arch
 
 logger = logging.getLogger(__name__)
-
-
-class WeightsUnavailable(PolypSamError, OSError):
-    """The checkpoint is not cached and cannot be downloaded (no package index, no pip)."""
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from PIL import Image
 from safetensors.torch import save_file
 from transformers import SamModel, SamProcessor
 
-from polyp_sam_hf.core.errors import ConfigError, PolypSamError
+from polyp_sam_hf.core.errors import ConfigError, ExportCheckError, MissingTokenError, UploadTargetError
 from polyp_sam_hf.core.files import replace_atomically
 from polyp_sam_hf.data.preprocessing import Preprocessing, scale_boxes
 from polyp_sam_hf.data.sources import SOURCES
@@ -50,18 +50,6 @@ logger = logging.getLogger(__name__)
 TEMPLATE = Path(__file__).resolve().parents[1] / "templates" / "modelcard.md"
 TAGS = ["medical", "colonoscopy", "polyp-segmentation", "segment-anything", "sam", "polyp-sam-hf"]
 EXAMPLES_DIR = "examples"
-
-
-class UploadTargetError(PolypSamError, ValueError):
-    """The folder given for the upload cannot be used without deleting what is not ours."""
-
-
-class ExportCheckError(PolypSamError, RuntimeError):
-    """The export does not load on its own, or gives other logits than the source: nothing is uploaded."""
-
-
-class MissingTokenError(PolypSamError, RuntimeError):
-    """No Hugging Face token: nothing is exported or uploaded."""
 
 
 def require_token() -> str:

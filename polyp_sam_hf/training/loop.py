@@ -24,7 +24,7 @@ from accelerate.utils import DataLoaderConfiguration, parse_flag_from_env, set_s
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from polyp_sam_hf.core.errors import ConfigError, DataError, PolypSamError
+from polyp_sam_hf.core.errors import ConfigError, DataError, NonFiniteLossError
 from polyp_sam_hf.core.threads import set_cpu_threads
 from polyp_sam_hf.data.augment import add_flips
 from polyp_sam_hf.data.batches import PromptDataset, collate
@@ -60,10 +60,6 @@ from polyp_sam_hf.training.losses import batch_loss, get_loss
 from polyp_sam_hf.training.stopping import GracefulStop
 
 logger = get_logger(__name__)
-
-
-class NonFiniteLossError(PolypSamError, FloatingPointError):
-    """The loss became NaN or infinite; training stops rather than corrupt the weights."""
 
 
 def accumulation_steps(effective: int, per_device: int, processes: int) -> int:
