@@ -8,19 +8,23 @@ Needs the `app` extra: `pip install "polyp-sam-hf[app]"`.
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass, field
 
 from polyp_sam_hf.core.errors import ConfigError
 from polyp_sam_hf.models.segmenter import PolypSegmenter
 from polyp_sam_hf.publishing.app import LAUNCH_SETTINGS, build_app, choose_model, trained_prompt_free
 
+HELP = "the box-prompt demo app (Gradio; the app extra)"
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", help="Hub id, folder, or built-in name (default: $POLYP_SAM_MODEL, else "
-                        "models/mobile-sam from `polyp-sam convert --arch mobile-sam`, else tiny-sam)")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--share", action="store_true", help="a public Gradio link")
+
+@dataclass
+class AppArguments:
+    model: str | None = field(default=None, metadata={
+        "help": "Hub id, folder, or built-in name (default: $POLYP_SAM_MODEL, else models/mobile-sam from "
+                "`polyp-sam convert --arch mobile-sam`, else tiny-sam)"})
+    host: str = field(default="127.0.0.1", metadata={"help": "the address to serve on"})
+    port: int = field(default=7860, metadata={"help": "the port to serve on"})
+    share: bool = field(default=False, metadata={"help": "a public Gradio link"})
 
 
 def require_gradio() -> None:
@@ -32,7 +36,7 @@ def require_gradio() -> None:
                           '(from a clone: pip install -e ".[app]").') from None
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: AppArguments) -> int:
     require_gradio()
     name, warning = choose_model(args.model)
     app = build_app(PolypSegmenter.from_pretrained(name), warning=warning, prompt_free=trained_prompt_free(name))

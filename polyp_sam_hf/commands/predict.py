@@ -4,17 +4,47 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from polyp_sam_hf.core.arguments import check_choices
 from polyp_sam_hf.core.errors import ConfigError
-from polyp_sam_hf.data.prompts import PROMPT_FREE, SELF_PROMPTED
+from polyp_sam_hf.data.prompts import PROMPT_FREE, SELF_PROMPTED, parse_box
 from polyp_sam_hf.data.reading import IMAGE_EXTENSIONS, DataError
 from polyp_sam_hf.evaluation.figures import overlay
 from polyp_sam_hf.models.segmenter import PolypSegmenter, to_mask, validate_boxes
+
+HELP = "masks and overlays for new frames from boxes"
+
+
+@dataclass
+class PredictArguments:
+    model: str = field(metadata={"help": "Hub id, folder, or built-in name"})
+    image: Path = field(metadata={"help": "an image file or a folder of them"})
+    output: Path = field(metadata={"help": "folder for the masks and overlays"})
+    box: list[str] | None = field(default=None, metadata={
+        "repeat": True, "help": "x0,y0,x1,y1 in pixels; repeat for several"})
+    boxes: Path | None = field(default=None, metadata={
+        "help": "JSON {image: [[x0,y0,x1,y1], ...]} or CSV image,x0,y0,x1,y1"})
+    device: str | None = field(default=None, metadata={"help": "cuda, cpu, ... (default: cuda when present)"})
+    prompt_mode: str = field(default="box", metadata={
+        "choices": ["box", PROMPT_FREE, SELF_PROMPTED],
+        "help": "box: the boxes given; none: no box (a model trained with --prompt_mode none); auto: boxes made "
+                "from that prompt-free mask"})
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+
+
+def run(args: PredictArguments) -> int:
+    boxes = [parse_box(b) for b in args.box or []] or None
+    written = run_predict(args.model, args.image, args.output, boxes, args.boxes, args.device, args.prompt_mode)
+    print(f"Wrote {len(written)} masks and overlays to {args.output}")
+    return 0
 
 
 def read_boxes_file(path: str | Path) -> dict[str, list[list[float]]]:

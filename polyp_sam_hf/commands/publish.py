@@ -11,36 +11,45 @@ loads, the model card with the run's numbers) and sends nothing; `upload` checks
 
 from __future__ import annotations
 
-import argparse
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from polyp_sam_hf.publishing.hub import prepare_upload, require_token, upload
 
-
-def add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="a saved SamModel folder, e.g. OUTPUT/best")
-    parser.add_argument("--repo-id", required=True, help="ORG/NAME on the Hub (named in the model card)")
-    parser.add_argument("--eval-results", help="metrics.json from `polyp-sam evaluate` (the card's numbers)")
+EXPORT_HELP = "write a checkpoint as a Hub model folder with its model card; send nothing"
+UPLOAD_HELP = "push a checkpoint and its model card to the Hub"
 
 
-def add_export(parser: argparse.ArgumentParser) -> None:
-    add_common(parser)
-    parser.add_argument("--output", required=True, type=Path, help="the folder to write")
+@dataclass
+class PublishArguments:
+    model: str = field(metadata={"help": "a saved SamModel folder, e.g. OUTPUT/best"})
+    repo_id: str = field(metadata={"help": "ORG/NAME on the Hub (named in the model card)"})
+    eval_results: str | None = field(default=None, metadata={
+        "help": "metrics.json from `polyp-sam evaluate` (the card's numbers)"})
 
 
-def run_export(args: argparse.Namespace) -> int:
+@dataclass
+class ExportArguments(PublishArguments):
+    output: Path | None = field(default=None, metadata={"help": "the folder to write (required)"})
+
+    def __post_init__(self) -> None:
+        if self.output is None:
+            raise ValueError("export needs --output: the folder to write.")
+
+
+@dataclass
+class UploadArguments(PublishArguments):
+    private: bool = field(default=False, metadata={"help": "create the repository private"})
+
+
+def run_export(args: ExportArguments) -> int:
     folder = prepare_upload(args.model, args.output, args.repo_id, args.eval_results)
     print(f"Exported {args.model} to {folder}: what `polyp-sam upload` would send; nothing was sent.")
     return 0
 
 
-def add_upload(parser: argparse.ArgumentParser) -> None:
-    add_common(parser)
-    parser.add_argument("--private", action="store_true", help="create the repository private")
-
-
-def run_upload(args: argparse.Namespace) -> int:
+def run_upload(args: UploadArguments) -> int:
     token = require_token()
     with tempfile.TemporaryDirectory() as tmp:
         folder = prepare_upload(args.model, f"{tmp}/upload", args.repo_id, args.eval_results)

@@ -21,12 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from polyp_sam_hf.core.arguments import PACKAGED_CONFIGS
 from polyp_sam_hf.core.errors import ConfigError, StepFailedError
 from polyp_sam_hf.data.loading import is_prepared
 from polyp_sam_hf.evaluation.comparison import comparison_markdown, read_metrics
 from polyp_sam_hf.evaluation.published import PAPER_RUNS
 from polyp_sam_hf.training.checkpointing import FINISHED, resolve_checkpoint
-from polyp_sam_hf.training.config import PACKAGED_CONFIGS
 
 logger = logging.getLogger(__name__)
 
@@ -35,29 +35,27 @@ REPO_CONFIGS = PACKAGED_CONFIGS / "paper"
 
 @dataclass
 class ReproduceConfig:
-    """Settings of one reproduction.
+    """Settings of one reproduction (`polyp-sam reproduce`)."""
 
-    Attributes:
-        data_root: the user's data root (PraNet layout or original releases).
-        output: where data, runs, evaluations and comparison.md go.
-        gpus: processes for `accelerate launch` (one per GPU).
-        accelerate_config: an `accelerate` config file instead of `gpus` (multi-node, CPU ranks).
-        model: replaces every config's model (a local copy of SAM's weights, or a built-in for tests).
-        configs: the folder of paper configs.
-        runs: which paper runs (default all six).
-        train_args: further `train.py` flags for every run (e.g. `--max_steps 100`).
-        dry_run: print the commands, run nothing.
-    """
+    data_root: Path = field(metadata={"help": "PraNet layout or original releases"})
+    output: Path = field(metadata={"help": "data/, runs/, eval/ and comparison.md go here"})
+    gpus: int = field(default=1, metadata={"help": "processes for accelerate launch, one per GPU"})
+    accelerate_config: Path | None = field(default=None, metadata={
+        "help": "an accelerate config file instead of --gpus (multi-node, CPU ranks)"})
+    model: str | None = field(default=None, metadata={
+        "help": "replace every config's model (a local copy of SAM ViT-B/L, a built-in)"})
+    configs: Path = field(default=REPO_CONFIGS, metadata={"help": "the folder of paper configs"})
+    runs: list[str] | None = field(default=None, metadata={
+        "repeat": True, "aliases": ["--run"], "help": f"only this run (repeatable): {', '.join(PAPER_RUNS)}"})
+    train_args: tuple[str, ...] = field(default=(), metadata={
+        "rest": True, "help": "after --: further train.py flags for every run, e.g. -- --max_steps 100"})
+    dry_run: bool = field(default=False, metadata={"help": "print the commands; run nothing"})
 
-    data_root: Path
-    output: Path
-    gpus: int = 1
-    accelerate_config: Path | None = None
-    model: str | None = None
-    configs: Path = REPO_CONFIGS
-    runs: tuple[str, ...] = tuple(PAPER_RUNS)
-    train_args: tuple[str, ...] = ()
-    dry_run: bool = False
+    def __post_init__(self) -> None:
+        self.runs = tuple(self.runs or PAPER_RUNS)
+        self.train_args = tuple(self.train_args)
+        if self.gpus < 1:
+            raise ConfigError(f"--gpus {self.gpus}: give at least 1.")
 
 
 @dataclass
@@ -68,6 +66,18 @@ class Step:
     argv: list[str] = field(default_factory=list)
     done: bool = False
     reason: str = ""
+
+
+HELP = "train and evaluate every run of the paper's tables; write comparison.md"
+
+
+def run(config: ReproduceConfig) -> int:
+    try:
+        reproduce(config)
+    except StepFailedError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _cli(*args: str | Path) -> list[str]:

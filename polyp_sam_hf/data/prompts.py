@@ -6,16 +6,23 @@ max inclusive: the box of a single foreground pixel at (x=3, y=5) is `[3, 5, 3, 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, TypeVar
+
 import numpy as np
 from scipy import ndimage
 
 from polyp_sam_hf.core.errors import ConfigError
 
+if TYPE_CHECKING:
+    import torch
+
+Array = TypeVar("Array", np.ndarray, "torch.Tensor")  # numpy or torch, the same in and out
+
 # 8-connectivity: pixels touching by a corner belong to the same polyp.
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 
-def inside_inscribed_ellipse(edges, xs, ys, min_radius: float = 0.0):
+def inside_inscribed_ellipse(edges: Array, xs: Array, ys: Array, min_radius: float = 0.0) -> Array:
     """Which points lie inside the axis-aligned ellipse inscribed in a box: the one ellipse of the
     library (the ellipse baseline draws it in a frame's pixels, the ellipse mask prompt on SAM's
     prompt grid).
@@ -24,7 +31,8 @@ def inside_inscribed_ellipse(edges, xs, ys, min_radius: float = 0.0):
 
     Args:
         edges: (..., 4) the box's outer edges `left, top, right, bottom`, continuous coordinates.
-        xs: (W,) the x coordinate of each column of points; ys: (H,) of each row.
+        xs: (W,) the x coordinate of each column of points.
+        ys: (H,) the y coordinate of each row of points.
         min_radius: the semi-axes are at least this (keeps a degenerate box from dividing by 0).
 
     Returns:

@@ -12,7 +12,7 @@ import csv
 import json
 import logging
 from collections import defaultdict
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import datasets
@@ -21,18 +21,20 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from polyp_sam_hf.core.arguments import Floats, Names, check_choices
 from polyp_sam_hf.core.errors import ConfigError, DataError
-from polyp_sam_hf.core.registry import lookup
 from polyp_sam_hf.data.loading import is_prepared, load_polyp_data, recorded_split
-from polyp_sam_hf.data.prompts import PROMPT_FREE, SELF_PROMPTED, jitter_box, prompt_boxes
+from polyp_sam_hf.data.prompts import EVAL_PROMPT_MODES, PROMPT_FREE, SELF_PROMPTED, jitter_box, prompt_boxes
 from polyp_sam_hf.data.reading import stored_mask
 from polyp_sam_hf.data.sources import frame_key
-from polyp_sam_hf.data.splits import SplitSettings
+from polyp_sam_hf.data.splits import SPLIT_PRESETS, SplitSettings
 from polyp_sam_hf.data.synthetic import is_synthetic
 from polyp_sam_hf.evaluation.baselines import BASELINES, baseline_prediction
 from polyp_sam_hf.evaluation.comparison import identify, results_markdown
 from polyp_sam_hf.evaluation.figures import best_worst_grid, plot_jitter_curves
 from polyp_sam_hf.evaluation.metrics import PROTOCOLS, detection_counts, mask_logits, score_logits
+from polyp_sam_hf.evaluation.published import PAPER_RUNS
+from polyp_sam_hf.models.mask_prompts import MASK_PROMPTS
 from polyp_sam_hf.models.provenance import base_model_of, read_train_config, trained_split, weights_sha256
 from polyp_sam_hf.models.segmenter import PolypSegmenter, batch_to_original, prompt_logits, to_mask
 
@@ -41,27 +43,50 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class EvaluateConfig:
-    """Settings of one evaluation run (recorded in metrics.json)."""
+    """Settings of one evaluation (`polyp-sam evaluate`; recorded in metrics.json)."""
 
-    model: str
-    data: str
-    output: str
-    split: str = "test"
-    protocol: str = "paper"
-    prompt_modes: tuple[str, ...] = ("single", "per-component")
-    box_jitter: tuple[float, ...] = (0.0,)
-    seed: int = 0
-    batch_size: int = 4
-    save_masks: bool = False
-    figures: bool = False
-    split_preset: str | None = None  # raw data roots: default the run's recorded split, else `paper`
-    split_seed: int | None = None  # raw data roots: default the run's recorded split seed, else 42
-    val_fraction: float | None = None
-    paper_run: str | None = None  # the `PAPER_RUNS` entry this model reproduces (default: from its record)
-    max_samples: int | None = None
-    device: str | None = None
-    auto_rounds: int = 1  # `auto`: rounds of boxes from the last mask
-    mask_prompt: str | None = None  # a mask prompt made from the boxes (`mask_prompts`); default: the model's own
+    model: str = field(metadata={"help": "Hub id, folder, or built-in name"})
+    data: str = field(metadata={"help": "prepared DatasetDict or raw data root"})
+    output: str = field(metadata={"help": "folder for metrics.json, per_image.csv, results.md"})
+    split: str = field(default="test", metadata={"help": "which split of the data to score"})
+    protocol: str = field(default="paper", metadata={"help": "how a frame is scored", "choices": sorted(PROTOCOLS)})
+    prompt_modes: Names = field(default=Names(("single", "per-component")), metadata={
+        "aliases": ["--prompt-mode", "--prompt_mode"],
+        "help": "comma-separated (the first is the headline): single (one box around the whole mask, the paper's), "
+                "per-component (a box per polyp), none (no box: a model trained with --prompt_mode none), auto "
+                "(boxes made from the prompt-free mask, then box-prompted)"})
+    box_jitter: Floats = field(default=Floats((0.0,)), metadata={
+        "help": "comma-separated levels, e.g. 0,0.05,0.1,0.2"})
+    seed: int = field(default=0, metadata={"help": "seeds the box jitter"})
+    batch_size: int = field(default=4, metadata={"help": "frames per encoder call"})
+    save_masks: bool = field(default=False, metadata={"help": "write masks/<source>/<image_id>.png"})
+    figures: bool = field(default=False, metadata={"help": "best/worst overlays per source"})
+    split_preset: str | None = field(default=None, metadata={
+        "help": f"a raw data root's split; default: the one the model's run trained on, else {SplitSettings.preset} "
+                "(a prepared dataset holds its own)", "choices": sorted(SPLIT_PRESETS)})
+    split_seed: int | None = field(default=None, metadata={
+        "help": f"a raw data root's split seed; default: the model's run's, else {SplitSettings.seed}"})
+    val_fraction: float | None = field(default=None, metadata={
+        "help": f"a raw data root's validation fraction; default: the model's run's, else {SplitSettings.val_fraction}"})
+    paper_run: str | None = field(default=None, metadata={
+        "help": "the paper run this model reproduces, for the difference to the paper's row (default: read from "
+                "the run's record: base model, strategy, split)", "choices": sorted(PAPER_RUNS)})
+    max_samples: int | None = field(default=None, metadata={"help": "evaluate only the first N frames"})
+    device: str | None = field(default=None, metadata={"help": "cuda, cpu, ... (default: cuda when present)"})
+    auto_rounds: int = field(default=1, metadata={"help": "auto: rounds of boxes made from the last mask"})
+    mask_prompt: str | None = field(default=None, metadata={
+        "help": "also prompt with a mask made from each box (ellipse: the ellipse inscribed in it); default: the "
+                "model's own setting, recorded when it was trained (none for a plain SAM)",
+        "choices": sorted(MASK_PROMPTS)})
+
+    def __post_init__(self) -> None:
+        self.prompt_modes, self.box_jitter = Names(self.prompt_modes), Floats(self.box_jitter)
+        check_choices(self)
+        for mode in self.prompt_modes:
+            if mode not in EVAL_PROMPT_MODES:
+                raise ConfigError(f"--prompt-mode {mode!r}: valid modes are {', '.join(EVAL_PROMPT_MODES)}.")
+        if not self.prompt_modes or not self.box_jitter:
+            raise ConfigError("--prompt-mode and --box-jitter need at least one value each.")
 
 
 def resolve_split(config: EvaluateConfig, train_config: dict | None) -> SplitSettings:
@@ -217,7 +242,6 @@ def run_evaluation(config: EvaluateConfig) -> dict:
         The content of metrics.json.
     """
 
-    lookup(PROTOCOLS, config.protocol, "protocol")
     train_config = read_train_config(config.model) if Path(config.model).is_dir() else None
     if is_prepared(config.data):
         split = recorded_split(config.data)

@@ -8,43 +8,18 @@ then override. A key in the file that is not a field is an error naming the file
 
 from __future__ import annotations
 
-import argparse
-import difflib
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+import sys
+from dataclasses import asdict, dataclass, field
 
-import yaml
-from transformers import HfArgumentParser
 from transformers.trainer_utils import SchedulerType
 
-from polyp_sam_hf.core.errors import ConfigError
+from polyp_sam_hf.core.arguments import check_choices, check_ranges, parse_arguments
 from polyp_sam_hf.data.prompts import PROMPT_MODES
 from polyp_sam_hf.data.splits import SPLIT_PRESETS, SplitSettings
 from polyp_sam_hf.models.attention import VISION_ATTENTION
 from polyp_sam_hf.models.loading import STRATEGIES
 from polyp_sam_hf.models.mask_prompts import MASK_PROMPTS
 from polyp_sam_hf.training.losses import LOSSES
-
-
-def _check_ranges(config, rules: dict[str, tuple[float | None, float | None]]) -> None:
-    """Each named field lies in [low, high] (None: unbounded; a None value is allowed: unset)."""
-    for name, (low, high) in rules.items():
-        value = getattr(config, name)
-        if value is None:
-            continue
-        if (low is not None and value < low) or (high is not None and value > high):
-            bounds = f"at least {low}" if high is None else f"in [{low}, {high}]"
-            raise ConfigError(f"{name} {value!r} must be {bounds}.")
-
-
-def _check_choices(config) -> None:
-    """Every field whose metadata lists `choices` holds one of them, whether it came from a flag
-    (argparse checks too) or from a YAML file (argparse does not check defaults)."""
-    for f in fields(config):
-        choices = f.metadata.get("choices")
-        value = getattr(config, f.name)
-        if choices is not None and value not in choices:
-            raise ConfigError(f"{f.name} {value!r} is not one of: {', '.join(map(str, choices))}.")
 
 
 @dataclass
@@ -78,8 +53,8 @@ class ModelArguments:
     )
 
     def __post_init__(self) -> None:
-        _check_choices(self)
-        _check_ranges(self, {"lora_rank": (1, None), "lora_alpha": (1, None)})
+        check_choices(self)
+        check_ranges(self, {"lora_rank": (1, None), "lora_alpha": (1, None)})
 
 
 @dataclass
@@ -126,8 +101,8 @@ class DataArguments:
     )
 
     def __post_init__(self) -> None:
-        _check_choices(self)
-        _check_ranges(self, {"val_fraction": (0.0, 0.99), "box_jitter": (0.0, 1.0), "max_train_samples": (1, None),
+        check_choices(self)
+        check_ranges(self, {"val_fraction": (0.0, 0.99), "box_jitter": (0.0, 1.0), "max_train_samples": (1, None),
                              "max_eval_samples": (1, None), "num_workers": (0, None)})
 
 
@@ -175,8 +150,8 @@ class TrainArguments:
     evaluate_test: bool = field(default=True, metadata={"help": "After training, score best/ on the test split."})
 
     def __post_init__(self) -> None:
-        _check_choices(self)
-        _check_ranges(self, {"num_epochs": (1, None), "max_steps": (1, None), "per_device_batch_size": (1, None),
+        check_choices(self)
+        check_ranges(self, {"num_epochs": (1, None), "max_steps": (1, None), "per_device_batch_size": (1, None),
                              "effective_batch_size": (1, None), "learning_rate": (0.0, None),
                              "weight_decay": (0.0, None), "warmup_ratio": (0.0, 1.0), "max_grad_norm": (0.0, None),
                              "eval_every_steps": (0, None), "save_every_steps": (0, None),
@@ -190,69 +165,11 @@ def parse_config(argv: list[str] | None = None) -> tuple[ModelArguments, DataArg
     """Parse `--config FILE.yaml` and command-line overrides into the three dataclasses.
 
     Raises:
-        ValueError: the YAML file holds a key that is no field (the file and the key are named).
+        ConfigError: an unknown flag or YAML key (the file and the key are named), or a value out
+            of its range.
     """
-    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    pre.add_argument("--config")
-    known, rest = pre.parse_known_args(argv)
-    parser = HfArgumentParser(CONFIG_CLASSES, allow_abbrev=False)  # `--num_epoch` is a typo, not --num_epochs
-    # listed for --help; read above, so it never reaches the namespace (SUPPRESS keeps it out)
-    parser.add_argument("--config", metavar="FILE.yaml", default=argparse.SUPPRESS,
-                        help="A YAML file of these settings (e.g. configs/paper/table2-b-full.yaml); flags override it.")
-    if known.config:
-        path = resolve_config_path(known.config)
-        values = yaml.safe_load(path.read_text()) or {}
-        names = {f.name for cls in CONFIG_CLASSES for f in fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ConfigError(f"{path}: unknown keys {unknown}{did_you_mean(unknown, names)}. "
-                              f"Valid keys: {sorted(names)}.")
-        parser.set_defaults(**values)
-    for action in parser._actions:  # HfArgumentParser gives --no_X the help of --X
-        negated = [o for o in action.option_strings if o.startswith("--no_")]
-        if negated:
-            action.help = f"Turn off --{negated[0][len('--no_'):]} (on by default)."
-    _, extra = parser.parse_known_args(rest)
-    flags = [arg.split("=")[0] for arg in extra if arg.startswith("-")]
-    if flags:
-        known_flags = [o for a in parser._actions for o in a.option_strings]
-        raise ConfigError(f"Unknown flag(s) {' '.join(flags)}{did_you_mean(flags, known_flags)}. "
-                          "`python train.py --help` lists them all.")
-    try:
-        return parser.parse_args_into_dataclasses(args=rest)
-    except ValueError as err:  # a value from the file (flags are checked by argparse first)
-        raise ConfigError(f"{known.config}: {err}" if known.config else str(err)) from None
-
-
-# the YAML configs shipped in the package (a clone's `configs/` is a link to this folder)
-PACKAGED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-
-
-def resolve_config_path(given: str | Path) -> Path:
-    """`given` if it is a file; else, for `configs/...`, the config shipped with the package (so the
-    README's `--config configs/demo.yaml` works from an installed wheel, in any folder).
-
-    Raises:
-        ConfigError: neither exists; the message lists the shipped configs.
-    """
-    path = Path(given)
-    if path.is_file():
-        return path
-    if path.parts and path.parts[0] == "configs":
-        packaged = PACKAGED_CONFIGS.joinpath(*path.parts[1:])
-        if packaged.is_file():
-            return packaged
-    shipped = sorted(str(Path("configs") / p.relative_to(PACKAGED_CONFIGS)) for p in PACKAGED_CONFIGS.rglob("*.yaml")
-                     if p.parent.name != "accelerate")
-    raise ConfigError(f"Config file {path} not found. The library ships these (pass them as written, from any "
-                      f"folder): {', '.join(shipped)}.")
-
-
-def did_you_mean(given: list[str], known) -> str:
-    """` (did you mean --learning_rate?)` for the closest known names, or nothing."""
-
-    close = [m for g in given for m in difflib.get_close_matches(g, list(known), n=1, cutoff=0.6)]
-    return f" (did you mean {', '.join(close)}?)" if close else ""
+    return parse_arguments(CONFIG_CLASSES, sys.argv[1:] if argv is None else argv, prog="train.py",
+                           description="Fine-tune SAM for box-prompted polyp segmentation.", config_file=True)
 
 
 def config_to_dict(*configs) -> dict:

@@ -1,0 +1,53 @@
+"""`polyp-sam prepare`: a data root (PraNet layout or the original releases) as a saved `DatasetDict`
+with box prompts and the paper's split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from polyp_sam_hf.core.arguments import check_choices
+from polyp_sam_hf.data.loading import save_prepared
+from polyp_sam_hf.data.prepare import prepare_dataset
+from polyp_sam_hf.data.splits import SPLIT_PRESETS, SplitSettings
+
+HELP = "build the DatasetDict from a data root"
+
+
+@dataclass
+class PrepareArguments:
+    data_root: Path = field(metadata={"help": "PraNet layout or releases"})
+    output: Path = field(metadata={"help": "where save_to_disk writes"})
+    split_preset: str = field(default=SplitSettings.preset, metadata={"help": "how frames are split",
+                                                                      "choices": sorted(SPLIT_PRESETS)})
+    val_fraction: float = field(default=SplitSettings.val_fraction, metadata={"help": "per training source"})
+    seed: int = field(default=SplitSettings.seed,
+                      metadata={"help": "the split seed: draws the release split and validation"})
+    overwrite: bool = field(default=False, metadata={"help": "replace a dataset already prepared in --output"})
+    min_component_area: int = field(default=10, metadata={
+        "help": "smallest polyp in pixels: smaller specks are left out of `box` and `boxes`"})
+    skip_bad_files: bool = field(default=False, metadata={
+        "help": "list unreadable or mismatched pairs as skipped instead of stopping at the first"})
+    push_to_hub: str | None = field(default=None, metadata={"help": "also push the DatasetDict to this repo",
+                                                            "metavar": "REPO"})
+    public: bool = field(default=False, metadata={"help": "with --push-to-hub: not private"})
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+
+    @property
+    def split(self) -> SplitSettings:
+        return SplitSettings(self.split_preset, self.val_fraction, self.seed)
+
+
+def run(args: PrepareArguments) -> int:
+    dataset, report = prepare_dataset(args.data_root, split_preset=args.split_preset, val_fraction=args.val_fraction,
+                                      seed=args.seed, min_component_area=args.min_component_area,
+                                      skip_bad_files=args.skip_bad_files)
+    save_prepared(dataset, args.output, args.split, args.data_root, overwrite=args.overwrite,
+                  report=report.format(full=True))
+    if args.push_to_hub:
+        dataset.push_to_hub(args.push_to_hub, private=not args.public)
+    print(report.format())
+    print(f"\nSaved to {args.output} (datasets.load_from_disk reads it back).")
+    return 0
