@@ -55,6 +55,16 @@ def frames_fingerprint(splits: list[datasets.Dataset]) -> str:
     return digest.hexdigest()
 
 
+def cache_keys(settings: bytes, splits: list[datasets.Dataset]) -> tuple[str, str]:
+    """The one key builder of the library's caches: (the folder's key, from `settings` (every
+    setting an entry's bytes depend on) and the frames; the reuse key, from the settings alone,
+    shared by caches of other frames that may lend theirs)."""
+    digest = hashlib.sha256(settings)
+    reuse = digest.hexdigest()
+    digest.update(frames_fingerprint(splits).encode())
+    return digest.hexdigest()[:24], reuse
+
+
 def frame_digests(splits: list[datasets.Dataset], columns: tuple[str, ...]) -> dict[str, str]:
     """`source/image_id` -> sha1 of the frame's stored bytes in `columns` (images not decoded)."""
     digests: dict[str, str] = {}

@@ -10,7 +10,6 @@ single box), so no mask PNG is decoded either.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import numpy as np
 from accelerate import Accelerator
 from transformers import SamProcessor
 
-from polyp_sam_hf.data.array_cache import ArrayCache, frames_fingerprint
+from polyp_sam_hf.data.array_cache import ArrayCache, cache_keys
 from polyp_sam_hf.data.preprocessing import Preprocessing, resize_pad_mask
 from polyp_sam_hf.data.reading import stored_mask
 
@@ -40,8 +39,8 @@ def build_pixel_cache(processor: SamProcessor, splits: list[datasets.Dataset], r
     size = prep.pad_size
     resize = {"longest_edge": prep.longest_edge, "pad_size": prep.pad_size, "resample": prep.resample}
     settings = json.dumps(["rgb+mask", CACHE_FORMAT, resize], sort_keys=True).encode()
-    key = hashlib.sha256(settings + frames_fingerprint(splits).encode())
-    folder = Path(root) / f"pixels-{key.hexdigest()[:24]}"
+    key, reuse_key = cache_keys(settings, splits)
+    folder = Path(root) / f"pixels-{key}"
 
     def resize(rows: list[dict]) -> np.ndarray:
         out = np.empty((len(rows), 4, size, size), dtype=np.uint8)
@@ -53,4 +52,4 @@ def build_pixel_cache(processor: SamProcessor, splits: list[datasets.Dataset], r
 
     return ArrayCache.build(folder, splits, resize, (4, size, size), np.uint8, accelerator, batch_size,
                             desc="Caching resized frames", columns=("image", "mask"),
-                            reuse_key=hashlib.sha256(settings).hexdigest())
+                            reuse_key=reuse_key)

@@ -23,7 +23,7 @@ import transformers
 from accelerate import Accelerator
 from transformers import SamModel, SamProcessor
 
-from polyp_sam_hf.data.array_cache import ArrayCache, frames_fingerprint
+from polyp_sam_hf.data.array_cache import ArrayCache, cache_keys
 from polyp_sam_hf.data.preprocessing import Preprocessing
 from polyp_sam_hf.data.reading import to_rgb
 from polyp_sam_hf.models.attention import vision_attention_of
@@ -41,14 +41,12 @@ def model_fingerprint(encoder: torch.nn.Module) -> str:
 CACHE_FORMAT = 2  # bump when what an entry holds changes for the same inputs
 
 
-def _encoder_settings(encoder: torch.nn.Module, processor: SamProcessor, attn_implementation: str | None
-                      ) -> tuple[str, bytes]:
-    """The encoder's weight fingerprint, and every other setting the embeddings' bytes depend on."""
-
+def _encoder_settings(encoder: torch.nn.Module, processor: SamProcessor, attn_implementation: str | None) -> bytes:
+    """Every setting the embeddings' bytes depend on: the encoder's weight fingerprint first, then the rest."""
     settings = {"preprocessing": Preprocessing.of(processor).key(), "format": CACHE_FORMAT,
                 "attention": attn_implementation, "transformers": transformers.__version__,
                 "torch": torch.__version__}
-    return model_fingerprint(encoder), json.dumps(settings, sort_keys=True, default=str).encode()
+    return model_fingerprint(encoder).encode() + json.dumps(settings, sort_keys=True, default=str).encode()
 
 
 def cache_fingerprint(encoder: torch.nn.Module, processor: SamProcessor, splits: list[datasets.Dataset],
@@ -56,17 +54,7 @@ def cache_fingerprint(encoder: torch.nn.Module, processor: SamProcessor, splits:
     """The cache key: everything that changes the embeddings' bytes. The encoder's weights, every
     preprocessing setting the library applies, the attention implementation, the versions of the
     code that computes them (this cache's format, transformers, torch), and the frames."""
-    return _keys(*_encoder_settings(encoder, processor, attn_implementation), splits)[0]
-
-
-def _keys(weights: str, settings: bytes, splits: list[datasets.Dataset]) -> tuple[str, str]:
-    """(the cache folder's key: encoder, settings and frames; the reuse key: all but the frames,
-    shared by caches of other frames that may lend theirs)."""
-    digest = hashlib.sha256(weights.encode())
-    digest.update(settings)
-    reuse = digest.hexdigest()
-    digest.update(frames_fingerprint(splits).encode())
-    return digest.hexdigest()[:24], reuse
+    return cache_keys(_encoder_settings(encoder, processor, attn_implementation), splits)[0]
 
 
 @torch.no_grad()
@@ -93,7 +81,7 @@ def build_embedding_cache(
     vision = vision_attention_of(model)
     if vision is not None:  # a SAM ViT: which attention computed the embeddings
         attention = f"{attention}/{vision}"
-    key, reuse_key = _keys(*_encoder_settings(encoder, processor, attention), splits)
+    key, reuse_key = cache_keys(_encoder_settings(encoder, processor, attention), splits)
     folder = Path(root) / f"embeddings-{key}"
     device = accelerator.device
     prep = Preprocessing.of(processor)
