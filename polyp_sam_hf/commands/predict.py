@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from polyp_sam_hf.core.arguments import check_choices
 from polyp_sam_hf.core.errors import ConfigError
-from polyp_sam_hf.data.prompts import PROMPT_FREE, SELF_PROMPTED, parse_box
+from polyp_sam_hf.data.prompts import PROMPT_FREE, SELF_PROMPTED, get_prompt_mode, parse_box
 from polyp_sam_hf.data.reading import IMAGE_EXTENSIONS, DataError
 from polyp_sam_hf.evaluation.figures import overlay
 from polyp_sam_hf.models.segmenter import PolypSegmenter, to_mask, validate_boxes
@@ -119,24 +119,22 @@ def run_predict(model: str, image: str | Path, output: str | Path, boxes: list[l
             if not (per_image.get(path.name) or per_image.get(path.stem) or boxes):
                 raise ConfigError(f"No box for {path}: give --box x0,y0,x1,y1 or list it in --boxes, or use "
                                   "--prompt-mode auto or none with a model trained without boxes.")
+    mode = get_prompt_mode("single" if prompt_mode == "box" else prompt_mode)  # box: the boxes given
     segmenter = PolypSegmenter.from_pretrained(model, device=device)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     written = []
     for path in tqdm(images, desc="Predicting", unit="img"):
         frame = segmenter.as_image(path)
-        if prompt_mode == "box":
+        embedded = segmenter.embed(frame)
+        chosen = None
+        if mode.given_true_box:
             chosen = per_image.get(path.name) or per_image.get(path.stem) or boxes
             chosen = validate_boxes(chosen, frame.width, frame.height, name=str(path))
-            masks = segmenter.predict(frame, chosen, name=str(path))
-        else:
-            embedded = segmenter.embed(frame)
-            if prompt_mode == PROMPT_FREE:
-                logits, chosen = segmenter.logits(embedded, None), np.zeros((0, 4), np.float32)
-            else:
-                logits, chosen = segmenter.auto_logits(embedded)
-            masks = (to_mask(logits).cpu().numpy() if logits is not None
-                     else np.zeros((1, frame.height, frame.width), bool))
+        logits, chosen = segmenter.prompted_logits(embedded, mode, chosen)
+        masks = (to_mask(logits).cpu().numpy() if logits is not None
+                 else np.zeros((1, frame.height, frame.width), bool))
+        chosen = np.zeros((0, 4), np.float32) if chosen is None else chosen
         union = masks.any(0)
         Image.fromarray(union.astype(np.uint8) * 255).save(output / f"{path.stem}_mask.png")
         if len(masks) > 1:

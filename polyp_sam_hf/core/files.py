@@ -34,6 +34,15 @@ def restore_replaced(final: Path) -> None:
         logger.warning("Restored %s from %s, left by an interrupted save", final, old.name)
 
 
+def staging_folder(final: Path, tag: str = "tmp") -> Path:
+    """The sibling `.NAME.TAG` a folder is written into before `replace_atomically` puts it in
+    place, emptied of what an interrupted write left there."""
+    staging = final.with_name(f".{final.name}.{tag}")
+    if staging.exists():
+        shutil.rmtree(staging)
+    return staging
+
+
 def replace_atomically(tmp: Path, final: Path) -> None:
     """Put `tmp` in place of `final`.
 

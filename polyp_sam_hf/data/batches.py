@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from transformers import SamProcessor
 
-from polyp_sam_hf.core.errors import ConfigError
+from polyp_sam_hf.core.registry import lookup
 from polyp_sam_hf.data.preprocessing import Preprocessing, normalize_pixels, resize_pad_mask, scale_boxes
-from polyp_sam_hf.data.prompts import PROMPT_FREE, PROMPT_MODES, jitter_box, prompt_boxes, prompt_targets
+from polyp_sam_hf.data.prompts import PROMPT_MODES, get_prompt_mode, jitter_box, prompt_boxes, prompt_targets
 from polyp_sam_hf.data.reading import stored_mask
 from polyp_sam_hf.data.sources import frame_key
 
@@ -49,8 +49,7 @@ class PromptDataset(torch.utils.data.Dataset):
         pixels: Callable[[str], torch.Tensor] | None = None,
         original_masks: bool = True,
     ) -> None:
-        if prompt_mode not in PROMPT_MODES:
-            raise ConfigError(f"Unknown prompt mode {prompt_mode!r}. Valid modes: {', '.join(PROMPT_MODES)}.")
+        mode = lookup({name: get_prompt_mode(name) for name in PROMPT_MODES}, prompt_mode, "training prompt mode")
         self.split = split
         self.processor = processor
         self.prep = Preprocessing.of(processor)
@@ -63,7 +62,8 @@ class PromptDataset(torch.utils.data.Dataset):
         self.original_masks = original_masks  # for scoring at the original size; training needs none
         # decode only what is needed: the frame when no cache holds it; the mask unless the pixel
         # cache's mask plane is the target (one whole-mask box) and no original-size mask is asked for
-        self.cached_targets = pixels is not None and prompt_mode in ("single", PROMPT_FREE) and not original_masks
+        self.cached_targets = pixels is not None and mode.whole_mask_target and not original_masks
+        self.prompt_free = mode.boxes is None
         skip = set() if embeddings is None and pixels is None else {"image"}
         if self.cached_targets:
             skip.add("mask")
@@ -83,15 +83,15 @@ class PromptDataset(torch.utils.data.Dataset):
         new_h, new_w = self.prep.reshaped(height, width)
         cached = self.pixels(key) if self.pixels is not None else None  # (4, S, S): frame, mask
         if self.cached_targets:  # the whole mask is the target of the one prompt (box or none)
-            boxes = (np.zeros((1, 4), np.float32) if self.prompt_mode == PROMPT_FREE
-                     else np.asarray(prompt_boxes(row, "single"), np.float32).reshape(-1, 4))
+            boxes = (np.zeros((1, 4), np.float32) if self.prompt_free
+                     else np.asarray(prompt_boxes(row, self.prompt_mode), np.float32).reshape(-1, 4))
             targets = cached[3:4][: len(boxes)]
         else:
             mask = stored_mask(row["mask"])
             boxes, masks = prompt_targets(row, mask, self.prompt_mode)
             targets = torch.from_numpy(np.stack([resize_pad_mask(m, new_h, new_w, self.input_size) for m in masks])
                                        if masks else np.zeros((0, self.input_size, self.input_size), np.uint8))
-        if self.box_jitter > 0 and len(boxes) and self.prompt_mode != PROMPT_FREE:
+        if self.box_jitter > 0 and len(boxes) and not self.prompt_free:
             rng = np.random.default_rng((self.seed, self.epoch, index))
             boxes = jitter_box(boxes, self.box_jitter, width, height, rng)
         item = {
@@ -100,7 +100,7 @@ class PromptDataset(torch.utils.data.Dataset):
             "reshaped": torch.tensor([new_h, new_w]),
             "original": torch.tensor([height, width]),
             "index": index,
-            "prompt_free": self.prompt_mode == PROMPT_FREE,
+            "prompt_free": self.prompt_free,
         }
         if self.original_masks:
             item["mask"] = mask  # numpy: device placement leaves it on the CPU, where frames are scored

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 
 import datasets
 
-from polyp_sam_hf.core.files import replace_atomically
+from polyp_sam_hf.core.files import replace_atomically, staging_folder
 from polyp_sam_hf.data.prepare import prepare_dataset
 from polyp_sam_hf.data.reading import DataError
 from polyp_sam_hf.data.splits import SplitSettings
@@ -117,9 +116,7 @@ def save_prepared(dataset: datasets.DatasetDict, output: str | Path, split: Spli
         if not overwrite:
             raise DataError(f"--output {output} already holds a prepared dataset; pass --overwrite to replace it "
                             "(nothing was changed).")
-    staging = output.with_name(f".{output.name}.prepare-tmp")
-    if staging.exists():
-        shutil.rmtree(staging)  # ours, left by an interrupted save
+    staging = staging_folder(output, "prepare-tmp")
     dataset.save_to_disk(str(staging))
     (staging / SPLIT_RECORD).write_text(json.dumps(asdict(split), indent=1))
     if report is not None:

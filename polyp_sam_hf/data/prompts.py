@@ -6,12 +6,15 @@ max inclusive: the box of a single foreground pixel at (x=3, y=5) is `[3, 5, 3, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 from scipy import ndimage
 
 from polyp_sam_hf.core.errors import ConfigError
+from polyp_sam_hf.core.registry import lookup
 
 if TYPE_CHECKING:
     import torch
@@ -148,10 +151,63 @@ def jitter_box(
     return np.concatenate([lo, hi], axis=-1)
 
 
-PROMPT_MODES = ("single", "per-component", "none")
-PROMPT_FREE = "none"  # no box, no point: SAM's decoder from the image alone, trained to give every polyp
-SELF_PROMPTED = "auto"  # evaluation only: boxes made from the prompt-free mask, then box-prompted
-EVAL_PROMPT_MODES = (*PROMPT_MODES, SELF_PROMPTED)
+def _whole_mask_box(row: dict) -> list[list[float]]:
+    return [row["box"]] if row["box"] is not None else []
+
+
+def _box_per_polyp(row: dict) -> list[list[float]]:
+    return row["boxes"] or _whole_mask_box(row)
+
+
+@dataclass(frozen=True)
+class PromptMode:
+    """How a frame is prompted: the one definition that training, evaluation, tables and the app ask.
+
+    Attributes:
+        name: the setting's value (`--prompt_mode`, `--prompt-mode`).
+        label: how a table names it.
+        boxes: the boxes a dataset row gives, or None when the data gives none (no box, or boxes the
+            model makes itself).
+        whole_mask_target: every prompt's training target is the whole mask.
+        self_prompted: the model's prompt-free mask makes the boxes (evaluation only).
+    """
+
+    name: str
+    label: str
+    boxes: Callable[[dict], list[list[float]]] | None
+    whole_mask_target: bool = True
+    self_prompted: bool = False
+
+    @property
+    def given_true_box(self) -> bool:
+        """Prompted with the dataset's true box(es): the paper's protocol."""
+        return self.boxes is not None
+
+    @property
+    def trainable(self) -> bool:
+        return not self.self_prompted
+
+
+PROMPT_MODE_REGISTRY: dict[str, PromptMode] = {
+    # the paper's: one box around the whole mask (none for an empty mask)
+    "single": PromptMode("single", "single box", _whole_mask_box),
+    # one box per polyp (8-connected component), each trained on the polyp(s) inside it
+    "per-component": PromptMode("per-component", "per-component box", _box_per_polyp, whole_mask_target=False),
+    # no box, no point: SAM's decoder from the image alone, trained to give every polyp
+    "none": PromptMode("none", "no box", None),
+    # evaluation only: boxes made from the prompt-free mask, then box-prompted
+    "auto": PromptMode("auto", "self-made boxes", None, whole_mask_target=False, self_prompted=True),
+}
+PROMPT_MODES = tuple(name for name, mode in PROMPT_MODE_REGISTRY.items() if mode.trainable)
+EVAL_PROMPT_MODES = tuple(PROMPT_MODE_REGISTRY)
+PROMPT_FREE = "none"
+SELF_PROMPTED = "auto"
+
+
+def get_prompt_mode(name: str) -> PromptMode:
+    return lookup(PROMPT_MODE_REGISTRY, name, "prompt mode")
+
+
 AUTO_BOX_MARGIN = 0.1  # each self-made box grows by this fraction of its size on every side
 
 
@@ -163,26 +219,21 @@ def grow_box(box, fraction: float, width: int, height: int) -> list[float]:
 
 
 def prompt_boxes(row: dict, prompt_mode: str) -> list[list[float]]:
-    """The boxes a dataset row is prompted with: `single`, the whole-mask box (none for an empty
-    mask); `per-component`, one box per polyp; `none`, no box at all. The one place the choice is made."""
-    if prompt_mode not in PROMPT_MODES:
-        raise ConfigError(f"Unknown prompt mode {prompt_mode!r}. Valid modes: {', '.join(PROMPT_MODES)}.")
-    if prompt_mode == PROMPT_FREE:
-        return []
-    if prompt_mode == "per-component" and row["boxes"]:
-        return row["boxes"]
-    return [row["box"]] if row["box"] is not None else []
+    """The boxes a dataset row is prompted with (`PromptMode.boxes`; none where the data gives none)."""
+    mode = get_prompt_mode(prompt_mode)
+    return mode.boxes(row) if mode.boxes is not None else []
 
 
 def prompt_targets(row: dict, mask: np.ndarray, prompt_mode: str) -> tuple[np.ndarray, list[np.ndarray]]:
     """(K, 4) float32 boxes of `prompt_boxes`, and each prompt's training target: the whole mask for a
     whole-mask box, the polyp(s) inside it for a per-polyp box. Prompt-free: one target, the whole
     mask (every polyp, or nothing), with a placeholder box the model never sees."""
-    if prompt_mode == PROMPT_FREE:
+    mode = get_prompt_mode(prompt_mode)
+    if mode.boxes is None:
         return np.zeros((1, 4), np.float32), [mask]
-    boxes = prompt_boxes(row, prompt_mode)
+    boxes = mode.boxes(row)
     array = np.asarray(boxes, np.float32).reshape(-1, 4)
-    if boxes and boxes is row["boxes"]:
+    if not mode.whole_mask_target and boxes is row["boxes"]:
         return array, component_masks(mask, boxes)
     return array, [mask] * len(boxes)
 

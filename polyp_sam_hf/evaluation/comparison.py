@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from polyp_sam_hf.core.errors import ConfigError, DataError
-from polyp_sam_hf.data.prompts import PROMPT_FREE, SELF_PROMPTED
+from polyp_sam_hf.data.prompts import SELF_PROMPTED, get_prompt_mode
 from polyp_sam_hf.data.sources import SOURCES
 from polyp_sam_hf.evaluation.published import (
     BACKBONE_METHODS,
@@ -42,11 +42,8 @@ PAPER_MODE = "single"  # the paper prompts with one box around the whole mask
 
 def _prompt(mode: str) -> tuple[str, str]:
     """How a prompt mode is named in a row, and whether the row was given the true box."""
-    if mode == PROMPT_FREE:
-        return "no box", "no"
-    if mode == SELF_PROMPTED:
-        return "self-made boxes", "no"
-    return f"{mode} box", "yes"
+    prompt = get_prompt_mode(mode)
+    return prompt.label, "yes" if prompt.given_true_box else "no"
 
 
 @dataclass(frozen=True)

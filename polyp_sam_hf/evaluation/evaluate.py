@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from polyp_sam_hf.core.arguments import Floats, Names, check_choices
 from polyp_sam_hf.core.errors import ConfigError, DataError
 from polyp_sam_hf.data.loading import is_prepared, load_polyp_data, recorded_split
-from polyp_sam_hf.data.prompts import EVAL_PROMPT_MODES, PROMPT_FREE, SELF_PROMPTED, jitter_box, prompt_boxes
+from polyp_sam_hf.data.prompts import EVAL_PROMPT_MODES, get_prompt_mode, jitter_box
 from polyp_sam_hf.data.reading import stored_mask
 from polyp_sam_hf.data.sources import frame_key
 from polyp_sam_hf.data.splits import SPLIT_PRESETS, SplitSettings
@@ -157,19 +157,14 @@ def evaluate_split(
             target = stored_mask(row["mask"])
             height, width = target.shape
             empty = not target.any()
-            for mode_index, mode in enumerate(config.prompt_modes):
+            for mode_index, mode in enumerate(map(get_prompt_mode, config.prompt_modes)):
                 for level_index, level in enumerate(config.box_jitter):
-                    if mode in (PROMPT_FREE, SELF_PROMPTED) and level_index:
+                    if not mode.given_true_box and level_index:
                         continue  # no box of the dataset's: nothing to jitter
-                    if mode == PROMPT_FREE:  # no box, so no box-only baseline either
-                        logits, boxes = segmenter.logits(emb, None), None
-                    elif mode == SELF_PROMPTED:  # the boxes the model made itself
-                        logits, boxes = segmenter.auto_logits(emb, rounds=config.auto_rounds)
-                    else:
-                        boxes = _jittered(prompt_boxes(row, mode), level, width, height,
-                                          (config.seed, level_index, index))
-                        # no polyp annotated, no prompt: the model predicts nothing (None)
-                        logits = segmenter.logits(emb, boxes) if len(boxes) else None
+                    boxes = None if mode.boxes is None else _jittered(mode.boxes(row), level, width, height,
+                                                                       (config.seed, level_index, index))
+                    # no polyp annotated, no prompt: the model predicts nothing (None); no box, no baseline
+                    logits, boxes = segmenter.prompted_logits(emb, mode, boxes, rounds=config.auto_rounds)
                     entries = [("model", logits)]
                     if boxes is not None:
                         entries += [(name, mask_logits(baseline_prediction(name, boxes, height, width)))
@@ -179,7 +174,7 @@ def evaluate_split(
                         dice, iou = score_logits(frame_logits, target, config.protocol)
                         pred = (to_mask(frame_logits).any(0).cpu().numpy() if frame_logits is not None
                                 else np.zeros_like(target))
-                        scores.append(ImageScore(row["source"], row["image_id"], method, mode, level, dice, iou,
+                        scores.append(ImageScore(row["source"], row["image_id"], method, mode.name, level, dice, iou,
                                                  empty, *detection_counts(pred, target), prompts))
                         if method == "model" and mode_index == 0 and level_index == 0:
                             kept[frame_key(row["source"], row["image_id"])] = pred
@@ -224,7 +219,7 @@ def summarise(scores: list[ImageScore]) -> dict:
             "miou": float(np.mean([s.iou for s in scored])),
             "recall": sum(s.found for s in items) / polyps if polyps else None,
             "fp_per_frame": float(np.mean([s.false_positives for s in items])),
-            **({"nothing_found": sum(s.prompts == 0 for s in items)} if mode == SELF_PROMPTED else {}),
+            **({"nothing_found": sum(s.prompts == 0 for s in items)} if get_prompt_mode(mode).self_prompted else {}),
         }
     return out
 

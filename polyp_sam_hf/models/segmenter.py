@@ -30,7 +30,7 @@ from PIL import Image
 
 from polyp_sam_hf.core.errors import ConfigError
 from polyp_sam_hf.data.preprocessing import Preprocessing, normalize_pixels, scale_boxes
-from polyp_sam_hf.data.prompts import AUTO_BOX_MARGIN, component_boxes, grow_box
+from polyp_sam_hf.data.prompts import AUTO_BOX_MARGIN, PromptMode, component_boxes, grow_box
 from polyp_sam_hf.data.reading import read_image, to_rgb
 from polyp_sam_hf.models.loading import load_model_and_processor
 from polyp_sam_hf.models.mask_prompts import mask_prompt_logits, mask_prompt_name
@@ -256,6 +256,22 @@ class PolypSegmenter:
             logits = self.logits(embedded, boxes)
             mask = to_mask(logits).any(0).cpu().numpy()
         return logits, boxes
+
+    def prompted_logits(self, embedded: ImageEmbedding, mode: PromptMode, boxes=None, rounds: int = 1
+                        ) -> tuple[torch.Tensor | None, np.ndarray | None]:
+        """Logits for a frame prompted as `mode` says: with `boxes` (a box mode), with none (prompt-free),
+        or with boxes made from the prompt-free mask (self-prompted, `rounds` times).
+
+        Returns:
+            ((K, H, W) logits at the original size, or None where there is nothing to prompt; the
+            (K, 4) boxes given, or None for prompt-free).
+        """
+        if mode.self_prompted:
+            return self.auto_logits(embedded, rounds=rounds)
+        if mode.boxes is None:
+            return self.logits(embedded, None), None
+        boxes = np.asarray(boxes if boxes is not None else [], np.float32).reshape(-1, 4)
+        return (self.logits(embedded, boxes) if len(boxes) else None), boxes
 
     def predict(self, image, boxes, name: str = "image") -> np.ndarray:
         """Masks for each box: (K, H, W) bool at the frame's size (`to_mask` of the logits)."""

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from polyp_sam_hf.core.errors import ConfigError
-from polyp_sam_hf.data.prompts import PROMPT_FREE, parse_box
+from polyp_sam_hf.data.prompts import PROMPT_FREE, SELF_PROMPTED, get_prompt_mode, parse_box
 from polyp_sam_hf.evaluation.figures import overlay
 from polyp_sam_hf.models.loading import BUILTIN_MODELS
 from polyp_sam_hf.models.provenance import read_train_config
@@ -158,10 +158,8 @@ def auto_segment(segmenter: PolypSegmenter, image, out_dir: str | Path,
         check_frame_size(image)
     frame = segmenter.as_image(image)
     embedded = memo(frame) if memo else segmenter.embed(frame)
-    if prompt_free:
-        logits, boxes = segmenter.logits(embedded, None), np.zeros((0, 4), np.float32)
-    else:
-        logits, boxes = segmenter.auto_logits(embedded)
+    logits, boxes = segmenter.prompted_logits(embedded, get_prompt_mode(PROMPT_FREE if prompt_free else SELF_PROMPTED))
+    boxes = np.zeros((0, 4), np.float32) if boxes is None else boxes
     union = to_mask(logits).any(0).cpu().numpy() if logits is not None else np.zeros((frame.height, frame.width), bool)
     path = Path(tempfile.mkdtemp(dir=out_dir)) / "polyp_mask.png"
     Image.fromarray(union.astype(np.uint8) * 255).save(path)

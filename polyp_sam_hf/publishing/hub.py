@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ from safetensors.torch import save_file
 from transformers import SamModel, SamProcessor
 
 from polyp_sam_hf.core.errors import ConfigError, ExportCheckError, MissingTokenError, UploadTargetError
-from polyp_sam_hf.core.files import replace_atomically
+from polyp_sam_hf.core.files import replace_atomically, staging_folder
 from polyp_sam_hf.data.preprocessing import Preprocessing, scale_boxes
 from polyp_sam_hf.data.sources import SOURCES
 from polyp_sam_hf.data.splits import SPLIT_PRESETS
@@ -283,9 +282,7 @@ def prepare_upload(model_dir: str | Path, folder: str | Path, repo_id: str,
         raise UploadTargetError(f"{folder} is not empty and is not an earlier export of hub_upload.py; give a new or "
                          "empty folder (nothing was deleted).")
     metrics = metrics_of(model_dir, metrics_path) if metrics_path else None
-    staging = folder.with_name(f".{folder.name}.export-tmp")
-    if staging.exists():
-        shutil.rmtree(staging)  # this command's own, left by an interrupted run
+    staging = staging_folder(folder, "export-tmp")
     export_checkpoint(model_dir, staging)
     examples = write_examples(staging)
     card = build_model_card(staging, repo_id, metrics, read_train_config(model_dir), examples)

@@ -24,7 +24,7 @@ import torch
 from accelerate.utils import load
 
 from polyp_sam_hf.core.errors import CheckpointError, MissingCheckpointError
-from polyp_sam_hf.core.files import replace_atomically, restore_replaced
+from polyp_sam_hf.core.files import replace_atomically, restore_replaced, staging_folder
 from polyp_sam_hf.models.loading import merge_lora
 from polyp_sam_hf.models.provenance import TRAINING_SETTINGS
 
@@ -79,11 +79,10 @@ def save_training_state(accelerator, output_dir: str | Path, name: str, state: d
     """
     root = checkpoints_dir(output_dir)
     final = root / name
-    tmp = root / f".{name}.tmp"
+    tmp = final.with_name(f".{name}.tmp")
     if accelerator.is_main_process:
         root.mkdir(parents=True, exist_ok=True)
-        if tmp.exists():
-            shutil.rmtree(tmp)  # left by an earlier interrupted save
+        tmp = staging_folder(final)  # the main process empties it; every process writes into it
     accelerator.wait_for_everyone()
     with _quiet("accelerate.accelerator", "accelerate.checkpointing"):  # its six INFO lines: one of ours instead
         accelerator.save_state(str(tmp), safe_serialization=True)
@@ -195,9 +194,7 @@ def save_pretrained_atomic(model: torch.nn.Module, processor, folder: str | Path
     renamed.
     """
     folder = Path(folder)
-    tmp = folder.with_name(f".{folder.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    tmp = staging_folder(folder)
     plain = merge_lora(copy.deepcopy(model)) if _has_lora(model) else model
     plain.save_pretrained(tmp, safe_serialization=True)
     processor.save_pretrained(tmp)
