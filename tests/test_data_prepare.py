@@ -32,6 +32,19 @@ def test_schema_and_values(pranet_root):
     assert report.counts[("test", "etis")] == 2
 
 
+def test_rows_streamed_to_disk_equal_rows_held_in_memory(pranet_root, tmp_path):
+    # prepare's flat-memory path (rows written to Arrow as they are read) builds the same dataset
+    held, held_report = prepare_dataset(pranet_root)
+    streamed, streamed_report = prepare_dataset(pranet_root, work_dir=tmp_path / "rows")
+    assert sorted(p.name for p in (tmp_path / "rows").iterdir()) == sorted(f"{s}.arrow" for s in held)
+    assert list(streamed) == list(held) and streamed_report.counts == held_report.counts
+    for split in held:
+        assert streamed[split].features == held[split].features
+        assert streamed[split].cache_files and not held[split].cache_files  # memory-mapped, not in memory
+        a, b = held[split].with_format("arrow")[:], streamed[split].with_format("arrow")[:]
+        assert a.equals(b), split
+
+
 def test_validation_is_stratified_seeded_and_disjoint(pranet_root):
     ds, _ = prepare_dataset(pranet_root, val_fraction=0.2, seed=1)
     val = ds["validation"]

@@ -3,10 +3,12 @@ with box prompts and the paper's split."""
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from polyp_sam_hf.core.arguments import check_choices
+from polyp_sam_hf.core.files import staging_folder
 from polyp_sam_hf.data.loading import save_prepared
 from polyp_sam_hf.data.prepare import prepare_dataset
 from polyp_sam_hf.data.splits import SPLIT_PRESETS, SplitSettings
@@ -41,13 +43,19 @@ class PrepareArguments:
 
 
 def run(args: PrepareArguments) -> int:
-    dataset, report = prepare_dataset(args.data_root, split_preset=args.split_preset, val_fraction=args.val_fraction,
-                                      seed=args.seed, min_component_area=args.min_component_area,
-                                      skip_bad_files=args.skip_bad_files)
-    save_prepared(dataset, args.output, args.split, args.data_root, overwrite=args.overwrite,
-                  report=report.format(full=True))
-    if args.push_to_hub:
-        dataset.push_to_hub(args.push_to_hub, private=not args.public)
+    # the rows stream to Arrow files beside the output as they are read: memory stays flat
+    work_dir = staging_folder(args.output.resolve(), "prepare-rows")
+    try:
+        dataset, report = prepare_dataset(args.data_root, split_preset=args.split_preset,
+                                          val_fraction=args.val_fraction, seed=args.seed,
+                                          min_component_area=args.min_component_area,
+                                          skip_bad_files=args.skip_bad_files, work_dir=work_dir)
+        save_prepared(dataset, args.output, args.split, args.data_root, overwrite=args.overwrite,
+                      report=report.format(full=True))
+        if args.push_to_hub:
+            dataset.push_to_hub(args.push_to_hub, private=not args.public)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
     print(report.format())
     print(f"\nSaved to {args.output} (datasets.load_from_disk reads it back).")
     return 0

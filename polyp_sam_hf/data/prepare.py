@@ -23,6 +23,7 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+from datasets.arrow_writer import ArrowWriter
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -169,6 +170,7 @@ def prepare_dataset(
     seed: int = SplitSettings.seed,
     min_component_area: int = 10,
     skip_bad_files: bool = False,
+    work_dir: str | Path | None = None,
 ) -> tuple[datasets.DatasetDict, PrepareReport]:
     """Read a data root into a `DatasetDict` with `train`, `validation` and `test` splits.
 
@@ -179,6 +181,9 @@ def prepare_dataset(
         seed: seeds the release split and the validation draw.
         min_component_area: smallest polyp, in pixels, that gets its own box in `boxes`.
         skip_bad_files: list unreadable or mismatched pairs as skipped instead of stopping.
+        work_dir: write each split's rows to an Arrow file here as they are read, so memory stays
+            flat however many frames there are (the returned splits are memory-mapped from it; keep
+            the folder until they are saved). None: the rows are held in memory.
 
     Raises:
         DataError: no dataset at `data_root`, or a bad file while `skip_bad_files` is False.
@@ -194,11 +199,11 @@ def prepare_dataset(
     report = PrepareReport(layout=found.layout, skipped=list(found.skipped))
     splits, report.left_out_by_preset = assign_splits(found.pairs, preset, val_fraction, seed, sequences=not synthetic)
 
-    built: dict[str, list[dict]] = {}
+    built: dict[str, datasets.Dataset] = {}
     total = sum(len(pairs) for pairs in splits.values())
     with tqdm(total=total, desc="Reading pairs", unit="img") as bar:
         for split, pairs in splits.items():
-            rows = []
+            rows = _SplitRows(split, work_dir, synthetic)
             for pair in pairs:
                 bar.update(1)
                 try:
@@ -218,16 +223,41 @@ def prepare_dataset(
                         report.empty_dropped.setdefault((split, pair.source), []).append(pair.image_id)
                         continue
                     report.empty_kept.setdefault(pair.source, []).append(pair.image_id)
-                rows.append(row)
+                rows.add(row)
                 report.counts[(split, pair.source)] += 1
-            built[split] = rows
+            built[split] = rows.finish()
     # an empty split is left out: `save_to_disk` writes it without shards and cannot read it back
-    dataset = datasets.DatasetDict({split: _to_dataset(rows, synthetic) for split, rows in built.items() if rows})
-    report.omitted = [split for split, rows in built.items() if not rows]
+    dataset = datasets.DatasetDict({split: rows for split, rows in built.items() if rows is not None})
+    report.omitted = [split for split, rows in built.items() if rows is None]
     return dataset, report
 
 
-def _to_dataset(rows: list[dict], synthetic: bool) -> datasets.Dataset:
-    columns = {name: [row[name] for row in rows] for name in FEATURES}
-    info = datasets.DatasetInfo(description=SYNTHETIC_DESCRIPTION, features=FEATURES) if synthetic else None
-    return datasets.Dataset.from_dict(columns, features=FEATURES, info=info)
+class _SplitRows:
+    """One split's rows as they are read: in a list, or streamed to `work_dir/<split>.arrow`."""
+
+    def __init__(self, split: str, work_dir: str | Path | None, synthetic: bool) -> None:
+        self.info = datasets.DatasetInfo(description=SYNTHETIC_DESCRIPTION if synthetic else "", features=FEATURES)
+        self.rows: list[dict] = []
+        self.count = 0
+        self.writer = None
+        if work_dir is not None:
+            Path(work_dir).mkdir(parents=True, exist_ok=True)
+            self.path = Path(work_dir) / f"{split}.arrow"
+            self.writer = ArrowWriter(features=FEATURES, path=str(self.path), writer_batch_size=64)
+
+    def add(self, row: dict) -> None:
+        self.count += 1
+        own = {name: row[name] for name in FEATURES}
+        if self.writer is None:
+            self.rows.append(own)
+        else:
+            self.writer.write(FEATURES.encode_example(own))
+
+    def finish(self) -> datasets.Dataset | None:
+        if self.writer is not None:
+            self.writer.finalize()
+            return datasets.Dataset.from_file(str(self.path), info=self.info) if self.count else None
+        if not self.rows:
+            return None
+        columns = {name: [row[name] for row in self.rows] for name in FEATURES}
+        return datasets.Dataset.from_dict(columns, features=FEATURES, info=self.info)
