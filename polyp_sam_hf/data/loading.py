@@ -26,6 +26,9 @@ logger = logging.getLogger(__name__)
 SPLIT_RECORD = "polyp_sam_split.json"
 
 
+SHARD_SIZE = "16MB"
+
+
 def is_prepared(path: str | Path) -> bool:
     """True for a `DatasetDict.save_to_disk` folder."""
     return (Path(path) / "dataset_dict.json").is_file()
@@ -117,7 +120,8 @@ def save_prepared(dataset: datasets.DatasetDict, output: str | Path, split: Spli
             raise DataError(f"--output {output} already holds a prepared dataset; pass --overwrite to replace it "
                             "(nothing was changed).")
     staging = staging_folder(output, "prepare-tmp")
-    dataset.save_to_disk(str(staging))
+    # shards of at most SHARD_SIZE: writing one holds it in memory, so memory stays flat with the frames
+    dataset.save_to_disk(str(staging), max_shard_size=SHARD_SIZE)
     (staging / SPLIT_RECORD).write_text(json.dumps(asdict(split), indent=1))
     if report is not None:
         (staging / "prepare_report.txt").write_text(report + "\n")
