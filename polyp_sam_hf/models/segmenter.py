@@ -6,8 +6,8 @@ check all take it:
     encoder inputs (pixels or cached embeddings) + boxes in input pixels
       -> `decode`: the mask prompt made from the boxes (`mask_prompts`), SAM's prompt encoder and
          mask decoder, one mask per box: (B, K, h, w) low-resolution logits
-      -> `to_original`: upsampled to the input size S, the padding cropped, resized to the frame:
-         (K, H, W) logits
+      -> `to_original`: upsampled to the input size S, the padding cropped, resized to the frame
+         (transformers' `post_process_masks`): (K, H, W) logits
       -> `to_mask`: logit > `LOGIT_THRESHOLD` (probability 0.5, SAM's own threshold)
 
 `prompt_logits` runs `decode` on a training batch (`data.batches`); `PolypSegmenter` runs it on
@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from transformers import SamImageProcessor
 
 from polyp_sam_hf.core.errors import ConfigError
 from polyp_sam_hf.data.preprocessing import Preprocessing, normalize_pixels, scale_boxes
@@ -110,13 +111,18 @@ def valid_region(reshaped: torch.Tensor, input_size: int) -> torch.Tensor:
     return inside_h[:, :, None] & inside_w[:, None, :]
 
 
+# only its post_process_masks is used, given the input size each call (the models' sizes differ)
+_SAM_POSTPROCESS = SamImageProcessor()
+
+
 def to_original(low_res: torch.Tensor, input_size: int, reshaped: tuple[int, int],
                 original: tuple[int, int]) -> torch.Tensor:
-    """One frame's (K, h, w) low-resolution logits -> (K, H, W) logits at the original size."""
-    full = upsample_to_input(low_res[None], input_size)[0]
-    cropped = full[:, : int(reshaped[0]), : int(reshaped[1])]
-    return F.interpolate(cropped[None], tuple(int(v) for v in original), mode="bilinear",
-                         align_corners=False)[0]
+    """One frame's (K, h, w) low-resolution logits -> (K, H, W) logits at the original size:
+    transformers' `SamImageProcessor.post_process_masks` (upsample to the input size, crop the
+    padding, resize to the frame), unthresholded."""
+    size = {"height": input_size, "width": input_size}
+    return _SAM_POSTPROCESS.post_process_masks([low_res.float()[None]], [[int(v) for v in original]],
+                                               [[int(v) for v in reshaped]], binarize=False, pad_size=size)[0][0]
 
 
 def batch_to_original(logits: torch.Tensor, batch: dict) -> list[torch.Tensor | None]:
