@@ -1,8 +1,9 @@
 """Where a checkpoint comes from: the run that trained it, the model it started from.
 
-A `best/` folder written by `train.py` carries the run's settings (`polyp_sam_training.json`); its
-run folder holds them too (`config.yaml`). Cards, evaluations and comparisons read them here, so
-nothing about a checkpoint's origin is guessed.
+A `best/` folder written by `train.py` carries the run's settings (`polyp_sam_training.json`), and
+cards, evaluations and comparisons read them from there only, so nothing about a checkpoint's
+origin is guessed. (The run folder's `config.yaml` holds the same settings as a file `train.py
+--config` takes, to run it again.)
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import yaml
 
 from polyp_sam_hf.core.files import sha256_file
 from polyp_sam_hf.data.splits import SplitSettings
@@ -70,10 +70,7 @@ def trained_split(train_config: dict | None):
 
 
 def read_train_config(model_dir: str | Path) -> dict | None:
-    """The settings of the run that wrote `model_dir`: its `polyp_sam_training.json`, else the run
-    folder's `config.yaml` (OUTPUT/best -> OUTPUT/config.yaml); None when neither exists."""
+    """The settings of the run that wrote `model_dir` (its `polyp_sam_training.json`, the one record
+    a model carries), or None for a model this library did not train."""
     own = Path(model_dir) / TRAINING_SETTINGS
-    if own.is_file():
-        return json.loads(own.read_text())
-    path = Path(model_dir).parent / "config.yaml"
-    return yaml.safe_load(path.read_text()) if path.is_file() else None
+    return json.loads(own.read_text()) if own.is_file() else None
