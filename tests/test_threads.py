@@ -43,12 +43,13 @@ def test_an_unknown_policy_is_an_error(monkeypatch):
 
 
 def test_entry_points_ask_openmp_to_wait_passively_before_pytorch_loads():
-    """The OpenMP runtime reads OMP_WAIT_POLICY when PyTorch loads it, so the entry point sets it first."""
+    """The OpenMP runtime reads OMP_WAIT_POLICY when PyTorch loads it, so the entry point sets it first:
+    the command line has set it, and PyTorch is not loaded yet (only the chosen command loads it)."""
     code = ("import os, sys; import polyp_sam_hf.commands.cli; "
             "print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)")
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
-    assert out.split() == ["PASSIVE", "True"]
+    assert out.split() == ["PASSIVE", "False"]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**env, "POLYP_SAM_THREADS": "torch"}).stdout
     assert out.split()[0] == "None"

@@ -107,7 +107,7 @@ def eval_dir(config: ReproduceConfig, name: str) -> Path:
 def _train_step(config: ReproduceConfig, name: str) -> Step:
     run, yaml_file = PAPER_RUNS[name], config.configs / f"{name}.yaml"
     out = run_dir(config, name)
-    argv = _launcher(config) + ["-m", "polyp_sam_hf.training.loop", "--config", str(yaml_file),
+    argv = _launcher(config) + ["-m", "polyp_sam_hf", "train", "--config", str(yaml_file),
                                 "--data", str(data_dir(config, run.split)), "--output_dir", str(out)]
     if config.model:
         argv += ["--model", config.model]
