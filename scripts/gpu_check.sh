@@ -2,7 +2,7 @@
 # The README's own commands, end to end, on the device at hand: run this first whenever a GPU is.
 #
 #   bash scripts/gpu_check.sh              # on a GPU machine: MobileSAM converted, real frames, bf16
-#   bash scripts/gpu_check.sh --cpu-check  # the same commands with tiny built-in models on the CPU
+#   bash scripts/gpu_check.sh --cpu-check  # the same commands with tiny models (random weights) on the CPU
 #                                          # (the test suite runs it, so the script never rots)
 #
 # Prints one line per command (its exit code and seconds) and a summary; exits non-zero if any
@@ -67,8 +67,14 @@ else
     precision=no
     device_flag=(--cpu)
     gpus=0
-    model=micro-tinyvit-sam-test  # MobileSAM's architecture at 64 px, random weights
-    vit_b=micro-sam-test          # a SAM ViT (fused attention) at 32 px
+    model="$out/micro-tinyvit-sam"  # MobileSAM's architecture at 64 px, random weights
+    vit_b="$out/micro-sam"          # a SAM ViT (fused attention) at 32 px, random weights
+    run models "$py" -c "
+from polyp_sam_hf.models.loading import MODEL_CLASSES, SamModel, processor_for, tiny_sam_config, tiny_vit_sam_config
+for path, config in (('$model', tiny_vit_sam_config(image_size=64)), ('$vit_b', tiny_sam_config(
+        image_size=32, patch_size=4, vision_hidden=16, vision_layers=2, prompt_hidden=16))):
+    MODEL_CLASSES.get(config.model_type, SamModel)(config).save_pretrained(path)
+    processor_for(config).save_pretrained(path)"
     steps=(--max_steps 2 --eval_every_steps 1 --max_eval_samples 4)
     half=1
     full_steps=(--max_steps 2 --eval_every_steps 1 --max_eval_samples 4)

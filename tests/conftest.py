@@ -16,6 +16,17 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# The tests' own models, by name, in the library's registry of built-in models (random weights from
+# the run's seed): the smallest SAM that runs, and MobileSAM's architecture (TinyViT-5M) at 64 px.
+from polyp_sam_hf.models.loading import BUILTIN_MODELS, tiny_sam_config, tiny_vit_sam_config  # noqa: E402
+
+TEST_MODELS = {
+    "micro-sam-test": lambda: tiny_sam_config(image_size=32, patch_size=4, vision_hidden=16, vision_layers=2,
+                                              prompt_hidden=16),
+    "micro-tinyvit-sam-test": lambda: tiny_vit_sam_config(image_size=64),
+}
+BUILTIN_MODELS.update(TEST_MODELS)
 SAMPLES = Path(os.environ.get("POLYP_SAMPLES", REPO_ROOT.parent / "shared" / "polyp-samples"))
 
 
@@ -28,6 +39,19 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def test_model_dirs(tmp_path_factory) -> dict[str, Path]:
+    """The test models saved as model folders: what a command in another process loads by path."""
+    from polyp_sam_hf.models.loading import load_model_and_processor
+
+    root = tmp_path_factory.mktemp("test-models")
+    for name in TEST_MODELS:
+        model, processor = load_model_and_processor(name)
+        model.save_pretrained(root / name)
+        processor.save_pretrained(root / name)
+    return {name: root / name for name in TEST_MODELS}
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 from transformers import AutoModel
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ["prepare", "train-decoder", "resume", "train-full", "train-lora", "train-vit-full", "evaluate",
+COMMANDS = ["models", "prepare", "train-decoder", "resume", "train-full", "train-lora", "train-vit-full", "evaluate",
             "predict", "export"]
 
 
@@ -31,7 +31,7 @@ def test_cpu_check_runs_every_command_and_what_they_write_loads(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     lines = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+exit (\d+)", result.stdout, re.M)}
     assert lines == {name: 0 for name in COMMANDS}
-    assert "9 commands, 0 failed" in result.stdout
+    assert "10 commands, 0 failed" in result.stdout
     # the decoder run stopped half-way and the resume continued it from its checkpoint
     assert json.loads((tmp_path / "decoder" / "train_results.json").read_text())["steps"] == 2
     assert "Resum" in (tmp_path / "logs" / "resume.log").read_text()

@@ -30,12 +30,13 @@ def _script(*args) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def reproduced(tmp_path_factory):
+def reproduced(tmp_path_factory, test_model_dirs):
     root = tmp_path_factory.mktemp("reproduce")
     data = write_demo_data(root / "data", num_train=16, num_test=2, seed=3)
-    done = _script("--data-root", data, "--output", root / "out", "--model", "micro-sam-test", "--", *TRAIN_FLAGS)
+    model = test_model_dirs["micro-sam-test"]
+    done = _script("--data-root", data, "--output", root / "out", "--model", model, "--", *TRAIN_FLAGS)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return data, root / "out"
+    return data, root / "out", model
 
 
 def _sections(text: str) -> dict[int, str]:
@@ -54,7 +55,7 @@ def _rows(section: str) -> tuple[list[str], dict[str, list[str]]]:
 
 
 def test_every_cell_comes_from_its_run_and_its_published_row(reproduced):
-    _, out = reproduced
+    _, out, model = reproduced
     sections = _sections((out / "comparison.md").read_text())
     for table, section in sections.items():
         columns, rows = _rows(section)
@@ -79,25 +80,25 @@ def test_every_cell_comes_from_its_run_and_its_published_row(reproduced):
 
 
 def test_runs_trained_on_their_own_split_and_config(reproduced):
-    _, out = reproduced
+    _, out, model = reproduced
     for name, run in PAPER_RUNS.items():
         settings = json.loads((out / "runs" / name / "best" / "polyp_sam_training.json").read_text())
         assert settings["split_preset"] == run.split and settings["strategy"] == run.strategy
-        assert settings["data"] == str(out / "data" / run.split) and settings["model"] == "micro-sam-test"
+        assert settings["data"] == str(out / "data" / run.split) and settings["model"] == str(model)
         tested = set(json.loads((out / "eval" / name / "metrics.json").read_text())["sources"])
         assert tested == ({"cvc-colondb"} if run.split == "cross-colondb" else set(SOURCE_ORDER))
 
 
 def test_running_again_resumes_where_it_stopped(reproduced):
-    data, out = reproduced
-    again = _script("--data-root", data, "--output", out, "--model", "micro-sam-test", "--dry-run")
+    data, out, model = reproduced
+    again = _script("--data-root", data, "--output", out, "--model", model, "--dry-run")
     assert again.returncode == 0 and "would run" not in again.stdout
     assert again.stdout.count("skip (") == 14
     # an evaluation lost, a training stopped after its first checkpoint: only those run again
     shutil.rmtree(out / "eval" / "table3-l-full")
     shutil.rmtree(out / "eval" / "table3-b-full")
     (out / "runs" / "table3-b-full" / "train_results.json").unlink()
-    again = _script("--data-root", data, "--output", out, "--model", "micro-sam-test", "--dry-run")
+    again = _script("--data-root", data, "--output", out, "--model", model, "--dry-run")
     planned = re.findall(r"\] (.*): would run", again.stdout)
     assert planned == ["train table3-b-full (continuing from step-0000001)", "evaluate table3-b-full",
                        "evaluate table3-l-full"]

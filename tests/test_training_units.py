@@ -173,10 +173,17 @@ def test_yaml_unknown_key_names_the_file(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["demo", "mobile-sam-decoder", "mobile-sam-lora", "mobile-sam-full"])
-def test_shipped_configs_parse(name):
+def test_shipped_configs_parse_to_the_values_they_hold(name):
+    import yaml
     from conftest import REPO_ROOT
 
-    parse_config(["--config", str(REPO_ROOT / "configs" / f"{name}.yaml")])
+    from polyp_sam_hf.training.config import config_to_dict
+
+    path = REPO_ROOT / "configs" / f"{name}.yaml"
+    written = yaml.safe_load(path.read_text())
+    parsed = config_to_dict(*parse_config(["--config", str(path)]))
+    for key, value in written.items():  # YAML reads 1.5e-4 as text: compare in the field's own type
+        assert parsed[key] == (type(parsed[key])(value) if parsed[key] is not None else value), key
 
 
 @pytest.mark.parametrize("name", list(PAPER_RUNS))

@@ -113,12 +113,6 @@ MODEL_CLASSES: dict[str, type[SamModel]] = {"tinyvit_sam": TinyViTSamModel}
 BUILTIN_MODELS: dict[str, Callable[[], SamConfig]] = {
     # the demo's model: 128 px input, 16 x 16 embeddings, about 150k parameters
     "tiny-sam": tiny_sam_config,
-    # the smallest that runs: for unit tests
-    "micro-sam-test": lambda: tiny_sam_config(
-        image_size=32, patch_size=4, vision_hidden=16, vision_layers=2, prompt_hidden=16
-    ),
-    # MobileSAM's architecture (TinyViT-5M encoder) at 64 px with random weights: for unit tests
-    "micro-tinyvit-sam-test": lambda: tiny_vit_sam_config(image_size=64),
     # ViT-B and ViT-L shapes with random weights, for benchmarks without a download
     "random-sam-vit-base": lambda: SamConfig(),
     "random-sam-vit-large": lambda: SamConfig(
