@@ -229,37 +229,50 @@ class ArrayCache:
                     logger.info("Reused %d of %d frames from caches of the same kind beside %s", copied, len(index),
                                 folder.name)
             accelerator.wait_for_everyone()
-            array = np.load(building / "arrays.npy", mmap_mode="r+")
-            written = np.load(building / "done.npy", mmap_mode="r+")
-            mine = [n for n in range(rank, len(rows), world) if not written[index[keys[n]]]]
-            if accelerator.is_local_main_process and len(mine) < len(range(rank, len(rows), world)):
-                logger.info("Resuming the build of %s: %d frames left", folder.name, len(mine))
-            with tqdm(total=len(mine), desc=desc, unit="img", disable=not accelerator.is_local_main_process) as bar:
-                for start in range(0, len(mine), batch_size):
-                    chunk = mine[start : start + batch_size]
-                    values = compute([rows[n][0][rows[n][1]] for n in chunk])
-                    for n, value in zip(chunk, values):
-                        array[index[keys[n]]] = value
-                    array.flush()  # the rows first, then the record that they are written
-                    written[[index[keys[n]] for n in chunk]] = True
-                    written.flush()
-                    bar.update(len(chunk))
-            del array, written
+            ours = [(n, index[keys[n]]) for n in range(rank, len(rows), world)]  # (row, its slot in the file)
+            _fill(building, [(rows[n], slot) for n, slot in ours], compute, batch_size,
+                  desc, accelerator.is_local_main_process, folder.name)
         except BaseException:
             if lock is not None:
                 lock.release()  # the written rows stay in the temporary folder for the next build
             raise
         accelerator.wait_for_everyone()
         if builder:
-            if reuse_key:  # what a later cache of other frames may borrow from this one
-                (building / REUSE_FILE).write_text(json.dumps({"key": reuse_key}))
-                (building / FRAMES_FILE).write_text(json.dumps(digests))
-            (building / COMPLETE).write_text("ok\n")
-            os.replace(building, folder)  # complete or absent: never half-written under its name
+            _complete(building, folder, reuse_key, digests)
             lock.release()
             logger.info("Cached %d frames in %s", len(index), folder)
         accelerator.wait_for_everyone()
         return cls(folder)
+
+
+def _fill(building: Path, todo: list[tuple[tuple[datasets.Dataset, int], int]], compute: Callable[[list], np.ndarray],
+          batch_size: int, desc: str, show: bool, name: str) -> None:
+    """Compute this process's rows (`todo`: ((split, row), slot) pairs) into the building cache, the
+    slots not yet written, `batch_size` at a time; each batch is recorded as written after its rows."""
+    array = np.load(building / "arrays.npy", mmap_mode="r+")
+    written = np.load(building / "done.npy", mmap_mode="r+")
+    left = [(row, slot) for row, slot in todo if not written[slot]]
+    if show and len(left) < len(todo):
+        logger.info("Resuming the build of %s: %d frames left", name, len(left))
+    with tqdm(total=len(left), desc=desc, unit="img", disable=not show) as bar:
+        for start in range(0, len(left), batch_size):
+            chunk = left[start : start + batch_size]
+            values = compute([split[i] for (split, i), _ in chunk])
+            for (_, slot), value in zip(chunk, values):
+                array[slot] = value
+            array.flush()  # the rows first, then the record that they are written
+            written[[slot for _, slot in chunk]] = True
+            written.flush()
+            bar.update(len(chunk))
+
+
+def _complete(building: Path, folder: Path, reuse_key: str | None, digests: dict[str, str]) -> None:
+    """Mark the built cache complete and put it in place under its name, in one rename."""
+    if reuse_key:  # what a later cache of other frames may borrow from this one
+        (building / REUSE_FILE).write_text(json.dumps({"key": reuse_key}))
+        (building / FRAMES_FILE).write_text(json.dumps(digests))
+    (building / COMPLETE).write_text("ok\n")
+    os.replace(building, folder)  # complete or absent: never half-written under its name
 
 
 def _open_building(building: Path, index: dict[str, int], shape: tuple[int, ...], dtype) -> None:

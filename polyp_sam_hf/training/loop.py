@@ -291,6 +291,28 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
     return finish(run)
 
 
+def _model_to_train(model_args: ModelArguments, train_args: TrainArguments, accelerator: Accelerator):
+    """The model and processor, prompted and with the parts the strategy trains, on the device;
+    and the strategy."""
+    model, processor = load_model_and_processor(model_args.model, seed=train_args.seed,
+                                                vision_attention=model_args.vision_attention)
+    if accelerator.device.type == "cpu":  # now the model's size is known (core/threads.py)
+        set_cpu_threads(int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes)),
+                        sum(p.numel() for p in model.parameters()))
+    if model_args.model in BUILTIN_MODELS and train_args.learning_rate < RANDOM_WEIGHTS_MIN_LR:
+        logger.warning("%s starts from random weights: at learning rate %g it learns next to nothing (the paper's "
+                       "4e-6 fine-tunes a pretrained SAM). configs/demo.yaml trains tiny-sam at 2e-3.",
+                       model_args.model, train_args.learning_rate, main_process_only=True)
+    if model_args.mask_prompt != "inherit":  # saved in the config, so best/ is prompted as it was trained
+        set_mask_prompt(model, model_args.mask_prompt)
+    strategy = get_strategy(model_args.strategy)
+    model = strategy.apply(model, lora_rank=model_args.lora_rank, lora_alpha=model_args.lora_alpha)
+    if model_args.gradient_checkpointing:
+        # transformers 5 renamed it; older releases have only gradient_checkpointing_enable
+        getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
+    return model.to(accelerator.device), processor, strategy
+
+
 def setup(model_args: ModelArguments, data_args: DataArguments, train_args: TrainArguments) -> Run:
     """Check the settings and the output folder, load data and model, build loaders (and caches),
     optimiser and schedule, and restore a checkpoint when resuming."""
@@ -310,23 +332,7 @@ def setup(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
                                   data_args.split_seed, data_args.generate_demo_data)
     dataset = _select(dataset, data_args)
 
-    model, processor = load_model_and_processor(model_args.model, seed=train_args.seed,
-                                                vision_attention=model_args.vision_attention)
-    if accelerator.device.type == "cpu":  # now the model's size is known (threads.py)
-        set_cpu_threads(int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes)),
-                        sum(p.numel() for p in model.parameters()))
-    if model_args.model in BUILTIN_MODELS and train_args.learning_rate < RANDOM_WEIGHTS_MIN_LR:
-        logger.warning("%s starts from random weights: at learning rate %g it learns next to nothing (the paper's "
-                       "4e-6 fine-tunes a pretrained SAM). configs/demo.yaml trains tiny-sam at 2e-3.",
-                       model_args.model, train_args.learning_rate, main_process_only=True)
-    if model_args.mask_prompt != "inherit":  # saved in the config, so best/ is prompted as it was trained
-        set_mask_prompt(model, model_args.mask_prompt)
-    strategy = get_strategy(model_args.strategy)
-    model = strategy.apply(model, lora_rank=model_args.lora_rank, lora_alpha=model_args.lora_alpha)
-    if model_args.gradient_checkpointing:
-        # transformers 5 renamed it; older releases have only gradient_checkpointing_enable
-        getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
-    model.to(accelerator.device)
+    model, processor, strategy = _model_to_train(model_args, train_args, accelerator)
     train_set, train_loader, val_loader = _loaders(
         model_args, data_args, train_args, dataset, model, processor, accelerator
     )
