@@ -4,6 +4,7 @@ half-written (checkpoints, `best/`, the prepared dataset and the upload folder a
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import logging
 import os
@@ -16,8 +17,6 @@ logger = logging.getLogger(__name__)
 def _exchange(a: Path, b: Path) -> bool:
     """Swap two paths in one atomic step (Linux `renameat2(RENAME_EXCHANGE)`); False where the
     system or file system cannot."""
-    import ctypes
-
     try:
         renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
     except (OSError, AttributeError):

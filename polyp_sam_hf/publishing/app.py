@@ -175,7 +175,7 @@ def build_app(segmenter: PolypSegmenter, title: str = "Polyp-SAM: box-prompted p
     and their `none` and `auto` endpoints; a box-trained model given no box returns a mask of
     nothing useful, so it is not offered. Launch it with `LAUNCH_SETTINGS` (the library's error
     texts shown in the page, uploads bounded)."""
-    import gradio as gr
+    import gradio as gr  # here: the app extra, optional (commands/app.py says how to install it)
 
     out_dir = tempfile.mkdtemp(prefix="polyp-sam-app-")
     memo = EmbeddingMemo(segmenter)
