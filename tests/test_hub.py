@@ -137,15 +137,13 @@ def test_upload_calls_and_the_token_never_leaks(micro_checkpoint, metrics_file, 
 
 
 def test_base_model_comes_from_the_run_record(tmp_path):
-    import yaml
+    from polyp_sam_hf.models.provenance import TRAINING_SETTINGS, base_model_of
 
-    from polyp_sam_hf.models.provenance import base_model_of
-
-    def run(name: str, model: str):
+    def run(name: str, model: str):  # a best/ folder as training writes it: its run's record inside
         best = tmp_path / name / "best"
         best.mkdir(parents=True)
         (best / "config.json").write_text("{}")
-        (tmp_path / name / "config.yaml").write_text(yaml.safe_dump({"model": model}))
+        (best / TRAINING_SETTINGS).write_text(json.dumps({"model": model}))
         return best
 
     from_hub = run("a", "facebook/sam-vit-large")
