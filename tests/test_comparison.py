@@ -12,6 +12,7 @@ from conftest import REPO_ROOT
 from polyp_sam_hf.commands.cli import main as cli_main
 from polyp_sam_hf.evaluation.comparison import identify, results_section
 from polyp_sam_hf.evaluation.published import PAPER_RUNS, PUBLISHED, table_rows
+from polyp_sam_hf.evaluation.record import EvaluationRecord
 
 TABLES_CSV = REPO_ROOT.parent / "shared" / "paper" / "tables.csv"
 DISPLAY = {"kvasir": "Kvasir-SEG", "cvc-clinicdb": "CVC-ClinicDB", "cvc-colondb": "CVC-ColonDB",
@@ -33,7 +34,7 @@ def test_published_values_match_the_papers_transcription_cell_by_cell():
 
 
 def _metrics(label, method, strategy, split, dice_by_source, protocol="paper", paper_run=None, modes=("single",)):
-    """A metrics.json as `polyp-sam evaluate` writes it, with the model's Dice given per source
+    """An evaluation as `polyp-sam evaluate` records it, with the model's Dice given per source
     (mIoU = Dice - 0.05; the ellipse baseline = Dice - 0.1, the box = Dice - 0.2)."""
     def per_source(offset):
         entries = {s: {"n": 3, "dice": d - offset, "miou": d - offset - 0.05} for s, d in dice_by_source.items()}
@@ -41,10 +42,10 @@ def _metrics(label, method, strategy, split, dice_by_source, protocol="paper", p
 
     results = {name: {mode: per_source(offset) for mode in modes}
                for name, offset in (("model", 0.0), ("ellipse", 0.1), ("box", 0.2))}
-    return {"settings": {"protocol": protocol}, "primary": {"prompt_mode": modes[0], "box_jitter": 0.0},
-            "sources": {s: e for s, e in results["model"][modes[0]]["0.0"].items() if s != "all"},
-            "results": results,
-            "run": {"label": label, "method": method, "strategy": strategy, "split": split, "paper_run": paper_run}}
+    return EvaluationRecord.from_json({
+        "settings": {"protocol": protocol}, "primary": {"prompt_mode": modes[0], "box_jitter": 0.0},
+        "results": results,
+        "run": {"label": label, "method": method, "strategy": strategy, "split": split, "paper_run": paper_run}})
 
 
 def _table_cells(text: str) -> dict[str, list[str]]:
@@ -120,7 +121,7 @@ def test_compare_command_places_each_run_in_its_table(tmp_path, capsys):
     paths = []
     for name, metrics in runs.items():
         (tmp_path / name).mkdir()
-        (tmp_path / name / "metrics.json").write_text(json.dumps(metrics))
+        metrics.write(tmp_path / name / "metrics.json")
         paths.append(str(tmp_path / name))
     assert cli_main(["compare", *paths, "--output", str(tmp_path / "c.md")]) == 0
     text = (tmp_path / "c.md").read_text()

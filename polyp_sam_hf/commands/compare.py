@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from polyp_sam_hf.core.errors import ConfigError
-from polyp_sam_hf.evaluation.comparison import comparison_markdown, read_metrics
+from polyp_sam_hf.evaluation.comparison import comparison_markdown
+from polyp_sam_hf.evaluation.record import read_metrics
 
 HELP = "set evaluations beside the paper's Tables 1-3"
 

@@ -12,13 +12,11 @@ EvaluateArguments = EvaluateConfig
 
 
 def run(args: EvaluateConfig) -> int:
-    metrics = run_evaluation(args)
+    record = run_evaluation(args)
     output = Path(args.output)
     print((output / "results.md").read_text())
-    primary = metrics["primary"]
-    jitter = f", box jitter {primary['box_jitter']}" if primary["box_jitter"] else ""
-    synthetic = ", synthetic frames" if metrics["settings"].get("synthetic") else ""
-    print(f"{metrics['run']['label']}, {primary['prompt_mode']} prompt{jitter}{synthetic}: mean Dice "
-          f"{metrics['all']['dice']:.4f}, mIoU {metrics['all']['miou']:.4f} over {metrics['all']['n']} frames "
-          f"(the headline row of {output / 'results.md'})")
+    jitter = f", box jitter {record.primary_jitter}" if record.primary_jitter else ""
+    synthetic = ", synthetic frames" if record.synthetic else ""
+    print(f"{record.run.label}, {record.primary_mode} prompt{jitter}{synthetic}: mean Dice {record.all.dice:.4f}, "
+          f"mIoU {record.all.miou:.4f} over {record.all.n} frames (the headline row of {output / 'results.md'})")
     return 0

@@ -24,8 +24,9 @@ from pathlib import Path
 from polyp_sam_hf.core.arguments import PACKAGED_CONFIGS
 from polyp_sam_hf.core.errors import ConfigError, StepFailedError
 from polyp_sam_hf.data.loading import is_prepared
-from polyp_sam_hf.evaluation.comparison import comparison_markdown, read_metrics
+from polyp_sam_hf.evaluation.comparison import comparison_markdown
 from polyp_sam_hf.evaluation.published import PAPER_RUNS
+from polyp_sam_hf.evaluation.record import read_metrics
 from polyp_sam_hf.training.checkpointing import FINISHED, resolve_checkpoint
 
 logger = logging.getLogger(__name__)

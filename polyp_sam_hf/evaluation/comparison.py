@@ -9,11 +9,7 @@ row: same method, same strategy, same split, the paper's protocol, the paper's s
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from pathlib import Path
-
-from polyp_sam_hf.core.errors import ConfigError, DataError
+from polyp_sam_hf.core.errors import ConfigError
 from polyp_sam_hf.data.prompts import SELF_PROMPTED, get_prompt_mode
 from polyp_sam_hf.data.sources import SOURCES
 from polyp_sam_hf.evaluation.published import (
@@ -26,6 +22,7 @@ from polyp_sam_hf.evaluation.published import (
     table_rows,
     tables_for_split,
 )
+from polyp_sam_hf.evaluation.record import EvaluationRecord, RunIdentity
 
 BASELINE_NOTE = (
     "Box-only baselines use the same boxes as the model and nothing of the image: `ellipse` is the "
@@ -44,25 +41,6 @@ def _prompt(mode: str) -> tuple[str, str]:
     """How a prompt mode is named in a row, and whether the row was given the true box."""
     prompt = get_prompt_mode(mode)
     return prompt.label, "yes" if prompt.given_true_box else "no"
-
-
-@dataclass(frozen=True)
-class RunIdentity:
-    """What an evaluated model is, for placing it beside the paper.
-
-    Attributes:
-        label: the row's name (a paper run's name, or the model's path or id).
-        method: `Polyp-SAM-B` / `Polyp-SAM-L` when fine-tuned from SAM ViT-B / ViT-L, else None.
-        strategy: `decoder`, `full`, `lora`, or None when not trained by this library.
-        split: the split preset of the test data (`paper`, `cross-colondb`, ...), None if unknown.
-        paper_run: the `PAPER_RUNS` name it reproduces, if it was declared one.
-    """
-
-    label: str
-    method: str | None = None
-    strategy: str | None = None
-    split: str | None = None
-    paper_run: str | None = None
 
 
 def identify(label: str, base_model: str | None, train_config: dict | None, split: str | None,
@@ -94,14 +72,8 @@ def _diff(ours: tuple[float, float] | None, paper: tuple[float, float] | None) -
     return [f"{ours[0] - paper[0]:+.3f}", f"{ours[1] - paper[1]:+.3f}"]
 
 
-def _per_source(metrics: dict, method: str, mode: str) -> dict[str, tuple[float, float]]:
-    level = str(metrics["primary"]["box_jitter"])
-    entries = metrics["results"][method][mode][level]
-    return {s: (e["dice"], e["miou"]) for s, e in entries.items() if s != "all"}
-
-
-def run_identity(metrics: dict) -> RunIdentity:
-    return RunIdentity(**metrics["run"]) if "run" in metrics else RunIdentity(label="this run")
+def _per_source(record: EvaluationRecord, method: str, mode: str) -> dict[str, tuple[float, float]]:
+    return {s: e.pair for s, e in record.scores(method, mode).items() if s != "all"}
 
 
 def matching_row(identity: RunIdentity, rows: list[PublishedRow]) -> PublishedRow | None:
@@ -112,7 +84,8 @@ def matching_row(identity: RunIdentity, rows: list[PublishedRow]) -> PublishedRo
     return None
 
 
-def comparison_table(rows: list[PublishedRow], runs: list[dict], sources: list[str]) -> tuple[str, list[str]]:
+def comparison_table(rows: list[PublishedRow], runs: list[EvaluationRecord], sources: list[str]
+                     ) -> tuple[str, list[str]]:
     """One markdown table: the published rows, and per run and prompt mode its row, its difference
     to its published row (paper mode only), the box-only baselines of the same mode and its margin
     over the ellipse. Rows found without the true box come first, then the rows given it, so each
@@ -120,14 +93,14 @@ def comparison_table(rows: list[PublishedRow], runs: list[dict], sources: list[s
 
     Args:
         rows: published rows to show (their `table` is named in the Kind column).
-        runs: `metrics.json` contents, each with a `run` identity.
+        runs: evaluations (`metrics.json`), each with its run's identity.
         sources: the dataset columns, in order.
 
     Returns:
         The table, and sentences explaining every `n/a` difference.
     """
     # frames drawn by the library are never headed as if they were the dataset they are named after
-    kind = " (synthetic)" if any(m.get("settings", {}).get("synthetic") for m in runs) else ""
+    kind = " (synthetic)" if any(record.synthetic for record in runs) else ""
     header = ["Method", "Kind", "Given a box"] + [f"{SOURCES[s].display_name}{kind} {m}" for s in sources
                                                    for m in ("Dice", "mIoU")]
     blocks: list[tuple[str, list[str]]] = []  # (given a box, its lines): sorted into two groups below
@@ -140,17 +113,17 @@ def comparison_table(rows: list[PublishedRow], runs: list[dict], sources: list[s
         blocks.append((given, [row([published.label, f"published, Table {published.table}", given]
                                    + [c for s in sources for c in _fmt(published.values.get(s))])]))
     notes = []
-    for metrics in runs:
-        identity = run_identity(metrics)
-        protocol = metrics["settings"].get("protocol", "paper")
+    for record in runs:
+        identity = record.run
+        protocol = record.settings.get("protocol", "paper")
         paper = matching_row(identity, rows)
         if paper is None:
             notes.append(_why_no_difference(identity, rows))
         elif protocol != "paper":
             notes.append(f"`{identity.label}` was scored with the `{protocol}` protocol, the Polyp-SAM rows with "
                          "the paper's (threshold at probability 0.5): no difference is printed.")
-        for mode in metrics["results"]["model"]:
-            ours = _per_source(metrics, "model", mode)
+        for mode in record.model_modes:
+            ours = _per_source(record, "model", mode)
             prompt, given = _prompt(mode)
             zero_shot = ", zero-shot" if identity.strategy is None and identity.paper_run is None else ""
             block = [row([f"**{identity.label}** ({prompt}{zero_shot})", "this library", given]
@@ -158,19 +131,19 @@ def comparison_table(rows: list[PublishedRow], runs: list[dict], sources: list[s
             if paper is not None and protocol == "paper" and mode == PAPER_MODE:
                 block.append(row([f"difference to {paper.label}, Table {paper.table}", "this library - published", ""]
                                  + [c for s in sources for c in _diff(ours.get(s), paper.values.get(s))]))
-            for name in (m for m in metrics["results"] if m != "model" and mode in metrics["results"][m]):
-                baseline = _per_source(metrics, name, mode)
+            for name in (m for m in record.results if m != "model" and mode in record.results[m]):
+                baseline = _per_source(record, name, mode)
                 block.append(row([f"{name} from the same boxes ({prompt})", "box only", given]
                                  + [c for s in sources for c in _fmt(baseline.get(s))]))
-            if mode in metrics["results"].get("ellipse", {}):  # what the image adds over the box alone
-                ellipse = _per_source(metrics, "ellipse", mode)
+            if mode in record.results.get("ellipse", {}):  # what the image adds over the box alone
+                ellipse = _per_source(record, "ellipse", mode)
                 block.append(row([f"margin over the ellipse ({prompt})", "this library - ellipse", ""]
                                  + [c for s in sources for c in _diff(ours.get(s), ellipse.get(s))]))
             blocks.append((given, block))
     # the fair comparisons side by side: every row found without the true box, then every row given it
     ordered = [line for group in ("no", "yes") for given, block in blocks if given == group for line in block]
     if runs:
-        counts = {s: max(_frame_counts(m).get(s, 0) for m in runs) for s in sources}
+        counts = {s: max(record.sources[s].n if s in record.sources else 0 for record in runs) for s in sources}
         ordered.append(row(["frames scored (the paper's test set)", "count", ""]
                            + [c for s in sources for c in (f"{counts[s]} ({SOURCES[s].paper_test_frames})", "")]))
         few = [f"{SOURCES[s].display_name} {counts[s]} of {SOURCES[s].paper_test_frames}" for s in sources
@@ -179,14 +152,6 @@ def comparison_table(rows: list[PublishedRow], runs: list[dict], sources: list[s
             notes.append(f"Fewer frames than the paper's test sets ({', '.join(few)}): these columns check the "
                          "pipeline; they are not numbers to set beside the published ones.")
     return "\n".join([row(header), "|" + "---|" * len(header), *ordered]), notes
-
-
-def _frame_counts(metrics: dict) -> dict[str, int]:
-    """Frames scored per source in the run's headline row."""
-    mode = metrics["primary"]["prompt_mode"] if "prompt_mode" in metrics.get("primary", {}) else \
-        next(iter(metrics["results"]["model"]))
-    entries = metrics["results"]["model"][mode][str(metrics["primary"]["box_jitter"])]
-    return {s: int(e.get("n", 0)) for s, e in entries.items() if s != "all"}
 
 
 def _why_no_difference(identity: RunIdentity, rows: list[PublishedRow]) -> str:
@@ -206,36 +171,34 @@ def _why_no_difference(identity: RunIdentity, rows: list[PublishedRow]) -> str:
             f"is printed for `{identity.label}`.")
 
 
-def _sources_of(metrics: dict) -> set[str]:
-    return {s for s in _per_source(metrics, "model", next(iter(metrics["results"]["model"])))}
+def _sources_of(record: EvaluationRecord) -> set[str]:
+    return set(_per_source(record, "model", record.model_modes[0]))
 
 
 def _ordered(sources: set[str]) -> list[str]:
     return [s for s in SOURCES if s in sources]
 
 
-def results_section(metrics: dict) -> str:
+def results_section(record: EvaluationRecord) -> str:
     """The comparison for one evaluation (`results.md` and the model card): the main table of the
     run's split (Table 2 plus Table 1's row for its strategy; Table 3), or Table 2 as reference."""
-    identity = run_identity(metrics)
+    identity = record.run
     tables = tables_for_split(identity.split)
     rows = table_rows(tables[0] if tables else 2)
     for extra in tables[1:]:  # Table 1's row of the run's own strategy, where Table 2 has none like it
         rows += [r for r in table_rows(extra) if r.strategy == identity.strategy and r.method == identity.method
                  and matching_row(identity, rows) is None]
-    table, notes = comparison_table(rows, [metrics], _ordered(_sources_of(metrics)))
+    table, notes = comparison_table(rows, [record], _ordered(_sources_of(record)))
     return "\n\n".join([table, *notes, BOX_NOTE, BASELINE_NOTE, f"Published rows: {CITATION}."])
 
 
-def detection_table(metrics: dict) -> str:
+def detection_table(record: EvaluationRecord) -> str:
     """Polyps found (recall) and false alarms per frame, per prompt mode and source, at the headline
     jitter level: `metrics.detection_counts` (a polyp is found by a predicted component with IoU
-    >= 0.5). Empty for evaluations recorded before these numbers existed."""
-    level = str(metrics["primary"]["box_jitter"])
-    results = metrics["results"]
+    >= 0.5)."""
+    level = str(record.primary_jitter)
+    results = record.results
     sources = [s for s in SOURCES if any(s in results["model"][m].get(level, {}) for m in results["model"])] + ["all"]
-    if not any("recall" in e for mode in results["model"].values() for e in mode.get(level, {}).values()):
-        return ""
     header = ["Method", "Given a box"] + [SOURCES[s].display_name if s != "all" else "all" for s in sources]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method, modes in results.items():
@@ -245,28 +208,28 @@ def detection_table(metrics: dict) -> str:
             for s in sources:
                 e = per.get(s)
                 cells.append("n/a" if e is None else
-                             f"{'n/a' if e['recall'] is None else format(e['recall'], '.3f')} / {e['fp_per_frame']:.2f}")
-            name = f"**{run_identity(metrics).label}**" if method == "model" else f"{method} from the same boxes"
+                             f"{'n/a' if e.recall is None else format(e.recall, '.3f')} / {e.fp_per_frame:.2f}")
+            name = f"**{record.run.label}**" if method == "model" else f"{method} from the same boxes"
             prompt, given = _prompt(mode)
             lines.append("| " + " | ".join([f"{name} ({prompt})", given] + cells) + " |")
     notes = []
-    auto = results["model"].get(SELF_PROMPTED, {}).get("0.0", {}).get("all")
+    auto = record.scores("model", SELF_PROMPTED, 0.0).get("all")
     if auto is not None:
-        notes = ["", f"Self-prompted (`auto`): on {auto['nothing_found']} frames the prompt-free pass found nothing, so "
+        notes = ["", f"Self-prompted (`auto`): on {auto.nothing_found} frames the prompt-free pass found nothing, so "
                      "no box was made and the prediction is empty (counted in the numbers above)."]
     return "\n".join(["Detection: polyps found (recall) / false-positive components per frame. A polyp is found by a "
                       "predicted 8-connected component whose IoU with it is at least 0.5.", "", *lines, *notes])
 
 
-def results_markdown(metrics: dict) -> str:
+def results_markdown(record: EvaluationRecord) -> str:
     """`results.md` of `polyp-sam evaluate`."""
-    identity = run_identity(metrics)
-    settings = metrics["settings"]
-    level = metrics["primary"]["box_jitter"]
-    counts = ", ".join(f"{SOURCES[s].display_name} {e['n']}" for s, e in metrics["sources"].items())
-    empty = metrics.get("empty_mask_frames") or []
+    identity = record.run
+    settings = record.settings
+    level = record.primary_jitter
+    counts = ", ".join(f"{SOURCES[s].display_name} {e.n}" for s, e in record.sources.items())
+    empty = record.empty_mask_frames
     empty_note = ([f"**{len(empty)} test frames have an empty mask and are in no mean**: "
-                   f"{', '.join(empty[:10])}{' ...' if len(empty) > 10 else ''}. {metrics['empty_mask_policy']}", ""]
+                   f"{', '.join(empty[:10])}{' ...' if len(empty) > 10 else ''}. {record.empty_mask_policy}", ""]
                   if empty else [])
     mask_prompt = settings.get("mask_prompt") or "none"
     prompted = ("" if mask_prompt == "none" else
@@ -279,14 +242,14 @@ def results_markdown(metrics: dict) -> str:
         f"Frames: {counts}.{prompted}",
         "",
         *empty_note,
-        results_section(metrics),
+        results_section(record),
         "",
-        detection_table(metrics),
+        detection_table(record),
         "",
     ])
 
 
-def comparison_markdown(runs: list[dict], tables: tuple[int, ...] | None = None) -> str:
+def comparison_markdown(runs: list[EvaluationRecord], tables: tuple[int, ...] | None = None) -> str:
     """Every published cell beside the runs that reproduce it, one section per paper table.
 
     A run appears in a table of its own split; a declared paper run only in its own table. Runs
@@ -296,7 +259,7 @@ def comparison_markdown(runs: list[dict], tables: tuple[int, ...] | None = None)
     sections = ["# This library's runs beside Li, Hu, Yang 2023", ""]
     placed: set[int] = set()
     for table in tables:
-        members = [m for m in runs if _belongs(run_identity(m), table)]
+        members = [m for m in runs if _belongs(m.run, table)]
         placed |= {id(m) for m in members}
         rows = table_rows(table)
         sources = _ordered({s for r in rows for s in r.values} | {s for m in members for s in _sources_of(m)})
@@ -305,7 +268,7 @@ def comparison_markdown(runs: list[dict], tables: tuple[int, ...] | None = None)
         if not members:
             sections += ["No run of this library was given for this table.", ""]
         sections += [note + "\n" for note in notes]
-    unplaced = [run_identity(m) for m in runs if id(m) not in placed]
+    unplaced = [m.run for m in runs if id(m) not in placed]
     if unplaced:
         sections += ["## Runs that match no table shown", ""]
         sections += [f"- `{i.label}`: split `{i.split or 'unknown'}`, {i.method or 'no Polyp-SAM backbone'}, "
@@ -318,24 +281,3 @@ def _belongs(identity: RunIdentity, table: int) -> bool:
     if identity.paper_run is not None:
         return PAPER_RUNS[identity.paper_run].table == table
     return identity.split == TABLE_SPLITS[table]
-
-
-def read_metrics(path: str | Path) -> dict:
-    """`metrics.json` from the file or the folder holding it.
-
-    Raises:
-        ValueError: nothing there is an evaluation's metrics.json (says how to make one).
-    """
-    path = Path(path)
-    file = path / "metrics.json" if path.is_dir() else path
-    if not file.is_file():
-        hint = f" (a training run: evaluate it first, `polyp-sam evaluate --model {path / 'best'} ...`)" \
-            if (path / "best").is_dir() else ""
-        raise DataError(f"{path} holds no metrics.json{hint}.")
-    try:
-        metrics = json.loads(file.read_text())
-    except json.JSONDecodeError as err:
-        raise DataError(f"{file} is not valid JSON ({err}).") from None
-    if not {"results", "primary", "settings"} <= set(metrics):
-        raise DataError(f"{file} is not a metrics.json written by `polyp-sam evaluate`.")
-    return metrics

@@ -9,7 +9,6 @@ The baselines see exactly the boxes the model sees, jitter included.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field, replace
@@ -34,6 +33,7 @@ from polyp_sam_hf.evaluation.comparison import identify, results_markdown
 from polyp_sam_hf.evaluation.figures import best_worst_grid, plot_jitter_curves
 from polyp_sam_hf.evaluation.metrics import PROTOCOLS, detection_counts, mask_logits, score_logits
 from polyp_sam_hf.evaluation.published import PAPER_RUNS
+from polyp_sam_hf.evaluation.record import EvaluationRecord, Results, Scores
 from polyp_sam_hf.models.mask_prompts import MASK_PROMPTS
 from polyp_sam_hf.models.provenance import base_model_of, read_train_config, trained_split, weights_sha256
 from polyp_sam_hf.models.segmenter import PolypSegmenter, batch_to_original, prompt_logits, to_mask
@@ -195,9 +195,8 @@ def empty_mask_frames(scores: list[ImageScore]) -> list[str]:
     return sorted({frame_key(s.source, s.image_id) for s in scores if s.empty_mask})
 
 
-def summarise(scores: list[ImageScore]) -> dict:
-    """Nested results: method -> prompt mode -> jitter -> source (and `all`) -> {n, dice, miou,
-    recall, fp_per_frame}.
+def summarise(scores: list[ImageScore]) -> Results:
+    """Nested results: method -> prompt mode -> jitter -> source (and `all`) -> `Scores`.
 
     Dice and mIoU are means over the frames with a polyp (`EMPTY_MASK_POLICY`); `recall` is the
     share of polyps found (None where there is none) and `fp_per_frame` the mean number of
@@ -207,20 +206,20 @@ def summarise(scores: list[ImageScore]) -> dict:
     for s in scores:
         groups[(s.method, s.prompt_mode, s.box_jitter, s.source)].append(s)
         groups[(s.method, s.prompt_mode, s.box_jitter, "all")].append(s)
-    out: dict = {}
+    out: Results = {}
     for (method, mode, level, source), items in groups.items():  # insertion order: as configured
         scored = [s for s in items if not s.empty_mask]
         if not scored:
             continue  # only empty-mask frames: no mean to report (they are listed apart)
         polyps = sum(s.polyps for s in items)
-        out.setdefault(method, {}).setdefault(mode, {}).setdefault(str(level), {})[source] = {
-            "n": len(scored),
-            "dice": float(np.mean([s.dice for s in scored])),
-            "miou": float(np.mean([s.iou for s in scored])),
-            "recall": sum(s.found for s in items) / polyps if polyps else None,
-            "fp_per_frame": float(np.mean([s.false_positives for s in items])),
-            **({"nothing_found": sum(s.prompts == 0 for s in items)} if get_prompt_mode(mode).self_prompted else {}),
-        }
+        out.setdefault(method, {}).setdefault(mode, {}).setdefault(str(level), {})[source] = Scores(
+            n=len(scored),
+            dice=float(np.mean([s.dice for s in scored])),
+            miou=float(np.mean([s.iou for s in scored])),
+            recall=sum(s.found for s in items) / polyps if polyps else None,
+            fp_per_frame=float(np.mean([s.false_positives for s in items])),
+            nothing_found=sum(s.prompts == 0 for s in items) if get_prompt_mode(mode).self_prompted else None,
+        )
     return out
 
 
@@ -230,11 +229,11 @@ def _short(name: str) -> str:
     return "/".join(path.parts[-2:]) if path.exists() else name
 
 
-def run_evaluation(config: EvaluateConfig) -> dict:
+def run_evaluation(config: EvaluateConfig) -> EvaluationRecord:
     """Evaluate, then write metrics.json, per_image.csv, results.md (and masks, plots, figures).
 
     Returns:
-        The content of metrics.json.
+        What metrics.json holds.
     """
 
     train_config = read_train_config(config.model) if Path(config.model).is_dir() else None
@@ -261,27 +260,19 @@ def run_evaluation(config: EvaluateConfig) -> dict:
     scores, masks = evaluate_split(segmenter, frames, config)
     summary = summarise(scores)
     primary_mode, primary_level = config.prompt_modes[0], str(config.box_jitter[0])
-    primary = summary["model"][primary_mode][primary_level]
-    metrics = {
-        "settings": {**asdict(config), "prompt_modes": list(config.prompt_modes),
-                     "box_jitter": list(config.box_jitter), "data_split": asdict(split) if split else None,
-                     "synthetic": is_synthetic(frames)},
-        "run": asdict(identity),
-        "model_sha256": weights_sha256(config.model),
-        "primary": {"prompt_mode": primary_mode, "box_jitter": float(primary_level)},
-        "sources": {k: v for k, v in primary.items() if k != "all"},
-        "all": primary["all"],
-        "results": summary,
-        "empty_mask_frames": empty_mask_frames(scores),
-        "empty_mask_policy": EMPTY_MASK_POLICY,
-    }
-    (output / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    record = EvaluationRecord(
+        settings={**asdict(config), "prompt_modes": list(config.prompt_modes), "box_jitter": list(config.box_jitter),
+                  "data_split": asdict(split) if split else None, "synthetic": is_synthetic(frames)},
+        run=identity, model_sha256=weights_sha256(config.model), primary_mode=primary_mode,
+        primary_jitter=float(primary_level), results=summary, empty_mask_frames=empty_mask_frames(scores),
+        empty_mask_policy=EMPTY_MASK_POLICY)
+    record.write(output / "metrics.json")
     with open(output / "per_image.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(asdict(scores[0]))) if scores else None
         if writer:
             writer.writeheader()
             writer.writerows(asdict(s) for s in scores)
-    (output / "results.md").write_text(results_markdown(metrics))
+    (output / "results.md").write_text(results_markdown(record))
     if config.save_masks:
         for key, mask in masks.items():
             path = output / "masks" / f"{key}.png"
@@ -295,7 +286,7 @@ def run_evaluation(config: EvaluateConfig) -> dict:
                         and str(s.box_jitter) == primary_level}
         best_worst_grid(frames, masks, model_scores, output / "figures", prompt_mode=primary_mode)
     logger.info("Wrote metrics.json, per_image.csv and results.md to %s", output)
-    return metrics
+    return record
 
 
 # ------------------------------------------------------------------ training's validation

@@ -139,13 +139,13 @@ def best_worst_grid(split: "datasets.Dataset", masks: dict, dice: dict, folder: 
     return written
 
 
-def plot_jitter_curves(summary: dict, prompt_mode: str, path: str | Path) -> Path:
+def plot_jitter_curves(summary: dict, prompt_mode: str, path: str | Path) -> Path:  # summary: record.Results
     """Mean Dice (all frames) against box jitter, for the model and each box-only baseline."""
     path = Path(path)
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for method, modes in summary.items():
         levels = sorted(modes[prompt_mode], key=float)
-        ax.plot([float(v) for v in levels], [modes[prompt_mode][v]["all"]["dice"] for v in levels],
+        ax.plot([float(v) for v in levels], [modes[prompt_mode][v]["all"].dice for v in levels],
                 marker="o", label=method)
     ax.set(xlabel="box jitter (fraction of box size)", ylabel="mean Dice", ylim=(0, 1),
            title="Dice against an imperfect box")

@@ -13,6 +13,7 @@ from polyp_sam_hf.data.sources import SOURCES
 from polyp_sam_hf.data.synthetic import is_synthetic
 from polyp_sam_hf.evaluation.comparison import comparison_table
 from polyp_sam_hf.evaluation.evaluate import EvaluateConfig, evaluate_split, summarise
+from polyp_sam_hf.evaluation.record import EvaluationRecord, RunIdentity
 from polyp_sam_hf.models.segmenter import PolypSegmenter
 
 BASELINE_NAMES = ("ellipse", "box")
@@ -36,13 +37,14 @@ def test_report(model: torch.nn.Module, processor, split: datasets.Dataset, prom
     for source, entry in summary["model"].items():
         if source == "all":
             continue
-        per_source[source] = dict(entry)
+        per_source[source] = entry.to_json()
         for name in (n for n in BASELINE_NAMES if n in summary):
-            per_source[source][f"{name}_dice"] = summary[name][source]["dice"]
-            per_source[source][f"{name}_miou"] = summary[name][source]["miou"]
-    metrics = {"settings": {"protocol": config.protocol, "synthetic": is_synthetic(split)},
-               "primary": {"prompt_mode": prompt_mode, "box_jitter": 0.0},
-               "results": results, "run": {"label": "best/", "strategy": strategy}}
+            per_source[source][f"{name}_dice"] = summary[name][source].dice
+            per_source[source][f"{name}_miou"] = summary[name][source].miou
+    record = EvaluationRecord(settings={"protocol": config.protocol, "synthetic": is_synthetic(split)},
+                              run=RunIdentity("best/", strategy=strategy), model_sha256=None,
+                              primary_mode=prompt_mode, primary_jitter=0.0, results=results,
+                              empty_mask_frames=[], empty_mask_policy="")
     sources = [s for s in SOURCES if s in per_source]
-    table, notes = comparison_table([], [metrics], sources)  # the one table writer, without published rows
+    table, notes = comparison_table([], [record], sources)  # the one table writer, without published rows
     return {"sources": per_source, "table": "\n\n".join([table, *notes])}

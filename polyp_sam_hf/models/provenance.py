@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-
 from polyp_sam_hf.core.files import sha256_file
 from polyp_sam_hf.data.splits import SplitSettings
 from polyp_sam_hf.models.loading import BUILTIN_MODELS, is_hub_id

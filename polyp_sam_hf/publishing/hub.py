@@ -28,7 +28,8 @@ from polyp_sam_hf.data.preprocessing import Preprocessing, scale_boxes
 from polyp_sam_hf.data.sources import SOURCES
 from polyp_sam_hf.data.splits import SPLIT_PRESETS
 from polyp_sam_hf.data.synthetic import synth_frame
-from polyp_sam_hf.evaluation.comparison import read_metrics, results_section
+from polyp_sam_hf.evaluation.comparison import results_section
+from polyp_sam_hf.evaluation.record import EvaluationRecord, read_metrics
 from polyp_sam_hf.models.convert import get_arch
 from polyp_sam_hf.models.loading import load_model_and_processor
 from polyp_sam_hf.models.mask_prompts import CONFIG_KEY as MASK_PROMPT_KEY
@@ -153,21 +154,21 @@ def export_checkpoint(model_dir: str | Path, out_dir: str | Path, atol: float = 
     return Path(out_dir)
 
 
-def eval_results(metrics: dict) -> list[EvalResult]:
+def eval_results(record: EvaluationRecord) -> list[EvalResult]:
     """One model-index result per test dataset and metric, from `metrics.json`'s headline."""
-    settings = metrics.get("settings", {})
+    settings = record.settings
     results = []
-    for source, entry in metrics["sources"].items():
+    for source, entry in record.sources.items():
         info = SOURCES[source]
         for metric_type, name, key in (("dice", "Dice", "dice"), ("mean_iou", "mIoU", "miou")):
             results.append(EvalResult(
                 task_type="image-segmentation",
                 task_name="Box-prompted polyp segmentation",
                 dataset_type=info.name,
-                dataset_name=f"{info.display_name} ({settings.get('split', 'test')}, {entry['n']} frames)",
+                dataset_name=f"{info.display_name} ({settings.get('split', 'test')}, {entry.n} frames)",
                 metric_type=metric_type,
                 metric_name=name,
-                metric_value=round(float(entry[key]), 4),
+                metric_value=round(float(getattr(entry, key)), 4),
             ))
     return results
 
@@ -196,7 +197,7 @@ def _split_facts(train_config: dict | None) -> dict | None:
             "val_fraction": split.val_fraction, "seed": split.seed}
 
 
-def build_model_card(export_dir: str | Path, repo_id: str, metrics: dict | None,
+def build_model_card(export_dir: str | Path, repo_id: str, metrics: EvaluationRecord | None,
                      train_config: dict | None, examples: list[str]) -> ModelCard:
     """The card: metadata (licence, pipeline, base model, tags, model-index) and the body."""
     base = base_model_of(export_dir, train_config)
@@ -227,11 +228,11 @@ def build_model_card(export_dir: str | Path, repo_id: str, metrics: dict | None,
         origin_description=get_arch(origin["arch"]).description if origin else None,
         training_settings=yaml.safe_dump(settings, sort_keys=False).strip() if settings else None,
         results_table=results_section(metrics) if metrics else None,
-        protocol=(metrics or {}).get("settings", {}).get("protocol", "paper"),
+        protocol=metrics.settings.get("protocol", "paper") if metrics else "paper",
         split=_split_facts(train_config),
-        test_counts=", ".join(f"{SOURCES[s].display_name} {e['n']}" for s, e in metrics["sources"].items())
+        test_counts=", ".join(f"{SOURCES[s].display_name} {e.n}" for s, e in metrics.sources.items())
         if metrics else None,
-        paper_run=(metrics or {}).get("run", {}).get("paper_run"),
+        paper_run=metrics.run.paper_run if metrics else None,
         datasets=[SOURCES[s] for s in SOURCES],
         mask_prompt=config_value(export_dir, MASK_PROMPT_KEY) or "none",
     )
@@ -240,7 +241,7 @@ def build_model_card(export_dir: str | Path, repo_id: str, metrics: dict | None,
 EXPORT_MARKER = ".polyp-sam-hf-export"  # marks a folder this command wrote; never uploaded
 
 
-def metrics_of(model_dir: str | Path, metrics_path: str | Path) -> dict:
+def metrics_of(model_dir: str | Path, metrics_path: str | Path) -> EvaluationRecord:
     """The evaluation to put on the card, checked to be of this very model: the SHA-256 of the
     weights it scored (or, for evaluations that did not record it, the model path) must match.
 
@@ -249,14 +250,14 @@ def metrics_of(model_dir: str | Path, metrics_path: str | Path) -> dict:
     """
 
     metrics = read_metrics(metrics_path)
-    scored = metrics.get("model_sha256")
+    scored = metrics.model_sha256
     if scored is not None:
         if scored != weights_sha256(model_dir):
             raise ConfigError(f"{metrics_path} scored other weights than {model_dir} (SHA-256 {scored[:12]}... vs "
                              f"{(weights_sha256(model_dir) or 'none')[:12]}...): evaluate this model and pass that "
                              "metrics.json (nothing was uploaded).")
-    elif Path(metrics["settings"].get("model", "")).resolve() != Path(model_dir).resolve():
-        raise ConfigError(f"{metrics_path} is an evaluation of {metrics['settings'].get('model')!r}, not of {model_dir}: "
+    elif Path(metrics.settings.get("model", "")).resolve() != Path(model_dir).resolve():
+        raise ConfigError(f"{metrics_path} is an evaluation of {metrics.settings.get('model')!r}, not of {model_dir}: "
                          "evaluate this model and pass that metrics.json (nothing was uploaded).")
     return metrics
 
