@@ -203,7 +203,7 @@ def detection_table(record: EvaluationRecord) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method, modes in results.items():
         for mode, levels in modes.items():
-            per = levels.get(level) or levels.get("0.0", {})
+            per = levels.get(level) or levels.get("0.0", {})  # modes without a box are scored unjittered only
             cells = []
             for s in sources:
                 e = per.get(s)

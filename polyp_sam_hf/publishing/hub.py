@@ -243,7 +243,7 @@ EXPORT_MARKER = ".polyp-sam-hf-export"  # marks a folder this command wrote; nev
 
 def metrics_of(model_dir: str | Path, metrics_path: str | Path) -> EvaluationRecord:
     """The evaluation to put on the card, checked to be of this very model: the SHA-256 of the
-    weights it scored (or, for evaluations that did not record it, the model path) must match.
+    weights it scored (or, where it scored a Hub id and so recorded none, the model path) must match.
 
     Raises:
         ValueError: the file is no evaluation, or it scored another model (both named).
