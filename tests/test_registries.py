@@ -38,3 +38,14 @@ def test_an_unknown_name_lists_every_valid_one(registry, ask):
     message = str(err.value)
     assert near in message
     assert all(name in message for name in registry), message
+
+
+def test_a_registry_refuses_two_entries_of_one_name():
+    from types import SimpleNamespace
+
+    from polyp_sam_hf.core.registry import by_name
+
+    a, b = SimpleNamespace(name="a"), SimpleNamespace(name="b")
+    assert list(by_name(a, b)) == ["a", "b"]
+    with pytest.raises(ValueError, match="Duplicate names"):
+        by_name(a, b, SimpleNamespace(name="a"))

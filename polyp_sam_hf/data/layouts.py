@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from polyp_sam_hf.core.registry import by_name
 from polyp_sam_hf.data.reading import IMAGE_EXTENSIONS, DataError
 from polyp_sam_hf.data.sources import (
     SOURCES,
@@ -272,24 +273,21 @@ class Layout:
     discover: Callable[[Path], Discovery]
 
 
-LAYOUTS: dict[str, Layout] = {
-    layout.name: layout
-    for layout in (
-        Layout(
-            "pranet",
-            "PraNet layout: TrainDataset/{images,masks} and TestDataset/<Dataset>/{images,masks}",
-            _matches_pranet,
-            _discover_pranet,
-        ),
-        Layout(
-            "release",
-            "original releases: Kvasir-SEG/{images,masks}, CVC-ClinicDB/{Original,Ground Truth}, "
-            "CVC-ColonDB/, ETIS-LaribPolypDB/, CVC-300/",
-            _matches_release,
-            _discover_release,
-        ),
-    )
-}
+LAYOUTS: dict[str, Layout] = by_name(
+    Layout(
+        "pranet",
+        "PraNet layout: TrainDataset/{images,masks} and TestDataset/<Dataset>/{images,masks}",
+        _matches_pranet,
+        _discover_pranet,
+    ),
+    Layout(
+        "release",
+        "original releases: Kvasir-SEG/{images,masks}, CVC-ClinicDB/{Original,Ground Truth}, "
+        "CVC-ColonDB/, ETIS-LaribPolypDB/, CVC-300/",
+        _matches_release,
+        _discover_release,
+    ),
+)
 
 
 def discover(root: str | Path) -> Discovery:

@@ -10,7 +10,7 @@ import bisect
 import re
 from dataclasses import dataclass
 
-from polyp_sam_hf.core.registry import lookup
+from polyp_sam_hf.core.registry import by_name, lookup
 
 
 @dataclass(frozen=True)
@@ -48,63 +48,60 @@ class PolypSource:
         return str(bisect.bisect_right(self.sequence_starts, int(image_id)))
 
 
-SOURCES: dict[str, PolypSource] = {
-    s.name: s
-    for s in (
-        PolypSource(
-            name="kvasir",
-            display_name="Kvasir-SEG",
-            pranet_test_dir="Kvasir",
-            release_dirs=("Kvasir-SEG", "kvasir-seg"),
-            citation="Jha et al., Kvasir-SEG: A Segmented Polyp Dataset, MMM 2020.",
-            terms="CC BY 4.0",
-            paper_test_frames=100,
-        ),
-        PolypSource(
-            name="cvc-clinicdb",
-            display_name="CVC-ClinicDB",
-            pranet_test_dir="CVC-ClinicDB",
-            release_dirs=("CVC-ClinicDB",),
-            citation="Bernal et al., WM-DOVA maps for accurate polyp highlighting in colonoscopy, "
-            "CMIG 2015.",
-            terms="Academic, non-commercial research use with citation.",
-            paper_test_frames=62,
-            # the release README's table: 612 frames from 29 sequences (1-25, 26-50, ..., 592-612)
-            sequence_starts=(1, 26, 51, 68, 79, 104, 127, 152, 178, 200, 206, 228, 253, 278, 298, 318,
-                             343, 364, 384, 409, 429, 448, 467, 479, 504, 529, 547, 572, 592),
-        ),
-        PolypSource(
-            name="cvc-colondb",
-            display_name="CVC-ColonDB",
-            pranet_test_dir="CVC-ColonDB",
-            release_dirs=("CVC-ColonDB",),
-            citation="Bernal et al., Towards automatic polyp detection with a polyp appearance "
-            "model, Pattern Recognition 2012.",
-            terms="Academic, non-commercial research use with citation.",
-            paper_test_frames=380,
-        ),
-        PolypSource(
-            name="etis",
-            display_name="ETIS-LaribPolypDB",
-            pranet_test_dir="ETIS-LaribPolypDB",
-            release_dirs=("ETIS-LaribPolypDB",),
-            citation="Silva et al., Toward embedded detection of polyps in WCE images for early "
-            "diagnosis of colorectal cancer, IJCARS 2014.",
-            terms="CC BY-NC-SA 4.0",
-            paper_test_frames=196,
-        ),
-        PolypSource(
-            name="cvc-300",
-            display_name="CVC-300",
-            pranet_test_dir="CVC-300",
-            release_dirs=("CVC-300", "EndoScene-CVC300"),
-            citation="Vázquez et al., A benchmark for endoluminal scene segmentation of "
-            "colonoscopy images, Journal of Healthcare Engineering 2017.",
-            terms="Academic, non-commercial research use with citation.",
-            paper_test_frames=60,
-        ),
-    )
-}
+SOURCES: dict[str, PolypSource] = by_name(
+    PolypSource(
+        name="kvasir",
+        display_name="Kvasir-SEG",
+        pranet_test_dir="Kvasir",
+        release_dirs=("Kvasir-SEG", "kvasir-seg"),
+        citation="Jha et al., Kvasir-SEG: A Segmented Polyp Dataset, MMM 2020.",
+        terms="CC BY 4.0",
+        paper_test_frames=100,
+    ),
+    PolypSource(
+        name="cvc-clinicdb",
+        display_name="CVC-ClinicDB",
+        pranet_test_dir="CVC-ClinicDB",
+        release_dirs=("CVC-ClinicDB",),
+        citation="Bernal et al., WM-DOVA maps for accurate polyp highlighting in colonoscopy, "
+        "CMIG 2015.",
+        terms="Academic, non-commercial research use with citation.",
+        paper_test_frames=62,
+        # the release README's table: 612 frames from 29 sequences (1-25, 26-50, ..., 592-612)
+        sequence_starts=(1, 26, 51, 68, 79, 104, 127, 152, 178, 200, 206, 228, 253, 278, 298, 318,
+                         343, 364, 384, 409, 429, 448, 467, 479, 504, 529, 547, 572, 592),
+    ),
+    PolypSource(
+        name="cvc-colondb",
+        display_name="CVC-ColonDB",
+        pranet_test_dir="CVC-ColonDB",
+        release_dirs=("CVC-ColonDB",),
+        citation="Bernal et al., Towards automatic polyp detection with a polyp appearance "
+        "model, Pattern Recognition 2012.",
+        terms="Academic, non-commercial research use with citation.",
+        paper_test_frames=380,
+    ),
+    PolypSource(
+        name="etis",
+        display_name="ETIS-LaribPolypDB",
+        pranet_test_dir="ETIS-LaribPolypDB",
+        release_dirs=("ETIS-LaribPolypDB",),
+        citation="Silva et al., Toward embedded detection of polyps in WCE images for early "
+        "diagnosis of colorectal cancer, IJCARS 2014.",
+        terms="CC BY-NC-SA 4.0",
+        paper_test_frames=196,
+    ),
+    PolypSource(
+        name="cvc-300",
+        display_name="CVC-300",
+        pranet_test_dir="CVC-300",
+        release_dirs=("CVC-300", "EndoScene-CVC300"),
+        citation="Vázquez et al., A benchmark for endoluminal scene segmentation of "
+        "colonoscopy images, Journal of Healthcare Engineering 2017.",
+        terms="Academic, non-commercial research use with citation.",
+        paper_test_frames=60,
+    ),
+)
 
 # Kvasir-SEG ids are 25 lower-case alphanumerics (`cju0qkwl35piu0993l0dewei2`); CVC-ClinicDB
 # frames are numbered. PraNet's TrainDataset mixes the two, so the name is all that tells them apart.

@@ -21,7 +21,7 @@ from importlib import resources
 import numpy as np
 
 from polyp_sam_hf.core.errors import ConfigError
-from polyp_sam_hf.core.registry import lookup
+from polyp_sam_hf.core.registry import by_name, lookup
 from polyp_sam_hf.data.layouts import PairRecord
 from polyp_sam_hf.data.sources import SOURCES, get_source
 
@@ -133,43 +133,40 @@ class SplitPreset:
     release_tests: dict[str, TestDraw] = field(default_factory=dict)
 
 
-SPLIT_PRESETS: dict[str, SplitPreset] = {
-    preset.name: preset
-    for preset in (
-        SplitPreset(
-            "paper",
-            "Polyp-SAM Table 2: PraNet's split, train on 900 Kvasir + 550 CVC-ClinicDB, test on PraNet's "
-            "100 + 62 and on CVC-ColonDB, ETIS and CVC-300",
-            tuple(SOURCES),
-            {"kvasir": pranet_list, "cvc-clinicdb": pranet_list},
-        ),
-        SplitPreset(
-            "paper-random",
-            "as paper, but a seeded random 900 of Kvasir's 1000 and 550 of CVC-ClinicDB's 612 frames train",
-            tuple(SOURCES),
-            {"kvasir": random_fraction(900 / 1000), "cvc-clinicdb": random_fraction(550 / 612)},
-        ),
-        SplitPreset(
-            "paper-sequences",
-            "as paper, but CVC-ClinicDB tests on about 62 frames of whole held-out video sequences, so no "
-            "test frame has a near copy in training",
-            tuple(SOURCES),
-            {"kvasir": pranet_list, "cvc-clinicdb": held_out_sequences(62)},
-        ),
-        SplitPreset(
-            "cross-colondb",
-            "Polyp-SAM Table 3: train on Kvasir + CVC-ClinicDB, test on CVC-ColonDB",
-            ("cvc-colondb",),
-            {"kvasir": all_train, "cvc-clinicdb": all_train},
-        ),
-        SplitPreset(
-            "test-only",
-            "every frame of an original-release root and every PraNet TestDataset frame tests: to score "
-            "a model on a data root it never trained on (PraNet TrainDataset frames still train)",
-            tuple(SOURCES),
-        ),
-    )
-}
+SPLIT_PRESETS: dict[str, SplitPreset] = by_name(
+    SplitPreset(
+        "paper",
+        "Polyp-SAM Table 2: PraNet's split, train on 900 Kvasir + 550 CVC-ClinicDB, test on PraNet's "
+        "100 + 62 and on CVC-ColonDB, ETIS and CVC-300",
+        tuple(SOURCES),
+        {"kvasir": pranet_list, "cvc-clinicdb": pranet_list},
+    ),
+    SplitPreset(
+        "paper-random",
+        "as paper, but a seeded random 900 of Kvasir's 1000 and 550 of CVC-ClinicDB's 612 frames train",
+        tuple(SOURCES),
+        {"kvasir": random_fraction(900 / 1000), "cvc-clinicdb": random_fraction(550 / 612)},
+    ),
+    SplitPreset(
+        "paper-sequences",
+        "as paper, but CVC-ClinicDB tests on about 62 frames of whole held-out video sequences, so no "
+        "test frame has a near copy in training",
+        tuple(SOURCES),
+        {"kvasir": pranet_list, "cvc-clinicdb": held_out_sequences(62)},
+    ),
+    SplitPreset(
+        "cross-colondb",
+        "Polyp-SAM Table 3: train on Kvasir + CVC-ClinicDB, test on CVC-ColonDB",
+        ("cvc-colondb",),
+        {"kvasir": all_train, "cvc-clinicdb": all_train},
+    ),
+    SplitPreset(
+        "test-only",
+        "every frame of an original-release root and every PraNet TestDataset frame tests: to score "
+        "a model on a data root it never trained on (PraNet TrainDataset frames still train)",
+        tuple(SOURCES),
+    ),
+)
 
 
 def get_split_preset(name: str) -> SplitPreset:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from polyp_sam_hf.core.errors import ConfigError
+from polyp_sam_hf.core.registry import by_name
 
 CITATION = "Li, Hu, Yang 2023, Polyp-SAM: Transfer SAM for Polyp Segmentation (arXiv:2305.00293)"
 
@@ -124,14 +125,11 @@ class PaperRun:
         return next(r for r in table_rows(self.table) if (r.method, r.strategy) == (self.method, self.strategy))
 
 
-PAPER_RUNS: dict[str, PaperRun] = {
-    run.name: run
-    for run in (
-        PaperRun("table1-b-decoder", 1, "Polyp-SAM-B", "decoder"),
-        PaperRun("table1-b-full", 1, "Polyp-SAM-B", "full"),
-        PaperRun("table2-b-full", 2, "Polyp-SAM-B", "full"),
-        PaperRun("table2-l-full", 2, "Polyp-SAM-L", "full"),
-        PaperRun("table3-b-full", 3, "Polyp-SAM-B", "full"),
-        PaperRun("table3-l-full", 3, "Polyp-SAM-L", "full"),
-    )
-}
+PAPER_RUNS: dict[str, PaperRun] = by_name(
+    PaperRun("table1-b-decoder", 1, "Polyp-SAM-B", "decoder"),
+    PaperRun("table1-b-full", 1, "Polyp-SAM-B", "full"),
+    PaperRun("table2-b-full", 2, "Polyp-SAM-B", "full"),
+    PaperRun("table2-l-full", 2, "Polyp-SAM-L", "full"),
+    PaperRun("table3-b-full", 3, "Polyp-SAM-B", "full"),
+    PaperRun("table3-l-full", 3, "Polyp-SAM-L", "full"),
+)

@@ -18,7 +18,7 @@ from transformers import SamProcessor
 
 from polyp_sam_hf.core.errors import CheckpointError
 from polyp_sam_hf.core.files import sha256_file
-from polyp_sam_hf.core.registry import lookup
+from polyp_sam_hf.core.registry import by_name, lookup
 from polyp_sam_hf.models.loading import processor_for, tiny_vit_sam_config
 from polyp_sam_hf.models.modeling_tinyvit_sam import TinyViTSamConfig, TinyViTSamModel
 
@@ -98,29 +98,26 @@ class Arch:
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-ARCHS: dict[str, Arch] = {
-    a.name: a
-    for a in (
-        Arch(
-            "mobile-sam",
-            "MobileSAM (Zhang et al. 2023): TinyViT-5M distilled from SAM ViT-H, SAM's prompt encoder "
-            "and mask decoder; 1024 px input, SAM's own preprocessing.",
-            image_size=1024, patch_stride=4, image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD,
-            sha256="6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f",
-            source="ChaoningZhang/MobileSAM weights/mobile_sam.pt",
-        ),
-        Arch(
-            "lite-medsam",
-            "LiteMedSAM (MedSAM team): TinyViT-5M at 256 px trained on medical images. Its training data "
-            "includes public polyp sets, so its scores on them may be inflated by overlap.",
-            # LiteMedSAM min-max normalises each frame; dividing by 255 is the same for frames whose
-            # pixels span 0..255 (docs/real-weights.md measures the difference)
-            image_size=256, patch_stride=1, image_mean=(0.0, 0.0, 0.0), image_std=(1.0, 1.0, 1.0),
-            sha256="79d8c9dca6db4d69d3f905579e5250af05e859fff9c1f543e89a513c3028ce76",
-            source="bowang-lab/MedSAM LiteMedSAM lite_medsam.pth",
-        ),
-    )
-}
+ARCHS: dict[str, Arch] = by_name(
+    Arch(
+        "mobile-sam",
+        "MobileSAM (Zhang et al. 2023): TinyViT-5M distilled from SAM ViT-H, SAM's prompt encoder "
+        "and mask decoder; 1024 px input, SAM's own preprocessing.",
+        image_size=1024, patch_stride=4, image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD,
+        sha256="6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f",
+        source="ChaoningZhang/MobileSAM weights/mobile_sam.pt",
+    ),
+    Arch(
+        "lite-medsam",
+        "LiteMedSAM (MedSAM team): TinyViT-5M at 256 px trained on medical images. Its training data "
+        "includes public polyp sets, so its scores on them may be inflated by overlap.",
+        # LiteMedSAM min-max normalises each frame; dividing by 255 is the same for frames whose
+        # pixels span 0..255 (docs/real-weights.md measures the difference)
+        image_size=256, patch_stride=1, image_mean=(0.0, 0.0, 0.0), image_std=(1.0, 1.0, 1.0),
+        sha256="79d8c9dca6db4d69d3f905579e5250af05e859fff9c1f543e89a513c3028ce76",
+        source="bowang-lab/MedSAM LiteMedSAM lite_medsam.pth",
+    ),
+)
 
 
 def get_arch(name: str) -> Arch:

@@ -22,7 +22,7 @@ from huggingface_hub.utils import validate_repo_id
 from transformers import PretrainedConfig, SamConfig, SamImageProcessor, SamModel, SamProcessor
 
 from polyp_sam_hf.core.errors import CheckpointError, ModelLoadError
-from polyp_sam_hf.core.registry import lookup
+from polyp_sam_hf.core.registry import by_name, lookup
 from polyp_sam_hf.models.attention import set_vision_attention
 from polyp_sam_hf.models.modeling_tinyvit_sam import TINY_VIT_5M, TinyViTSamConfig, TinyViTSamModel
 
@@ -334,17 +334,14 @@ def _lora(model: SamModel, lora_rank: int = 8, lora_alpha: int = 16, **_) -> tor
     return model
 
 
-STRATEGIES: dict[str, Strategy] = {
-    s.name: s
-    for s in (
-        Strategy("decoder", "mask decoder trained, image and prompt encoders frozen (paper's 1)",
-                 _decoder_only, True),
-        Strategy("full", "image encoder, prompt encoder and mask decoder trained (paper's 2)",
-                 _full, False),
-        Strategy("lora", "LoRA on the image encoder's attention, mask decoder trained fully",
-                 _lora, False),
-    )
-}
+STRATEGIES: dict[str, Strategy] = by_name(
+    Strategy("decoder", "mask decoder trained, image and prompt encoders frozen (paper's 1)",
+             _decoder_only, True),
+    Strategy("full", "image encoder, prompt encoder and mask decoder trained (paper's 2)",
+             _full, False),
+    Strategy("lora", "LoRA on the image encoder's attention, mask decoder trained fully",
+             _lora, False),
+)
 
 
 def get_strategy(name: str) -> Strategy:

