@@ -64,3 +64,11 @@ def test_a_bad_file_stops_prepare_unless_skip_bad_files_is_given(bad, tmp_path, 
 def test_schedulers_that_cannot_run_from_the_step_counts_alone_are_refused(scheduler):
     with pytest.raises(SystemExit):  # argparse: not one of the choices, listed in the message
         parse_config(["--lr_scheduler", scheduler])
+
+
+def test_command_help_shows_defaults_but_no_empty_ones(capsys):
+    with pytest.raises(SystemExit):
+        cli_main(["predict", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: box)" in text and "--model MODEL Hub id, folder, or built-in name --image" in text
+    assert "default: None" not in text

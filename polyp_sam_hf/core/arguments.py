@@ -102,12 +102,22 @@ def check_choices(config) -> None:
             raise ConfigError(f"{f.name} {value!r} is not one of: {', '.join(map(str, choices))}.")
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults in the help, except where there is none to show (required flags, unset options)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.required or action.default is None or action.default is argparse.SUPPRESS:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 class CommandParser(HfArgumentParser):
     """`HfArgumentParser` with positional and after-`--` fields, no abbreviated flags (a typo is an
     error, never a silent match of a longer flag), and "did you mean" for a mistyped choice."""
 
     def __init__(self, dataclass_types, **kwargs) -> None:
         kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", _HelpFormatter)
         super().__init__(dataclass_types, **kwargs)
         for action in self._actions:  # HfArgumentParser gives --no_X the help of --X
             negated = [o for o in action.option_strings if o.startswith("--no_")]
