@@ -1,11 +1,8 @@
-"""`python -m polyp_sam_hf ...`: the `polyp-sam` command line (`polyp_sam_hf.commands.cli`)."""
+"""`python -m polyp_sam_hf ...`: the `polyp-sam` command line (`polyp_sam_hf.commands.cli`, which
+asks OpenMP to wait passively before anything loads PyTorch)."""
 
 import sys
 
-from polyp_sam_hf.core.threads import prefer_passive_waiting
-
-prefer_passive_waiting()  # before PyTorch loads (polyp_sam_hf/core/threads.py says why)
-
-from polyp_sam_hf.commands.cli import main  # noqa: E402
+from polyp_sam_hf.commands.cli import main
 
 sys.exit(main())

@@ -181,13 +181,13 @@ def parse_arguments(classes: type | tuple[type, ...], argv: list[str], prog: str
     names = {f.name for cls in classes for f in dataclasses.fields(cls)}
     if known.config:
         path = resolve_config_path(known.config)
-        values = yaml.safe_load(path.read_text()) or {}
-        unknown = sorted(set(values) - names)
+        from_file = yaml.safe_load(path.read_text()) or {}
+        unknown = sorted(set(from_file) - names)
         if unknown:
             raise ConfigError(f"{path}: unknown keys {unknown}{did_you_mean(unknown, names)}. "
                               f"Valid keys: {sorted(names)}.")
-        parser.set_defaults(**values)
-    _, extra = parser.parse_known_args(argv)
+        parser.set_defaults(**from_file)
+    namespace, extra = parser.parse_known_args(argv)
     if extra:
         flags = [a.split("=")[0] for a in extra if a.startswith("-")] or extra
         known_flags = [o for a in parser._actions for o in a.option_strings]
@@ -197,7 +197,6 @@ def parse_arguments(classes: type | tuple[type, ...], argv: list[str], prog: str
     if rest and not rest_fields:
         raise ConfigError(f"Unknown argument(s) after --: {' '.join(rest)}. `{prog} --help` lists the flags.")
     try:
-        namespace = parser.parse_args(argv)
         outputs = []
         for cls in classes:
             own = {f.name for f in dataclasses.fields(cls) if f.init}

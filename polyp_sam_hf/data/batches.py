@@ -15,7 +15,7 @@ from transformers import SamProcessor
 
 from polyp_sam_hf.core.registry import lookup
 from polyp_sam_hf.data.preprocessing import Preprocessing, normalize_pixels, resize_pad_mask, scale_boxes
-from polyp_sam_hf.data.prompts import PROMPT_MODES, get_prompt_mode, jitter_box, prompt_boxes, prompt_targets
+from polyp_sam_hf.data.prompts import TRAINING_PROMPT_MODES, jitter_box, prompt_boxes, prompt_targets
 from polyp_sam_hf.data.reading import stored_mask
 from polyp_sam_hf.data.sources import frame_key
 
@@ -49,7 +49,7 @@ class PromptDataset(torch.utils.data.Dataset):
         pixels: Callable[[str], torch.Tensor] | None = None,
         original_masks: bool = True,
     ) -> None:
-        mode = lookup({name: get_prompt_mode(name) for name in PROMPT_MODES}, prompt_mode, "training prompt mode")
+        mode = lookup(TRAINING_PROMPT_MODES, prompt_mode, "training prompt mode")
         self.split = split
         self.processor = processor
         self.prep = Preprocessing.of(processor)

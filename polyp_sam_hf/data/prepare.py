@@ -199,7 +199,7 @@ def prepare_dataset(
     report = PrepareReport(layout=found.layout, skipped=list(found.skipped))
     splits, report.left_out_by_preset = assign_splits(found.pairs, preset, val_fraction, seed, sequences=not synthetic)
 
-    built: dict[str, datasets.Dataset] = {}
+    built: dict[str, datasets.Dataset | None] = {}
     total = sum(len(pairs) for pairs in splits.values())
     with tqdm(total=total, desc="Reading pairs", unit="img") as bar:
         for split, pairs in splits.items():

@@ -198,8 +198,8 @@ PROMPT_MODE_REGISTRY: dict[str, PromptMode] = {
     # evaluation only: boxes made from the prompt-free mask, then box-prompted
     "auto": PromptMode("auto", "self-made boxes", None, whole_mask_target=False, self_prompted=True),
 }
-PROMPT_MODES = tuple(name for name, mode in PROMPT_MODE_REGISTRY.items() if mode.trainable)
-EVAL_PROMPT_MODES = tuple(PROMPT_MODE_REGISTRY)
+TRAINING_PROMPT_MODES = {name: mode for name, mode in PROMPT_MODE_REGISTRY.items() if mode.trainable}
+PROMPT_MODES = tuple(TRAINING_PROMPT_MODES)
 PROMPT_FREE = "none"
 SELF_PROMPTED = "auto"
 

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from polyp_sam_hf.core.arguments import Floats, Names, check_choices
 from polyp_sam_hf.core.errors import ConfigError, DataError
 from polyp_sam_hf.data.loading import is_prepared, load_polyp_data, recorded_split
-from polyp_sam_hf.data.prompts import EVAL_PROMPT_MODES, get_prompt_mode, jitter_box
+from polyp_sam_hf.data.prompts import get_prompt_mode, jitter_box
 from polyp_sam_hf.data.reading import stored_mask
 from polyp_sam_hf.data.sources import frame_key
 from polyp_sam_hf.data.splits import SPLIT_PRESETS, SplitSettings
@@ -83,8 +83,7 @@ class EvaluateConfig:
         self.prompt_modes, self.box_jitter = Names(self.prompt_modes), Floats(self.box_jitter)
         check_choices(self)
         for mode in self.prompt_modes:
-            if mode not in EVAL_PROMPT_MODES:
-                raise ConfigError(f"--prompt-mode {mode!r}: valid modes are {', '.join(EVAL_PROMPT_MODES)}.")
+            get_prompt_mode(mode)  # an unknown mode fails here, with the valid ones
         if not self.prompt_modes or not self.box_jitter:
             raise ConfigError("--prompt-mode and --box-jitter need at least one value each.")
 

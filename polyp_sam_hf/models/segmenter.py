@@ -20,6 +20,7 @@ it at the bottom and right to S x S, and predicts masks at S / 4.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +40,7 @@ from polyp_sam_hf.models.mask_prompts import mask_prompt_logits, mask_prompt_nam
 # A pixel is polyp where its logit is above this: probability 0.5, SAM's own threshold. Every mask the
 # library makes from logits (scoring, masks written, the app, self-prompting) goes through `to_mask`.
 LOGIT_THRESHOLD = 0.0
-PROBABILITY_THRESHOLD = 0.5  # sigmoid(LOGIT_THRESHOLD): a probability map is polyp strictly above it
+PROBABILITY_THRESHOLD = 1 / (1 + math.exp(-LOGIT_THRESHOLD))  # 0.5: a probability map is polyp strictly above it
 
 
 def to_mask(logits: torch.Tensor) -> torch.Tensor:
