@@ -14,8 +14,6 @@ from polyp_sam_hf.core.errors import ConfigError
 from polyp_sam_hf.models.segmenter import PolypSegmenter
 from polyp_sam_hf.publishing.app import LAUNCH_SETTINGS, build_app, choose_model, trained_prompt_free
 
-HELP = "the box-prompt demo app (Gradio; the app extra)"
-
 
 @dataclass
 class AppArguments:

@@ -9,8 +9,6 @@ from polyp_sam_hf.core.errors import ConfigError
 from polyp_sam_hf.evaluation.comparison import comparison_markdown
 from polyp_sam_hf.evaluation.record import read_metrics
 
-HELP = "set evaluations beside the paper's Tables 1-3"
-
 
 @dataclass
 class CompareArguments:

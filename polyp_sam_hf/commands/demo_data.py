@@ -7,8 +7,6 @@ from pathlib import Path
 
 from polyp_sam_hf.data.synthetic import write_demo_data
 
-HELP = "write synthetic polyp frames (PraNet layout)"
-
 
 @dataclass
 class DemoDataArguments:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from polyp_sam_hf.evaluation.evaluate import EvaluateConfig, run_evaluation
 
-HELP = "score a model per dataset beside box-only baselines"
 EvaluateArguments = EvaluateConfig
 
 

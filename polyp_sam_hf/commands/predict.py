@@ -18,8 +18,6 @@ from polyp_sam_hf.data.reading import IMAGE_EXTENSIONS, DataError
 from polyp_sam_hf.evaluation.figures import overlay
 from polyp_sam_hf.models.segmenter import PolypSegmenter, to_mask, validate_boxes
 
-HELP = "masks and overlays for new frames from boxes"
-
 
 @dataclass
 class PredictArguments:

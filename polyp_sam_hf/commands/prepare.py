@@ -13,8 +13,6 @@ from polyp_sam_hf.data.loading import save_prepared
 from polyp_sam_hf.data.prepare import prepare_dataset
 from polyp_sam_hf.data.splits import SPLIT_PRESETS, SplitSettings
 
-HELP = "build the DatasetDict from a data root"
-
 
 @dataclass
 class PrepareArguments:

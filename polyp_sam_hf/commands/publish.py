@@ -17,9 +17,6 @@ from pathlib import Path
 
 from polyp_sam_hf.publishing.hub import prepare_upload, require_token, upload
 
-EXPORT_HELP = "write a checkpoint as a Hub model folder with its model card; send nothing"
-UPLOAD_HELP = "push a checkpoint and its model card to the Hub"
-
 
 @dataclass
 class PublishArguments:

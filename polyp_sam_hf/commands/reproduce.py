@@ -69,15 +69,8 @@ class Step:
     reason: str = ""
 
 
-HELP = "train and evaluate every run of the paper's tables; write comparison.md"
-
-
 def run(config: ReproduceConfig) -> int:
-    try:
-        reproduce(config)
-    except StepFailedError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    reproduce(config)  # a failed step is a StepFailedError: the command line prints it as one line, exit 1
     return 0
 
 
