@@ -500,3 +500,43 @@ def test_max_grad_norm_clips_every_step(prepared_demo, tmp_path, monkeypatch):
     norms.clear()
     run(prepared_demo, tmp_path / "none", "--max_steps", "3")
     assert norms == []  # no clipping unless asked
+
+
+def test_ema_best_holds_the_average_of_the_steps(prepared_demo, tmp_path):
+    from polyp_sam_hf.models.loading import load_model_and_processor
+    from polyp_sam_hf.training.averaging import AVERAGE_FILE, decay_at
+
+    out = tmp_path / "run"
+    run(prepared_demo, out, "--max_steps", "3", "--eval_every_steps", "3", "--save_every_steps", "1",
+        "--save_total_limit", "10", "--ema_decay", "0.5")
+    start = load_model_and_processor("micro-sam-test", seed=42)[0].state_dict()
+    steps = [weights(out / "checkpoints" / f"step-{n:07d}") for n in (1, 2, 3)]
+    expected = {k: start[k].clone() for k in steps[0]}
+    for n, step in enumerate(steps, start=1):  # the average, from the raw weights each step saved
+        d = decay_at(n, 0.5)
+        expected = {k: d * expected[k] + (1 - d) * step[k] for k in expected}
+    best = SamModel.from_pretrained(out / "best").state_dict()
+    for key, value in expected.items():
+        torch.testing.assert_close(best[key], value, atol=1e-6, rtol=1e-5, msg=key)
+    # best/ is the average, not the last step's weights (which the checkpoint keeps for training on)
+    assert any(not torch.allclose(best[k], steps[-1][k], atol=1e-4) for k in expected)
+    assert (out / "checkpoints" / "step-0000003" / AVERAGE_FILE).is_file()
+
+
+def test_ema_resume_equals_straight_run(prepared_demo, tmp_path):
+    from polyp_sam_hf.core.errors import CheckpointError
+    from polyp_sam_hf.training.averaging import AVERAGE_FILE
+
+    common = ("--max_steps", "6", "--save_total_limit", "10", "--ema_decay", "0.9")
+    run(prepared_demo, tmp_path / "straight", *common)
+    run(prepared_demo, tmp_path / "resumed", *common, "--stop_after_steps", "4")
+    run(prepared_demo, tmp_path / "resumed", *common, "--resume_from_checkpoint", "latest")
+    straight = load_file(str(tmp_path / "straight" / "checkpoints" / "step-0000006" / AVERAGE_FILE))
+    resumed = load_file(str(tmp_path / "resumed" / "checkpoints" / "step-0000006" / AVERAGE_FILE))
+    assert_same_weights(straight, resumed, atol=1e-6)
+    assert_same_weights(weights(tmp_path / "straight" / "best"), weights(tmp_path / "resumed" / "best"), atol=1e-6)
+    # a checkpoint saved without an average cannot resume a run that validates one
+    run(prepared_demo, tmp_path / "plain", "--max_steps", "4", "--stop_after_steps", "2")
+    with pytest.raises(CheckpointError, match="without --ema_decay"):
+        run(prepared_demo, tmp_path / "plain", "--max_steps", "4", "--ema_decay", "0.9",
+            "--resume_from_checkpoint", "latest")

@@ -390,3 +390,20 @@ def test_a_path_the_system_refuses_is_one_line(tmp_path, capsys):
     assert cli_main(["demo-data", "--output", str(blocker / "data")]) == 1  # a file where a folder must go
     err = capsys.readouterr().err
     assert err.startswith("error: ") and str(blocker) in err and "Traceback" not in err
+
+
+def test_weight_average_update_and_swap():
+    from polyp_sam_hf.training.averaging import WeightAverage, decay_at
+
+    assert decay_at(1, 0.99) == pytest.approx(2 / 11) and decay_at(10_000, 0.99) == 0.99
+    p = torch.nn.Parameter(torch.zeros(3))
+    average = WeightAverage([p], decay=0.99)
+    with torch.no_grad():
+        p.fill_(1.0)
+    average.update(1)  # 2/11 of the start (0), 9/11 of the weights (1)
+    torch.testing.assert_close(average.average[0], torch.full((3,), 9 / 11))
+    with pytest.raises(RuntimeError):
+        with average.swapped_in():
+            torch.testing.assert_close(p.detach(), torch.full((3,), 9 / 11))
+            raise RuntimeError("validation failed")
+    assert torch.equal(p.detach(), torch.ones(3))  # the model's own weights are back, even after an error

@@ -27,6 +27,7 @@ from polyp_sam_hf.core.errors import CheckpointError, MissingCheckpointError
 from polyp_sam_hf.core.files import replace_atomically, restore_replaced, staging_folder
 from polyp_sam_hf.models.loading import merge_lora
 from polyp_sam_hf.models.provenance import TRAINING_SETTINGS
+from polyp_sam_hf.training.averaging import WeightAverage
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +72,9 @@ def checkpoints_dir(output_dir: str | Path) -> Path:
 
 
 def save_training_state(accelerator, output_dir: str | Path, name: str, state: dict,
-                        keep_last: int | None = None) -> Path:
-    """Save model, optimiser, scheduler, RNG states and `state` as checkpoints/`name`, atomically.
+                        keep_last: int | None = None, average: WeightAverage | None = None) -> Path:
+    """Save model, optimiser, scheduler, RNG states and `state` (and the weight `average`, when
+    training keeps one) as checkpoints/`name`, atomically.
 
     Called on every process (Accelerate writes each process's RNG state). With `keep_last`, only
     the newest `keep_last` step checkpoints are kept.
@@ -88,6 +90,8 @@ def save_training_state(accelerator, output_dir: str | Path, name: str, state: d
         accelerator.save_state(str(tmp), safe_serialization=True)
     if accelerator.is_main_process:
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))
+        if average is not None:
+            average.save(tmp)
         replace_atomically(tmp, final)
         # Rotation here, not through ProjectConfiguration(total_limit): Accelerate's automatic naming
         # writes into the final folder and prunes before it is complete, so a crash mid-save could

@@ -134,6 +134,9 @@ class TrainArguments:
     loss: str = field(default="dice", metadata={"help": "dice (paper) or dice+bce.", "choices": list(LOSSES)})
     mixed_precision: str = field(default="no", metadata={"help": "Through Accelerate.", "choices": ["no", "bf16", "fp16"]})
     max_grad_norm: float | None = field(default=None, metadata={"help": "Clip gradients to this norm."})
+    ema_decay: float | None = field(
+        default=None, metadata={"help": "Validate, and keep as best/, an exponential moving average of the trained "
+                                "weights with this decay (0.99: about the last 100 steps); none without it."})
     seed: int = field(default=42, metadata={"help": "Seeds weights of built-in models, shuffling and jitter."})
     eval_every_steps: int = field(default=0, metadata={"help": "Validate every N steps (0: every epoch)."})
     save_every_steps: int = field(default=0, metadata={"help": "Checkpoint every N steps (0: every validation)."})
@@ -153,7 +156,7 @@ class TrainArguments:
         check_choices(self)
         check_ranges(self, {"num_epochs": (1, None), "max_steps": (1, None), "per_device_batch_size": (1, None),
                              "effective_batch_size": (1, None), "learning_rate": (0.0, None),
-                             "weight_decay": (0.0, None), "warmup_ratio": (0.0, 1.0), "max_grad_norm": (0.0, None),
+                             "weight_decay": (0.0, None), "warmup_ratio": (0.0, 1.0), "max_grad_norm": (0.0, None), "ema_decay": (0.0, 0.9999),
                              "eval_every_steps": (0, None), "save_every_steps": (0, None),
                              "save_total_limit": (1, None), "stop_after_steps": (1, None)})
 

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -45,6 +46,7 @@ from polyp_sam_hf.models.loading import (
 )
 from polyp_sam_hf.models.mask_prompts import set_mask_prompt
 from polyp_sam_hf.models.segmenter import prompt_logits
+from polyp_sam_hf.training.averaging import WeightAverage
 from polyp_sam_hf.training.checkpointing import (
     FINISHED,
     INTERRUPTED,
@@ -232,6 +234,7 @@ class Run:
     total_steps: int
     state: TrainerState = field(default_factory=TrainerState)
     step_start: int = 0  # the micro-batch of the epoch the optimiser step in progress began at
+    average: WeightAverage | None = None  # with --ema_decay: what validation scores and best/ keeps
 
     @property
     def output_dir(self) -> Path:
@@ -240,22 +243,29 @@ class Run:
     def checkpoint(self, name: str, keep_last: int | None = None) -> None:
         """Save the training state as checkpoints/`name` (the scheduler's state as JSON in it)."""
         save_training_state(self.accelerator, self.output_dir, name,
-                            {**self.state.__dict__, "scheduler": self.scheduler.state_dict()}, keep_last=keep_last)
+                            {**self.state.__dict__, "scheduler": self.scheduler.state_dict()}, keep_last=keep_last,
+                            average=self.average)
+
+    def validated_weights(self):
+        """A block in which the model holds the weights validation scores: the average with
+        --ema_decay, the model's own otherwise."""
+        return self.average.swapped_in() if self.average else contextlib.nullcontext()
 
     def validate_and_keep_best(self, train_loss: float | None) -> None:
         """Score the validation split; a new best is written to best/; log it; checkpoint the step."""
         state, accelerator = self.state, self.accelerator
-        result = evaluate_loader(self.model, self.val_loader, accelerator)
-        record = {"step": state.step, "epoch": state.epoch, "train_loss": train_loss,
-                  "lr": self.scheduler.get_last_lr()[0], "val_dice": result["dice"], "val_miou": result["miou"],
-                  "time": time.time()}
-        state.history.append(record)
-        if is_better(result["dice"], state.best_dice):
-            state.best_dice, state.best_step = result["dice"], state.step
-            if accelerator.is_main_process:
-                save_pretrained_atomic(accelerator.unwrap_model(self.model), self.processor, self.output_dir / "best",
-                                       self.settings)
-        accelerator.wait_for_everyone()
+        with self.validated_weights():
+            result = evaluate_loader(self.model, self.val_loader, accelerator)
+            record = {"step": state.step, "epoch": state.epoch, "train_loss": train_loss,
+                      "lr": self.scheduler.get_last_lr()[0], "val_dice": result["dice"], "val_miou": result["miou"],
+                      "time": time.time()}
+            state.history.append(record)
+            if is_better(result["dice"], state.best_dice):
+                state.best_dice, state.best_step = result["dice"], state.step
+                if accelerator.is_main_process:
+                    save_pretrained_atomic(accelerator.unwrap_model(self.model), self.processor,
+                                           self.output_dir / "best", self.settings)
+            accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             with open(self.output_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
@@ -364,10 +374,14 @@ def setup(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
 
     run = Run(model_args, data_args, train_args, accelerator, settings, dataset, model, processor, params,
               optimizer, scheduler, loss_fn, train_set, train_loader, val_loader, total_steps)
+    if train_args.ema_decay:
+        run.average = WeightAverage(params, train_args.ema_decay)
     if train_args.resume_from_checkpoint:
         path = resolve_checkpoint(output_dir, train_args.resume_from_checkpoint)
         saved = load_training_state(accelerator, path)
         restore_scheduler(scheduler, saved.pop("scheduler", None), saved["step"])
+        if run.average:
+            run.average.load(path)
         run.state = TrainerState(**saved)
         logger.info("Resumed from %s at step %d", path, run.state.step, main_process_only=True)
     run.step_start = run.state.batches_in_epoch
@@ -430,6 +444,8 @@ def _epoch(run: Run, stop: GracefulStop, bar, train_loss: float | None) -> tuple
             continue
         run.scheduler.step()
         state.step += 1
+        if run.average:
+            run.average.update(state.step)
         run.step_start = state.batches_in_epoch
         running, micro = None, 0
         lr = run.scheduler.get_last_lr()[0]
