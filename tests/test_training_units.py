@@ -402,8 +402,7 @@ def test_weight_average_update_and_swap():
         p.fill_(1.0)
     average.update(1)  # 2/11 of the start (0), 9/11 of the weights (1)
     torch.testing.assert_close(average.average[0], torch.full((3,), 9 / 11))
-    with pytest.raises(RuntimeError):
-        with average.swapped_in():
-            torch.testing.assert_close(p.detach(), torch.full((3,), 9 / 11))
-            raise RuntimeError("validation failed")
+    with pytest.raises(RuntimeError), average.swapped_in():
+        torch.testing.assert_close(p.detach(), torch.full((3,), 9 / 11))
+        raise RuntimeError("validation failed")
     assert torch.equal(p.detach(), torch.ones(3))  # the model's own weights are back, even after an error
