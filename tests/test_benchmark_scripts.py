@@ -48,3 +48,25 @@ def test_train_loop_benchmark_times_the_loop_beside_the_bare_step(tmp_path):
     assert result["loop_images_per_s"] > 0 and result["bare_images_per_s"] > 0
     assert result["loop_share_of_bare"] == pytest.approx(
         result["loop_images_per_s"] / result["bare_images_per_s"], rel=0.01)
+
+
+def test_weight_soup_scores_each_run_as_its_training_did(prepared_demo, tmp_path):
+    from conftest import train_args
+
+    from polyp_sam_hf.training.config import parse_config
+    from polyp_sam_hf.training.loop import train
+
+    runs = [tmp_path / "low", tmp_path / "high"]
+    for run, lr in zip(runs, ("1e-3", "3e-3")):
+        train(*parse_config(train_args(prepared_demo, run, "--max_steps", "2", "--learning_rate", lr)))
+    out = tmp_path / "soup.json"
+    subprocess.run([sys.executable, "benchmarks/weight_soup.py", *map(str, runs), "--config", str(runs[0] / "config.yaml"),
+                    "--data", str(prepared_demo), "--output", str(out)], cwd=ROOT, check=True, capture_output=True)
+    result = json.loads(out.read_text())
+    first = max(runs, key=lambda r: result["runs"][r.name])
+    # the soup's harness reproduces the run's own best validation Dice: the same frames, prompts and scorer
+    assert result["alone"] == pytest.approx(result["runs"][first.name], abs=1e-6)
+    assert list(result["tried"]) == [r.name for r in runs if r != first]
+    assert result["uniform"] == result["tried"][list(result["tried"])[0]]  # two runs: the uniform soup is the one tried
+    assert result["uniform"] != result["alone"]  # the average really replaced the weights
+    assert result["greedy_dice"] == max(result["alone"], result["uniform"])
