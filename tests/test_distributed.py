@@ -53,10 +53,10 @@ def test_two_process_demo_run(tmp_path, strategy):
 
 def test_two_processes_of_batch_4_equal_one_of_batch_8(tmp_path):
     """DDP: 2 processes x batch 4 take the step 1 process x batch 8 takes (same frames, gradients
-    averaged across processes)."""
+    averaged across processes), and keep the same weight average."""
     common = ["--config", "configs/demo.yaml", "--data", str(tmp_path / "data"), "--max_steps", "2",
               "--eval_every_steps", "2", "--evaluate_test", "false", "--effective_batch_size", "8",
-              "--box_jitter", "0", "--augment_flips", "", "--report_to", "none"]
+              "--box_jitter", "0", "--augment_flips", "", "--report_to", "none", "--ema_decay", "0.9"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     two = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
@@ -70,8 +70,10 @@ def test_two_processes_of_batch_4_equal_one_of_batch_8(tmp_path):
     import torch
     from safetensors.torch import load_file
 
-    a = load_file(str(tmp_path / "two" / "checkpoints" / "step-0000002" / "model.safetensors"))
-    b = load_file(str(tmp_path / "one" / "checkpoints" / "step-0000002" / "model.safetensors"))
-    assert a.keys() == b.keys()
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4, msg=key)
+    # the step's weights, and the weight average (--ema_decay) that best/ keeps
+    for saved in ("checkpoints/step-0000002/model.safetensors", "best/model.safetensors"):
+        a = load_file(str(tmp_path / "two" / saved))
+        b = load_file(str(tmp_path / "one" / saved))
+        assert a.keys() == b.keys()
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4, msg=f"{saved}: {key}")
