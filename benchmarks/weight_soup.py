@@ -4,7 +4,7 @@
         --data prepared/polyp-data --cache-dir runs/cache --output outputs/real-data/weight_soup.json
 
 Every RUN_DIR is a finished `train.py` run from the same starting model (its `best/` and
-`metrics.jsonl`). The runs are taken best validation Dice first; each is added to the soup (the
+`train_results.json`). The runs are taken best validation Dice first; each is added to the soup (the
 uniform average of the members' weights) only if the soup's validation Dice does not fall. The
 uniform average of all runs is scored too. Validation goes through the training loop's own
 loaders and scorer (the embedding cache included), so "alone" reproduces each run's best
@@ -21,12 +21,14 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 from polyp_sam_hf.evaluation.evaluate import evaluate_loader
+from polyp_sam_hf.training.checkpointing import FINISHED
 from polyp_sam_hf.training.config import parse_config
 from polyp_sam_hf.training.loop import setup
 
 
 def best_validation(run: Path) -> float:
-    return max(json.loads(line)["val_dice"] for line in (run / "metrics.jsonl").read_text().splitlines())
+    """The run's best validation Dice, as its train_results.json records it."""
+    return json.loads((run / FINISHED).read_text())["best_dice"]
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -39,7 +41,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--output", type=Path, required=True)
     args = parser.parse_args(argv)
 
-    order = sorted(args.runs, key=best_validation, reverse=True)
+    recorded = {run: best_validation(run) for run in args.runs}
+    order = sorted(args.runs, key=recorded.get, reverse=True)
     with tempfile.TemporaryDirectory() as scratch:
         flags = ["--config", args.config, "--data", args.data, "--output_dir", scratch, "--model",
                  str(order[0] / "best"), "--mask_prompt", "inherit", "--evaluate_test", "false",
@@ -54,7 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
             model.load_state_dict({**own, **soup})
             return evaluate_loader(run.model, run.val_loader, run.accelerator)["dice"]
 
-        result = {"runs": {r.name: best_validation(r) for r in order}, "alone": score(order[:1]),
+        result = {"runs": {r.name: recorded[r] for r in order}, "alone": score(order[:1]),
                   "uniform": score(order), "tried": {}}
         soup, best = order[:1], result["alone"]
         for candidate in order[1:]:

@@ -60,13 +60,15 @@ def test_weight_soup_scores_each_run_as_its_training_did(prepared_demo, tmp_path
     for run, lr in zip(runs, ("1e-3", "3e-3")):
         train(*parse_config(train_args(prepared_demo, run, "--max_steps", "2", "--learning_rate", lr)))
     out = tmp_path / "soup.json"
-    subprocess.run([sys.executable, "benchmarks/weight_soup.py", *map(str, runs), "--config", str(runs[0] / "config.yaml"),
-                    "--data", str(prepared_demo), "--output", str(out)], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run([sys.executable, "benchmarks/weight_soup.py", *map(str, runs), "--config",
+                    str(runs[0] / "config.yaml"), "--data", str(prepared_demo), "--output", str(out)],
+                   cwd=ROOT, check=True, capture_output=True)
     result = json.loads(out.read_text())
     first = max(runs, key=lambda r: result["runs"][r.name])
     # the soup's harness reproduces the run's own best validation Dice: the same frames, prompts and scorer
     assert result["alone"] == pytest.approx(result["runs"][first.name], abs=1e-6)
     assert list(result["tried"]) == [r.name for r in runs if r != first]
-    assert result["uniform"] == result["tried"][list(result["tried"])[0]]  # two runs: the uniform soup is the one tried
+    (tried,) = result["tried"].values()
+    assert result["uniform"] == tried  # two runs: the uniform soup is the one soup tried
     assert result["uniform"] != result["alone"]  # the average really replaced the weights
     assert result["greedy_dice"] == max(result["alone"], result["uniform"])

@@ -24,6 +24,11 @@ from polyp_sam_hf.core.errors import CheckpointError
 AVERAGE_FILE = "weight_average.safetensors"  # beside the training state in a checkpoint
 
 
+def _key(index: int) -> str:
+    """The name of the `index`-th trained parameter's average in AVERAGE_FILE."""
+    return f"{index:05d}"
+
+
 def decay_at(step: int, decay: float) -> float:
     """The decay used by the update after optimiser step `step` (1-based): ramps up to `decay`."""
     return min(decay, (1 + step) / (10 + step))
@@ -60,7 +65,7 @@ class WeightAverage:
 
     def save(self, folder: str | Path) -> None:
         """Write the average as `folder`/weight_average.safetensors."""
-        save_file({f"{i:05d}": a.detach().cpu().contiguous() for i, a in enumerate(self.average)},
+        save_file({_key(i): a.detach().cpu().contiguous() for i, a in enumerate(self.average)},
                   str(Path(folder) / AVERAGE_FILE))
 
     def load(self, folder: str | Path) -> None:
@@ -75,8 +80,8 @@ class WeightAverage:
                                   "it without --ema_decay, or start a new run.")
         saved = load_file(str(path))
         if len(saved) != len(self.average) or any(
-                saved[f"{i:05d}"].shape != a.shape for i, a in enumerate(self.average)):
+                saved[_key(i)].shape != a.shape for i, a in enumerate(self.average)):
             raise CheckpointError(f"{path} does not match this model's trained parameters (another run's "
                                   "checkpoint, or another strategy): resume with the settings it was saved with.")
         for i, a in enumerate(self.average):
-            a.copy_(saved[f"{i:05d}"])
+            a.copy_(saved[_key(i)])

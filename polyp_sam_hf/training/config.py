@@ -156,7 +156,8 @@ class TrainArguments:
         check_choices(self)
         check_ranges(self, {"num_epochs": (1, None), "max_steps": (1, None), "per_device_batch_size": (1, None),
                              "effective_batch_size": (1, None), "learning_rate": (0.0, None),
-                             "weight_decay": (0.0, None), "warmup_ratio": (0.0, 1.0), "max_grad_norm": (0.0, None), "ema_decay": (0.0, 0.9999),
+                             "weight_decay": (0.0, None), "warmup_ratio": (0.0, 1.0), "max_grad_norm": (0.0, None),
+                             "ema_decay": (0.0, 0.9999),
                              "eval_every_steps": (0, None), "save_every_steps": (0, None),
                              "save_total_limit": (1, None), "stop_after_steps": (1, None)})
 
