@@ -172,7 +172,8 @@ def test_yaml_unknown_key_names_the_file(tmp_path):
         parse_config(["--config", str(path)])
 
 
-@pytest.mark.parametrize("name", ["demo", "mobile-sam-decoder", "mobile-sam-lora", "mobile-sam-full"])
+@pytest.mark.parametrize("name", ["demo", "mobile-sam-decoder", "mobile-sam-lora", "mobile-sam-full",
+                                  "mobile-sam-decoder-real", "mobile-sam-lora-real"])
 def test_shipped_configs_parse_to_the_values_they_hold(name):
     import yaml
     from conftest import REPO_ROOT
