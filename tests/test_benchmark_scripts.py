@@ -72,3 +72,39 @@ def test_weight_soup_scores_each_run_as_its_training_did(prepared_demo, tmp_path
     assert result["uniform"] == tried  # two runs: the uniform soup is the one soup tried
     assert result["uniform"] != result["alone"]  # the average really replaced the weights
     assert result["greedy_dice"] == max(result["alone"], result["uniform"])
+
+
+def _per_image_csv(folder: Path, rows) -> Path:
+    folder.mkdir()
+    lines = ["source,image_id,method,prompt_mode,box_jitter,dice,iou,empty_mask,polyps,found,false_positives,prompts"]
+    lines += [f"{s},{i},{m},single,0.0,{d},{d},{e},1,1,0,1" for s, i, m, d, e in rows]
+    (folder / "per_image.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_paired_bootstrap_pairs_frames_and_bounds_the_difference(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import paired_bootstrap
+
+    a_dice = [0.6 + 0.013 * i for i in range(30)]
+    rows_a = [("kvasir", i, "model", d, False) for i, d in enumerate(a_dice)]
+    rows_a += [("clinic", i, "model", d, False) for i, d in enumerate(a_dice)]
+    # B: every Kvasir frame 0.02 better, ClinicDB the same; its box rows and an empty-mask frame must not count
+    rows_b = [("kvasir", i, "model", d + 0.02, False) for i, d in enumerate(a_dice)]
+    rows_b += [("clinic", i, "model", d, False) for i, d in enumerate(a_dice)]
+    rows_b += [("kvasir", i, "box", 0.0, False) for i in range(30)] + [("kvasir", 99, "model", 1.0, True)]
+    a = _per_image_csv(tmp_path / "a", rows_a[::-1])  # another row order: frames pair by id, not by line
+    b = _per_image_csv(tmp_path / "b", rows_b + [("kvasir", 99, "model", 0.0, True)])
+    out = tmp_path / "result.json"
+    paired_bootstrap.main([str(a), str(b), "--resamples", "2000", "--output", str(out)])
+    result = json.loads(out.read_text())["datasets"]
+    assert result["kvasir"]["n"] == 30 and result["all"]["n"] == 60
+    assert result["kvasir"]["difference"] == 0.02 and result["kvasir"]["difference_95"] == [0.02, 0.02]
+    assert (result["kvasir"]["b_better"], result["kvasir"]["b_worse"]) == (30, 0)
+    assert result["clinic"]["difference"] == 0 and result["clinic"]["difference_95"] == [0, 0]
+    low, high = result["kvasir"]["dice_b_95"]
+    assert low < result["kvasir"]["dice_b"] < high and high - low > 0.05  # frames vary: the mean's interval is wide
+
+    missing = _per_image_csv(tmp_path / "c", rows_b[1:])
+    with pytest.raises(SystemExit, match="different frames"):
+        paired_bootstrap.main([str(a), str(missing)])
