@@ -245,3 +245,34 @@ def test_card_refuses_an_evaluation_of_other_weights(micro_checkpoint, metrics_f
     code = hub_upload.main(["--model", str(other), "--repo-id", "someone/polyp-sam-x", "--eval-results",
                         str(tmp_path / "old.json"), "--dry-run", str(tmp_path / "up")])
     assert code == 1 and "is an evaluation of" in capsys.readouterr().err
+
+
+def test_card_of_a_model_trained_in_stages_shows_every_stage_and_no_local_path(tmp_path):
+    from polyp_sam_hf.models.provenance import TRAINING_SETTINGS, earlier_runs
+    from polyp_sam_hf.publishing.hub import build_model_card
+
+    def best(name: str, record: dict):  # a best/ folder as training writes it: its run's record inside
+        folder = tmp_path / name / "best"
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text("{}")
+        (folder / TRAINING_SETTINGS).write_text(json.dumps(record))
+        return folder
+
+    private = str(tmp_path / "my-machine")
+    first = best("decoder", {"model": "tiny-sam", "strategy": "decoder", "learning_rate": 1.5e-4,
+                             "cache_dir": private, "data": private, "output_dir": private})
+    second = {"model": str(first), "strategy": "lora", "learning_rate": 1e-4, "cache_dir": private}
+    last = best("lora", second)
+    assert earlier_runs(last, second) == [json.loads((first / TRAINING_SETTINGS).read_text())]
+    assert earlier_runs(first, json.loads((first / TRAINING_SETTINGS).read_text())) == []  # a built-in start
+
+    text = build_model_card(last, "me/two-stages", None, second, []).text
+    settings, reproduce = text.split("## Training settings")[1], text.split("## Reproduce")[1]
+    stage1, stage2 = settings.index("Stage 1:"), settings.index("Stage 2, this checkpoint:")
+    assert stage1 < settings.index("strategy: decoder") < stage2 < settings.index("strategy: lora")
+    assert "model: tiny-sam" in settings and "model: stage1/best" in settings  # stage 2 starts where stage 1 wrote
+    assert reproduce.index("--config stage1.yaml --output_dir stage1") < reproduce.index("--config stage2.yaml")
+    assert private not in text and str(tmp_path) not in text and "cache_dir" not in text
+
+    single = build_model_card(first, "me/one-stage", None, json.loads((first / TRAINING_SETTINGS).read_text()), [])
+    assert "Stage 1" not in single.text and "--config run.yaml" in single.text and private not in single.text

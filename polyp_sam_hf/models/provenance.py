@@ -51,6 +51,22 @@ def base_model_of(model_dir: str | Path, train_config: dict | None) -> str | Non
     return None
 
 
+def earlier_runs(model_dir: str | Path, train_config: dict | None) -> list[dict]:
+    """The records of the runs before this one, first run first, where each started from the
+    `best/` folder of the one before it (a local folder with its own record): a model trained in
+    stages. Empty for a run that started from a Hub id, a converted or built-in model."""
+    runs, seen = [], {Path(model_dir).resolve()}
+    name = str((train_config or {}).get("model") or "")
+    while name and Path(name).is_dir() and Path(name).resolve() not in seen:
+        record = read_train_config(name)
+        if record is None:
+            break
+        seen.add(Path(name).resolve())
+        runs.insert(0, record)
+        name = str(record.get("model") or "")
+    return runs
+
+
 def weights_sha256(model: str | Path) -> str | None:
     """SHA-256 of a local model folder's `model.safetensors` (None for a Hub id or built-in): what
     ties an evaluation to the exact weights it scored."""

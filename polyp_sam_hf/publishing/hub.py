@@ -36,6 +36,7 @@ from polyp_sam_hf.models.mask_prompts import CONFIG_KEY as MASK_PROMPT_KEY
 from polyp_sam_hf.models.provenance import (
     base_model_of,
     config_value,
+    earlier_runs,
     is_hub_id,
     model_origin,
     read_train_config,
@@ -197,6 +198,15 @@ def _split_facts(train_config: dict | None) -> dict | None:
             "val_fraction": split.val_fraction, "seed": split.seed}
 
 
+LOCAL_PATH_SETTINGS = ("data", "output_dir", "cache_dir", "resume_from_checkpoint")  # the user's machine's
+
+
+def _shown_settings(config: dict | None) -> str | None:
+    """A run's settings as the card's YAML, less the paths of the machine it ran on."""
+    kept = {k: v for k, v in (config or {}).items() if v is not None and k not in LOCAL_PATH_SETTINGS}
+    return yaml.safe_dump(kept, sort_keys=False).strip() if kept else None
+
+
 def build_model_card(export_dir: str | Path, repo_id: str, metrics: EvaluationRecord | None,
                      train_config: dict | None, examples: list[str]) -> ModelCard:
     """The card: metadata (licence, pipeline, base model, tags, model-index) and the body."""
@@ -217,7 +227,11 @@ def build_model_card(export_dir: str | Path, repo_id: str, metrics: EvaluationRe
         widget=[{"src": f"https://huggingface.co/{repo_id}/resolve/main/{name}",
                  "example_title": Path(name).stem} for name in examples],
     )
-    settings = {k: v for k, v in (train_config or {}).items() if v is not None and k not in ("data", "output_dir")}
+    # a model trained in stages: every stage's settings, each later one starting from `stageN/best`,
+    # where the card's Reproduce section has stage N write its run
+    stages = [*earlier_runs(export_dir, train_config), train_config]
+    stages = [stages[0], *({**run, "model": f"stage{i}/best"} for i, run in enumerate(stages[1:], 1))]
+    settings = [_shown_settings(run) for run in stages]
     origin = model_origin(export_dir)
     return ModelCard.from_template(
         data,
@@ -226,7 +240,8 @@ def build_model_card(export_dir: str | Path, repo_id: str, metrics: EvaluationRe
         base_model=base,
         origin=origin,
         origin_description=get_arch(origin["arch"]).description if origin else None,
-        training_settings=yaml.safe_dump(settings, sort_keys=False).strip() if settings else None,
+        training_settings=settings[-1],
+        earlier_settings=settings[:-1],
         results_table=results_section(metrics) if metrics else None,
         protocol=metrics.settings.get("protocol", "paper") if metrics else "paper",
         split=_split_facts(train_config),
