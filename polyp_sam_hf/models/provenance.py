@@ -30,6 +30,18 @@ def model_origin(model_dir: str | Path) -> dict | None:
     return config_value(model_dir, "polyp_sam_origin")
 
 
+def _lineage(model_dir: str | Path, train_config: dict | None) -> list[tuple[Path, dict | None]]:
+    """`model_dir` and each local folder it was fine-tuned from in turn (a run's `model`), newest
+    first, each with its run's record (None where the folder has none, which ends the chain)."""
+    chain = [(Path(model_dir), train_config)]
+    seen = {Path(model_dir).resolve()}
+    while (name := str((chain[-1][1] or {}).get("model") or "")) and Path(name).is_dir() \
+            and Path(name).resolve() not in seen:
+        seen.add(Path(name).resolve())
+        chain.append((Path(name), read_train_config(name)))
+    return chain
+
+
 def base_model_of(model_dir: str | Path, train_config: dict | None) -> str | None:
     """The Hub id the checkpoint was fine-tuned from, from what the run recorded, or None.
 
@@ -39,32 +51,18 @@ def base_model_of(model_dir: str | Path, train_config: dict | None) -> str | Non
     - the run's `model` is a local folder: that folder's own base, from its run's record;
     - a built-in model (random weights) or no record: None. Nothing is guessed from the shape.
     """
-    if model_origin(model_dir):
+    chain = _lineage(model_dir, train_config)
+    if any(model_origin(folder) for folder, _ in chain):
         return None
-    name = str((train_config or {}).get("model") or "")
-    if name in BUILTIN_MODELS:
-        return None
-    if is_hub_id(name):
-        return name
-    if name and Path(name).is_dir() and Path(name).resolve() != Path(model_dir).resolve():
-        return base_model_of(name, read_train_config(name))
-    return None
+    name = str((chain[-1][1] or {}).get("model") or "")
+    return name if name not in BUILTIN_MODELS and is_hub_id(name) else None
 
 
 def earlier_runs(model_dir: str | Path, train_config: dict | None) -> list[dict]:
     """The records of the runs before this one, first run first, where each started from the
     `best/` folder of the one before it (a local folder with its own record): a model trained in
     stages. Empty for a run that started from a Hub id, a converted or built-in model."""
-    runs, seen = [], {Path(model_dir).resolve()}
-    name = str((train_config or {}).get("model") or "")
-    while name and Path(name).is_dir() and Path(name).resolve() not in seen:
-        record = read_train_config(name)
-        if record is None:
-            break
-        seen.add(Path(name).resolve())
-        runs.insert(0, record)
-        name = str(record.get("model") or "")
-    return runs
+    return [record for _, record in reversed(_lineage(model_dir, train_config)[1:]) if record is not None]
 
 
 def weights_sha256(model: str | Path) -> str | None:
