@@ -38,7 +38,8 @@ def _epoch(prepared: Path, cache_root: Path) -> dict:
 
     from polyp_sam_hf.data.batches import PromptDataset, collate
     from polyp_sam_hf.models.embedding_cache import build_embedding_cache
-    from polyp_sam_hf.models.loading import get_strategy, load_model_and_processor
+    from polyp_sam_hf.models.loading import load_model_and_processor
+    from polyp_sam_hf.training.strategies import get_strategy
     from polyp_sam_hf.models.segmenter import prompt_logits
     from polyp_sam_hf.training.losses import batch_loss, get_loss
 

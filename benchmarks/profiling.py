@@ -14,7 +14,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import SamConfig, SamModel
 
-from polyp_sam_hf.models.loading import get_strategy
+from polyp_sam_hf.training.strategies import get_strategy
 
 
 def _eager(config: SamConfig) -> SamConfig:

@@ -28,7 +28,8 @@ sys.path.insert(0, str(HERE))
 from report import emit  # noqa: E402
 
 from polyp_sam_hf.models.convert import get_arch  # noqa: E402
-from polyp_sam_hf.models.loading import get_strategy, load_model_and_processor  # noqa: E402
+from polyp_sam_hf.models.loading import load_model_and_processor  # noqa: E402
+from polyp_sam_hf.training.strategies import get_strategy  # noqa: E402
 from polyp_sam_hf.models.modeling_tinyvit_sam import TinyViTSamModel  # noqa: E402
 from polyp_sam_hf.models.segmenter import PolypSegmenter  # noqa: E402
 from polyp_sam_hf.publishing.app import EmbeddingMemo, segment  # noqa: E402

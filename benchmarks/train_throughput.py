@@ -21,7 +21,8 @@ import torch
 from profiling import count_step_flops
 
 from polyp_sam_hf.data.preprocessing import Preprocessing
-from polyp_sam_hf.models.loading import BUILTIN_MODELS, get_strategy, load_model_and_processor
+from polyp_sam_hf.models.loading import BUILTIN_MODELS, load_model_and_processor
+from polyp_sam_hf.training.strategies import get_strategy
 from polyp_sam_hf.models.segmenter import prompt_logits
 from polyp_sam_hf.training.losses import batch_loss, get_loss
 

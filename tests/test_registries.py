@@ -11,7 +11,7 @@ from polyp_sam_hf.data.splits import SPLIT_PRESETS, get_split_preset
 from polyp_sam_hf.evaluation.baselines import BASELINES, baseline_prediction
 from polyp_sam_hf.models.attention import VISION_ATTENTION, set_vision_attention
 from polyp_sam_hf.models.convert import ARCHS, get_arch
-from polyp_sam_hf.models.loading import STRATEGIES, get_strategy
+from polyp_sam_hf.training.strategies import STRATEGIES, get_strategy
 from polyp_sam_hf.models.mask_prompts import MASK_PROMPTS, set_mask_prompt
 from polyp_sam_hf.models.weights import PACKAGES, fetch_checkpoint
 from polyp_sam_hf.training.losses import LOSSES, get_loss

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from transformers import SamModel, SamProcessor
 
 from polyp_sam_hf.commands.train import main as train_main
-from polyp_sam_hf.core.errors import NonFiniteLossError
+from polyp_sam_hf.core.errors import CheckpointError, NonFiniteLossError
 from polyp_sam_hf.training import loop as training
 from polyp_sam_hf.training.checkpointing import resolve_checkpoint, save_training_state
 from polyp_sam_hf.training.config import parse_config
@@ -113,8 +113,9 @@ def test_best_folder_loads_with_vanilla_transformers_same_logits(prepared_demo, 
 
 
 def test_lora_export_gives_the_same_logits(tmp_path):
-    from polyp_sam_hf.models.loading import get_strategy, load_model_and_processor
+    from polyp_sam_hf.models.loading import load_model_and_processor
     from polyp_sam_hf.training.checkpointing import save_pretrained_atomic
+    from polyp_sam_hf.training.strategies import get_strategy
 
     model, processor = load_model_and_processor("micro-sam-test")
     model = get_strategy("lora").apply(model, lora_rank=2)
@@ -130,6 +131,11 @@ def test_lora_export_gives_the_same_logits(tmp_path):
         expected = model.eval()(pixel_values=pixels, input_boxes=boxes, multimask_output=False).pred_masks
         got = vanilla(pixel_values=pixels, input_boxes=boxes, multimask_output=False).pred_masks
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    with torch.no_grad():  # PEFT's safe merge: adapters that would put NaN in the weights are refused
+        next(p for name, p in model.named_parameters() if "lora_B" in name)[0, 0] = float("nan")
+    with pytest.raises(CheckpointError, match="Cannot merge the LoRA adapters"):
+        save_pretrained_atomic(model, processor, tmp_path / "nan-export")
+    assert not (tmp_path / "nan-export").exists()
 
 
 def test_nan_loss_stops_with_the_step(prepared_demo, tmp_path, monkeypatch):

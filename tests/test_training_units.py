@@ -13,15 +13,11 @@ from polyp_sam_hf.core.errors import ConfigError
 from polyp_sam_hf.data.batches import PromptDataset, collate
 from polyp_sam_hf.data.preprocessing import resized_shape
 from polyp_sam_hf.evaluation.published import PAPER_RUNS
-from polyp_sam_hf.models.loading import (
-    count_parameters,
-    freeze_unreached,
-    get_strategy,
-    load_model_and_processor,
-)
+from polyp_sam_hf.models.loading import load_model_and_processor
 from polyp_sam_hf.training.config import TrainArguments, parse_config
 from polyp_sam_hf.training.loop import accumulation_steps, build_scheduler, is_better
 from polyp_sam_hf.training.losses import batch_loss, bce_loss, dice_loss, get_loss
+from polyp_sam_hf.training.strategies import count_parameters, freeze_unreached, get_strategy
 
 # ----------------------------------------------------------------------------- loss
 
@@ -120,6 +116,7 @@ def test_strategy_trainable_counts(name):
     model, _ = load_model_and_processor("micro-sam-test")
     base_decoder = _module_params(model, "mask_decoder.")
     encoder_and_prompt = _module_params(model, "vision_encoder.") + _module_params(model, "prompt_encoder.")
+    shared = _module_params(model, "shared_image_embedding.")
     qkv = [m for n, m in model.named_modules() if n.endswith("attn.qkv")]
     model = get_strategy(name).apply(model, lora_rank=4)
     trainable, total = count_parameters(model)
@@ -130,7 +127,7 @@ def test_strategy_trainable_counts(name):
     else:
         lora = sum(4 * (m.in_features + m.out_features) for m in qkv)
         assert trainable == base_decoder + lora
-        assert total == trainable + encoder_and_prompt + _module_params(model, "shared_image_embedding.")
+        assert total == trainable + encoder_and_prompt + shared
 
 
 def test_freeze_unreached_freezes_what_boxes_never_touch():
@@ -278,7 +275,7 @@ def test_typo_in_a_config_file_names_the_file(key, value, tmp_path):
 
 
 def test_choices_are_the_registries_and_config_is_in_help(capsys):
-    from polyp_sam_hf.models.loading import STRATEGIES
+    from polyp_sam_hf.training.strategies import STRATEGIES
     from polyp_sam_hf.training.config import parse_config
     from polyp_sam_hf.training.losses import LOSSES
 

@@ -1,4 +1,4 @@
-"""Loading SAM and choosing what to train: built-in tiny models, the Hub, and the strategies registry."""
+"""Loading SAM: built-in models made in code, local model folders and Hub ids, each checked before it loads."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import difflib
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,7 +21,6 @@ from huggingface_hub.utils import validate_repo_id
 from transformers import PretrainedConfig, SamConfig, SamImageProcessor, SamModel, SamProcessor
 
 from polyp_sam_hf.core.errors import CheckpointError, ModelLoadError
-from polyp_sam_hf.core.registry import by_name, lookup
 from polyp_sam_hf.models.attention import set_vision_attention
 from polyp_sam_hf.models.modeling_tinyvit_sam import TINY_VIT_5M, TinyViTSamConfig, TinyViTSamModel
 
@@ -277,112 +275,3 @@ def load_model_and_processor(name: str, seed: int = 0, vision_attention: str = "
     check_finite_weights(model, name)
     set_vision_attention(model, vision_attention)
     return model, processor
-
-
-# --------------------------------------------------------------------------------------------
-# Strategies: which parts train. A registry, as the paper's two strategies plus LoRA.
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Strategy:
-    """A fine-tuning strategy.
-
-    Attributes:
-        name: the `--strategy` value.
-        description: one line for help and logs.
-        apply: sets `requires_grad` (and may wrap the model); returns the model to train.
-        frozen_encoder: True when the image encoder never changes, so its embeddings can be cached.
-    """
-
-    name: str
-    description: str
-    apply: Callable[..., torch.nn.Module]
-    frozen_encoder: bool
-
-
-def _set_trainable(model: torch.nn.Module, prefixes: tuple[str, ...]) -> None:
-    for name, param in model.named_parameters():
-        param.requires_grad = name.startswith(prefixes)
-
-
-def _decoder_only(model: SamModel, **_) -> torch.nn.Module:
-    _set_trainable(model, ("mask_decoder.",))
-    return model
-
-
-def _full(model: SamModel, **_) -> torch.nn.Module:
-    _set_trainable(model, ("vision_encoder.", "prompt_encoder.", "mask_decoder."))
-    return model
-
-
-def _lora(model: SamModel, lora_rank: int = 8, lora_alpha: int = 16, **_) -> torch.nn.Module:
-    from peft import LoraConfig, inject_adapter_in_model  # here: importing peft takes seconds, LoRA alone needs it
-
-    _set_trainable(model, ())
-    config = LoraConfig(
-        r=lora_rank,
-        lora_alpha=lora_alpha,
-        lora_dropout=0.0,
-        # the fused query/key/value projection of every image-encoder attention block: SAM's ViT
-        # (layers.N.attn.qkv) and TinyViT (layers.N.blocks.M.attn.qkv)
-        target_modules=r"vision_encoder\.layers\.\d+(\.blocks\.\d+)?\.attn\.qkv",
-    )
-    model = inject_adapter_in_model(config, model)
-    for name, param in model.named_parameters():
-        param.requires_grad = "lora_" in name or name.startswith("mask_decoder.")
-    return model
-
-
-STRATEGIES: dict[str, Strategy] = by_name(
-    Strategy("decoder", "mask decoder trained, image and prompt encoders frozen (paper's 1)",
-             _decoder_only, True),
-    Strategy("full", "image encoder, prompt encoder and mask decoder trained (paper's 2)",
-             _full, False),
-    Strategy("lora", "LoRA on the image encoder's attention, mask decoder trained fully",
-             _lora, False),
-)
-
-
-def get_strategy(name: str) -> Strategy:
-    """The strategy called `name`; a `ValueError` lists the valid names otherwise."""
-    return lookup(STRATEGIES, name, "strategy", "strategies")
-
-
-def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameter counts."""
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return trainable, sum(p.numel() for p in model.parameters())
-
-
-def merge_lora(model: torch.nn.Module) -> torch.nn.Module:
-    """Fold LoRA adapters into the base weights in place and remove them, giving a plain SamModel.
-
-    A model without adapters is returned unchanged.
-    """
-    from peft.tuners.lora import LoraLayer  # here: importing peft takes seconds, LoRA alone needs it
-
-    for name, module in list(model.named_modules()):
-        if isinstance(module, LoraLayer):
-            module.merge()
-            parent_name, _, child = name.rpartition(".")
-            parent = model.get_submodule(parent_name) if parent_name else model
-            setattr(parent, child, module.get_base_layer())
-    return model
-
-
-def freeze_unreached(model: torch.nn.Module, loss: torch.Tensor) -> list[str]:
-    """Freeze trainable parameters that `loss` does not depend on, and return their names.
-
-    With box prompts, the prompt encoder's point and mask-input embeddings and the IoU head never
-    take part in the loss. DistributedDataParallel stops with an error on such parameters (or
-    pays for `find_unused_parameters=True` on every step); freezing them once is exact, since
-    their gradient would always be empty.
-    """
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    grads = torch.autograd.grad(loss, [p for _, p in params], allow_unused=True)
-    unreached = [n for (n, p), g in zip(params, grads) if g is None]
-    for name, param in params:
-        if name in unreached:
-            param.requires_grad = False
-    return unreached

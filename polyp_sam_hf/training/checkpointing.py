@@ -25,9 +25,9 @@ from accelerate.utils import load
 
 from polyp_sam_hf.core.errors import CheckpointError, MissingCheckpointError
 from polyp_sam_hf.core.files import replace_atomically, restore_replaced, staging_folder
-from polyp_sam_hf.models.loading import merge_lora
 from polyp_sam_hf.models.provenance import TRAINING_SETTINGS
 from polyp_sam_hf.training.averaging import WeightAverage
+from polyp_sam_hf.training.strategies import has_adapters, merge_adapters
 
 logger = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ def save_pretrained_atomic(model: torch.nn.Module, processor, folder: str | Path
     """
     folder = Path(folder)
     tmp = staging_folder(folder)
-    plain = merge_lora(copy.deepcopy(model)) if _has_lora(model) else model
+    plain = merge_adapters(copy.deepcopy(model)) if has_adapters(model) else model
     plain.save_pretrained(tmp, safe_serialization=True)
     processor.save_pretrained(tmp)
     # preprocessor_config.json too: what transformers 4.x and the Hub's widgets read
@@ -208,10 +208,6 @@ def save_pretrained_atomic(model: torch.nn.Module, processor, folder: str | Path
         (tmp / TRAINING_SETTINGS).write_text(json.dumps(training_settings, indent=1))
     replace_atomically(tmp, folder)
     return folder
-
-
-def _has_lora(model: torch.nn.Module) -> bool:
-    return any("lora_" in name for name, _ in model.named_parameters())
 
 
 def restore_scheduler(scheduler, saved: dict | None, step: int) -> None:

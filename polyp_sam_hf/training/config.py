@@ -17,9 +17,9 @@ from polyp_sam_hf.core.arguments import check_choices, check_ranges, parse_argum
 from polyp_sam_hf.data.prompts import PROMPT_MODES
 from polyp_sam_hf.data.splits import SPLIT_PRESETS, SplitSettings
 from polyp_sam_hf.models.attention import VISION_ATTENTION
-from polyp_sam_hf.models.loading import STRATEGIES
 from polyp_sam_hf.models.mask_prompts import MASK_PROMPTS
 from polyp_sam_hf.training.losses import LOSSES
+from polyp_sam_hf.training.strategies import STRATEGIES
 
 
 @dataclass

@@ -35,15 +35,7 @@ from polyp_sam_hf.evaluation.evaluate import evaluate_loader
 from polyp_sam_hf.evaluation.figures import plot_training_curves
 from polyp_sam_hf.evaluation.report import test_report
 from polyp_sam_hf.models.embedding_cache import build_embedding_cache
-from polyp_sam_hf.models.loading import (
-    BUILTIN_MODELS,
-    check_model_available,
-    count_parameters,
-    freeze_unreached,
-    get_strategy,
-    load_model_and_processor,
-    model_class_for,
-)
+from polyp_sam_hf.models.loading import BUILTIN_MODELS, check_model_available, load_model_and_processor, model_class_for
 from polyp_sam_hf.models.mask_prompts import set_mask_prompt
 from polyp_sam_hf.models.segmenter import prompt_logits
 from polyp_sam_hf.training.averaging import WeightAverage
@@ -60,6 +52,7 @@ from polyp_sam_hf.training.checkpointing import (
 from polyp_sam_hf.training.config import DataArguments, ModelArguments, TrainArguments, config_to_dict
 from polyp_sam_hf.training.losses import batch_loss, get_loss
 from polyp_sam_hf.training.stopping import GracefulStop
+from polyp_sam_hf.training.strategies import count_parameters, freeze_unreached, get_strategy
 
 logger = get_logger(__name__)
 
