@@ -25,7 +25,7 @@ from polyp_sam_hf.data.synthetic import write_demo_data
 from polyp_sam_hf.models.embedding_cache import build_embedding_cache
 from polyp_sam_hf.models.loading import load_model_and_processor
 from polyp_sam_hf.training.strategies import get_strategy
-from polyp_sam_hf.models.segmenter import prompt_logits
+from polyp_sam_hf.models.segmenter import batch_logits
 from polyp_sam_hf.training.losses import batch_loss, get_loss
 
 
@@ -33,7 +33,7 @@ def _epoch(model, optimizer, loader) -> float:
     loss_fn = get_loss("dice")
     start = time.perf_counter()
     for batch in loader:
-        loss = batch_loss(prompt_logits(model, batch), batch, loss_fn)
+        loss = batch_loss(batch_logits(model, batch), batch, loss_fn)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()

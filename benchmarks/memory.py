@@ -40,7 +40,7 @@ def _epoch(prepared: Path, cache_root: Path) -> dict:
     from polyp_sam_hf.models.embedding_cache import build_embedding_cache
     from polyp_sam_hf.models.loading import load_model_and_processor
     from polyp_sam_hf.training.strategies import get_strategy
-    from polyp_sam_hf.models.segmenter import prompt_logits
+    from polyp_sam_hf.models.segmenter import batch_logits
     from polyp_sam_hf.training.losses import batch_loss, get_loss
 
     datasets.disable_progress_bars()
@@ -53,7 +53,7 @@ def _epoch(prepared: Path, cache_root: Path) -> dict:
                                          shuffle=True, collate_fn=collate)
     loss_fn = get_loss("dice")
     for batch in loader:
-        loss = batch_loss(prompt_logits(model, batch), batch, loss_fn)
+        loss = batch_loss(batch_logits(model, batch), batch, loss_fn)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()

@@ -3,7 +3,7 @@
     python benchmarks/multi_box_inference.py [--model random-sam-vit-base] [--boxes 4] [--frames 2]
 
 Times `PolypSegmenter.predict(frame, k boxes)` (what `polyp-sam predict` runs) against k calls of
-`predict(frame, [box])`, which re-run the encoder for every prompt; and `evaluate_split` with k
+`predict(frame, [box])`, which re-run the encoder for every prompt; and `score_split` with k
 box-jitter levels (what `polyp-sam evaluate --box-jitter` runs: one embedding per frame, k prompts)
 against k evaluations of one level each. The ratios approach k as the encoder dominates.
 """
@@ -24,7 +24,7 @@ import torch
 
 from polyp_sam_hf.data.prepare import prepare_dataset
 from polyp_sam_hf.data.synthetic import synth_frame, write_demo_data
-from polyp_sam_hf.evaluation.evaluate import EvaluateConfig, evaluate_split
+from polyp_sam_hf.evaluation.scoring import ScoringSettings, score_split
 from polyp_sam_hf.models.segmenter import PolypSegmenter
 
 
@@ -63,19 +63,18 @@ def _result(model: str, k: int, frames: int, shared_s: float, naive_s: float, na
 
 
 def measure_evaluate(model: str, levels: int, frames: int, work: Path) -> dict:
-    """`evaluate_split` with `levels` jitter levels at once against one level at a time."""
+    """`score_split` with `levels` jitter levels at once against one level at a time."""
     raw = write_demo_data(work / "raw", num_train=1, num_test=frames, seed=4)  # `frames` per test source
     split = prepare_dataset(raw, val_fraction=0.0)[0]["test"].select(range(frames))
     segmenter = PolypSegmenter.from_pretrained(model, device="cpu")
     jitter = tuple(round(0.05 * i, 2) for i in range(levels))
-    config = EvaluateConfig(model=model, data=str(raw), output=str(work / "out"), prompt_modes=("single",),
-                            box_jitter=jitter, batch_size=frames)
-    evaluate_split(segmenter, split.select(range(1)), dataclasses.replace(config, box_jitter=(0.0,)))  # warm-up
+    config = ScoringSettings(prompt_modes=("box",), box_jitter=jitter, batch_size=frames)
+    score_split(segmenter, split.select(range(1)), dataclasses.replace(config, box_jitter=(0.0,)))  # warm-up
     start = time.perf_counter()
-    together, _ = evaluate_split(segmenter, split, config)
+    together, _ = score_split(segmenter, split, config)
     shared_s = time.perf_counter() - start
     start = time.perf_counter()
-    apart = [evaluate_split(segmenter, split, dataclasses.replace(config, box_jitter=(level,)))[0] for level in jitter]
+    apart = [score_split(segmenter, split, dataclasses.replace(config, box_jitter=(level,)))[0] for level in jitter]
     naive_s = time.perf_counter() - start
     # the unjittered level draws no random boxes, so both ways must score it identically
     assert [s.dice for s in together if s.box_jitter == 0.0] == [s.dice for s in apart[0]]

@@ -29,13 +29,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from polyp_sam_hf.data.prepare import prepare_dataset  # noqa: E402
-from polyp_sam_hf.evaluation.evaluate import EvaluateConfig, evaluate_split  # noqa: E402
+from polyp_sam_hf.evaluation.scoring import ScoringSettings, score_split  # noqa: E402
 from polyp_sam_hf.models.convert import convert_checkpoint  # noqa: E402
 from polyp_sam_hf.models.segmenter import PolypSegmenter  # noqa: E402
 from polyp_sam_hf.models.weights import fetch_checkpoint  # noqa: E402
 
 SOURCE_NAMES = {"etis": "ETIS", "cvc-colondb": "CVC-ColonDB", "kvasir": "Kvasir-SEG"}
-MODES = ("per-component", "single")
+MODES = ("box-per-polyp", "box")
 
 
 def prepare(samples: Path, out: Path) -> dict[str, Path]:
@@ -73,8 +73,7 @@ def score(model: Path, datasets_: dict[str, Path], levels: tuple[float, ...], ma
     scores = []
     for path in datasets_.values():
         split = datasets.load_from_disk(str(path))["test"]
-        config = EvaluateConfig(model=str(model), data=str(path), output="", prompt_modes=MODES, box_jitter=levels)
-        scores += evaluate_split(segmenter, split, config)[0]
+        scores += score_split(segmenter, split, ScoringSettings(prompt_modes=MODES, box_jitter=levels))[0]
     return scores
 
 

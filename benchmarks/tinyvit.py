@@ -32,7 +32,7 @@ from polyp_sam_hf.models.loading import load_model_and_processor  # noqa: E402
 from polyp_sam_hf.training.strategies import get_strategy  # noqa: E402
 from polyp_sam_hf.models.modeling_tinyvit_sam import TinyViTSamModel  # noqa: E402
 from polyp_sam_hf.models.segmenter import PolypSegmenter  # noqa: E402
-from polyp_sam_hf.publishing.app import EmbeddingMemo, segment  # noqa: E402
+from polyp_sam_hf.publishing.gradio_demo import EmbeddingMemo, segment  # noqa: E402
 from polyp_sam_hf.training.losses import (
     batch_loss,  # noqa: E402
     get_loss,  # noqa: E402

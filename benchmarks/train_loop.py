@@ -27,7 +27,7 @@ sys.path.insert(0, str(HERE))
 from report import emit  # noqa: E402
 
 from polyp_sam_hf.data.synthetic import write_demo_data  # noqa: E402
-from polyp_sam_hf.models.segmenter import prompt_logits  # noqa: E402
+from polyp_sam_hf.models.segmenter import batch_logits  # noqa: E402
 from polyp_sam_hf.training import loop as training  # noqa: E402
 from polyp_sam_hf.training.config import parse_config  # noqa: E402
 from polyp_sam_hf.training.losses import batch_loss  # noqa: E402
@@ -71,7 +71,7 @@ def measure(args, work: Path) -> dict:
     model, optimizer = run.model, run.optimizer
 
     def bare():
-        loss = batch_loss(prompt_logits(model, batch), batch, run.loss_fn)
+        loss = batch_loss(batch_logits(model, batch), batch, run.loss_fn)
         run.accelerator.backward(loss)
         optimizer.step()
         optimizer.zero_grad()

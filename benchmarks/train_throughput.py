@@ -23,7 +23,7 @@ from profiling import count_step_flops
 from polyp_sam_hf.data.preprocessing import Preprocessing
 from polyp_sam_hf.models.loading import BUILTIN_MODELS, load_model_and_processor
 from polyp_sam_hf.training.strategies import get_strategy
-from polyp_sam_hf.models.segmenter import prompt_logits
+from polyp_sam_hf.models.segmenter import batch_logits
 from polyp_sam_hf.training.losses import batch_loss, get_loss
 
 # dense bf16 tensor-core peak, TFLOP/s, from the vendors' data sheets (SXM parts)
@@ -85,7 +85,7 @@ def make_step(model_name: str, variant: str, precision: str, checkpointing: bool
 
     def step():
         with autocast:
-            loss = batch_loss(prompt_logits(forward, data), data, loss_fn)
+            loss = batch_loss(batch_logits(forward, data), data, loss_fn)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
-from polyp_sam_hf.evaluation.evaluate import evaluate_loader
+from polyp_sam_hf.evaluation.scoring import validation_scores
 from polyp_sam_hf.training.checkpointing import FINISHED
 from polyp_sam_hf.training.config import parse_config
 from polyp_sam_hf.training.loop import setup
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
         def score(members: list[Path]) -> float:
             soup = {k: sum(weights[m][k].float() for m in members) / len(members) for k in weights[members[0]]}
             model.load_state_dict({**own, **soup})
-            return evaluate_loader(run.model, run.val_loader, run.accelerator)["dice"]
+            return validation_scores(run.model, run.val_loader, run.accelerator)["dice"]
 
         result = {"runs": {r.name: recorded[r] for r in order}, "alone": score(order[:1]),
                   "uniform": score(order), "tried": {}}

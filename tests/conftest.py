@@ -131,9 +131,9 @@ def prepared_demo(tmp_path_factory) -> Path:
 def train_args(data: Path, output: Path, *extra: str) -> list[str]:
     """Command-line arguments for a fast run of the micro test model."""
     return [
-        "--model", "micro-sam-test", "--strategy", "full", "--data", str(data),
-        "--output_dir", str(output), "--per_device_batch_size", "4", "--effective_batch_size", "4",
-        "--learning_rate", "1e-3", "--report_to", "none", "--num_epochs", "2", "--warmup_ratio", "0",
+        "--model_name_or_path", "micro-sam-test", "--strategy", "full", "--data", str(data),
+        "--output_dir", str(output), "--per_device_train_batch_size", "4", "--effective_batch_size", "4",
+        "--learning_rate", "1e-3", "--report_to", "none", "--num_train_epochs", "2", "--warmup_ratio", "0",
         "--evaluate_test", "false", *extra,
     ]
 
@@ -145,7 +145,7 @@ def micro_checkpoint(prepared_demo, tmp_path_factory) -> Path:
     from polyp_sam_hf.training.loop import train
 
     out = tmp_path_factory.mktemp("micro-run") / "run"
-    train(*parse_config(train_args(prepared_demo, out, "--max_steps", "2")))
+    train(*parse_config(train_args(prepared_demo, out, "--max_train_steps", "2")))
     return out / "best"
 
 

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from polyp_sam_hf.models.segmenter import PolypSegmenter
-from polyp_sam_hf.publishing.app import LAUNCH_SETTINGS, MAX_PIXELS, add_corner, build_app, parse_boxes
+from polyp_sam_hf.publishing.gradio_demo import LAUNCH_SETTINGS, MAX_PIXELS, add_corner, build_app, parse_boxes
 
 gradio_client = pytest.importorskip("gradio_client")
 
@@ -126,7 +126,7 @@ def test_browser_end_to_end(server, frame, tmp_path):
 
 
 def test_model_choice_and_warning(tmp_path, monkeypatch):
-    from polyp_sam_hf.publishing.app import MODEL_ENV, choose_model
+    from polyp_sam_hf.publishing.gradio_demo import MODEL_ENV, choose_model
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv(MODEL_ENV, raising=False)
@@ -147,7 +147,7 @@ def test_model_choice_and_warning(tmp_path, monkeypatch):
 def test_encoder_runs_once_per_frame(micro_checkpoint, tmp_path):
     from unittest import mock
 
-    from polyp_sam_hf.publishing.app import EmbeddingMemo, segment
+    from polyp_sam_hf.publishing.gradio_demo import EmbeddingMemo, segment
 
     segmenter = PolypSegmenter.from_pretrained(str(micro_checkpoint), device="cpu")
     memo = EmbeddingMemo(segmenter, size=1)
@@ -168,7 +168,7 @@ def test_encoder_runs_once_per_frame(micro_checkpoint, tmp_path):
 def test_random_weights_warning_is_on_the_page(micro_checkpoint):
     import urllib.request
 
-    from polyp_sam_hf.publishing.app import choose_model
+    from polyp_sam_hf.publishing.gradio_demo import choose_model
 
     name, warning = choose_model("tiny-sam")
     app = build_app(PolypSegmenter.from_pretrained(name, device="cpu"), warning=warning)
@@ -186,7 +186,7 @@ def test_no_box_buttons_only_for_a_model_trained_without_boxes(micro_checkpoint,
     import urllib.request
 
     from polyp_sam_hf.models.provenance import read_train_config
-    from polyp_sam_hf.publishing.app import trained_prompt_free
+    from polyp_sam_hf.publishing.gradio_demo import trained_prompt_free
 
     assert read_train_config(micro_checkpoint)["prompt_mode"] != "none" and not trained_prompt_free(str(micro_checkpoint))
     free_model = tmp_path / "free"
@@ -203,8 +203,8 @@ def test_no_box_buttons_only_for_a_model_trained_without_boxes(micro_checkpoint,
             pages[name] = urllib.request.urlopen(f"http://127.0.0.1:{port}/config").read().decode()
         finally:
             app.close()
-    assert "Auto (no box)" not in pages["box"] and "No box" not in pages["box"]
-    assert "Auto (no box)" in pages["free"] and "No box" in pages["free"]
+    assert "Self-made boxes" not in pages["box"] and "No box" not in pages["box"]
+    assert "Self-made boxes" in pages["free"] and "No box" in pages["free"]
 
 
 def test_a_bad_box_message_names_no_command_line_flag():
@@ -238,7 +238,7 @@ def test_without_gradio_the_app_says_how_to_install_it():
     import sys
 
     code = ("import sys; sys.modules['gradio'] = None  # as if not installed\n"
-            "from polyp_sam_hf.commands.cli import main; sys.exit(main(['app', '--model', 'tiny-sam']))")
+            "from polyp_sam_hf.commands.cli import main; sys.exit(main(['app', '--model_name_or_path', 'tiny-sam']))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 1
     assert "pip install" in result.stderr and "[app]" in result.stderr and "Traceback" not in result.stderr

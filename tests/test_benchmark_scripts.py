@@ -1,4 +1,4 @@
-"""The GPU benchmark scripts run end to end on the CPU with the tiny model (their `--cpu-check`)."""
+"""The GPU benchmark scripts run end to end on the CPU with the tiny model (their `--cpu_check`)."""
 
 import json
 import os
@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_gpu_script_cpu_check_writes_every_row(tmp_path):
     env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable}
-    subprocess.run(["bash", "benchmarks/gpu.sh", "--cpu-check"], cwd=ROOT, env=env, check=True,
+    subprocess.run(["bash", "benchmarks/gpu.sh", "--cpu_check"], cwd=ROOT, env=env, check=True,
                    capture_output=True)
     eager = json.loads((tmp_path / "gpu_check.json").read_text())["results"]
     assert [(r["variant"], r["compiled"]) for r in eager] == [("decoder-cached", False), ("full", False)]
@@ -29,8 +29,8 @@ def test_gpu_script_cpu_check_writes_every_row(tmp_path):
 
 def test_step_profile_reports_the_busy_share_of_a_step(tmp_path):
     report = tmp_path / "profile.txt"
-    subprocess.run([sys.executable, "step_profile.py", "--model", "tiny-sam", "--batch", "2", "--steps", "2",
-                    "--warmup", "1", "--rows", "5", "--output", str(report)],
+    subprocess.run([sys.executable, "step_profile.py", "--model_name_or_path", "tiny-sam", "--batch", "2", "--steps", "2",
+                    "--warmup", "1", "--rows", "5", "--output_dir", str(report)],
                    cwd=ROOT / "benchmarks", check=True, capture_output=True)
     text = report.read_text()
     wall = float(re.search(r"step wall time \(under the profiler\): ([\d.]+) s", text).group(1))
@@ -43,7 +43,7 @@ def test_step_profile_reports_the_busy_share_of_a_step(tmp_path):
 def test_train_loop_benchmark_times_the_loop_beside_the_bare_step(tmp_path):
     out = tmp_path / "loop.json"
     subprocess.run([sys.executable, "train_loop.py", "--steps", "2", "--warmup", "1", "--batch", "2",
-                    "--output", str(out)], cwd=ROOT / "benchmarks", check=True, capture_output=True)
+                    "--output_dir", str(out)], cwd=ROOT / "benchmarks", check=True, capture_output=True)
     result = json.loads(out.read_text())
     assert result["loop_images_per_s"] > 0 and result["bare_images_per_s"] > 0
     assert result["loop_share_of_bare"] == pytest.approx(
@@ -58,10 +58,10 @@ def test_weight_soup_scores_each_run_as_its_training_did(prepared_demo, tmp_path
 
     runs = [tmp_path / "low", tmp_path / "high"]
     for run, lr in zip(runs, ("1e-3", "3e-3")):
-        train(*parse_config(train_args(prepared_demo, run, "--max_steps", "2", "--learning_rate", lr)))
+        train(*parse_config(train_args(prepared_demo, run, "--max_train_steps", "2", "--learning_rate", lr)))
     out = tmp_path / "soup.json"
     subprocess.run([sys.executable, "benchmarks/weight_soup.py", *map(str, runs), "--config",
-                    str(runs[0] / "config.yaml"), "--data", str(prepared_demo), "--output", str(out)],
+                    str(runs[0] / "config.yaml"), "--data", str(prepared_demo), "--output_dir", str(out)],
                    cwd=ROOT, check=True, capture_output=True)
     result = json.loads(out.read_text())
     first = max(runs, key=lambda r: result["runs"][r.name])
@@ -77,7 +77,7 @@ def test_weight_soup_scores_each_run_as_its_training_did(prepared_demo, tmp_path
 def _per_image_csv(folder: Path, rows) -> Path:
     folder.mkdir()
     lines = ["source,image_id,method,prompt_mode,box_jitter,dice,iou,empty_mask,polyps,found,false_positives,prompts"]
-    lines += [f"{s},{i},{m},single,0.0,{d},{d},{e},1,1,0,1" for s, i, m, d, e in rows]
+    lines += [f"{s},{i},{m},box,0.0,{d},{d},{e},1,1,0,1" for s, i, m, d, e in rows]
     (folder / "per_image.csv").write_text("\n".join(lines) + "\n")
     return folder
 
@@ -96,7 +96,7 @@ def test_paired_bootstrap_pairs_frames_and_bounds_the_difference(tmp_path):
     a = _per_image_csv(tmp_path / "a", rows_a[::-1])  # another row order: frames pair by id, not by line
     b = _per_image_csv(tmp_path / "b", rows_b + [("kvasir", 99, "model", 0.0, True)])
     out = tmp_path / "result.json"
-    paired_bootstrap.main([str(a), str(b), "--resamples", "2000", "--output", str(out)])
+    paired_bootstrap.main([str(a), str(b), "--resamples", "2000", "--output_dir", str(out)])
     result = json.loads(out.read_text())["datasets"]
     assert result["kvasir"]["n"] == 30 and result["all"]["n"] == 60
     assert result["kvasir"]["difference"] == 0.02 and result["kvasir"]["difference_95"] == [0.02, 0.02]

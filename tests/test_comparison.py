@@ -32,7 +32,7 @@ def test_published_values_match_the_papers_transcription_cell_by_cell():
     assert not different
 
 
-def _metrics(label, method, strategy, split, dice_by_source, protocol="paper", paper_run=None, modes=("single",)):
+def _metrics(label, method, strategy, split, dice_by_source, protocol="paper", paper_run=None, modes=("box",)):
     """An evaluation as `polyp-sam evaluate` records it, with the model's Dice given per source
     (mIoU = Dice - 0.05; the ellipse baseline = Dice - 0.1, the box = Dice - 0.2)."""
     def per_source(offset):
@@ -66,8 +66,8 @@ def test_decoder_run_is_compared_with_table_1s_decoder_row():
     assert rows["HSNet"] == ["0.810", "0.735", "0.808", "0.734"]
     # 0.900 - 0.891 (Table 1 decoder ColonDB Dice), 0.850 - 0.835; 0.871 - 0.885, 0.821 - 0.834
     assert rows["difference to Polyp-SAM-B (decoder), Table 1"] == ["+0.009", "+0.015", "-0.014", "-0.013"]
-    assert rows["**runs/b-dec/best** (single box)"] == ["0.900", "0.850", "0.871", "0.821"]
-    assert rows["ellipse from the same boxes (single box)"] == ["0.800", "0.750", "0.771", "0.721"]
+    assert rows["**runs/b-dec/best** (one box)"] == ["0.900", "0.850", "0.871", "0.821"]
+    assert rows["ellipse from the same boxes (one box)"] == ["0.800", "0.750", "0.771", "0.721"]
 
 
 def test_full_run_of_the_other_split_is_not_compared():
@@ -95,7 +95,7 @@ def test_no_difference_without_a_matching_row_and_the_reason_is_said(case, metri
 
 
 def test_difference_only_for_the_papers_single_box():
-    metrics = _metrics("a", "Polyp-SAM-B", "full", "paper", {"etis": 0.95}, modes=("per-component", "single"))
+    metrics = _metrics("a", "Polyp-SAM-B", "full", "paper", {"etis": 0.95}, modes=("box-per-polyp", "box"))
     rows = _table_cells(results_section(metrics))
     assert rows["difference to Polyp-SAM-B (full), Table 2"] == ["+0.047", "+0.048"]  # from the single-box row
     assert len([r for r in rows if r.startswith("difference")]) == 1
@@ -122,7 +122,7 @@ def test_compare_command_places_each_run_in_its_table(tmp_path, capsys):
         (tmp_path / name).mkdir()
         metrics.write(tmp_path / name / "metrics.json")
         paths.append(str(tmp_path / name))
-    assert cli_main(["compare", *paths, "--output", str(tmp_path / "c.md")]) == 0
+    assert cli_main(["compare", *paths, "--output_file", str(tmp_path / "c.md")]) == 0
     text = (tmp_path / "c.md").read_text()
     sections = re.split(r"^## ", text, flags=re.M)
     table_1, table_2, table_3, unplaced = sections[1], sections[2], sections[3], sections[4]
@@ -139,12 +139,12 @@ def test_compare_names_a_run_without_metrics(tmp_path, capsys):
     (tmp_path / "run" / "best").mkdir(parents=True)
     assert cli_main(["compare", str(tmp_path / "run")]) == 1
     err = capsys.readouterr().err
-    assert "holds no metrics.json" in err and f"polyp-sam evaluate --model {tmp_path / 'run' / 'best'}" in err
+    assert "holds no metrics.json" in err and f"polyp-sam evaluate --model_name_or_path {tmp_path / 'run' / 'best'}" in err
 
 
 def test_reproduce_dry_run_lists_six_trainings_and_their_evaluations(tmp_path, capsys):
-    assert cli_main(["reproduce", "--data-root", str(tmp_path / "data"), "--output", str(tmp_path / "out"),
-                     "--gpus", "2", "--dry-run"]) == 0
+    assert cli_main(["reproduce", "--data_root", str(tmp_path / "data"), "--output_dir", str(tmp_path / "out"),
+                     "--gpus", "2", "--dry_run"]) == 0
     out = capsys.readouterr().out
     trainings = re.findall(r"\] train (\S+): would run\n\s+(.*)", out)
     evaluations = re.findall(r"\] evaluate (\S+): would run\n\s+(.*)", out)
@@ -155,6 +155,6 @@ def test_reproduce_dry_run_lists_six_trainings_and_their_evaluations(tmp_path, c
         assert f"configs/paper/{name}.yaml" in command and f"out/data/{split} " in command
         assert command.endswith(f"out/runs/{name}")
     for name, command in evaluations:
-        assert f"--model {tmp_path}/out/runs/{name}/best" in command and f"--paper-run {name}" in command
+        assert f"--model_name_or_path {tmp_path}/out/runs/{name}/best" in command and f"--paper_run {name}" in command
     assert len(re.findall(r"prepare the (\S+) split: would run", out)) == 2
     assert not (tmp_path / "out").exists()  # a dry run writes nothing

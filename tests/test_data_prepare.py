@@ -101,7 +101,7 @@ def test_report_names_the_first_few_and_the_saved_copy_all(pranet_root, tmp_path
     ds, report = prepare_dataset(pranet_root, val_fraction=0.0)
     short = report.format()
     assert "e0, e1, e2, e3, e4 ... (3 more in prepare_report.txt)" in short and "e7" not in short
-    assert cli_main(["prepare", "--data-root", str(pranet_root), "--output", str(tmp_path / "p")]) == 0
+    assert cli_main(["prepare", "--data_root", str(pranet_root), "--output_dir", str(tmp_path / "p")]) == 0
     saved = (tmp_path / "p" / "prepare_report.txt").read_text()
     assert "e0, e1, e2, e3, e4, e5, e6, e7" in saved
 
@@ -182,7 +182,7 @@ def test_bad_pair_stops_or_is_skipped_on_request(pranet_root):
 def test_cli_prepare_saves_loads_and_prints_summary(pranet_root, tmp_path, capsys):
     (pranet_root / "TrainDataset" / "images" / "readme.txt").write_text("x")
     out = tmp_path / "prepared"
-    assert cli_main(["prepare", "--data-root", str(pranet_root), "--output", str(out)]) == 0
+    assert cli_main(["prepare", "--data_root", str(pranet_root), "--output_dir", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "train" in printed and "kvasir" in printed and "readme.txt: not an image file" in printed
     loaded = datasets.load_from_disk(str(out))
@@ -190,20 +190,20 @@ def test_cli_prepare_saves_loads_and_prints_summary(pranet_root, tmp_path, capsy
 
 
 def test_cli_reports_a_wrong_root_without_a_traceback(tmp_path, capsys):
-    assert cli_main(["prepare", "--data-root", str(tmp_path), "--output", str(tmp_path / "o")]) == 1
+    assert cli_main(["prepare", "--data_root", str(tmp_path), "--output_dir", str(tmp_path / "o")]) == 1
     assert "No polyp dataset found" in capsys.readouterr().err
 
 
 def test_push_to_hub_is_private_by_default(pranet_root, tmp_path):
     with mock.patch.object(datasets.DatasetDict, "push_to_hub") as push:
-        cli_main(["prepare", "--data-root", str(pranet_root), "--output", str(tmp_path / "o"),
-                  "--push-to-hub", "me/polyps"])
+        cli_main(["prepare", "--data_root", str(pranet_root), "--output_dir", str(tmp_path / "o"),
+                  "--hub_dataset_id", "me/polyps"])
     push.assert_called_once_with("me/polyps", private=True)
 
 
 def test_empty_split_is_left_out_and_the_rest_saves_and_loads(pranet_root, tmp_path, capsys):
     out = tmp_path / "prepared"
-    assert cli_main(["prepare", "--data-root", str(pranet_root), "--output", str(out), "--val-fraction", "0"]) == 0
+    assert cli_main(["prepare", "--data_root", str(pranet_root), "--output_dir", str(out), "--val_fraction", "0"]) == 0
     assert "Split 'validation' has no rows" in capsys.readouterr().out
     loaded = datasets.load_from_disk(str(out))
     assert set(loaded) == {"train", "test"} and loaded["train"].num_rows == 10

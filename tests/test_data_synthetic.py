@@ -57,6 +57,6 @@ def test_ellipse_baseline_stays_under_085_on_default_demo_data(tmp_path):
 
 
 def test_cli_demo_data(tmp_path, capsys):
-    assert cli_main(["demo-data", "--output", str(tmp_path / "d"), "--num-train", "2",
-                     "--num-test", "1"]) == 0
+    assert cli_main(["demo-data", "--output_dir", str(tmp_path / "d"), "--num_train", "2",
+                     "--num_test", "1"]) == 0
     assert len(list((tmp_path / "d").rglob("images/*.png"))) == 7

@@ -1,4 +1,5 @@
-"""The README's first command: the embedded default trains offline and beats the box-only baseline."""
+"""The README's first command: the embedded default trains offline and beats the box-only baseline, and what it
+trains publishes (`polyp-sam export`, the README's next step)."""
 
 from __future__ import annotations
 
@@ -26,5 +27,11 @@ def test_demo_config_beats_the_ellipse_baseline(tmp_path):
     model = sum(e["dice"] * e["n"] for e in report.values()) / n
     ellipse = sum(e["ellipse_dice"] * e["n"] for e in report.values()) / n
     assert model >= ellipse + 0.03, result.stdout[-2000:]
-    assert "ellipse from the same boxes" in result.stdout and "margin over the ellipse (single box)" in result.stdout
+    assert "ellipse from the same boxes" in result.stdout and "margin over the ellipse (one box)" in result.stdout
     assert (out / "best" / "model.safetensors").is_file() and (out / "training_curves.png").is_file()
+    # the README's next step: publish what the demo trained (it once stopped at the export's own check)
+    export = subprocess.run([sys.executable, "-m", "polyp_sam_hf", "export", "--model_name_or_path", str(out / "best"),
+                             "--repo_id", "ORG/NAME", "--output_dir", str(tmp_path / "upload")],
+                            cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    assert export.returncode == 0, export.stderr[-3000:]
+    assert {"config.json", "model.safetensors", "README.md"} <= {p.name for p in (tmp_path / "upload").iterdir()}

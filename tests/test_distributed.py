@@ -28,7 +28,7 @@ def test_two_process_demo_run(tmp_path, strategy):
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
         "--main_process_port", str(_free_port()),
         "train.py", "--config", "configs/demo.yaml", "--data", str(tmp_path / "data"),
-        "--output_dir", str(out), "--max_steps", "3", "--eval_every_steps", "3", "--evaluate_test", "false",
+        "--output_dir", str(out), "--max_train_steps", "3", "--eval_steps", "3", "--evaluate_test", "false",
         "--strategy", strategy, "--cache_dir", str(tmp_path / "cache"),
     ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -54,18 +54,18 @@ def test_two_process_demo_run(tmp_path, strategy):
 def test_two_processes_of_batch_4_equal_one_of_batch_8(tmp_path):
     """DDP: 2 processes x batch 4 take the step 1 process x batch 8 takes (same frames, gradients
     averaged across processes), and keep the same weight average."""
-    common = ["--config", "configs/demo.yaml", "--data", str(tmp_path / "data"), "--max_steps", "2",
-              "--eval_every_steps", "2", "--evaluate_test", "false", "--effective_batch_size", "8",
+    common = ["--config", "configs/demo.yaml", "--data", str(tmp_path / "data"), "--max_train_steps", "2",
+              "--eval_steps", "2", "--evaluate_test", "false", "--effective_batch_size", "8",
               "--box_jitter", "0", "--augment_flips", "", "--report_to", "none", "--ema_decay", "0.9"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     two = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                           "--main_process_port", str(_free_port()), "train.py", *common, "--output_dir",
-                          str(tmp_path / "two"), "--per_device_batch_size", "4"],
+                          str(tmp_path / "two"), "--per_device_train_batch_size", "4"],
                          cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     assert two.returncode == 0, (two.stdout + two.stderr)[-3000:]
     one = subprocess.run([sys.executable, "train.py", *common, "--output_dir", str(tmp_path / "one"),
-                          "--per_device_batch_size", "8"], cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+                          "--per_device_train_batch_size", "8"], cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     assert one.returncode == 0, (one.stdout + one.stderr)[-3000:]
     import torch
     from safetensors.torch import load_file

@@ -90,7 +90,7 @@ def test_incomplete_cache_is_refused(tmp_path):
 
 
 def test_training_with_and_without_cache_agree(prepared_demo, tmp_path):
-    common = ("--strategy", "decoder", "--max_steps", "2", "--cache_dir", str(tmp_path / "cache"))
+    common = ("--strategy", "decoder", "--max_train_steps", "2", "--cache_dir", str(tmp_path / "cache"))
     train(*parse_config(train_args(prepared_demo, tmp_path / "cached", *common)))
     train(*parse_config(train_args(prepared_demo, tmp_path / "plain", *common, "--embedding_cache", "false")))
     cached = load_file(str(tmp_path / "cached" / "checkpoints" / "step-0000002" / "model.safetensors"))

@@ -28,8 +28,8 @@ def evaluated(micro_checkpoint, prepared_demo, tmp_path_factory):
 
     PolypSegmenter.embed_batch = counting
     try:
-        code = cli_main(["evaluate", "--model", str(micro_checkpoint), "--data", str(prepared_demo),
-                         "--output", str(out), "--box-jitter", "0,0.1", "--save-masks", "--figures"])
+        code = cli_main(["evaluate", "--model_name_or_path", str(micro_checkpoint), "--data", str(prepared_demo),
+                         "--output_dir", str(out), "--box_jitter", "0,0.1", "--save_masks", "--figures"])
     finally:
         PolypSegmenter.embed_batch = real
     assert code == 0
@@ -53,8 +53,8 @@ def test_metrics_json(evaluated):
         assert entry["n"] == split["source"].count(source) and 0 <= entry["dice"] <= 1
     results = metrics["results"]
     assert set(results) == {"model", "box", "ellipse"}
-    assert set(results["model"]) == {"single", "per-component"}
-    assert set(results["model"]["single"]) == {"0.0", "0.1"}
+    assert set(results["model"]) == {"box", "box-per-polyp"}
+    assert set(results["model"]["box"]) == {"0.0", "0.1"}
     assert metrics["settings"]["protocol"] == "paper"
 
 
@@ -67,7 +67,7 @@ def test_per_image_csv_holds_each_frames_own_score(evaluated):
     rows = list(csv.DictReader(open(out / "per_image.csv")))
     assert len(rows) == len(split) * 2 * 2 * 3  # frames x modes x jitter levels x (model + 2 baselines)
     first = {(r["source"], r["image_id"]): float(r["dice"]) for r in rows
-             if r["method"] == "model" and r["prompt_mode"] == "single" and float(r["box_jitter"]) == 0}
+             if r["method"] == "model" and r["prompt_mode"] == "box" and float(r["box_jitter"]) == 0}
     for row in split:
         pred = np.asarray(Image.open(out / "masks" / row["source"] / f"{row['image_id']}.png")) > 0
         truth = np.asarray(row["mask"]) > 127
@@ -90,9 +90,9 @@ def test_results_md_shows_table_2_beside_the_run(evaluated):
         assert f"{name} (synthetic) Dice" in text  # the demo frames are drawn, never headed as real data
     assert "frames scored (the paper's test set)" in text and "(380)" in text
     assert "Fewer frames than the paper's test sets" in text
-    assert "(single box) | this library" in text and "(per-component box) | this library" in text
-    for mode in ("single", "per-component"):  # each model row has the baselines of its own prompt mode
-        assert f"ellipse from the same boxes ({mode} box)" in text and f"box from the same boxes ({mode} box)" in text
+    assert "(one box) | this library" in text and "(box per polyp) | this library" in text
+    for mode in ("one box", "box per polyp"):  # each model row has the baselines of its own prompt mode
+        assert f"ellipse from the same boxes ({mode})" in text and f"box from the same boxes ({mode})" in text
     # a random tiny model has no Polyp-SAM row: no difference, and a sentence saying why
     assert "difference to" not in text and "not fine-tuned from SAM ViT-B or ViT-L" in text
 
@@ -112,12 +112,12 @@ def test_masks_plots_and_figures(evaluated):
 def test_baselines_are_scored_on_the_same_boxes(micro_checkpoint, prepared_demo, monkeypatch):
     """For every frame, prompt mode and jitter level, the model and both baselines receive the very
     same boxes (jittered ones included), and jittered boxes differ from the exact ones."""
-    from polyp_sam_hf.evaluation import evaluate as evaluation
-    from polyp_sam_hf.evaluation.evaluate import EvaluateConfig, evaluate_split
+    from polyp_sam_hf.evaluation import scoring
+    from polyp_sam_hf.evaluation.scoring import ScoringSettings, score_split
 
     seen = {"model": [], "ellipse": [], "box": []}
     segmenter = PolypSegmenter.from_pretrained(str(micro_checkpoint), device="cpu")
-    real_logits, real_baseline = segmenter.logits, evaluation.baseline_prediction
+    real_logits, real_baseline = segmenter.logits, scoring.baseline_prediction
 
     def logits(embedded, boxes):
         seen["model"].append(np.asarray(boxes).copy())
@@ -128,9 +128,9 @@ def test_baselines_are_scored_on_the_same_boxes(micro_checkpoint, prepared_demo,
         return real_baseline(name, boxes, height, width)
 
     monkeypatch.setattr(segmenter, "logits", logits)
-    monkeypatch.setattr(evaluation, "baseline_prediction", baseline)
+    monkeypatch.setattr(scoring, "baseline_prediction", baseline)
     split = datasets.load_from_disk(str(prepared_demo))["test"]
-    evaluate_split(segmenter, split, EvaluateConfig(model="", data="", output="", box_jitter=(0.0, 0.1)))
+    score_split(segmenter, split, ScoringSettings(prompt_modes=("box", "box-per-polyp"), box_jitter=(0.0, 0.1)))
     assert len(seen["model"]) == len(split) * 2 * 2  # frames x prompt modes x jitter levels
     for name in ("ellipse", "box"):
         assert len(seen[name]) == len(seen["model"])
@@ -149,15 +149,15 @@ def test_empty_mask_frames_are_named_and_in_no_mean(micro_checkpoint, pranet_roo
 
     write_pair(pranet_root / "TestDataset" / "CVC-300", "999", np.zeros((32, 40), dtype=bool))
     out = tmp_path / "eval"
-    assert cli_main(["evaluate", "--model", str(micro_checkpoint), "--data", str(pranet_root),
-                     "--output", str(out), "--prompt-mode", "single"]) == 0
+    assert cli_main(["evaluate", "--model_name_or_path", str(micro_checkpoint), "--data", str(pranet_root),
+                     "--output_dir", str(out), "--prompt_mode", "box"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["empty_mask_frames"] == ["cvc-300/999"]
     rows = [r for r in csv.DictReader(open(out / "per_image.csv")) if r["method"] == "ellipse" and r["source"] == "cvc-300"]
     scored = {r["image_id"]: float(r["dice"]) for r in rows}
     assert scored["999"] == 1.0  # empty ground truth, empty ellipse (no box): scored one by one
     kept = [d for i, d in scored.items() if i != "999"]
-    cvc300 = metrics["results"]["ellipse"]["single"]["0.0"]["cvc-300"]
+    cvc300 = metrics["results"]["ellipse"]["box"]["0.0"]["cvc-300"]
     assert cvc300["n"] == 2 and cvc300["dice"] == pytest.approx(sum(kept) / len(kept))
     text = (out / "results.md").read_text()
     assert "1 test frames have an empty mask and are in no mean" in text and "cvc-300/999" in text
@@ -182,13 +182,13 @@ class _ConstantDecoder(torch.nn.Module):
 
 @pytest.mark.parametrize("value", [10.0, -10.0])
 def test_validation_and_evaluate_score_alike_through_their_real_paths(value, micro_checkpoint, prepared_demo):
-    """Validation (training's `evaluate_loader`) and `evaluate` (`evaluate_split`) run the same
+    """Validation (training's `validation_scores`) and `evaluate` (`score_split`) run the same
     preprocessing, post-processing and scorer: fed the same known prediction (every pixel a polyp,
     or none), both give the value computed here by hand from the masks."""
     from accelerate import Accelerator
 
     from polyp_sam_hf.data.batches import PromptDataset, collate
-    from polyp_sam_hf.evaluation.evaluate import EvaluateConfig, evaluate_loader, evaluate_split
+    from polyp_sam_hf.evaluation.scoring import ScoringSettings, score_split, validation_scores
     from polyp_sam_hf.models.loading import load_model_and_processor
 
     model, processor = load_model_and_processor(str(micro_checkpoint))
@@ -200,9 +200,8 @@ def test_validation_and_evaluate_score_alike_through_their_real_paths(value, mic
     expected_iou = np.mean([m.sum() / m.size if value > 0 else 0.0 for m in masks])
 
     loader = torch.utils.data.DataLoader(PromptDataset(split, processor), batch_size=3, collate_fn=collate)
-    validation = evaluate_loader(fake, loader, Accelerator(cpu=True))
-    config = EvaluateConfig(model="", data="", output="", prompt_modes=("single",))
-    scores, _ = evaluate_split(PolypSegmenter(fake, processor, "cpu"), split, config)
+    validation = validation_scores(fake, loader, Accelerator(cpu=True))
+    scores, _ = score_split(PolypSegmenter(fake, processor, "cpu"), split, ScoringSettings(prompt_modes=("box",)))
     model_scores = [s for s in scores if s.method == "model"]
     assert validation["n"] == len(model_scores) == len(split)
     assert validation["dice"] == pytest.approx(expected_dice, abs=1e-6)
@@ -218,8 +217,8 @@ def test_pranet_protocol_through_the_command_line(micro_checkpoint, prepared_dem
     from polyp_sam_hf.evaluation.metrics import pranet_dice_iou
 
     out = tmp_path / "eval"
-    assert cli_main(["evaluate", "--model", str(micro_checkpoint), "--data", str(prepared_demo), "--output",
-                     str(out), "--protocol", "pranet", "--prompt-mode", "single"]) == 0
+    assert cli_main(["evaluate", "--model_name_or_path", str(micro_checkpoint), "--data", str(prepared_demo), "--output_dir",
+                     str(out), "--protocol", "pranet", "--prompt_mode", "box"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["settings"]["protocol"] == "pranet"
     rows = {(r["source"], r["image_id"]): float(r["dice"]) for r in csv.DictReader(open(out / "per_image.csv"))

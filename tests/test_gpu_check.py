@@ -1,4 +1,4 @@
-"""scripts/gpu_check.sh, the README's commands end to end on a device, runs on the CPU (`--cpu-check`)."""
+"""scripts/gpu_check.sh, the README's commands end to end on a device, runs on the CPU (`--cpu_check`)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ COMMANDS = ["models", "prepare", "train-decoder", "resume", "train-full", "train
 
 
 def _run(tmp_path, **env):
-    return subprocess.run(["bash", "scripts/gpu_check.sh", "--cpu-check"], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run(["bash", "scripts/gpu_check.sh", "--cpu_check"], cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, "OUT": str(tmp_path), **env})
 
 

@@ -25,16 +25,16 @@ def metrics_file(micro_checkpoint, prepared_demo, tmp_path_factory):
     from polyp_sam_hf.commands.cli import main as cli_main
 
     out = tmp_path_factory.mktemp("eval-for-card")
-    assert cli_main(["evaluate", "--model", str(micro_checkpoint), "--data", str(prepared_demo),
-                     "--output", str(out), "--prompt-mode", "single"]) == 0
+    assert cli_main(["evaluate", "--model_name_or_path", str(micro_checkpoint), "--data", str(prepared_demo),
+                     "--output_dir", str(out), "--prompt_mode", "box"]) == 0
     return out / "metrics.json"
 
 
 @pytest.fixture(scope="module")
 def dry_run(micro_checkpoint, metrics_file, tmp_path_factory):
     out = tmp_path_factory.mktemp("dry") / "upload"
-    assert hub_upload.main(["--model", str(micro_checkpoint), "--repo-id", "me/polyp-sam-b",
-                            "--eval-results", str(metrics_file), "--dry-run", str(out)]) == 0
+    assert hub_upload.main(["--model_name_or_path", str(micro_checkpoint), "--repo_id", "me/polyp-sam-b",
+                            "--eval_results", str(metrics_file), "--dry_run", str(out)]) == 0
     return out
 
 
@@ -101,7 +101,7 @@ def test_missing_token_fails_before_exporting(micro_checkpoint, tmp_path, monkey
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # no stored login
     with mock.patch("polyp_sam_hf.publishing.hub.export_checkpoint") as export, mock.patch.object(HfApi, "upload_folder") as up:
-        assert hub_upload.main(["--model", str(micro_checkpoint), "--repo-id", "me/x"]) == 1
+        assert hub_upload.main(["--model_name_or_path", str(micro_checkpoint), "--repo_id", "me/x"]) == 1
     export.assert_not_called()
     up.assert_not_called()
     assert "No Hugging Face token" in capsys.readouterr().err
@@ -121,8 +121,8 @@ def test_upload_calls_and_the_token_never_leaks(micro_checkpoint, metrics_file, 
 
     caplog.set_level(logging.DEBUG)
     with mock.patch.object(HfApi, "create_repo") as create, mock.patch.object(HfApi, "upload_folder", fake_upload_folder):
-        code = hub_upload.main(["--model", str(micro_checkpoint), "--repo-id", "me/polyp-sam-b",
-                                "--eval-results", str(metrics_file), "--private"])
+        code = hub_upload.main(["--model_name_or_path", str(micro_checkpoint), "--repo_id", "me/polyp-sam-b",
+                                "--eval_results", str(metrics_file), "--private"])
     assert code == 0
     create.assert_called_once_with(repo_id="me/polyp-sam-b", repo_type="model", private=True, exist_ok=True)
     assert seen["repo_id"] == "me/polyp-sam-b" and seen["token"] == SECRET
@@ -143,22 +143,22 @@ def test_base_model_comes_from_the_run_record(tmp_path):
         best = tmp_path / name / "best"
         best.mkdir(parents=True)
         (best / "config.json").write_text("{}")
-        (best / TRAINING_SETTINGS).write_text(json.dumps({"model": model}))
+        (best / TRAINING_SETTINGS).write_text(json.dumps({"model_name_or_path": model}))
         return best
 
     from_hub = run("a", "facebook/sam-vit-large")
-    assert base_model_of(from_hub, {"model": "facebook/sam-vit-large"}) == "facebook/sam-vit-large"
+    assert base_model_of(from_hub, {"model_name_or_path": "facebook/sam-vit-large"}) == "facebook/sam-vit-large"
     # fine-tuned again from a local folder: the base is that folder's own base, not its path
     again = run("b", str(from_hub))
-    assert base_model_of(again, {"model": str(from_hub)}) == "facebook/sam-vit-large"
-    assert base_model_of(run("c", "tiny-sam"), {"model": "tiny-sam"}) is None
+    assert base_model_of(again, {"model_name_or_path": str(from_hub)}) == "facebook/sam-vit-large"
+    assert base_model_of(run("c", "tiny-sam"), {"model_name_or_path": "tiny-sam"}) is None
     assert base_model_of(run("d", "x"), None) is None  # nothing recorded: nothing guessed
     local = tmp_path / "org" / "name"
     local.mkdir(parents=True)
-    assert base_model_of(run("e", "org/name"), {"model": str(local)}) is None
+    assert base_model_of(run("e", "org/name"), {"model_name_or_path": str(local)}) is None
 
 
-# --- --dry-run DIR never deletes what the library did not write ----------------------------------
+# --- --dry_run DIR never deletes what the library did not write ----------------------------------
 
 @pytest.mark.parametrize("case", ["user folder", "the run itself", "a file"])
 def test_dry_run_refuses_targets_it_would_destroy(case, micro_checkpoint, tmp_path, capsys):
@@ -173,7 +173,7 @@ def test_dry_run_refuses_targets_it_would_destroy(case, micro_checkpoint, tmp_pa
     if case == "a file":
         target.write_text("precious")
     before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
-    code = hub_upload.main(["--model", str(run / "best"), "--repo-id", "me/x", "--dry-run", str(target)])
+    code = hub_upload.main(["--model_name_or_path", str(run / "best"), "--repo_id", "me/x", "--dry_run", str(target)])
     assert code == 1 and "nothing was" in capsys.readouterr().err
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
     assert (run / "best" / "model.safetensors").is_file()
@@ -183,12 +183,77 @@ def test_dry_run_refuses_targets_it_would_destroy(case, micro_checkpoint, tmp_pa
 def test_dry_run_replaces_its_own_earlier_export(micro_checkpoint, tmp_path):
     target = tmp_path / "upload"
     target.mkdir()  # an empty folder is fine
-    assert hub_upload.main(["--model", str(micro_checkpoint), "--repo-id", "me/x", "--dry-run", str(target)]) == 0
+    assert hub_upload.main(["--model_name_or_path", str(micro_checkpoint), "--repo_id", "me/x", "--dry_run", str(target)]) == 0
     assert (target / EXPORT_MARKER).is_file() and (target / "README.md").is_file()
     (target / "stale.txt").write_text("from the first export")
-    assert hub_upload.main(["--model", str(micro_checkpoint), "--repo-id", "me/x", "--dry-run", str(target)]) == 0
+    assert hub_upload.main(["--model_name_or_path", str(micro_checkpoint), "--repo_id", "me/x", "--dry_run", str(target)]) == 0
     assert not (target / "stale.txt").exists() and (target / "model.safetensors").is_file()
     assert not list(tmp_path.glob(".upload*"))  # no staging or old folder left behind
+
+
+@pytest.fixture(scope="module")
+def trained_vit(tmp_path_factory):
+    """tiny-sam (a SAM ViT) trained 150 steps of the demo recipe with the library's default (fused)
+    attention: trained relative-position tables, so the fused attention's float rounding differs from
+    transformers' (a freshly initialised model's tables are zero and both round alike)."""
+    from polyp_sam_hf.training.config import parse_config
+    from polyp_sam_hf.training.loop import train
+
+    out = tmp_path_factory.mktemp("trained-vit")
+    train(*parse_config(["--config", "configs/demo.yaml", "--data", str(out / "data"), "--output_dir", str(out / "run"),
+                         "--max_train_steps", "150", "--eval_steps", "150", "--evaluate_test", "false"]))
+    return out / "run" / "best"
+
+
+def _probe(folder, attention):
+    from polyp_sam_hf.models.loading import load_model_and_processor
+    from polyp_sam_hf.publishing.hub import _probe_inputs, _probe_logits
+
+    model, processor = load_model_and_processor(str(folder), vision_attention=attention)
+    return _probe_logits(model, _probe_inputs(processor))
+
+
+@pytest.mark.slow
+def test_a_trained_vit_with_the_default_attention_exports(trained_vit, tmp_path):
+    """The README's path (train, then export) stopped at the check: it compared the source run with the
+    fused attention against the export run with transformers', whose rounding differs. Now both sides
+    run transformers' attention, and the export's logits are the source's."""
+    from polyp_sam_hf.commands.cli import main as cli_main
+
+    fused, plain = _probe(trained_vit, "fused"), _probe(trained_vit, "transformers")
+    assert 0 < float((fused - plain).abs().max()) < 1e-3  # the two attentions differ in rounding only
+    out = tmp_path / "export"
+    assert cli_main(["export", "--model_name_or_path", str(trained_vit), "--repo_id", "me/x", "--output_dir",
+                     str(out)]) == 0
+    exported = SamModel.from_pretrained(out).eval()  # what a Hub user runs: transformers' attention
+    processor = SamProcessor.from_pretrained(out)
+    from polyp_sam_hf.publishing.hub import _probe_inputs, _probe_logits
+
+    assert torch.equal(_probe_logits(exported, _probe_inputs(processor)), plain)
+
+
+@pytest.mark.slow
+def test_an_export_with_one_wrong_weight_is_refused_and_leaves_nothing(trained_vit, tmp_path, monkeypatch):
+    """The check still refuses a real mismatch: one weight of the written file changed."""
+    from safetensors.torch import load_file, save_file
+
+    from polyp_sam_hf.commands.cli import main as cli_main
+    from polyp_sam_hf.publishing import hub
+
+    real_save = hub.save_pretrained_atomic
+
+    def save_then_corrupt(model, processor, folder, *args):
+        real_save(model, processor, folder, *args)
+        weights = load_file(str(folder / "model.safetensors"))
+        weights["mask_decoder.iou_token.weight"] = weights["mask_decoder.iou_token.weight"] + 0.5
+        weights["mask_decoder.mask_tokens.weight"][0, 0] += 0.5
+        save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
+
+    monkeypatch.setattr(hub, "save_pretrained_atomic", save_then_corrupt)
+    out = tmp_path / "export"
+    assert cli_main(["export", "--model_name_or_path", str(trained_vit), "--repo_id", "me/x", "--output_dir",
+                     str(out)]) == 1
+    assert not out.exists() and not list(tmp_path.iterdir())  # no export, no staging folder
 
 
 def test_export_with_non_finite_weights_is_refused(micro_checkpoint, tmp_path):
@@ -218,7 +283,7 @@ def test_export_logit_check_is_nan_safe(micro_checkpoint, tmp_path, monkeypatch)
     model.save_pretrained(tmp_path / "nan-model")
     processor.save_pretrained(tmp_path / "nan-model")
     monkeypatch.setattr(modeling, "check_finite_weights", lambda *a: None)
-    with pytest.raises(RuntimeError, match="logits nan away"):
+    with pytest.raises(RuntimeError, match="gives logits nan away"):
         export_checkpoint(tmp_path / "nan-model", tmp_path / "export")
 
 
@@ -234,16 +299,16 @@ def test_card_refuses_an_evaluation_of_other_weights(micro_checkpoint, metrics_f
     with torch.no_grad():
         model.mask_decoder.iou_token.weight.add_(1.0)
     model.save_pretrained(other)
-    code = hub_upload.main(["--model", str(other), "--repo-id", "someone/polyp-sam-x", "--eval-results",
-                        str(metrics_file), "--dry-run", str(tmp_path / "up")])
+    code = hub_upload.main(["--model_name_or_path", str(other), "--repo_id", "someone/polyp-sam-x", "--eval_results",
+                        str(metrics_file), "--dry_run", str(tmp_path / "up")])
     assert code == 1 and "scored other weights" in capsys.readouterr().err
     assert not (tmp_path / "up").exists()
     # an evaluation recorded without the weights' hash is matched by the model path
     metrics = json.loads(metrics_file.read_text())
     del metrics["model_sha256"]
     (tmp_path / "old.json").write_text(json.dumps(metrics))
-    code = hub_upload.main(["--model", str(other), "--repo-id", "someone/polyp-sam-x", "--eval-results",
-                        str(tmp_path / "old.json"), "--dry-run", str(tmp_path / "up")])
+    code = hub_upload.main(["--model_name_or_path", str(other), "--repo_id", "someone/polyp-sam-x", "--eval_results",
+                        str(tmp_path / "old.json"), "--dry_run", str(tmp_path / "up")])
     assert code == 1 and "is an evaluation of" in capsys.readouterr().err
 
 
@@ -259,9 +324,9 @@ def test_card_of_a_model_trained_in_stages_shows_every_stage_and_no_local_path(t
         return folder
 
     private = str(tmp_path / "my-machine")
-    first = best("decoder", {"model": "tiny-sam", "strategy": "decoder", "learning_rate": 1.5e-4,
+    first = best("decoder", {"model_name_or_path": "tiny-sam", "strategy": "decoder", "learning_rate": 1.5e-4,
                              "cache_dir": private, "data": private, "output_dir": private})
-    second = {"model": str(first), "strategy": "lora", "learning_rate": 1e-4, "cache_dir": private}
+    second = {"model_name_or_path": str(first), "strategy": "lora", "learning_rate": 1e-4, "cache_dir": private}
     last = best("lora", second)
     assert earlier_runs(last, second) == [json.loads((first / TRAINING_SETTINGS).read_text())]
     assert earlier_runs(first, json.loads((first / TRAINING_SETTINGS).read_text())) == []  # a built-in start
@@ -270,7 +335,7 @@ def test_card_of_a_model_trained_in_stages_shows_every_stage_and_no_local_path(t
     settings, reproduce = text.split("## Training settings")[1], text.split("## Reproduce")[1]
     stage1, stage2 = settings.index("Stage 1:"), settings.index("Stage 2, this checkpoint:")
     assert stage1 < settings.index("strategy: decoder") < stage2 < settings.index("strategy: lora")
-    assert "model: tiny-sam" in settings and "model: stage1/best" in settings  # stage 2 starts where stage 1 wrote
+    assert "model_name_or_path: tiny-sam" in settings and "model_name_or_path: stage1/best" in settings  # stage 2 starts where stage 1 wrote
     assert reproduce.index("--config stage1.yaml --output_dir stage1") < reproduce.index("--config stage2.yaml")
     assert private not in text and str(tmp_path) not in text and "cache_dir" not in text
 

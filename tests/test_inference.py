@@ -73,8 +73,8 @@ def test_predict_cli_on_real_samples(samples_root, tmp_path):
     for name in ("135.png", "105.png"):
         (single / name).symlink_to(images / name)
     out = tmp_path / "out"
-    assert cli_main(["predict", "--model", "tiny-sam", "--image", str(single), "--boxes",
-                     str(tmp_path / "boxes.json"), "--output", str(out)]) == 0
+    assert cli_main(["predict", "--model_name_or_path", "tiny-sam", "--image", str(single), "--boxes_file",
+                     str(tmp_path / "boxes.json"), "--output_dir", str(out)]) == 0
     for stem in ("135", "105"):
         mask = Image.open(out / f"{stem}_mask.png")
         assert mask.size == Image.open(images / f"{stem}.png").size == (512, 512)
@@ -87,17 +87,17 @@ def test_predict_cli_box_flag_csv_and_errors(tmp_path, capsys):
     frame = tmp_path / "f.png"
     Image.fromarray(np.zeros((60, 80, 3), np.uint8)).save(frame)
     out = tmp_path / "o"
-    assert cli_main(["predict", "--model", "tiny-sam", "--image", str(frame), "--box", "5,5,40,30",
-                     "--output", str(out)]) == 0
+    assert cli_main(["predict", "--model_name_or_path", "tiny-sam", "--image", str(frame), "--box", "5,5,40,30",
+                     "--output_dir", str(out)]) == 0
     assert Image.open(out / "f_mask.png").size == (80, 60)
     (tmp_path / "b.csv").write_text("image,x0,y0,x1,y1\nf.png,1,2,30,40\nf.png,40,10,70,50\n")
-    assert cli_main(["predict", "--model", "tiny-sam", "--image", str(frame), "--boxes",
-                     str(tmp_path / "b.csv"), "--output", str(out)]) == 0
+    assert cli_main(["predict", "--model_name_or_path", "tiny-sam", "--image", str(frame), "--boxes_file",
+                     str(tmp_path / "b.csv"), "--output_dir", str(out)]) == 0
     assert (out / "f_mask_1.png").is_file()
-    assert cli_main(["predict", "--model", "tiny-sam", "--image", str(frame), "--box", "5,5,100,30",
-                     "--output", str(out)]) == 1
+    assert cli_main(["predict", "--model_name_or_path", "tiny-sam", "--image", str(frame), "--box", "5,5,100,30",
+                     "--output_dir", str(out)]) == 1
     assert "outside" in capsys.readouterr().err
-    assert cli_main(["predict", "--model", "tiny-sam", "--image", str(frame), "--output", str(out)]) == 1
+    assert cli_main(["predict", "--model_name_or_path", "tiny-sam", "--image", str(frame), "--output_dir", str(out)]) == 1
     assert "No box for" in capsys.readouterr().err
 
 
@@ -122,8 +122,8 @@ def test_boxes_json_of_the_wrong_shape_is_named(content, message, tmp_path, caps
 
     Image.new("RGB", (64, 48)).save(tmp_path / "frame.png")
     (tmp_path / "boxes.json").write_text(content)
-    assert cli_main(["predict", "--model", "tiny-sam", "--image", str(tmp_path / "frame.png"), "--boxes",
-                     str(tmp_path / "boxes.json"), "--output", str(tmp_path / "out")]) == 1
+    assert cli_main(["predict", "--model_name_or_path", "tiny-sam", "--image", str(tmp_path / "frame.png"), "--boxes_file",
+                     str(tmp_path / "boxes.json"), "--output_dir", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert "boxes.json" in err and re.search(message, err) and "Traceback" not in err
 

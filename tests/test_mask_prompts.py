@@ -63,7 +63,7 @@ def test_the_setting_is_read_from_the_config_and_unknown_ones_are_named():
 
 
 def test_prompt_logits_gives_the_model_its_mask_prompt():
-    from polyp_sam_hf.models.segmenter import prompt_logits
+    from polyp_sam_hf.models.segmenter import batch_logits
 
     model, _ = load_model_and_processor("tiny-sam")
     model.eval()
@@ -72,9 +72,9 @@ def test_prompt_logits_gives_the_model_its_mask_prompt():
     torch.manual_seed(0)
     batch = {"image_embeddings": torch.randn(1, model.config.vision_config.output_channels, grid, grid),
              "input_boxes": torch.tensor([[[10.0, 20.0, 60.0, 90.0]]]), "box_valid": torch.ones(1, 1, dtype=torch.bool)}
-    plain = prompt_logits(model, batch)
+    plain = batch_logits(model, batch)
     set_mask_prompt(model, "ellipse")
-    prompted = prompt_logits(model, batch)
+    prompted = batch_logits(model, batch)
     ellipse = ellipse_mask_prompt(batch["input_boxes"], batch["box_valid"], size, 4 * grid)
     direct = model(image_embeddings=batch["image_embeddings"], input_boxes=batch["input_boxes"],
                    input_masks=ellipse, multimask_output=False).pred_masks[:, :, 0]
@@ -89,14 +89,14 @@ def ellipse_run(prepared_demo, tmp_path_factory):
     from polyp_sam_hf.training.loop import train
 
     out = tmp_path_factory.mktemp("ellipse-run") / "run"
-    train(*parse_config(train_args(prepared_demo, out, "--max_steps", "3", "--mask_prompt", "ellipse",
+    train(*parse_config(train_args(prepared_demo, out, "--max_train_steps", "3", "--mask_prompt", "ellipse",
                                    "--evaluate_test", "true")))
     return out
 
 
 def test_a_model_trained_with_the_ellipse_is_evaluated_with_it(ellipse_run, prepared_demo, tmp_path):
     """best/ records the prompt; the run's test report and `evaluate` (which reads it) score the same
-    Dice, and `--mask-prompt none` scores the same model differently."""
+    Dice, and `--mask_prompt none` scores the same model differently."""
     from polyp_sam_hf.models.segmenter import PolypSegmenter
 
     out = ellipse_run
@@ -105,10 +105,10 @@ def test_a_model_trained_with_the_ellipse_is_evaluated_with_it(ellipse_run, prep
     reported = json.loads((out / "test_results.json").read_text())
 
     results = {}
-    for flag in ([], ["--mask-prompt", "none"]):
+    for flag in ([], ["--mask_prompt", "none"]):
         folder = tmp_path / ("eval-" + (flag[-1] if flag else "own"))
-        assert cli_main(["evaluate", "--model", str(out / "best"), "--data", str(prepared_demo), "--output",
-                         str(folder), "--prompt-mode", "single", *flag]) == 0
+        assert cli_main(["evaluate", "--model_name_or_path", str(out / "best"), "--data", str(prepared_demo), "--output_dir",
+                         str(folder), "--prompt_mode", "box", *flag]) == 0
         results[folder.name] = json.loads((folder / "metrics.json").read_text())
     own, none = results["eval-own"], results["eval-none"]
     assert own["settings"]["mask_prompt"] == "ellipse" and none["settings"]["mask_prompt"] == "none"
@@ -138,8 +138,8 @@ def test_the_cards_plain_transformers_snippet_gives_the_librarys_mask(ellipse_ru
     from polyp_sam_hf.models.segmenter import PolypSegmenter
 
     export = tmp_path / "upload"
-    assert hub_upload.main(["--model", str(ellipse_run / "best"), "--repo-id", "me/polyp-sam-b",
-                            "--dry-run", str(export)]) == 0
+    assert hub_upload.main(["--model_name_or_path", str(ellipse_run / "best"), "--repo_id", "me/polyp-sam-b",
+                            "--dry_run", str(export)]) == 0
     text = (export / "README.md").read_text()
     snippet = re.search(r"```python\n(.*?)```", text, re.S).group(1)
     assert "input_masks=input_masks" in snippet

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from polyp_sam_hf.evaluation.metrics import METRIC_SCRIPT, dice_iou, mask_logits, pranet_dice_iou, score_logits
+from polyp_sam_hf.evaluation.metrics import METRIC_SCRIPT, dice_iou, logits_from_mask, pranet_dice_iou, score_logits
 
 
 def _masks():
@@ -55,8 +55,8 @@ def test_score_logits_known_predictions():
     # logit exactly 0 is probability 0.5: not a polyp pixel, as in SAM's own post-processing
     assert score_logits(torch.zeros((1, 4, 4)), target) == (0.0, 0.0)
     # a binary prediction scored the same way (the box-only baselines)
-    assert score_logits(mask_logits(half), target) == pytest.approx((2 / 3, 1 / 2))
-    assert score_logits(mask_logits(half), target, "pranet") == pytest.approx(pranet_dice_iou(half * 1.0, target))
+    assert score_logits(logits_from_mask(half), target) == pytest.approx((2 / 3, 1 / 2))
+    assert score_logits(logits_from_mask(half), target, "pranet") == pytest.approx(pranet_dice_iou(half * 1.0, target))
 
 
 def test_pranet_protocol_by_hand():

@@ -1,4 +1,4 @@
-"""Every way `--model` can be wrong gives one message that names it and says what to do."""
+"""Every way `--model_name_or_path` can be wrong gives one message that names it and says what to do."""
 
 from __future__ import annotations
 
@@ -115,6 +115,6 @@ def test_commands_print_the_message_not_a_traceback(command, micro_checkpoint, p
     Image.new("RGB", (16, 16)).save(tmp_path / "frame.png")
     args = {"predict": ["--image", str(tmp_path / "frame.png"), "--box", "1,1,5,5"],
             "evaluate": ["--data", str(prepared_demo)]}
-    assert cli_main([command, "--model", folder, "--output", str(tmp_path / "out"), *args[command]]) == 1
+    assert cli_main([command, "--model_name_or_path", folder, "--output_dir", str(tmp_path / "out"), *args[command]]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: Cannot read the model in") and "Traceback" not in err

@@ -38,19 +38,19 @@ def test_an_installed_wheel_trains_reproduces_and_exports_outside_the_checkout(i
     assert _run(installed, tmp_path, "polyp-sam", "--help").returncode == 0
 
     data = tmp_path / "frames"
-    assert _run(installed, tmp_path, "polyp-sam", "demo-data", "--output", str(data), "--num-train", "16",
-                "--num-test", "2").returncode == 0
-    plan = _run(installed, tmp_path, "polyp-sam", "reproduce", "--data-root", str(data), "--output", "out",
-                "--dry-run")
+    assert _run(installed, tmp_path, "polyp-sam", "demo-data", "--output_dir", str(data), "--num_train", "16",
+                "--num_test", "2").returncode == 0
+    plan = _run(installed, tmp_path, "polyp-sam", "reproduce", "--data_root", str(data), "--output_dir", "out",
+                "--dry_run")
     assert plan.returncode == 0, plan.stderr
     assert "table2-b-full" in plan.stdout and "would run" in plan.stdout
 
     # the README's config path, resolved from the package
     trained = _run(installed, tmp_path, "polyp-sam", "train", "--config", "configs/demo.yaml", "--data", str(data),
-                   "--output_dir", "run", "--max_steps", "1", "--evaluate_test", "false")
+                   "--output_dir", "run", "--max_train_steps", "1", "--evaluate_test", "false")
     assert trained.returncode == 0, trained.stderr[-2000:]
-    exported = _run(installed, tmp_path, "polyp-sam", "export", "--model", "run/best", "--repo-id", "me/polyp-sam-demo",
-                    "--output", "upload")
+    exported = _run(installed, tmp_path, "polyp-sam", "export", "--model_name_or_path", "run/best", "--repo_id", "me/polyp-sam-demo",
+                    "--output_dir", "upload")
     assert exported.returncode == 0, exported.stderr[-2000:]
     card = (tmp_path / "upload" / "README.md").read_text()
     assert "me/polyp-sam-demo" in card

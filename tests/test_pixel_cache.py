@@ -122,7 +122,7 @@ def test_cached_items_equal_decoded_items(prepared_demo, tmp_path):
 
 
 def test_training_with_pixel_cache_is_identical(prepared_demo, tmp_path):
-    common = ("--max_steps", "2", "--cache_dir", str(tmp_path / "cache"))
+    common = ("--max_train_steps", "2", "--cache_dir", str(tmp_path / "cache"))
     train(*parse_config(train_args(prepared_demo, tmp_path / "cached", *common, "--pixel_cache", "true")))
     train(*parse_config(train_args(prepared_demo, tmp_path / "plain", *common)))
     a = load_file(str(tmp_path / "cached" / "checkpoints" / "step-0000002" / "model.safetensors"))

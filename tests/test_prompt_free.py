@@ -18,13 +18,13 @@ from polyp_sam_hf.training.config import parse_config
 @pytest.mark.parametrize("strategy", ["decoder", "lora", "full"])  # decoder: from the embedding cache
 def test_prompt_free_training_never_gives_the_model_a_box(strategy, prepared_demo, tmp_path, monkeypatch):
     calls = []
-    real = training.prompt_logits
+    real = training.batch_logits
 
     def spy(model, batch):
         calls.append(batch.get("prompt_free"))
         return real(model, batch)
 
-    monkeypatch.setattr(training, "prompt_logits", spy)
+    monkeypatch.setattr(training, "batch_logits", spy)
     seen = {}
     from transformers import SamModel
 
@@ -37,7 +37,7 @@ def test_prompt_free_training_never_gives_the_model_a_box(strategy, prepared_dem
     monkeypatch.setattr(SamModel, "forward", forward)
     out = tmp_path / "run"
     result = training.train(*parse_config(train_args(prepared_demo, out, "--strategy", strategy, "--prompt_mode", "none",
-                                                     "--max_steps", "3", "--box_jitter", "0.2",
+                                                     "--max_train_steps", "3", "--box_jitter", "0.2",
                                                      "--evaluate_test", "true")))
     assert calls and all(calls)  # every training and validation batch was prompt-free
     assert seen["boxes"] and all(b is None for b in seen["boxes"])  # the model never got a box
@@ -49,18 +49,18 @@ def test_prompt_free_training_never_gives_the_model_a_box(strategy, prepared_dem
 
 def test_evaluate_none_beside_boxes(micro_checkpoint, prepared_demo, tmp_path):
     out = tmp_path / "eval"
-    assert cli_main(["evaluate", "--model", str(micro_checkpoint), "--data", str(prepared_demo), "--output", str(out),
-                     "--prompt-mode", "single,none", "--box-jitter", "0,0.1"]) == 0
+    assert cli_main(["evaluate", "--model_name_or_path", str(micro_checkpoint), "--data", str(prepared_demo), "--output_dir", str(out),
+                     "--prompt_mode", "box,none", "--box_jitter", "0,0.1"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     results = metrics["results"]
-    assert set(results["model"]) == {"single", "none"}
+    assert set(results["model"]) == {"box", "none"}
     assert set(results["model"]["none"]) == {"0.0"}  # no box: nothing to jitter
     assert "none" not in results["ellipse"] and "none" not in results["box"]  # no box-only baseline without a box
     entry = results["model"]["none"]["0.0"]["all"]
     assert 0 <= entry["recall"] <= 1 and entry["fp_per_frame"] >= 0
     text = (out / "results.md").read_text()
     assert "| **run/best** (no box) | this library | no |" in text
-    assert "| **run/best** (single box) | this library | yes |" in text
+    assert "| **run/best** (one box) | this library | yes |" in text
     assert "Detection: polyps found (recall)" in text and "(no box) | no |" in text
 
 
@@ -75,8 +75,8 @@ def test_per_image_rows_carry_detection_counts(micro_checkpoint, prepared_demo, 
     from polyp_sam_hf.evaluation.metrics import detection_counts
 
     out = tmp_path / "eval"
-    assert cli_main(["evaluate", "--model", str(micro_checkpoint), "--data", str(prepared_demo), "--output", str(out),
-                     "--prompt-mode", "none", "--save-masks"]) == 0
+    assert cli_main(["evaluate", "--model_name_or_path", str(micro_checkpoint), "--data", str(prepared_demo), "--output_dir", str(out),
+                     "--prompt_mode", "none", "--save_masks"]) == 0
     rows = {(r["source"], r["image_id"]): r for r in csv.DictReader(open(out / "per_image.csv"))}
     for row in datasets.load_from_disk(str(prepared_demo))["test"]:
         pred = np.asarray(Image.open(out / "masks" / row["source"] / f"{row['image_id']}.png")) > 0
@@ -120,8 +120,8 @@ def test_self_prompting_uses_one_embedding_and_its_own_boxes(micro_checkpoint, p
 
     monkeypatch.setattr(PolypSegmenter, "embed_batch", counting)
     out = tmp_path / "eval"
-    assert cli_main(["evaluate", "--model", str(micro_checkpoint), "--data", str(prepared_demo), "--output", str(out),
-                     "--prompt-mode", "single,none,auto"]) == 0
+    assert cli_main(["evaluate", "--model_name_or_path", str(micro_checkpoint), "--data", str(prepared_demo), "--output_dir", str(out),
+                     "--prompt_mode", "box,none,auto"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert calls["n"] == metrics["all"]["n"]  # one encoder pass per frame for all three modes
     auto = metrics["results"]["model"]["auto"]["0.0"]["all"]
@@ -138,8 +138,8 @@ def test_predict_without_a_box(mode, micro_checkpoint, tmp_path):
 
     frame = tmp_path / "frame.png"
     Image.fromarray(np.random.default_rng(2).integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(frame)
-    assert cli_main(["predict", "--model", str(micro_checkpoint), "--image", str(frame), "--output",
-                     str(tmp_path / "out"), "--prompt-mode", mode]) == 0
+    assert cli_main(["predict", "--model_name_or_path", str(micro_checkpoint), "--image", str(frame), "--output_dir",
+                     str(tmp_path / "out"), "--prompt_mode", mode]) == 0
     mask = np.asarray(Image.open(tmp_path / "out" / "frame_mask.png"))
     assert mask.shape == (48, 64) and set(np.unique(mask)) <= {0, 255}
     assert (tmp_path / "out" / "frame_overlay.png").is_file()
@@ -149,17 +149,17 @@ def test_predict_without_a_box_in_box_mode_says_what_to_do(micro_checkpoint, tmp
     from PIL import Image
 
     Image.new("RGB", (20, 20)).save(tmp_path / "f.png")
-    assert cli_main(["predict", "--model", str(micro_checkpoint), "--image", str(tmp_path / "f.png"),
-                     "--output", str(tmp_path / "o")]) == 1
-    assert "--prompt-mode auto or none" in capsys.readouterr().err
+    assert cli_main(["predict", "--model_name_or_path", str(micro_checkpoint), "--image", str(tmp_path / "f.png"),
+                     "--output_dir", str(tmp_path / "o")]) == 1
+    assert "--prompt_mode auto or none" in capsys.readouterr().err
 
 
 def test_rows_without_a_box_come_first_then_rows_given_one(micro_checkpoint, prepared_demo, tmp_path):
     """The fair comparisons sit together: every row found without the true box (U-Net ... HSNet, our
     `none` and `auto`) before every row given it (Polyp-SAM, our box modes, box-only baselines)."""
     out = tmp_path / "eval"
-    assert cli_main(["evaluate", "--model", str(micro_checkpoint), "--data", str(prepared_demo), "--output", str(out),
-                     "--prompt-mode", "single,none,auto"]) == 0
+    assert cli_main(["evaluate", "--model_name_or_path", str(micro_checkpoint), "--data", str(prepared_demo), "--output_dir", str(out),
+                     "--prompt_mode", "box,none,auto"]) == 0
     table = [line for line in (out / "results.md").read_text().split("Detection:")[0].splitlines()
              if line.startswith("| ") and not line.startswith("| Method")]
     given = [line.split(" | ")[2].strip() for line in table]

@@ -205,7 +205,7 @@ def test_hub_export_of_mobile_sam(converted, tmp_path, samples_root):
 def test_app_segments_a_real_polyp_with_mobile_sam(converted, samples_root, tmp_path):
     from polyp_sam_hf.evaluation.metrics import dice_iou
     from polyp_sam_hf.models.segmenter import PolypSegmenter
-    from polyp_sam_hf.publishing.app import EmbeddingMemo, segment
+    from polyp_sam_hf.publishing.gradio_demo import EmbeddingMemo, segment
 
     segmenter = PolypSegmenter.from_pretrained(str(converted("mobile-sam")), device="cpu")
     base = samples_root / "pranet" / "TestDataset" / "ETIS-LaribPolypDB"
@@ -222,15 +222,15 @@ def test_ellipse_mask_prompt_helps_zero_shot_mobile_sam_on_real_frames(converted
     polyp) zero-shot MobileSAM scores higher with it than with the box alone (measured:
     docs/results-real-samples.md); a prompt drawn in the wrong place, transposed or mis-scaled, would not."""
     from polyp_sam_hf.data.prepare import prepare_dataset
-    from polyp_sam_hf.evaluation.evaluate import EvaluateConfig, evaluate_split
+    from polyp_sam_hf.evaluation.scoring import ScoringSettings, score_split
     from polyp_sam_hf.models.segmenter import PolypSegmenter
 
     test = prepare_dataset(samples_root / "pranet", split_preset="paper")[0]["test"]
-    config = EvaluateConfig(model="", data="", output="", prompt_modes=("per-component",))
+    config = ScoringSettings(prompt_modes=("box-per-polyp",))
     model, processor = load_model_and_processor(str(converted("mobile-sam")))
     dice = {}
     for prompt in ("none", "ellipse"):
-        scores, _ = evaluate_split(PolypSegmenter(model, processor, "cpu", mask_prompt=prompt), test, config)
+        scores, _ = score_split(PolypSegmenter(model, processor, "cpu", mask_prompt=prompt), test, config)
         dice[prompt] = np.mean([s.dice for s in scores if s.method == "model"])
     assert len(test) == 16
     assert dice["ellipse"] > dice["none"] + 0.01, dice

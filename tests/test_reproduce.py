@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow  # real processes end to end: minutes, run by CI
 
 SCRIPT = REPO_ROOT / "scripts" / "reproduce_paper.sh"
 SOURCE_ORDER = ("kvasir", "cvc-clinicdb", "cvc-colondb", "etis", "cvc-300")
-TRAIN_FLAGS = ["--max_steps", "1", "--per_device_batch_size", "2", "--effective_batch_size", "2",
+TRAIN_FLAGS = ["--max_train_steps", "1", "--per_device_train_batch_size", "2", "--effective_batch_size", "2",
                "--mixed_precision", "no", "--pixel_cache", "false", "--report_to", "none",
                "--max_train_samples", "4", "--max_eval_samples", "2", "--evaluate_test", "false"]
 
@@ -34,7 +34,7 @@ def reproduced(tmp_path_factory, test_model_dirs):
     root = tmp_path_factory.mktemp("reproduce")
     data = write_demo_data(root / "data", num_train=16, num_test=2, seed=3)
     model = test_model_dirs["micro-sam-test"]
-    done = _script("--data-root", data, "--output", root / "out", "--model", model, "--", *TRAIN_FLAGS)
+    done = _script("--data_root", data, "--output_dir", root / "out", "--model_name_or_path", model, "--", *TRAIN_FLAGS)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return data, root / "out", model
 
@@ -70,8 +70,8 @@ def test_every_cell_comes_from_its_run_and_its_published_row(reproduced):
         for name in members:
             metrics = json.loads((out / "eval" / name / "metrics.json").read_text())
             assert metrics["run"]["paper_run"] == name and metrics["settings"]["data_split"]["preset"] == PAPER_RUNS[name].split
-            single = metrics["results"]["model"]["single"]["0.0"]
-            ours = rows[f"**{name}/best** (single box)"]
+            single = metrics["results"]["model"]["box"]["0.0"]
+            ours = rows[f"**{name}/best** (one box)"]
             assert ours == [f"{single[s][k]:.3f}" if s in single else "n/a" for s in sources for k in ("dice", "miou")]
             paper = PAPER_RUNS[name].row
             assert rows[f"difference to {paper.label}, Table {table}"] == [
@@ -91,14 +91,14 @@ def test_runs_trained_on_their_own_split_and_config(reproduced):
 
 def test_running_again_resumes_where_it_stopped(reproduced):
     data, out, model = reproduced
-    again = _script("--data-root", data, "--output", out, "--model", model, "--dry-run")
+    again = _script("--data_root", data, "--output_dir", out, "--model_name_or_path", model, "--dry_run")
     assert again.returncode == 0 and "would run" not in again.stdout
     assert again.stdout.count("skip (") == 14
     # an evaluation lost, a training stopped after its first checkpoint: only those run again
     shutil.rmtree(out / "eval" / "table3-l-full")
     shutil.rmtree(out / "eval" / "table3-b-full")
     (out / "runs" / "table3-b-full" / "train_results.json").unlink()
-    again = _script("--data-root", data, "--output", out, "--model", model, "--dry-run")
+    again = _script("--data_root", data, "--output_dir", out, "--model_name_or_path", model, "--dry_run")
     planned = re.findall(r"\] (.*): would run", again.stdout)
     assert planned == ["train table3-b-full (continuing from step-0000001)", "evaluate table3-b-full",
                        "evaluate table3-l-full"]
@@ -107,7 +107,7 @@ def test_running_again_resumes_where_it_stopped(reproduced):
 
 def test_script_takes_the_commands_flags():
     done = _script("/data/polyp", "OUT")  # the old positional form: refused, with the flags named
-    assert done.returncode == 2 and "usage:" in done.stderr and "--data-root" in done.stderr
+    assert done.returncode == 2 and "usage:" in done.stderr and "--data_root" in done.stderr
 
 
 def _display(source: str) -> str:

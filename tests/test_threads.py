@@ -60,3 +60,28 @@ def test_a_small_model_runs_on_one_thread(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
     assert set_cpu_threads(1, parameters=150_000) == 1  # tiny-sam: operators too small to split
     assert set_cpu_threads(1, parameters=10_000_000) == 8
+
+
+# A fresh process runs the command line's entry (here `--help`, which loads nothing), then a product
+# whose every element is a denormal, large enough to be split over PyTorch's thread pool: each
+# thread's own floating-point mode decides its elements.
+_DENORMALS_AFTER_ENTRY = r"""
+import sys, torch
+from polyp_sam_hf.commands.cli import main
+main(["--help"])
+torch.set_num_threads(2)
+product = torch.full((4_000_000,), 1e-30) * 1e-10   # 1e-40: a float32 denormal
+print(int((product != 0).sum()))
+"""
+
+
+@pytest.mark.parametrize("policy, flushed", [("auto", True), ("torch", False)])
+def test_the_command_line_flushes_denormals_in_every_thread(policy, flushed):
+    """SAM ViT on a padded frame makes denormals, which the CPU computes on about 6x slower
+    (core/threads.py); the entry points flush them to zero, in the pool's threads too."""
+    env = {**os.environ, "POLYP_SAM_THREADS": policy}
+    env.pop("OMP_NUM_THREADS", None)
+    done = subprocess.run([sys.executable, "-c", _DENORMALS_AFTER_ENTRY], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    nonzero = int(done.stdout.strip().splitlines()[-1])
+    assert (nonzero == 0) == flushed, nonzero

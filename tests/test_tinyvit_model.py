@@ -24,8 +24,8 @@ def _encoder_buffers(model) -> dict[str, torch.Tensor]:
 
 
 def _run(prepared_demo, out, strategy, *extra):
-    args = train_args(prepared_demo, out, "--max_steps", "2", *extra)
-    args[args.index("--model") + 1] = MODEL
+    args = train_args(prepared_demo, out, "--max_train_steps", "2", *extra)
+    args[args.index("--model_name_or_path") + 1] = MODEL
     args[args.index("--strategy") + 1] = strategy
     return train(*parse_config(args))
 

@@ -35,10 +35,10 @@ def assert_same_weights(a, b, atol=0.0):
 
 
 def test_accumulation_equals_the_large_batch(prepared_demo, tmp_path):
-    run(prepared_demo, tmp_path / "acc", "--per_device_batch_size", "2", "--effective_batch_size", "4",
-        "--max_steps", "2", "--save_total_limit", "5")
-    run(prepared_demo, tmp_path / "big", "--per_device_batch_size", "4", "--effective_batch_size", "4",
-        "--max_steps", "2", "--save_total_limit", "5")
+    run(prepared_demo, tmp_path / "acc", "--per_device_train_batch_size", "2", "--effective_batch_size", "4",
+        "--max_train_steps", "2", "--save_total_limit", "5")
+    run(prepared_demo, tmp_path / "big", "--per_device_train_batch_size", "4", "--effective_batch_size", "4",
+        "--max_train_steps", "2", "--save_total_limit", "5")
     acc = weights(tmp_path / "acc" / "checkpoints" / "step-0000002")
     big = weights(tmp_path / "big" / "checkpoints" / "step-0000002")
     assert_same_weights(acc, big, atol=1e-5)
@@ -51,7 +51,7 @@ def test_accumulation_equals_the_large_batch(prepared_demo, tmp_path):
 
 def test_resume_equals_straight_run(prepared_demo, tmp_path):
     # 12 training frames, batch 4: 3 steps an epoch; stopping at 4 resumes in the middle of epoch 2
-    common = ("--max_steps", "6", "--box_jitter", "0.1", "--save_total_limit", "10")
+    common = ("--max_train_steps", "6", "--box_jitter", "0.1", "--save_total_limit", "10")
     run(prepared_demo, tmp_path / "straight", *common)
     first = run(prepared_demo, tmp_path / "resumed", *common, "--stop_after_steps", "4")
     assert first["steps"] == 4
@@ -69,7 +69,7 @@ def test_resume_equals_straight_run(prepared_demo, tmp_path):
 
 def test_best_weights_are_the_best_validation_step(prepared_demo, tmp_path):
     out = tmp_path / "run"
-    result = run(prepared_demo, out, "--max_steps", "5", "--eval_every_steps", "1", "--save_total_limit", "10",
+    result = run(prepared_demo, out, "--max_train_steps", "5", "--eval_steps", "1", "--save_total_limit", "10",
                  "--learning_rate", "3e-3")
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [h["step"] for h in history] == [1, 2, 3, 4, 5]
@@ -90,10 +90,10 @@ def test_best_folder_loads_with_vanilla_transformers_same_logits(prepared_demo, 
     from accelerate import Accelerator
 
     from polyp_sam_hf.data.batches import PromptDataset, collate
-    from polyp_sam_hf.evaluation.evaluate import evaluate_loader
+    from polyp_sam_hf.evaluation.scoring import validation_scores
 
     out = tmp_path / "run"
-    result = run(prepared_demo, out, "--strategy", "lora", "--lora_rank", "2", "--max_steps", "2",
+    result = run(prepared_demo, out, "--strategy", "lora", "--lora_rank", "2", "--max_train_steps", "2",
                  "--learning_rate", "5e-2")
     assert {"config.json", "model.safetensors", "preprocessor_config.json"} <= {p.name for p in (out / "best").iterdir()}
     model = SamModel.from_pretrained(out / "best").eval()
@@ -102,14 +102,14 @@ def test_best_folder_loads_with_vanilla_transformers_same_logits(prepared_demo, 
     assert not any("lora" in k for k in model.state_dict())
     validation = datasets.load_from_disk(str(prepared_demo))["validation"]
     loader = torch.utils.data.DataLoader(PromptDataset(validation, processor), batch_size=4, collate_fn=collate)
-    scored = evaluate_loader(model, loader, Accelerator(cpu=True))
+    scored = validation_scores(model, loader, Accelerator(cpu=True))
     assert scored["dice"] == pytest.approx(result["best_dice"], abs=1e-6)
     untrained = SamModel.from_pretrained(out / "best").eval()
     with torch.no_grad():  # the check can fail: flipped mask logits give another Dice
         head = untrained.mask_decoder.output_hypernetworks_mlps[0].proj_out
         head.weight.mul_(-1)
         head.bias.mul_(-1)
-    assert evaluate_loader(untrained, loader, Accelerator(cpu=True))["dice"] != pytest.approx(result["best_dice"], abs=1e-6)
+    assert validation_scores(untrained, loader, Accelerator(cpu=True))["dice"] != pytest.approx(result["best_dice"], abs=1e-6)
 
 
 def test_lora_export_gives_the_same_logits(tmp_path):
@@ -149,7 +149,7 @@ def test_nan_loss_stops_with_the_step(prepared_demo, tmp_path, monkeypatch):
 
     monkeypatch.setattr(training, "batch_loss", poisoned)
     with pytest.raises(NonFiniteLossError, match="at step 3"):
-        run(prepared_demo, tmp_path / "run", "--max_steps", "5")
+        run(prepared_demo, tmp_path / "run", "--max_train_steps", "5")
 
 
 def test_ctrl_c_saves_interrupted_and_exits_nonzero(prepared_demo, tmp_path, monkeypatch):
@@ -164,18 +164,18 @@ def test_ctrl_c_saves_interrupted_and_exits_nonzero(prepared_demo, tmp_path, mon
 
     monkeypatch.setattr(training, "batch_loss", interrupt)
     out = tmp_path / "run"
-    code = train_main(train_args(prepared_demo, out, "--max_steps", "5"))
+    code = train_main(train_args(prepared_demo, out, "--max_train_steps", "5"))
     assert code == 130
     state = json.loads((out / "checkpoints" / "interrupted" / "trainer_state.json").read_text())
     assert state["step"] == 2
     assert resolve_checkpoint(out, "latest").name == "interrupted"
     monkeypatch.setattr(training, "batch_loss", real)
-    assert run(prepared_demo, out, "--max_steps", "5", "--resume_from_checkpoint", "latest")["steps"] == 5
+    assert run(prepared_demo, out, "--max_train_steps", "5", "--resume_from_checkpoint", "latest")["steps"] == 5
 
 
 def test_interrupted_save_leaves_the_previous_checkpoint(prepared_demo, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    run(prepared_demo, out, "--max_steps", "2", "--eval_every_steps", "2")
+    run(prepared_demo, out, "--max_train_steps", "2", "--eval_steps", "2")
     good = out / "checkpoints" / "step-0000002"
     before = weights(good)
     from accelerate import Accelerator
@@ -201,7 +201,8 @@ def test_interrupted_save_leaves_the_previous_checkpoint(prepared_demo, tmp_path
 
 def test_tensorboard_and_jsonl_logs(prepared_demo, tmp_path):
     out = tmp_path / "run"
-    run(prepared_demo, out, "--max_steps", "2", "--eval_every_steps", "1", "--report_to", "tensorboard")
+    run(prepared_demo, out, "--max_train_steps", "2", "--eval_steps", "1", "--logging_steps", "1",
+        "--report_to", "tensorboard")
     events = list(out.rglob("events.out.tfevents.*"))
     assert events, "no TensorBoard event file"
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -210,7 +211,29 @@ def test_tensorboard_and_jsonl_logs(prepared_demo, tmp_path):
     acc.Reload()
     assert {"train_loss", "val_dice"} <= set(acc.Tags()["scalars"])
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [x["step"] for x in lines] == [1, 2] and all(0 <= x["val_dice"] <= 1 for x in lines)
+    validations = [x for x in lines if "val_dice" in x]
+    assert [x["step"] for x in validations] == [1, 2] and all(0 <= x["val_dice"] <= 1 for x in validations)
+    assert [x["step"] for x in lines if "train_loss" in x] == [1, 2]
+
+
+def test_the_loss_is_logged_as_its_mean_every_logging_steps(prepared_demo, tmp_path, monkeypatch):
+    """One step's loss is the luck of its batch: the log (metrics.jsonl, trackers, the curve) holds the
+    mean of the `--logging_steps` steps since the last log, and survives a stop and resume."""
+    real = training._end_of_step
+    losses = []
+
+    def spy(loss, step, accelerator):
+        losses.append(real(loss, step, accelerator))
+        return losses[-1]
+
+    monkeypatch.setattr(training, "_end_of_step", spy)
+    out = tmp_path / "run"
+    run(prepared_demo, out, "--max_train_steps", "5", "--logging_steps", "2", "--stop_after_steps", "3")
+    run(prepared_demo, out, "--max_train_steps", "5", "--logging_steps", "2", "--resume_from_checkpoint", "latest")
+    logged = [x for x in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "train_loss" in x]
+    assert [x["step"] for x in logged] == [2, 4]
+    assert logged[0]["train_loss"] == pytest.approx((losses[0] + losses[1]) / 2)
+    assert logged[1]["train_loss"] == pytest.approx((losses[2] + losses[3]) / 2)  # step 3 before the stop, 4 after
 
 
 def test_gradient_checkpointing_gives_the_same_step(prepared_demo, tmp_path, monkeypatch):
@@ -232,8 +255,8 @@ def test_gradient_checkpointing_gives_the_same_step(prepared_demo, tmp_path, mon
         return model, processor
 
     monkeypatch.setattr(training, "load_model_and_processor", counting)
-    run(prepared_demo, tmp_path / "plain", "--max_steps", "1", "--evaluate_test", "false")
-    run(prepared_demo, tmp_path / "ckpt", "--max_steps", "1", "--gradient_checkpointing", "true", "--evaluate_test", "false")
+    run(prepared_demo, tmp_path / "plain", "--max_train_steps", "1", "--evaluate_test", "false")
+    run(prepared_demo, tmp_path / "ckpt", "--max_train_steps", "1", "--gradient_checkpointing", "true", "--evaluate_test", "false")
     assert_same_weights(weights(tmp_path / "plain" / "checkpoints" / "step-0000001"),
                         weights(tmp_path / "ckpt" / "checkpoints" / "step-0000001"), atol=1e-6)
     plain, checkpointed = calls[0], calls[1]
@@ -243,12 +266,12 @@ def test_gradient_checkpointing_gives_the_same_step(prepared_demo, tmp_path, mon
 def test_second_run_into_the_same_folder_is_refused_or_replaces(prepared_demo, tmp_path):
     """Two runs in one OUTPUT_DIR used to mix best/, checkpoints and metrics.jsonl silently."""
     out = tmp_path / "run"
-    run(prepared_demo, out, "--max_steps", "2", "--eval_every_steps", "1")
+    run(prepared_demo, out, "--max_train_steps", "2", "--eval_steps", "1")
     best = (out / "best" / "model.safetensors").read_bytes()
     with pytest.raises(ValueError, match=rf"{out} holds an earlier run .*--resume_from_checkpoint latest.*--overwrite_output_dir"):
-        run(prepared_demo, out, "--max_steps", "1", "--learning_rate", "5e-2")
+        run(prepared_demo, out, "--max_train_steps", "1", "--learning_rate", "5e-2")
     assert (out / "best" / "model.safetensors").read_bytes() == best  # nothing touched
-    run(prepared_demo, out, "--max_steps", "1", "--learning_rate", "5e-2", "--overwrite_output_dir", "true")
+    run(prepared_demo, out, "--max_train_steps", "1", "--learning_rate", "5e-2", "--overwrite_output_dir", "true")
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1]  # only the new run's validation, no interleaving
     assert sorted(p.name for p in (out / "checkpoints").iterdir() if p.name.startswith("step-")) == ["step-0000001"]
@@ -280,7 +303,7 @@ def test_damaged_trainer_state_is_named_and_the_previous_checkpoint_offered(tmp_
 
 
 # 12 training frames at batch 2 and accumulation 3: two optimiser steps an epoch, three micro-batches each
-ACCUMULATING = ("--per_device_batch_size", "2", "--effective_batch_size", "6", "--max_steps", "4",
+ACCUMULATING = ("--per_device_train_batch_size", "2", "--effective_batch_size", "6", "--max_train_steps", "4",
                 "--box_jitter", "0.1", "--save_total_limit", "10")
 
 
@@ -362,7 +385,7 @@ def test_best_is_swapped_in_one_step_and_a_cut_replacement_is_restored(tmp_path,
 
 def test_checkpoints_rotate_past_save_total_limit_and_the_newest_is_kept(prepared_demo, tmp_path):
     out = tmp_path / "run"
-    run(prepared_demo, out, "--max_steps", "5", "--save_every_steps", "1", "--eval_every_steps", "0",
+    run(prepared_demo, out, "--max_train_steps", "5", "--checkpointing_steps", "1", "--eval_steps", "0",
         "--save_total_limit", "2")
     kept = sorted(p.name for p in (out / "checkpoints").iterdir())
     assert kept == ["step-0000004", "step-0000005"]
@@ -392,7 +415,7 @@ def test_resume_never_unpickles_code_from_a_checkpoint(prepared_demo, tmp_path, 
     """A planted pickle where Accelerate keeps custom objects and RNG states is never run: the
     scheduler travels as JSON, the RNG states are read as data only, and the user is warned."""
     out = tmp_path / "run"
-    run(prepared_demo, out, "--max_steps", "2", "--save_every_steps", "1", "--eval_every_steps", "0",
+    run(prepared_demo, out, "--max_train_steps", "2", "--checkpointing_steps", "1", "--eval_steps", "0",
         "--stop_after_steps", "1")
     checkpoint = out / "checkpoints" / "step-0000001"
     state = json.loads((checkpoint / "trainer_state.json").read_text())
@@ -401,18 +424,18 @@ def test_resume_never_unpickles_code_from_a_checkpoint(prepared_demo, tmp_path, 
     marker = tmp_path / "pwned"
     _planted_pickle(checkpoint / "custom_checkpoint_0.pkl", marker)
     with pytest.raises(ValueError, match="custom_checkpoint_0.pkl: a pickled object .* never read"):
-        run(prepared_demo, out, "--max_steps", "2", "--resume_from_checkpoint", "latest")
+        run(prepared_demo, out, "--max_train_steps", "2", "--resume_from_checkpoint", "latest")
     assert not marker.exists()
     (checkpoint / "custom_checkpoint_0.pkl").unlink()
     _planted_pickle(checkpoint / "random_states_0.pkl", marker)
     with caplog.at_level("WARNING"):
-        assert run(prepared_demo, out, "--max_steps", "2", "--resume_from_checkpoint", "latest")["steps"] == 2
+        assert run(prepared_demo, out, "--max_train_steps", "2", "--resume_from_checkpoint", "latest")["steps"] == 2
     assert not marker.exists()
     assert any("Cannot read the random states" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
 
 
 def test_resume_from_an_older_checkpoint_replays_the_schedule(prepared_demo, tmp_path):
-    common = ("--max_steps", "4", "--save_total_limit", "10", "--eval_every_steps", "0", "--save_every_steps", "1")
+    common = ("--max_train_steps", "4", "--save_total_limit", "10", "--eval_steps", "0", "--checkpointing_steps", "1")
     run(prepared_demo, tmp_path / "straight", *common)
     out = tmp_path / "run"
     run(prepared_demo, out, *common, "--stop_after_steps", "2")
@@ -452,7 +475,7 @@ def test_checkpoints_do_not_warn_about_the_tied_embedding(prepared_demo, tmp_pat
     """Accelerate's "Removed shared tensor" line for SAM's tied positional embedding is explained
     in the docs and dropped; the tie survives the round trip (resume tests show equal weights)."""
     with caplog.at_level("WARNING"):
-        run(prepared_demo, tmp_path / "run", "--max_steps", "2", "--save_every_steps", "1", "--eval_every_steps", "0")
+        run(prepared_demo, tmp_path / "run", "--max_train_steps", "2", "--checkpointing_steps", "1", "--eval_steps", "0")
     assert not [r for r in caplog.records if "Removed shared tensor" in r.getMessage()]
     state = load_file(str(tmp_path / "run" / "checkpoints" / "step-0000002" / "model.safetensors"))
     assert "shared_image_embedding.positional_embedding" in state  # stored once, under the model's name
@@ -464,22 +487,22 @@ def test_checkpoints_do_not_warn_about_the_tied_embedding(prepared_demo, tmp_pat
 def test_input_paths_train_the_same_weights(variant, prepared_demo, tmp_path, monkeypatch):
     """The GPU input path (uint8 batches normalised on the device, forced here on the CPU) and
     loader worker processes give the weights the default CPU path gives."""
-    common = ("--max_steps", "2", "--pixel_cache", "true", "--box_jitter", "0.1", "--save_total_limit", "5")
+    common = ("--max_train_steps", "2", "--pixel_cache", "true", "--box_jitter", "0.1", "--save_total_limit", "5")
     run(prepared_demo, tmp_path / "default", *common)
     calls = {"device": 0}
-    real = training.prompt_logits
+    real = training.batch_logits
 
     def spy(model, batch):
         calls["device"] += "pixel_uint8" in batch  # frames arrived as uint8: normalised on the device
         return real(model, batch)
 
-    monkeypatch.setattr(training, "prompt_logits", spy)
+    monkeypatch.setattr(training, "batch_logits", spy)
     if variant == "device normalisation":
         monkeypatch.setenv(training.NORMALIZE_ON_DEVICE, "1")
         run(prepared_demo, tmp_path / "other", *common)
         assert calls["device"] > 0
     else:
-        run(prepared_demo, tmp_path / "other", *common, "--num_workers", "2")
+        run(prepared_demo, tmp_path / "other", *common, "--dataloader_num_workers", "2")
         assert calls["device"] == 0
     assert_same_weights(weights(tmp_path / "default" / "checkpoints" / "step-0000002"),
                         weights(tmp_path / "other" / "checkpoints" / "step-0000002"), atol=1e-6)
@@ -499,12 +522,12 @@ def test_max_grad_norm_clips_every_step(prepared_demo, tmp_path, monkeypatch):
         return before
 
     monkeypatch.setattr(Accelerator, "clip_grad_norm_", recording)
-    run(prepared_demo, tmp_path / "run", "--max_steps", "3", "--max_grad_norm", "1e-6")
+    run(prepared_demo, tmp_path / "run", "--max_train_steps", "3", "--max_grad_norm", "1e-6")
     assert len(norms) == 3  # once per optimiser step
     for before, after, max_norm in norms:
         assert max_norm == 1e-6 and before > max_norm and after <= max_norm * (1 + 1e-3)
     norms.clear()
-    run(prepared_demo, tmp_path / "none", "--max_steps", "3")
+    run(prepared_demo, tmp_path / "none", "--max_train_steps", "3")
     assert norms == []  # no clipping unless asked
 
 
@@ -513,7 +536,7 @@ def test_ema_best_holds_the_average_of_the_steps(prepared_demo, tmp_path):
     from polyp_sam_hf.training.averaging import AVERAGE_FILE, decay_at
 
     out = tmp_path / "run"
-    run(prepared_demo, out, "--max_steps", "3", "--eval_every_steps", "3", "--save_every_steps", "1",
+    run(prepared_demo, out, "--max_train_steps", "3", "--eval_steps", "3", "--checkpointing_steps", "1",
         "--save_total_limit", "10", "--ema_decay", "0.5")
     start = load_model_and_processor("micro-sam-test", seed=42)[0].state_dict()
     steps = [weights(out / "checkpoints" / f"step-{n:07d}") for n in (1, 2, 3)]
@@ -533,7 +556,7 @@ def test_ema_resume_equals_straight_run(prepared_demo, tmp_path):
     from polyp_sam_hf.core.errors import CheckpointError
     from polyp_sam_hf.training.averaging import AVERAGE_FILE
 
-    common = ("--max_steps", "6", "--save_total_limit", "10", "--ema_decay", "0.9")
+    common = ("--max_train_steps", "6", "--save_total_limit", "10", "--ema_decay", "0.9")
     run(prepared_demo, tmp_path / "straight", *common)
     run(prepared_demo, tmp_path / "resumed", *common, "--stop_after_steps", "4")
     run(prepared_demo, tmp_path / "resumed", *common, "--resume_from_checkpoint", "latest")
@@ -542,7 +565,7 @@ def test_ema_resume_equals_straight_run(prepared_demo, tmp_path):
     assert_same_weights(straight, resumed, atol=1e-6)
     assert_same_weights(weights(tmp_path / "straight" / "best"), weights(tmp_path / "resumed" / "best"), atol=1e-6)
     # a checkpoint saved without an average cannot resume a run that validates one
-    run(prepared_demo, tmp_path / "plain", "--max_steps", "4", "--stop_after_steps", "2")
+    run(prepared_demo, tmp_path / "plain", "--max_train_steps", "4", "--stop_after_steps", "2")
     with pytest.raises(CheckpointError, match="without --ema_decay"):
-        run(prepared_demo, tmp_path / "plain", "--max_steps", "4", "--ema_decay", "0.9",
+        run(prepared_demo, tmp_path / "plain", "--max_train_steps", "4", "--ema_decay", "0.9",
             "--resume_from_checkpoint", "latest")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -15,7 +16,7 @@ from polyp_sam_hf.data.preprocessing import resized_shape
 from polyp_sam_hf.evaluation.published import PAPER_RUNS
 from polyp_sam_hf.models.loading import load_model_and_processor
 from polyp_sam_hf.training.config import TrainArguments, parse_config
-from polyp_sam_hf.training.loop import accumulation_steps, build_scheduler, is_better
+from polyp_sam_hf.training.loop import build_scheduler, is_better
 from polyp_sam_hf.training.losses import batch_loss, bce_loss, dice_loss, get_loss
 from polyp_sam_hf.training.strategies import count_parameters, freeze_unreached, get_strategy
 
@@ -88,14 +89,26 @@ def test_schedule_values_at_known_steps():
     assert lrs[99] == pytest.approx(4e-6 * 0.5 * (1 + math.cos(math.pi * 89 / 90)))
 
 
-@pytest.mark.parametrize("effective,per_device,procs,expected", [(48, 4, 1, 12), (48, 4, 2, 6), (48, 8, 2, 3), (8, 8, 1, 1)])
+@pytest.mark.parametrize("effective,per_device,procs,expected", [
+    (None, 4, 1, 12), (48, 4, 1, 12), (48, 4, 2, 6), (48, 8, 2, 3), (8, 8, 1, 1)])
 def test_accumulation_steps(effective, per_device, procs, expected):
-    assert accumulation_steps(effective, per_device, procs) == expected
+    args = TrainArguments(effective_batch_size=effective, per_device_train_batch_size=per_device)
+    assert args.accumulation_steps(procs) == expected  # None: the paper's 48
 
 
 def test_accumulation_rejects_uneven_batches():
     with pytest.raises(ValueError, match="not a multiple"):
-        accumulation_steps(48, 5, 2)
+        TrainArguments(effective_batch_size=48, per_device_train_batch_size=5).accumulation_steps(2)
+
+
+def test_gradient_accumulation_steps_as_in_transformers_examples():
+    """--gradient_accumulation_steps sets the accumulation itself; with --effective_batch_size too, both must agree."""
+    assert TrainArguments(gradient_accumulation_steps=3, per_device_train_batch_size=2).accumulation_steps(2) == 3
+    assert TrainArguments(gradient_accumulation_steps=3, per_device_train_batch_size=2,
+                          effective_batch_size=12).accumulation_steps(2) == 3
+    with pytest.raises(ConfigError, match="disagrees with --gradient_accumulation_steps 3"):
+        TrainArguments(gradient_accumulation_steps=3, per_device_train_batch_size=2,
+                       effective_batch_size=48).accumulation_steps(2)
 
 
 def test_nan_score_never_becomes_best():
@@ -155,11 +168,12 @@ def test_missing_model_offline_says_what_to_do(tmp_path, monkeypatch):
 
 def test_yaml_config_with_overrides(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("model: tiny-sam\nlearning_rate: 1.0e-3\nstrategy: lora\n")
-    model_args, data_args, train_args = parse_config(["--config", str(path), "--learning-rate", "5e-4"])
-    assert model_args.model == "tiny-sam" and model_args.strategy == "lora"
+    path.write_text("model_name_or_path: tiny-sam\nlearning_rate: 1.0e-3\nstrategy: lora\n")
+    model_args, data_args, train_args = parse_config(["--config", str(path), "--learning_rate", "5e-4"])
+    assert model_args.model_name_or_path == "tiny-sam" and model_args.strategy == "lora"
     assert train_args.learning_rate == 5e-4  # the flag wins over the file
-    assert train_args.effective_batch_size == 48  # the paper's default where neither says
+    # the paper's 48 images per optimiser step where neither the file nor a flag says otherwise
+    assert train_args.per_device_train_batch_size * train_args.accumulation_steps(1) == 48
 
 
 def test_yaml_unknown_key_names_the_file(tmp_path):
@@ -191,11 +205,11 @@ def test_paper_configs_follow_the_paper(name):
 
     model_args, data_args, train_args = parse_config(["--config", str(REPO_ROOT / "configs" / "paper" / f"{name}.yaml")])
     run = PAPER_RUNS[name]
-    assert model_args.model == {"Polyp-SAM-B": "facebook/sam-vit-base", "Polyp-SAM-L": "facebook/sam-vit-large"}[run.method]
+    assert model_args.model_name_or_path == {"Polyp-SAM-B": "facebook/sam-vit-base", "Polyp-SAM-L": "facebook/sam-vit-large"}[run.method]
     assert model_args.strategy == run.strategy and data_args.split_preset == run.split
-    assert data_args.prompt_mode == "single" and data_args.box_jitter == 0 and data_args.val_fraction == 0.2
+    assert data_args.prompt_mode == "box" and data_args.box_jitter == 0 and data_args.val_fraction == 0.2
     assert train_args.learning_rate == 4e-6 and train_args.effective_batch_size == 48
-    assert train_args.loss == "dice" and train_args.lr_scheduler == "cosine"
+    assert train_args.loss == "dice" and train_args.lr_scheduler_type == "cosine"
 
 
 # ----------------------------------------------------------------------------- batching
@@ -205,7 +219,7 @@ def test_per_component_prompts_pad_and_mark(prepared_demo):
 
     split = datasets.load_from_disk(str(prepared_demo))["test"]
     _, processor = load_model_and_processor("micro-sam-test")
-    ds = PromptDataset(split, processor, prompt_mode="per-component")
+    ds = PromptDataset(split, processor, prompt_mode="box-per-polyp")
     counts = [len(r) for r in split["boxes"]]
     order = np.argsort(counts)[::-1]
     many, one = int(order[0]), int(order[-1])
@@ -243,7 +257,7 @@ def test_train_command_reports_a_missing_model_without_a_traceback(prepared_demo
 
     from polyp_sam_hf.commands.train import main
 
-    argv = train_args(tmp_path / "no-data-read", tmp_path / "run") + ["--model", "facebook/sam-vit-not-cached"]
+    argv = train_args(tmp_path / "no-data-read", tmp_path / "run") + ["--model_name_or_path", "facebook/sam-vit-not-cached"]
     assert main(argv) == 1
     err = capsys.readouterr().err
     # said at once, before any data is read (the data folder here does not even exist), with no retries
@@ -253,8 +267,7 @@ def test_train_command_reports_a_missing_model_without_a_traceback(prepared_demo
 
 # --- every choice checked when the settings are read, before data or model load -------------------
 
-@pytest.mark.parametrize("flag,value", [("--loss", "dcie"), ("--prompt_mode", "per_component"),
-                                        ("--lr_scheduler", "cosin"), ("--strategy", "decodr"),
+@pytest.mark.parametrize("flag,value", [("--loss", "dcie"), ("--lr_scheduler_type", "cosin"), ("--strategy", "decodr"),
                                         ("--mixed_precision", "bf32")])
 def test_typo_in_a_choice_fails_at_parse_time(flag, value, capsys):
     from polyp_sam_hf.training.config import parse_config
@@ -264,13 +277,24 @@ def test_typo_in_a_choice_fails_at_parse_time(flag, value, capsys):
     assert "invalid choice" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("key,value", [("loss", "dcie"), ("strategy", "decodr"), ("prompt_mode", "both")])
-def test_typo_in_a_config_file_names_the_file(key, value, tmp_path):
+def test_a_prompt_mode_is_checked_by_its_registry_at_parse_time():
+    """Prompt modes are asked of the registry (which knows the old names), not of argparse's choices."""
+    with pytest.raises(ConfigError, match="Unknown training prompt mode 'per_component'. Valid training prompt modes: "
+                                          "box, box-per-polyp, none"):
+        parse_config(["--prompt_mode", "per_component"])
+    with pytest.raises(ConfigError, match="Unknown training prompt mode 'auto'"):  # evaluation only
+        parse_config(["--prompt_mode", "auto"])
+
+
+@pytest.mark.parametrize("key,value,message", [("loss", "dcie", "loss 'dcie' is not one of"),
+                                               ("strategy", "decodr", "strategy 'decodr' is not one of"),
+                                               ("prompt_mode", "both", "Unknown training prompt mode 'both'")])
+def test_typo_in_a_config_file_names_the_file(key, value, message, tmp_path):
     from polyp_sam_hf.training.config import parse_config
 
     path = tmp_path / "bad.yaml"
     path.write_text(f"{key}: {value}\n")
-    with pytest.raises(ValueError, match=rf"{path}: {key} '{value}' is not one of"):
+    with pytest.raises(ValueError, match=rf"{path}: {message}"):
         parse_config(["--config", str(path)])
 
 
@@ -279,8 +303,8 @@ def test_choices_are_the_registries_and_config_is_in_help(capsys):
     from polyp_sam_hf.training.config import parse_config
     from polyp_sam_hf.training.losses import LOSSES
 
-    model, data, train = parse_config(["--strategy", "lora", "--loss", "dice+bce", "--prompt_mode", "per-component"])
-    assert (model.strategy, train.loss, data.prompt_mode) == ("lora", "dice+bce", "per-component")
+    model, data, train = parse_config(["--strategy", "lora", "--loss", "dice+bce", "--prompt_mode", "box-per-polyp"])
+    assert (model.strategy, train.loss, data.prompt_mode) == ("lora", "dice+bce", "box-per-polyp")
     with pytest.raises(SystemExit):
         parse_config(["--help"])
     help_text = capsys.readouterr().out
@@ -289,9 +313,9 @@ def test_choices_are_the_registries_and_config_is_in_help(capsys):
 
 
 @pytest.mark.parametrize("flag,value", [
-    ("--num_epochs", "0"), ("--max_train_samples", "0"), ("--per_device_batch_size", "0"),
+    ("--num_train_epochs", "0"), ("--max_train_samples", "0"), ("--per_device_train_batch_size", "0"),
     ("--effective_batch_size", "0"), ("--warmup_ratio", "-0.1"), ("--box_jitter", "-0.05"),
-    ("--learning_rate", "-1e-5"), ("--save_total_limit", "0"), ("--max_steps", "0"), ("--val_fraction", "1.0"),
+    ("--learning_rate", "-1e-5"), ("--save_total_limit", "0"), ("--max_train_steps", "0"), ("--val_fraction", "1.0"),
 ])
 def test_out_of_range_settings_fail_at_parse_time(flag, value):
     """Each of these used to run on: 0 epochs still wrote best/, 0 training samples trained on all,
@@ -314,11 +338,27 @@ def test_a_bug_keeps_its_traceback_a_library_error_is_one_line(prepared_demo, tm
 
     monkeypatch.setattr(training, "batch_loss", broken)
     with pytest.raises(ValueError, match="shape mismatch inside torch"):
-        train_main(train_args(prepared_demo, tmp_path / "run", "--max_steps", "1"))
+        train_main(train_args(prepared_demo, tmp_path / "run", "--max_train_steps", "1"))
     monkeypatch.undo()
-    assert train_main(train_args(tmp_path / "no-such-data", tmp_path / "run2", "--max_steps", "1")) == 1
+    assert train_main(train_args(tmp_path / "no-such-data", tmp_path / "run2", "--max_train_steps", "1")) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "no-such-data" in err and "Traceback" not in err
+
+
+def test_validation_axis_spans_the_data_not_zero_to_one():
+    """A climb from 0.927 to 0.940 was a flat line on a 0-1 axis."""
+    import matplotlib.pyplot as plt
+
+    from polyp_sam_hf.evaluation.figures import training_figure
+
+    dice = [0.927, 0.933, 0.938, 0.940, 0.939]
+    history = [{"step": 75 * (i + 1), "val_dice": d} for i, d in enumerate(dice)]
+    history += [{"step": 10 * (i + 1), "train_loss": 0.3 / (i + 1)} for i in range(45)]
+    fig = training_figure(history)
+    low, high = fig.axes[1].get_ylim()
+    assert 0.92 < low < 0.927 and 0.940 < high < 0.95
+    assert len(fig.axes[0].lines[0].get_xdata()) == 45  # every loss log, not one point per validation
+    plt.close(fig)
 
 
 def test_best_step_label_is_a_legend_that_covers_no_data():
@@ -349,7 +389,7 @@ def test_misspelled_flags_and_keys_get_a_suggestion(tmp_path, capsys):
     (tmp_path / "c.yaml").write_text("learnig_rate: 1.0e-5\n")
     with pytest.raises(ConfigError, match=r"c.yaml: unknown keys \['learnig_rate'\] \(did you mean learning_rate\?\)"):
         parse_config(["--config", str(tmp_path / "c.yaml")])
-    assert cli_main(["evaluate", "--model", "m", "--data", "d", "--output", "o", "--protocl", "paper"]) == 1
+    assert cli_main(["evaluate", "--model_name_or_path", "m", "--data", "d", "--output_dir", "o", "--protocl", "paper"]) == 1
     assert "(did you mean --protocol?)" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli_main(["evalute"])
@@ -362,12 +402,76 @@ def test_help_says_what_each_flag_does_and_its_default(capsys):
     with pytest.raises(SystemExit):
         parse_config(["--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "--no_embedding_cache, --no-embedding-cache Turn off --embedding_cache (on by default)" in text
-    for command, flag in (("prepare", "--val-fraction VAL_FRACTION per training source (default: 0.2)"),
-                          ("evaluate", "--batch-size BATCH_SIZE frames per encoder call (default: 4)")):
+    assert "--no_embedding_cache Turn off --embedding_cache (on by default)" in text
+    for command, flag in (("prepare", "--val_fraction VAL_FRACTION per training source (default: 0.2)"),
+                          ("evaluate", "--per_device_eval_batch_size PER_DEVICE_EVAL_BATCH_SIZE frames per encoder "
+                                       "call (default: 4)")):
         with pytest.raises(SystemExit):
             cli_main([command, "--help"])
         assert flag in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("command", ["train", "prepare", "evaluate", "predict", "export", "upload", "app", "reproduce",
+                                     "demo-data", "convert", "compare"])
+def test_every_command_spells_its_flags_one_way(command, capsys):
+    """snake_case only, as transformers' example scripts: no kebab-case twin in any command's help."""
+    import re
+
+    from polyp_sam_hf.commands.cli import main as cli_main
+
+    with pytest.raises(SystemExit):
+        cli_main([command, "--help"]) if command != "train" else parse_config(["--help"])
+    flags = set(re.findall(r"(?<![\w-])--[a-z][\w-]*", capsys.readouterr().out))
+    assert flags and not [f for f in flags if "-" in f[2:]], flags
+
+
+@pytest.mark.parametrize("command, old, new", [
+    ("train", "--model", "--model_name_or_path"), ("train", "--per_device_batch_size", "--per_device_train_batch_size"),
+    ("train", "--num_epochs", "--num_train_epochs"), ("train", "--max_steps", "--max_train_steps"),
+    ("train", "--lr_scheduler", "--lr_scheduler_type"), ("train", "--save_every_steps", "--checkpointing_steps"),
+    ("train", "--output-dir", "--output_dir"), ("evaluate", "--model", "--model_name_or_path"),
+    ("evaluate", "--output", "--output_dir"), ("evaluate", "--prompt-mode", "--prompt_mode"),
+    ("prepare", "--data-root", "--data_root"), ("prepare", "--seed", "--split_seed"),
+    ("predict", "--boxes", "--boxes_file"), ("compare", "--output", "--output_file"),
+])
+def test_an_old_flag_is_answered_with_its_new_name(command, old, new, capsys):
+    from polyp_sam_hf.commands.cli import main as cli_main
+
+    if command == "train":
+        with pytest.raises(ConfigError, match=f"Unknown flag\\(s\\) {old} \\(did you mean {new}\\?\\)"):
+            parse_config([old, "x"])
+        return
+    assert cli_main([command, old, "x"]) != 0
+    assert f"(did you mean {new}?)" in capsys.readouterr().err
+
+
+def test_an_old_yaml_key_and_prompt_mode_name_are_answered_with_the_new(tmp_path):
+    path = tmp_path / "old.yaml"
+    path.write_text("model: tiny-sam\nnum_epochs: 3\n")
+    with pytest.raises(ConfigError, match=r"unknown keys \['model', 'num_epochs'\] \(did you mean model_name_or_path, "
+                                          r"num_train_epochs\?\)"):
+        parse_config(["--config", str(path)])
+    with pytest.raises(ConfigError, match="Prompt mode 'single' is now called 'box'"):
+        parse_config(["--prompt_mode", "single"])
+
+
+def test_records_of_earlier_versions_are_read_with_todays_names(tmp_path):
+    """A best/ folder and a metrics.json written before the renames still identify the model and its modes."""
+    from polyp_sam_hf.evaluation.record import EvaluationRecord
+    from polyp_sam_hf.models.provenance import TRAINING_SETTINGS, read_train_config
+
+    (tmp_path / TRAINING_SETTINGS).write_text(json.dumps({"model": "facebook/sam-vit-base", "num_epochs": 3,
+                                                          "prompt_mode": "per-component"}))
+    assert read_train_config(tmp_path) == {"model_name_or_path": "facebook/sam-vit-base", "num_train_epochs": 3,
+                                           "prompt_mode": "box-per-polyp"}
+    scores = {"n": 1, "dice": 0.5, "miou": 0.4}
+    old = {"settings": {"model": "m", "prompt_modes": ["single"], "output": "o"}, "run": {"label": "m"},
+           "primary": {"prompt_mode": "single", "box_jitter": 0.0},
+           "results": {"model": {"single": {"0.0": {"kvasir": scores, "all": scores}}}}}
+    record = EvaluationRecord.from_json(old)
+    assert record.model == "m" and record.primary_mode == "box" and record.model_modes == ["box"]
+    assert record.settings["prompt_mode"] == ["box"] and record.settings["output_dir"] == "o"
+    assert record.all.dice == 0.5
 
 
 def test_random_builtin_at_the_papers_learning_rate_is_warned(prepared_demo, tmp_path, caplog):
@@ -376,7 +480,7 @@ def test_random_builtin_at_the_papers_learning_rate_is_warned(prepared_demo, tmp
     from polyp_sam_hf.training.loop import train
 
     with caplog.at_level("WARNING"):
-        train(*parse_config(train_args(prepared_demo, tmp_path / "run", "--max_steps", "1", "--learning_rate", "4e-6")))
+        train(*parse_config(train_args(prepared_demo, tmp_path / "run", "--max_train_steps", "1", "--learning_rate", "4e-6")))
     assert any("starts from random weights: at learning rate 4e-06" in r.getMessage() for r in caplog.records)
 
 
@@ -385,7 +489,7 @@ def test_a_path_the_system_refuses_is_one_line(tmp_path, capsys):
 
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    assert cli_main(["demo-data", "--output", str(blocker / "data")]) == 1  # a file where a folder must go
+    assert cli_main(["demo-data", "--output_dir", str(blocker / "data")]) == 1  # a file where a folder must go
     err = capsys.readouterr().err
     assert err.startswith("error: ") and str(blocker) in err and "Traceback" not in err
 

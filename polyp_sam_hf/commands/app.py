@@ -1,6 +1,6 @@
 """`polyp-sam app`: the box-prompt demo app (Gradio), locally or as a Hugging Face Space.
 
-    polyp-sam app --model runs/table2-b-full/best [--port 7860] [--share]
+    polyp-sam app --model_name_or_path runs/table2-b-full/best [--port 7860] [--share]
     polyp-sam app        # $POLYP_SAM_MODEL, else models/mobile-sam, else tiny-sam (random weights, warned)
 
 Needs the `app` extra: `pip install "polyp-sam-hf[app]"`.
@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 
 from polyp_sam_hf.core.errors import ConfigError
 from polyp_sam_hf.models.segmenter import PolypSegmenter
-from polyp_sam_hf.publishing.app import LAUNCH_SETTINGS, build_app, choose_model, trained_prompt_free
+from polyp_sam_hf.publishing.gradio_demo import LAUNCH_SETTINGS, build_app, choose_model, trained_prompt_free
 
 
 @dataclass
 class AppArguments:
-    model: str | None = field(default=None, metadata={
+    model_name_or_path: str | None = field(default=None, metadata={
         "help": "Hub id, folder, or built-in name (default: $POLYP_SAM_MODEL, else models/mobile-sam from "
                 "`polyp-sam convert --arch mobile-sam`, else tiny-sam)"})
     host: str = field(default="127.0.0.1", metadata={"help": "the address to serve on"})
@@ -36,7 +36,7 @@ def require_gradio() -> None:
 
 def run(args: AppArguments) -> int:
     require_gradio()
-    name, warning = choose_model(args.model)
+    name, warning = choose_model(args.model_name_or_path)
     app = build_app(PolypSegmenter.from_pretrained(name), warning=warning, prompt_free=trained_prompt_free(name))
     app.launch(server_name=args.host, server_port=args.port, share=args.share, **LAUNCH_SETTINGS)
     return 0

@@ -1,13 +1,13 @@
 """The `polyp-sam` command line: one subcommand per job, in a registry.
 
-    polyp-sam demo-data --output DIR
-    polyp-sam prepare --data-root DIR --output DIR
+    polyp-sam demo-data --output_dir DIR
+    polyp-sam prepare --data_root DIR --output_dir DIR
     polyp-sam train --config configs/demo.yaml
-    polyp-sam evaluate --model outputs/demo/run/best --data outputs/demo/data --output eval
-    polyp-sam predict --model outputs/demo/run/best --image frame.png --box 40,30,200,180 --output pred
-    polyp-sam convert --arch mobile-sam --output models/mobile-sam
-    polyp-sam export --model outputs/demo/run/best --repo-id ORG/NAME --output upload
-    polyp-sam app --model outputs/demo/run/best
+    polyp-sam evaluate --model_name_or_path outputs/demo/run/best --data outputs/demo/data --output_dir eval
+    polyp-sam predict --model_name_or_path outputs/demo/run/best --image frame.png --box 40,30,200,180 --output_dir pred
+    polyp-sam convert --arch mobile-sam --output_dir models/mobile-sam
+    polyp-sam export --model_name_or_path outputs/demo/run/best --repo_id ORG/NAME --output_dir upload
+    polyp-sam app --model_name_or_path outputs/demo/run/best
 
 Every command declares its flags as a dataclass in its own module (`commands/<name>.py`), parsed
 one way (`core.arguments.parse_arguments`: transformers' `HfArgumentParser`); `train` also reads a
@@ -22,7 +22,7 @@ import logging
 import sys
 from dataclasses import dataclass
 
-from polyp_sam_hf.core.threads import prefer_passive_waiting, set_cpu_threads
+from polyp_sam_hf.core.threads import flush_denormal_floats, prefer_passive_waiting, set_cpu_threads
 
 prefer_passive_waiting()  # an entry point: before PyTorch loads (core/threads.py says why)
 
@@ -57,8 +57,8 @@ COMMANDS: dict[str, Command] = {
     "reproduce": Command("train and evaluate every run of the paper's tables; write comparison.md",
                          "reproduce:ReproduceConfig:run"),
     "export": Command("write a checkpoint as a Hub model folder with its model card; send nothing",
-                      "publish:ExportArguments:run_export"),
-    "upload": Command("push a checkpoint and its model card to the Hub", "publish:UploadArguments:run_upload"),
+                      "export:ExportArguments:run"),
+    "upload": Command("push a checkpoint and its model card to the Hub", "upload:UploadArguments:run"),
     "app": Command("the box-prompt demo app (Gradio; the app extra)", "app:AppArguments:run"),
 }
 
@@ -72,6 +72,7 @@ def _usage() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    flush_denormal_floats()  # before any work starts PyTorch's thread pool (core/threads.py says why)
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     if not argv or argv[0] in ("-h", "--help"):

@@ -17,7 +17,7 @@ class CompareArguments:
         "help": "metrics.json files of `polyp-sam evaluate`, or the folders holding them"})
     table: list[int] | None = field(default=None, metadata={
         "repeat": True, "help": "only this paper table, 1, 2 or 3 (repeat for several; default: all)"})
-    output: Path | None = field(default=None, metadata={"help": "also write the comparison to this file"})
+    output_file: Path | None = field(default=None, metadata={"help": "also write the comparison to this file"})
 
     def __post_init__(self) -> None:
         bad = [t for t in self.table or () if t not in (1, 2, 3)]
@@ -27,7 +27,7 @@ class CompareArguments:
 
 def run(args: CompareArguments) -> int:
     text = comparison_markdown([read_metrics(p) for p in args.metrics], tuple(args.table or ()))
-    if args.output:
-        args.output.write_text(text)
+    if args.output_file:
+        args.output_file.write_text(text)
     print(text)
     return 0

@@ -17,7 +17,7 @@ class ConvertArguments:
     checkpoint: Path | None = field(default=None, metadata={
         "help": "a Meta-format .pt/.pth state dict (default: the official file, fetched and checked by SHA-256 "
                 "into the cache, see fetch-weights)"})
-    output: Path | None = field(default=None, metadata={"help": "model folder to write (default: models/ARCH)"})
+    output_dir: Path | None = field(default=None, metadata={"help": "model folder to write (default: models/ARCH)"})
 
     def __post_init__(self) -> None:
         check_choices(self)
@@ -25,8 +25,8 @@ class ConvertArguments:
 
 def run(args: ConvertArguments) -> int:
     checkpoint = args.checkpoint or fetch_checkpoint(args.arch)
-    output = convert_checkpoint(checkpoint, args.arch, args.output or Path("models") / args.arch)
-    print(f"Wrote {args.arch} from {checkpoint} to {output}: pass --model {output} to train.py, evaluate, "
+    output = convert_checkpoint(checkpoint, args.arch, args.output_dir or Path("models") / args.arch)
+    print(f"Wrote {args.arch} from {checkpoint} to {output}: pass --model_name_or_path {output} to train.py, evaluate, "
           "predict, app.py or hub_upload.py.")
     return 0
 

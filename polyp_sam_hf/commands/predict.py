@@ -11,37 +11,36 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from polyp_sam_hf.core.arguments import check_choices
 from polyp_sam_hf.core.errors import ConfigError
-from polyp_sam_hf.data.prompts import PROMPT_FREE, SELF_PROMPTED, get_prompt_mode, parse_box
+from polyp_sam_hf.data.prompts import PROMPT_MODE_REGISTRY, get_prompt_mode, parse_box
 from polyp_sam_hf.data.reading import IMAGE_EXTENSIONS, DataError
 from polyp_sam_hf.evaluation.figures import overlay
-from polyp_sam_hf.models.segmenter import PolypSegmenter, to_mask, validate_boxes
+from polyp_sam_hf.models.segmenter import PolypSegmenter, to_mask, union_mask, validate_boxes
 
 
 @dataclass
 class PredictArguments:
-    model: str = field(metadata={"help": "Hub id, folder, or built-in name"})
+    model_name_or_path: str = field(metadata={"help": "Hub id, folder, or built-in name"})
     image: Path = field(metadata={"help": "an image file or a folder of them"})
-    output: Path = field(metadata={"help": "folder for the masks and overlays"})
+    output_dir: Path = field(metadata={"help": "folder for the masks and overlays"})
     box: list[str] | None = field(default=None, metadata={
         "repeat": True, "help": "x0,y0,x1,y1 in pixels; repeat for several"})
-    boxes: Path | None = field(default=None, metadata={
+    boxes_file: Path | None = field(default=None, metadata={
         "help": "JSON {image: [[x0,y0,x1,y1], ...]} or CSV image,x0,y0,x1,y1"})
     device: str | None = field(default=None, metadata={"help": "cuda, cpu, ... (default: cuda when present)"})
     prompt_mode: str = field(default="box", metadata={
-        "choices": ["box", PROMPT_FREE, SELF_PROMPTED],
-        "help": "box: the boxes given; none: no box (a model trained with --prompt_mode none); auto: boxes made "
-                "from that prompt-free mask"})
+        "help": f"one of {', '.join(PROMPT_MODE_REGISTRY)}: a box mode takes the boxes given (--box, --boxes_file); "
+                "none: no box (a model trained with --prompt_mode none); auto: boxes made from that prompt-free mask"})
 
     def __post_init__(self) -> None:
-        check_choices(self)
+        get_prompt_mode(self.prompt_mode)  # an old or unknown name: the error names the valid ones
 
 
 def run(args: PredictArguments) -> int:
     boxes = [parse_box(b) for b in args.box or []] or None
-    written = run_predict(args.model, args.image, args.output, boxes, args.boxes, args.device, args.prompt_mode)
-    print(f"Wrote {len(written)} masks and overlays to {args.output}")
+    written = run_predict(args.model_name_or_path, args.image, args.output_dir, boxes, args.boxes_file, args.device,
+                          args.prompt_mode)
+    print(f"Wrote {len(written)} masks and overlays to {args.output_dir}")
     return 0
 
 
@@ -104,20 +103,18 @@ def run_predict(model: str, image: str | Path, output: str | Path, boxes: list[l
     """Predict every image's masks; write `<stem>_mask.png` (union, 0/255), `<stem>_mask_<k>.png`
     per box when there are several, and `<stem>_overlay.png`. Returns the mask paths.
 
-    `prompt_mode`: `box` (the boxes given), `none` (no box: a model trained with `--prompt_mode
-    none` marks every polyp it finds) or `auto` (boxes made from that prompt-free mask; they are
-    drawn on the overlay).
+    `prompt_mode`: a `PromptMode` name. A box mode (`box`, `box-per-polyp`) takes the boxes given;
+    `none` no box (a model trained with `--prompt_mode none` marks every polyp it finds); `auto` boxes
+    made from that prompt-free mask (they are drawn on the overlay).
     """
-    if prompt_mode not in ("box", PROMPT_FREE, SELF_PROMPTED):
-        raise ConfigError(f"--prompt-mode {prompt_mode!r}: use box, {PROMPT_FREE} or {SELF_PROMPTED}.")
+    mode = get_prompt_mode(prompt_mode)
     images = _images(Path(image))
     per_image = read_boxes_file(boxes_file) if boxes_file else {}
-    if prompt_mode == "box":
+    if mode.given_true_box:
         for path in images:
             if not (per_image.get(path.name) or per_image.get(path.stem) or boxes):
-                raise ConfigError(f"No box for {path}: give --box x0,y0,x1,y1 or list it in --boxes, or use "
-                                  "--prompt-mode auto or none with a model trained without boxes.")
-    mode = get_prompt_mode("single" if prompt_mode == "box" else prompt_mode)  # box: the boxes given
+                raise ConfigError(f"No box for {path}: give --box x0,y0,x1,y1 or list it in --boxes_file, or use "
+                                  "--prompt_mode auto or none with a model trained without boxes.")
     segmenter = PolypSegmenter.from_pretrained(model, device=device)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
@@ -129,11 +126,10 @@ def run_predict(model: str, image: str | Path, output: str | Path, boxes: list[l
         if mode.given_true_box:
             chosen = per_image.get(path.name) or per_image.get(path.stem) or boxes
             chosen = validate_boxes(chosen, frame.width, frame.height, name=str(path))
-        logits, chosen = segmenter.prompted_logits(embedded, mode, chosen)
-        masks = (to_mask(logits).cpu().numpy() if logits is not None
-                 else np.zeros((1, frame.height, frame.width), bool))
+        logits, chosen = segmenter.logits_for_mode(embedded, mode, chosen)
+        masks = to_mask(logits).cpu().numpy() if logits is not None else np.zeros((0, frame.height, frame.width), bool)
         chosen = np.zeros((0, 4), np.float32) if chosen is None else chosen
-        union = masks.any(0)
+        union = union_mask(logits, frame.height, frame.width)
         Image.fromarray(union.astype(np.uint8) * 255).save(output / f"{path.stem}_mask.png")
         if len(masks) > 1:
             for k, mask in enumerate(masks):

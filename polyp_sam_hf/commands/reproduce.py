@@ -1,6 +1,6 @@
 """`polyp-sam reproduce`: every run of the paper's Tables 1-3, evaluated and set beside the paper.
 
-    polyp-sam reproduce --data-root DATA --output OUT [--gpus 2] [--dry-run]
+    polyp-sam reproduce --data_root DATA --output_dir OUT [--gpus 2] [--dry_run]
 
 Steps, each skipped when its result is already there (so running it again resumes):
 
@@ -39,21 +39,21 @@ class ReproduceConfig:
     """Settings of one reproduction (`polyp-sam reproduce`)."""
 
     data_root: Path = field(metadata={"help": "PraNet layout or original releases"})
-    output: Path = field(metadata={"help": "data/, runs/, eval/ and comparison.md go here"})
+    output_dir: Path = field(metadata={"help": "data/, runs/, eval/ and comparison.md go here"})
     gpus: int = field(default=1, metadata={"help": "processes for accelerate launch, one per GPU"})
     accelerate_config: Path | None = field(default=None, metadata={
         "help": "an accelerate config file instead of --gpus (multi-node, CPU ranks)"})
-    model: str | None = field(default=None, metadata={
+    model_name_or_path: str | None = field(default=None, metadata={
         "help": "replace every config's model (a local copy of SAM ViT-B/L, a built-in)"})
     configs: Path = field(default=REPO_CONFIGS, metadata={"help": "the folder of paper configs"})
-    runs: list[str] | None = field(default=None, metadata={
-        "repeat": True, "aliases": ["--run"], "help": f"only this run (repeatable): {', '.join(PAPER_RUNS)}"})
+    run: list[str] | None = field(default=None, metadata={
+        "repeat": True, "help": f"only this run (repeatable): {', '.join(PAPER_RUNS)}"})
     train_args: tuple[str, ...] = field(default=(), metadata={
-        "rest": True, "help": "after --: further train.py flags for every run, e.g. -- --max_steps 100"})
+        "rest": True, "help": "after --: further train.py flags for every run, e.g. -- --max_train_steps 100"})
     dry_run: bool = field(default=False, metadata={"help": "print the commands; run nothing"})
 
     def __post_init__(self) -> None:
-        self.runs = tuple(self.runs or PAPER_RUNS)
+        self.run = tuple(self.run or PAPER_RUNS)
         self.train_args = tuple(self.train_args)
         if self.gpus < 1:
             raise ConfigError(f"--gpus {self.gpus}: give at least 1.")
@@ -87,15 +87,15 @@ def _launcher(config: ReproduceConfig) -> list[str]:
 
 
 def data_dir(config: ReproduceConfig, split: str) -> Path:
-    return config.output / "data" / split
+    return config.output_dir / "data" / split
 
 
 def run_dir(config: ReproduceConfig, name: str) -> Path:
-    return config.output / "runs" / name
+    return config.output_dir / "runs" / name
 
 
 def eval_dir(config: ReproduceConfig, name: str) -> Path:
-    return config.output / "eval" / name
+    return config.output_dir / "eval" / name
 
 
 def _train_step(config: ReproduceConfig, name: str) -> Step:
@@ -103,8 +103,8 @@ def _train_step(config: ReproduceConfig, name: str) -> Step:
     out = run_dir(config, name)
     argv = _launcher(config) + ["-m", "polyp_sam_hf", "train", "--config", str(yaml_file),
                                 "--data", str(data_dir(config, run.split)), "--output_dir", str(out)]
-    if config.model:
-        argv += ["--model", config.model]
+    if config.model_name_or_path:
+        argv += ["--model_name_or_path", config.model_name_or_path]
     if (eval_dir(config, name) / "metrics.json").is_file() or (out / FINISHED).is_file():
         return Step(f"train {name}", argv, True, "finished")
     try:
@@ -124,26 +124,27 @@ def plan(config: ReproduceConfig) -> list[Step]:
     Raises:
         ValueError: an unknown run name, or a paper config that is missing.
     """
-    unknown = [name for name in config.runs if name not in PAPER_RUNS]
+    unknown = [name for name in config.run if name not in PAPER_RUNS]
     if unknown:
         raise ConfigError(f"Unknown paper runs {unknown}; the paper's runs are {', '.join(PAPER_RUNS)}.")
-    missing = [str(config.configs / f"{name}.yaml") for name in config.runs
+    missing = [str(config.configs / f"{name}.yaml") for name in config.run
                if not (config.configs / f"{name}.yaml").is_file()]
     if missing:
         raise ConfigError(f"Paper configs not found: {', '.join(missing)}. Pass --configs with the folder "
                          "configs/paper of the polyp-sam-hf repository.")
     steps = []
-    for split in dict.fromkeys(PAPER_RUNS[name].split for name in config.runs):
+    for split in dict.fromkeys(PAPER_RUNS[name].split for name in config.run):
         out = data_dir(config, split)
-        steps.append(Step(f"prepare the {split} split", _cli("prepare", "--data-root", config.data_root,
-                                                             "--output", out, "--split-preset", split),
+        steps.append(Step(f"prepare the {split} split", _cli("prepare", "--data_root", config.data_root,
+                                                             "--output_dir", out, "--split_preset", split),
                           is_prepared(out), "prepared"))
-    for name in config.runs:
+    for name in config.run:
         steps.append(_train_step(config, name))
         out = eval_dir(config, name)
         steps.append(Step(f"evaluate {name}", _cli(
-            "evaluate", "--model", run_dir(config, name) / "best", "--data", data_dir(config, PAPER_RUNS[name].split),
-            "--output", out, "--paper-run", name), (out / "metrics.json").is_file(), "evaluated"))
+            "evaluate", "--model_name_or_path", run_dir(config, name) / "best", "--data",
+            data_dir(config, PAPER_RUNS[name].split), "--output_dir", out, "--paper_run", name),
+            (out / "metrics.json").is_file(), "evaluated"))
     return steps
 
 
@@ -172,8 +173,8 @@ def reproduce(config: ReproduceConfig, run: Callable[[list[str]], int] | None = 
                                "the same command again: finished steps are skipped.")
     if config.dry_run:
         return None
-    metrics = [read_metrics(eval_dir(config, name)) for name in config.runs]
-    path = config.output / "comparison.md"
+    metrics = [read_metrics(eval_dir(config, name)) for name in config.run]
+    path = config.output_dir / "comparison.md"
     path.write_text(comparison_markdown(metrics))
     print(f"Wrote {path}")
     return path

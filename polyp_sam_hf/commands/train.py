@@ -10,12 +10,14 @@ from pathlib import Path
 from accelerate import PartialState
 
 from polyp_sam_hf.core.errors import REPORTED
+from polyp_sam_hf.core.threads import flush_denormal_floats
 from polyp_sam_hf.training.config import parse_config
 from polyp_sam_hf.training.loop import train
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: parse the config, train, print the test table."""
+    flush_denormal_floats()  # before any work starts PyTorch's thread pool (core/threads.py says why)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     try:
         results = train(*parse_config(argv))

@@ -2,14 +2,15 @@
 dataclass whose fields carry their help, and `parse_arguments` turns a command line, and optionally
 a YAML file (`--config`), into instances of them with transformers' `HfArgumentParser`.
 
-Each field becomes `--name` (and `--na-me` for `--na_me`); `metadata` passes to argparse
-(`help`, `choices`, `aliases`, `action`), and two keys are this library's:
+Each field becomes `--name`, spelled as the field is (snake_case, as in transformers' example
+scripts: `--model_name_or_path`, `--per_device_train_batch_size`); `metadata` passes to argparse
+(`help`, `choices`, `aliases`, `action`), and three keys are this library's:
 
 - `positional`: the field is a positional argument (`polyp-sam compare EVAL ...`);
 - `rest`: the field takes everything after `--` (further `train.py` flags for `reproduce`);
 - `repeat`: a `list[X] | None` field given once per value (`--box A --box B`).
 
-Comma-separated lists (`--box-jitter 0,0.05`) are the field types `Floats` and `Names`: tuples
+Comma-separated lists (`--box_jitter 0,0.05`) are the field types `Floats` and `Names`: tuples
 in code, one comma-separated word on the command line.
 """
 
@@ -55,9 +56,54 @@ class Names(tuple):
         return ",".join(self)
 
 
+# Settings renamed since earlier versions: old name -> new (the transformers example scripts' names where
+# ours meant the same). An old flag or YAML key is answered with the new one; records that earlier
+# versions wrote (a run's settings, an evaluation's) are read with the new names.
+RENAMED_SETTINGS = {
+    "model": "model_name_or_path",
+    "num_epochs": "num_train_epochs",
+    "max_steps": "max_train_steps",
+    "per_device_batch_size": "per_device_train_batch_size",
+    "lr_scheduler": "lr_scheduler_type",
+    "save_every_steps": "checkpointing_steps",
+    "eval_every_steps": "eval_steps",
+    "num_workers": "dataloader_num_workers",
+    "output": "output_dir",
+    "batch_size": "per_device_eval_batch_size",
+    "max_samples": "max_eval_samples",
+    "prompt_modes": "prompt_mode",
+    "min_component_area": "min_polyp_area",
+    "overwrite": "overwrite_output_dir",
+    "boxes": "boxes_file",
+    "push_to_hub": "hub_dataset_id",
+    "runs": "run",
+}
+
+
+def current_settings(values: dict) -> dict:
+    """A settings dict an earlier version wrote, with today's names (`RENAMED_SETTINGS`)."""
+    out = {}
+    for key, value in values.items():
+        new = RENAMED_SETTINGS.get(key, key)
+        out[key if new in values else new] = value  # a record holding both names keeps the new one's value
+    return out
+
+
+def _suggestion(given: str, known: list[str]) -> str | None:
+    """The known name meant by `given`: its new name (a renamed setting, any spelling), its snake_case
+    spelling, or the closest known name."""
+    dashes = "--" if given.startswith("--") else ""
+    bare = given[len(dashes):].replace("-", "_")
+    for candidate in (RENAMED_SETTINGS.get(bare), bare):
+        if candidate and f"{dashes}{candidate}" in known and f"{dashes}{candidate}" != given:
+            return f"{dashes}{candidate}"
+    close = difflib.get_close_matches(given, known, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 def did_you_mean(given: list[str], known) -> str:
-    """` (did you mean --learning_rate?)` for the closest known names, or nothing."""
-    close = [m for g in given for m in difflib.get_close_matches(g, list(known), n=1, cutoff=0.6)]
+    """` (did you mean --learning_rate?)` for the names meant by `given`, or nothing."""
+    close = [m for g in given if (m := _suggestion(g, list(known)))]
     return f" (did you mean {', '.join(close)}?)" if close else ""
 
 
@@ -111,9 +157,21 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+class _SnakeCaseOnly:
+    """`add_argument` of an argparse group, without the kebab-case spelling (`--output_dir`) that
+    `HfArgumentParser` registers beside each snake_case flag: one spelling for every command."""
+
+    def __init__(self, target) -> None:
+        self.target = target
+
+    def add_argument(self, *names: str, **kwargs):
+        return self.target.add_argument(*(n for n in names if not n.startswith("--") or "-" not in n[2:]), **kwargs)
+
+
 class CommandParser(HfArgumentParser):
-    """`HfArgumentParser` with positional and after-`--` fields, no abbreviated flags (a typo is an
-    error, never a silent match of a longer flag), and "did you mean" for a mistyped choice."""
+    """`HfArgumentParser` with one spelling per flag (snake_case), positional and after-`--` fields,
+    no abbreviated flags (a typo is an error, never a silent match of a longer flag), and "did you
+    mean" for a mistyped choice or a renamed flag."""
 
     def __init__(self, dataclass_types, **kwargs) -> None:
         kwargs.setdefault("allow_abbrev", False)
@@ -135,14 +193,13 @@ class CommandParser(HfArgumentParser):
             return
         if field.metadata.get("repeat"):
             item = next(a for a in field.type.__args__ if a is not type(None)).__args__[0]  # list[X] | None -> X
-            options = [f"--{field.name}", f"--{field.name.replace('_', '-')}", *field.metadata.get("aliases", ())]
-            parser.add_argument(*dict.fromkeys(options), action="append", type=item, default=None,
-                                help=field.metadata.get("help"))
+            parser.add_argument(f"--{field.name}", *field.metadata.get("aliases", ()), action="append", type=item,
+                                default=None, help=field.metadata.get("help"))
             return
         kwargs = {k: v for k, v in field.metadata.items() if k not in ("positional", "rest", "repeat")}
         if kwargs != dict(field.metadata):
             field = dataclasses.replace(field, metadata=kwargs)
-        HfArgumentParser._parse_dataclass_field(parser, field)
+        HfArgumentParser._parse_dataclass_field(_SnakeCaseOnly(parser), field)
 
     def error(self, message: str):
         if "invalid choice:" in message and "choose from" in message:
@@ -187,10 +244,12 @@ def parse_arguments(classes: type | tuple[type, ...], argv: list[str], prog: str
             raise ConfigError(f"{path}: unknown keys {unknown}{did_you_mean(unknown, names)}. "
                               f"Valid keys: {sorted(names)}.")
         parser.set_defaults(**from_file)
-    namespace, extra = parser.parse_known_args(argv)
+    known_flags = [o for a in parser._actions for o in a.option_strings]
+    # an unknown flag first, before argparse's "required" errors: an old name is answered with its new one
+    unknown_flags = [a.split("=")[0] for a in argv if a.startswith("--") and a.split("=")[0] not in known_flags]
+    namespace, extra = parser.parse_known_args(argv) if not unknown_flags else (None, unknown_flags)
     if extra:
         flags = [a.split("=")[0] for a in extra if a.startswith("-")] or extra
-        known_flags = [o for a in parser._actions for o in a.option_strings]
         raise ConfigError(f"Unknown flag(s) {' '.join(flags)}{did_you_mean(flags, known_flags)}. "
                           f"`{prog} --help` lists them all.")
     rest_fields = [f.name for cls in classes for f in dataclasses.fields(cls) if f.metadata.get("rest")]

@@ -1,4 +1,4 @@
-"""CPU threads, set on purpose: a CPU shared with other work slows in proportion, not 8x.
+"""CPU threads and floats, set on purpose: a CPU shared with other work slows in proportion, not 8x.
 
 PyTorch starts one intra-op thread per core, and its OpenMP threads spin at every barrier waiting
 for each other. Alone that is fastest; beside another process doing the same, a thread that spins
@@ -13,6 +13,13 @@ one matrix-product loop on 2 cores, for a 2x share). The library therefore sets,
 - DataLoader workers: one thread each (PyTorch's own default in a worker, kept);
 - OpenMP waiting passively (`OMP_WAIT_POLICY=PASSIVE`): read by the OpenMP runtime when it starts,
   so the command-line entry points set it before PyTorch is imported (`prefer_passive_waiting`).
+
+Denormal floats are flushed to zero on the CPU (`flush_denormal_floats`): SAM's ViT encoder on a
+frame padded to its square input (every frame that is not square, so nearly every polyp frame) makes
+float32 values below 1.2e-38, which the CPU computes on slowly: measured, a padded 2-frame ViT-B
+forward took 65 s with them and 11 s without, the same as on unpadded frames (TinyViT is not
+affected). The setting belongs to each thread, and a thread starts with its parent's, so the entry
+points set it before PyTorch starts its thread pool.
 
 `POLYP_SAM_THREADS=torch` leaves every setting to PyTorch (the behaviour before this module);
 `OMP_NUM_THREADS`, when set, is respected. `python benchmarks/shared_cpu.py` measures them
@@ -45,6 +52,16 @@ def prefer_passive_waiting() -> None:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+def flush_denormal_floats() -> bool:
+    """Treat denormal floats (below 1.2e-38 in float32) as zero on the CPU, in this thread and in the
+    threads it starts from now on (PyTorch's pool among them, when it has not started yet; DataLoader
+    workers, forked from it). Returns whether the setting is on (False where the policy leaves it to
+    PyTorch, or the CPU has no such mode)."""
+    import torch  # here, not above: `prefer_passive_waiting` must run before PyTorch loads
+
+    return _policy() == "auto" and torch.set_flush_denormal(True)
+
+
 def available_cores() -> int:
     """Cores this process may run on (its CPU affinity, which containers and `taskset` narrow)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -56,6 +73,7 @@ def set_cpu_threads(local_processes: int = 1, parameters: int | None = None) -> 
     count, or None where the policy or `OMP_NUM_THREADS` decides."""
     import torch  # here, not above: `prefer_passive_waiting` must run before PyTorch loads
 
+    flush_denormal_floats()
     if _policy() == "torch" or "OMP_NUM_THREADS" in os.environ:
         return None
     small = parameters is not None and parameters < SMALL_MODEL_PARAMETERS

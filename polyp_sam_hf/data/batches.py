@@ -1,7 +1,7 @@
 """From dataset rows to SAM batches: pixels (or cached embeddings), box prompts and targets.
 
 Each item holds K prompts (K = 1 for the paper's whole-mask box, one per polyp with
-`prompt_mode="per-component"`); `collate` pads K over the batch and marks the padding.
+`prompt_mode="box-per-polyp"`); `collate` pads K over the batch and marks the padding.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class PromptDataset(torch.utils.data.Dataset):
         self,
         split: datasets.Dataset,
         processor: SamProcessor,
-        prompt_mode: str = "single",
+        prompt_mode: str = "box",
         box_jitter: float = 0.0,
         seed: int = 0,
         embeddings: Callable[[str], torch.Tensor] | None = None,

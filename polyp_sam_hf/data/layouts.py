@@ -312,5 +312,5 @@ def discover(root: str | Path) -> Discovery:
             return found
     raise DataError(
         f"No polyp dataset found at {root}. Looked for: {looked_for}. "
-        "Point --data-root at the folder that holds them."
+        "Point --data_root at the folder that holds them."
     )

@@ -3,7 +3,8 @@ prepared one safely, and say which split it holds.
 
 The split is a property of the data, not of a training run: `prepare` records it beside the
 DatasetDict (`polyp_sam_split.json`), a run records the split it trained on, and `evaluate` reads
-it back, so a seed sweep never moves a test frame into training.
+it back, so a seed sweep never moves a test frame into training. The same record keeps the smallest
+polyp area the boxes were made with, so evaluation leaves out the same specks.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import datasets
 
 from polyp_sam_hf.core.files import replace_atomically, staging_folder
 from polyp_sam_hf.data.prepare import prepare_dataset
+from polyp_sam_hf.data.prompts import MIN_POLYP_AREA
 from polyp_sam_hf.data.reading import DataError
 from polyp_sam_hf.data.splits import SplitSettings
 from polyp_sam_hf.data.synthetic import write_demo_data
@@ -44,6 +46,14 @@ def recorded_split(path: str | Path) -> SplitSettings | None:
     return SplitSettings(values["preset"], values["val_fraction"], values["seed"])
 
 
+def recorded_min_polyp_area(path: str | Path) -> int:
+    """The smallest polyp, in pixels, a prepared folder's boxes were made with (`prepare
+    --min_polyp_area`); the library's default for a raw root, or a folder prepared without a record."""
+    record = Path(path) / SPLIT_RECORD
+    values = json.loads(record.read_text()) if is_prepared(path) and record.is_file() else {}
+    return int(values.get("min_polyp_area", MIN_POLYP_AREA))
+
+
 def load_polyp_data(
     data: str | Path,
     split_preset: str = SplitSettings.preset,
@@ -69,7 +79,7 @@ def load_polyp_data(
 
 
 REQUIRED_COLUMNS = ("image", "mask", "source", "image_id", "box", "boxes")
-PREPARE_HINT = "prepare it with `polyp-sam prepare --data-root DATA_ROOT --output DIR` and pass DIR"
+PREPARE_HINT = "prepare it with `polyp-sam prepare --data_root DATA_ROOT --output_dir DIR` and pass DIR"
 
 
 def _load_prepared(path: Path) -> datasets.DatasetDict:
@@ -95,7 +105,8 @@ def check_columns(dataset: datasets.DatasetDict, path: str | Path) -> datasets.D
 
 
 def save_prepared(dataset: datasets.DatasetDict, output: str | Path, split: SplitSettings,
-                  data_root: str | Path, overwrite: bool = False, report: str | None = None) -> Path:
+                  data_root: str | Path, overwrite: bool = False, report: str | None = None,
+                  min_polyp_area: int = MIN_POLYP_AREA) -> Path:
     """`save_to_disk` into `output` with the split record, never leaving a half-written dataset.
 
     The DatasetDict is written into a sibling temporary folder and renamed into place, so a run
@@ -108,21 +119,21 @@ def save_prepared(dataset: datasets.DatasetDict, output: str | Path, split: Spli
     """
     output, root = Path(output), Path(data_root)
     if output.resolve() == root.resolve() or root.resolve() in output.resolve().parents:
-        raise DataError(f"--output {output} is inside the data root {root}; write the prepared dataset "
+        raise DataError(f"--output_dir {output} is inside the data root {root}; write the prepared dataset "
                         "elsewhere (nothing was written).")
     if output.exists() and not output.is_dir():
-        raise DataError(f"--output {output} is a file; give a folder (nothing was written).")
+        raise DataError(f"--output_dir {output} is a file; give a folder (nothing was written).")
     if output.is_dir() and any(output.iterdir()):
         if not is_prepared(output):
-            raise DataError(f"--output {output} is not empty and holds no prepared dataset; give a new or empty "
+            raise DataError(f"--output_dir {output} is not empty and holds no prepared dataset; give a new or empty "
                             "folder (nothing was deleted).")
         if not overwrite:
-            raise DataError(f"--output {output} already holds a prepared dataset; pass --overwrite to replace it "
+            raise DataError(f"--output_dir {output} already holds a prepared dataset; pass --overwrite_output_dir to replace it "
                             "(nothing was changed).")
     staging = staging_folder(output, "prepare-tmp")
     # shards of at most SHARD_SIZE: writing one holds it in memory, so memory stays flat with the frames
     dataset.save_to_disk(str(staging), max_shard_size=SHARD_SIZE)
-    (staging / SPLIT_RECORD).write_text(json.dumps(asdict(split), indent=1))
+    (staging / SPLIT_RECORD).write_text(json.dumps({**asdict(split), "min_polyp_area": min_polyp_area}, indent=1))
     if report is not None:
         (staging / "prepare_report.txt").write_text(report + "\n")
     replace_atomically(staging, output)

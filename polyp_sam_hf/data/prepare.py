@@ -28,7 +28,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from polyp_sam_hf.data.layouts import Discovery, PairRecord, Skipped, discover
-from polyp_sam_hf.data.prompts import box_iou, polyp_prompts
+from polyp_sam_hf.data.prompts import MIN_POLYP_AREA, box_iou, polyp_prompts
 from polyp_sam_hf.data.reading import DataError, encode_png, read_pair
 from polyp_sam_hf.data.sources import frame_key
 from polyp_sam_hf.data.splits import SplitSettings, assign_splits, get_split_preset
@@ -131,14 +131,14 @@ def _scaled_json_box(json_box, width: int, height: int) -> list[float]:
     ]
 
 
-def build_row(pair: PairRecord, min_component_area: int = 10) -> dict:
+def build_row(pair: PairRecord, min_polyp_area: int = MIN_POLYP_AREA) -> dict:
     """Read one pair and make its dataset row (see the module docstring for the schema).
 
     Raises:
         DataError: a file is unreadable, or image and mask sizes differ.
     """
     image, mask = read_pair(pair.image_path, pair.mask_path)
-    mask_box, boxes, specks = polyp_prompts(mask, min_component_area)
+    mask_box, boxes, specks = polyp_prompts(mask, min_polyp_area)
     box, origin, rejected = mask_box, "mask" if mask_box is not None else "none", None
     if pair.json_box is not None and mask_box is not None:
         json_box = _scaled_json_box(pair.json_box, image.width, image.height)
@@ -168,7 +168,7 @@ def prepare_dataset(
     split_preset: str = SplitSettings.preset,
     val_fraction: float = SplitSettings.val_fraction,
     seed: int = SplitSettings.seed,
-    min_component_area: int = 10,
+    min_polyp_area: int = MIN_POLYP_AREA,
     skip_bad_files: bool = False,
     work_dir: str | Path | None = None,
 ) -> tuple[datasets.DatasetDict, PrepareReport]:
@@ -179,7 +179,7 @@ def prepare_dataset(
         split_preset: a `SPLIT_PRESETS` key (`paper`, `cross-colondb`).
         val_fraction: the part of each training source held out for validation.
         seed: seeds the release split and the validation draw.
-        min_component_area: smallest polyp, in pixels, that gets its own box in `boxes`.
+        min_polyp_area: smallest polyp, in pixels: smaller specks are in neither `box` nor `boxes`.
         skip_bad_files: list unreadable or mismatched pairs as skipped instead of stopping.
         work_dir: write each split's rows to an Arrow file here as they are read, so memory stays
             flat however many frames there are (the returned splits are memory-mapped from it; keep
@@ -195,7 +195,7 @@ def prepare_dataset(
     if unpaired and not skip_bad_files:
         named = "; ".join(f"{s.path}: {s.reason}" for s in unpaired[:3])
         raise DataError(f"{len(unpaired)} files have no partner: {named}{' ...' if len(unpaired) > 3 else ''}. "
-                        f"Add the missing files, or pass --skip-bad-files to leave them out and list them.")
+                        f"Add the missing files, or pass --skip_bad_files to leave them out and list them.")
     report = PrepareReport(layout=found.layout, skipped=list(found.skipped))
     splits, report.left_out_by_preset = assign_splits(found.pairs, preset, val_fraction, seed, sequences=not synthetic)
 
@@ -207,10 +207,10 @@ def prepare_dataset(
             for pair in pairs:
                 bar.update(1)
                 try:
-                    row = build_row(pair, min_component_area)
+                    row = build_row(pair, min_polyp_area)
                 except DataError as err:
                     if not skip_bad_files:
-                        raise DataError(f"{err} Fix or remove the file, or pass --skip-bad-files to leave such "
+                        raise DataError(f"{err} Fix or remove the file, or pass --skip_bad_files to leave such "
                                         "pairs out and list them.") from None
                     report.skipped.append(Skipped(str(pair.image_path), str(err)))
                     continue

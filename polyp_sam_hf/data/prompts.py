@@ -14,7 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 from polyp_sam_hf.core.errors import ConfigError
-from polyp_sam_hf.core.registry import lookup
+from polyp_sam_hf.core.registry import by_name, lookup
 
 if TYPE_CHECKING:
     import torch
@@ -22,7 +22,16 @@ if TYPE_CHECKING:
 Array = TypeVar("Array", np.ndarray, "torch.Tensor")  # numpy or torch, the same in and out
 
 # 8-connectivity: pixels touching by a corner belong to the same polyp.
-_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+# Pixels: a connected component smaller than this is annotation noise (a JPEG mask's stray speck), not
+# a polyp. The default of `polyp-sam prepare --min_polyp_area`, which records the value it used with
+# the dataset, so boxes, self-made boxes and detection counts all leave out the same specks.
+MIN_POLYP_AREA = 10
+
+
+def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """(int (H, W) labels, count) of the 8-connected components of a boolean (H, W) mask."""
+    return ndimage.label(np.asarray(mask, dtype=bool), structure=EIGHT_CONNECTED)
 
 
 def inside_inscribed_ellipse(edges: Array, xs: Array, ys: Array, min_radius: float = 0.0) -> Array:
@@ -60,7 +69,7 @@ def box_iou(a, b) -> float:
 def _components(mask: np.ndarray, min_area: int) -> tuple[list[list[float]], int]:
     """(boxes of the 8-connected components of at least `min_area` pixels, largest first; the
     number of all components), from one labelling of the mask."""
-    labels, count = ndimage.label(mask, structure=_EIGHT_CONNECTED)
+    labels, count = label_components(mask)
     if count == 0:
         return [], 0
     areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
@@ -73,7 +82,7 @@ def _components(mask: np.ndarray, min_area: int) -> tuple[list[list[float]], int
     return [box for _, _, box in sorted(found)], count
 
 
-def component_boxes(mask: np.ndarray, min_area: int = 10) -> list[list[float]]:
+def component_boxes(mask: np.ndarray, min_area: int = MIN_POLYP_AREA) -> list[list[float]]:
     """One box per 8-connected foreground component of at least `min_area` pixels, largest first.
 
     Args:
@@ -87,7 +96,7 @@ def component_boxes(mask: np.ndarray, min_area: int = 10) -> list[list[float]]:
     return _components(mask, min_area)[0]
 
 
-def polyp_prompts(mask: np.ndarray, min_area: int = 10) -> tuple[list[float] | None, list[list[float]], int]:
+def polyp_prompts(mask: np.ndarray, min_area: int = MIN_POLYP_AREA) -> tuple[list[float] | None, list[list[float]], int]:
     """The whole-mask `box`, the per-polyp `boxes`, and how many specks both ignore.
 
     Both boxes come from the same components: those of at least `min_area` pixels. A speck of
@@ -110,7 +119,7 @@ def component_masks(mask: np.ndarray, boxes: list[list[float]]) -> list[np.ndarr
 
     Used to give each per-polyp prompt its own target: the component(s) that lie in its box.
     """
-    labels, _ = ndimage.label(mask, structure=_EIGHT_CONNECTED)
+    labels, _ = label_components(mask)
     out = []
     for x0, y0, x1, y1 in boxes:
         window = labels[int(y0) : int(y1) + 1, int(x0) : int(x1) + 1]
@@ -161,26 +170,32 @@ def _box_per_polyp(row: dict) -> list[list[float]]:
 
 @dataclass(frozen=True)
 class PromptMode:
-    """How a frame is prompted: the one definition that training, evaluation, tables and the app ask.
+    """How a frame is prompted: the one definition that training, evaluation, tables, `predict` and
+    the app ask (never its name).
 
     Attributes:
-        name: the setting's value (`--prompt_mode`, `--prompt-mode`).
+        name: the setting's value (`--prompt_mode`), the same in every command, config and record.
         label: how a table names it.
+        description: one line for help texts.
         boxes: the boxes a dataset row gives, or None when the data gives none (no box, or boxes the
-            model makes itself).
+            model makes itself). `predict` and the app take the boxes a person gives instead.
         whole_mask_target: every prompt's training target is the whole mask.
-        self_prompted: the model's prompt-free mask makes the boxes (evaluation only).
+        self_prompted: the model's prompt-free mask makes the boxes (evaluation and inference only).
+        paper: the paper's protocol (Polyp-SAM prompts each test frame with one box around its mask),
+            the mode a published row is compared with.
     """
 
     name: str
     label: str
+    description: str
     boxes: Callable[[dict], list[list[float]]] | None
     whole_mask_target: bool = True
     self_prompted: bool = False
+    paper: bool = False
 
     @property
     def given_true_box(self) -> bool:
-        """Prompted with the dataset's true box(es): the paper's protocol."""
+        """Prompted with the dataset's true box(es), or a person's: the paper's kind of prompt."""
         return self.boxes is not None
 
     @property
@@ -188,23 +203,34 @@ class PromptMode:
         return not self.self_prompted
 
 
-PROMPT_MODE_REGISTRY: dict[str, PromptMode] = {
-    # the paper's: one box around the whole mask (none for an empty mask)
-    "single": PromptMode("single", "single box", _whole_mask_box),
-    # one box per polyp (8-connected component), each trained on the polyp(s) inside it
-    "per-component": PromptMode("per-component", "per-component box", _box_per_polyp, whole_mask_target=False),
-    # no box, no point: SAM's decoder from the image alone, trained to give every polyp
-    "none": PromptMode("none", "no box", None),
-    # evaluation only: boxes made from the prompt-free mask, then box-prompted
-    "auto": PromptMode("auto", "self-made boxes", None, whole_mask_target=False, self_prompted=True),
-}
+PROMPT_MODE_REGISTRY: dict[str, PromptMode] = by_name(
+    PromptMode("box", "one box", "one box around the whole mask, the paper's (none for an empty mask)",
+               _whole_mask_box, paper=True),
+    PromptMode("box-per-polyp", "box per polyp", "one box per polyp (8-connected component), each trained on "
+               "the polyp(s) inside it", _box_per_polyp, whole_mask_target=False),
+    PromptMode("none", "no box", "no prompt at all: SAM's decoder from the image alone, trained to mark every polyp",
+               None),
+    PromptMode("auto", "self-made boxes", "boxes made from the prompt-free mask, then box-prompted (a model "
+               "trained with --prompt_mode none; not for training)", None, whole_mask_target=False,
+               self_prompted=True),
+)
 TRAINING_PROMPT_MODES = {name: mode for name, mode in PROMPT_MODE_REGISTRY.items() if mode.trainable}
-PROMPT_MODES = tuple(TRAINING_PROMPT_MODES)
-PROMPT_FREE = "none"
-SELF_PROMPTED = "auto"
+# names of earlier versions, still read from the records they wrote (metrics.json, a run's record)
+RENAMED_PROMPT_MODES = {"single": "box", "per-component": "box-per-polyp"}
 
 
-def get_prompt_mode(name: str) -> PromptMode:
+def current_prompt_mode_name(name: str) -> str:
+    """A prompt-mode name as this version calls it (a record of an earlier version may use an old one)."""
+    return RENAMED_PROMPT_MODES.get(name, name)
+
+
+def get_prompt_mode(name: str, training: bool = False) -> PromptMode:
+    """The mode called `name` (with `training`, one a model can be trained with); an old name or an
+    unknown one is a `ConfigError` naming the valid ones."""
+    if name in RENAMED_PROMPT_MODES:
+        raise ConfigError(f"Prompt mode {name!r} is now called {RENAMED_PROMPT_MODES[name]!r}.")
+    if training:
+        return lookup(TRAINING_PROMPT_MODES, name, "training prompt mode")
     return lookup(PROMPT_MODE_REGISTRY, name, "prompt mode")
 
 

@@ -85,7 +85,7 @@ def pranet_list(items, rng):
     listed = pranet_test_ids().get(items[0].source, frozenset()) if items else frozenset()
     if items and not any(p.image_id in listed for p in items):
         logger.warning("None of PraNet's %d test frames of %s are in this data root: all %d of its frames train. "
-                       "Use --split-preset paper-random to test on a seeded draw instead.",
+                       "Use --split_preset paper-random to test on a seeded draw instead.",
                        len(listed), items[0].source, len(items))
     return [p for p in items if p.image_id not in listed], [p for p in items if p.image_id in listed]
 
@@ -120,7 +120,7 @@ class SplitPreset:
     """A train/test protocol.
 
     Attributes:
-        name: the `--split-preset` value.
+        name: the `--split_preset` value.
         description: one line for help texts and docs.
         test_sources: sources whose test frames form the `test` split; others are left out.
         release_tests: for original releases (which carry no split of their own), how each listed
@@ -188,7 +188,7 @@ def assign_splits(
         The three lists, and how many pairs the preset leaves out.
     """
     if not 0.0 <= val_fraction < 1.0:
-        raise ConfigError(f"--val-fraction must be in [0, 1), got {val_fraction}.")
+        raise ConfigError(f"--val_fraction must be in [0, 1), got {val_fraction}.")
     rng = np.random.default_rng(seed)
     pool: dict[str, list[PairRecord]] = defaultdict(list)
     test: list[PairRecord] = []

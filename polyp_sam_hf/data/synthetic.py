@@ -154,7 +154,7 @@ def write_demo_data(
     frames for each of the five test sets, each set in its own colour style.
 
     Returns:
-        The output folder, ready for `polyp-sam prepare --data-root`.
+        The output folder, ready for `polyp-sam prepare --data_root`.
     """
     output = Path(output)
     rng = np.random.default_rng(seed)

@@ -10,7 +10,7 @@ row: same method, same strategy, same split, the paper's protocol, the paper's s
 from __future__ import annotations
 
 from polyp_sam_hf.core.errors import ConfigError
-from polyp_sam_hf.data.prompts import SELF_PROMPTED, get_prompt_mode
+from polyp_sam_hf.data.prompts import get_prompt_mode
 from polyp_sam_hf.data.sources import SOURCES
 from polyp_sam_hf.evaluation.published import (
     BACKBONE_METHODS,
@@ -34,7 +34,6 @@ BOX_NOTE = (
     "test frame's true box (the paper's protocol); the other published methods, and this library's "
     "prompt-free rows, found the polyp with no box."
 )
-PAPER_MODE = "single"  # the paper prompts with one box around the whole mask
 
 
 def _prompt(mode: str) -> tuple[str, str]:
@@ -52,11 +51,11 @@ def identify(label: str, base_model: str | None, train_config: dict | None, spli
     """
     if paper_run is not None:
         if paper_run not in PAPER_RUNS:
-            raise ConfigError(f"--paper-run {paper_run!r}: the paper's runs are {', '.join(PAPER_RUNS)}.")
+            raise ConfigError(f"--paper_run {paper_run!r}: the paper's runs are {', '.join(PAPER_RUNS)}.")
         run = PAPER_RUNS[paper_run]
         if split is not None and split != run.split:
             raise ConfigError(f"{paper_run} is a Table {run.table} run tested on the `{run.split}` split, but the "
-                             f"data was prepared with the `{split}` split; prepare it with --split-preset {run.split}.")
+                             f"data was prepared with the `{split}` split; prepare it with --split_preset {run.split}.")
         return RunIdentity(label, run.method, run.strategy, run.split, paper_run)
     strategy = (train_config or {}).get("strategy")
     return RunIdentity(label, BACKBONE_METHODS.get(base_model or ""), strategy, split)
@@ -117,7 +116,7 @@ def comparison_table(rows: list[PublishedRow], runs: list[EvaluationRecord], sou
         identity = record.run
         protocol = record.settings.get("protocol", "paper")
         paper = matching_row(identity, rows)
-        if paper is None:
+        if paper is None and rows:  # with no published rows (the training's test report) there is nothing to explain
             notes.append(_why_no_difference(identity, rows))
         elif protocol != "paper":
             notes.append(f"`{identity.label}` was scored with the `{protocol}` protocol, the Polyp-SAM rows with "
@@ -128,7 +127,7 @@ def comparison_table(rows: list[PublishedRow], runs: list[EvaluationRecord], sou
             zero_shot = ", zero-shot" if identity.strategy is None and identity.paper_run is None else ""
             block = [row([f"**{identity.label}** ({prompt}{zero_shot})", "this library", given]
                          + [c for s in sources for c in _fmt(ours.get(s))])]
-            if paper is not None and protocol == "paper" and mode == PAPER_MODE:
+            if paper is not None and protocol == "paper" and get_prompt_mode(mode).paper:
                 block.append(row([f"difference to {paper.label}, Table {paper.table}", "this library - published", ""]
                                  + [c for s in sources for c in _diff(ours.get(s), paper.values.get(s))]))
             for name in (m for m in record.results if m != "model" and mode in record.results[m]):
@@ -165,7 +164,7 @@ def _why_no_difference(identity: RunIdentity, rows: list[PublishedRow]) -> str:
                 "with; the box-only rows beside it are scored on the same frames.")
     if identity.method is None:
         return (f"`{identity.label}` was not fine-tuned from SAM ViT-B or ViT-L (or its run records no Hub base "
-                "model; pass --paper-run to `polyp-sam evaluate` to declare which paper run it reproduces): "
+                "model; pass --paper_run to `polyp-sam evaluate` to declare which paper run it reproduces): "
                 "no Polyp-SAM row to compare with.")
     return (f"The paper has no {identity.method} row with strategy `{identity.strategy}` here: no difference "
             f"is printed for `{identity.label}`.")
@@ -213,10 +212,11 @@ def detection_table(record: EvaluationRecord) -> str:
             prompt, given = _prompt(mode)
             lines.append("| " + " | ".join([f"{name} ({prompt})", given] + cells) + " |")
     notes = []
-    auto = record.scores("model", SELF_PROMPTED, 0.0).get("all")
-    if auto is not None:
-        notes = ["", f"Self-prompted (`auto`): on {auto.nothing_found} frames the prompt-free pass found nothing, so "
-                     "no box was made and the prediction is empty (counted in the numbers above)."]
+    for mode in (m for m in results["model"] if get_prompt_mode(m).self_prompted):
+        made = record.scores("model", mode, 0.0).get("all")
+        if made is not None:
+            notes += ["", f"Self-prompted (`{mode}`): on {made.nothing_found} frames the prompt-free pass found "
+                          "nothing, so no box was made and the prediction is empty (counted in the numbers above)."]
     return "\n".join(["Detection: polyps found (recall) / false-positive components per frame. A polyp is found by a "
                       "predicted 8-connected component whose IoU with it is at least 0.5.", "", *lines, *notes])
 

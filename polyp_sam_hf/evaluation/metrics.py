@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import ndimage
 
+from polyp_sam_hf.core.registry import lookup
+from polyp_sam_hf.data.prompts import MIN_POLYP_AREA, label_components
 from polyp_sam_hf.models.segmenter import to_mask
 
 
@@ -59,11 +60,10 @@ def pranet_dice_iou(prob: np.ndarray, target: np.ndarray, num_thresholds: int = 
 
 
 DETECTION_IOU = 0.5  # a predicted component finds a polyp when their IoU reaches this
-DETECTION_MIN_AREA = 10  # pixels: smaller components are specks, as for the per-polyp boxes
 
 
 def detection_counts(pred: np.ndarray, target: np.ndarray, iou: float = DETECTION_IOU,
-                     min_area: int = DETECTION_MIN_AREA) -> tuple[int, int, int]:
+                     min_area: int = MIN_POLYP_AREA) -> tuple[int, int, int]:
     """Polyps found and false alarms in one frame, from 8-connected components.
 
     Each ground-truth component of at least `min_area` pixels is a polyp; it is found when some
@@ -73,10 +73,8 @@ def detection_counts(pred: np.ndarray, target: np.ndarray, iou: float = DETECTIO
     Returns:
         (polyps, found, false_positives).
     """
-
-    eight = np.ones((3, 3), dtype=bool)
-    truth, n_truth = ndimage.label(np.asarray(target, dtype=bool), structure=eight)
-    guess, n_guess = ndimage.label(np.asarray(pred, dtype=bool), structure=eight)
+    truth, n_truth = label_components(target)
+    guess, n_guess = label_components(pred)
     truth_area = np.bincount(truth.ravel(), minlength=n_truth + 1)
     guess_area = np.bincount(guess.ravel(), minlength=n_guess + 1)
     # overlap of every (truth, guess) pair of labels in one pass
@@ -104,12 +102,18 @@ def _pranet(logits: torch.Tensor, target: np.ndarray) -> tuple[float, float]:
     return pranet_dice_iou(torch.sigmoid(logits.float()).amax(0).cpu().numpy(), target)
 
 
-PROTOCOLS: dict[str, Callable[[torch.Tensor, np.ndarray], tuple[float, float]]] = {
+Protocol = Callable[[torch.Tensor, np.ndarray], tuple[float, float]]
+PROTOCOLS: dict[str, Protocol] = {
     # Polyp-SAM's code: one threshold at probability 0.5
     "paper": _paper,
     # PraNet's evaluation (Polyp-PVT, HSNet): mean over 256 thresholds of the probability map
     "pranet": _pranet,
 }
+
+
+def get_protocol(name: str) -> Protocol:
+    """The scoring protocol called `name`; a `ConfigError` lists the valid names otherwise."""
+    return lookup(PROTOCOLS, name, "protocol")
 
 
 def score_logits(logits: torch.Tensor | None, target: np.ndarray, protocol: str = "paper") -> tuple[float, float]:
@@ -123,14 +127,14 @@ def score_logits(logits: torch.Tensor | None, target: np.ndarray, protocol: str 
     """
     if logits is None or len(logits) == 0:
         logits = torch.full((1, *target.shape), -torch.inf)
-    return PROTOCOLS[protocol](logits, np.asarray(target, dtype=bool))
+    return get_protocol(protocol)(logits, np.asarray(target, dtype=bool))
 
 
-def mask_logits(mask: np.ndarray) -> torch.Tensor:
+def logits_from_mask(mask: np.ndarray) -> torch.Tensor:
     """A binary prediction (H, W) as (1, H, W) logits, +inf inside and -inf outside (probability
     exactly 1 and 0), so box-only baselines are scored by `score_logits` like the model."""
     return torch.where(torch.from_numpy(np.asarray(mask, dtype=bool))[None], torch.inf, -torch.inf)
 
 
-# The same metric as an `evaluate` module: `evaluate.load(METRIC_SCRIPT)` works offline.
-METRIC_SCRIPT = str(Path(__file__).parent / "metrics_module" / "polyp_dice.py")
+# The same scoring as a Hugging Face `evaluate` metric: `evaluate.load(METRIC_SCRIPT)` works offline.
+METRIC_SCRIPT = str(Path(__file__).parent / "hub_metric" / "polyp_dice.py")

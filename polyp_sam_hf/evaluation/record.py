@@ -1,7 +1,8 @@
 """What an evaluation measured, typed: `polyp-sam evaluate` writes an `EvaluationRecord` as
 metrics.json, and the tables, the comparison with the paper and the model card read it back.
 
-The file's layout:
+Records written by earlier versions are read with today's names (settings renamed since, prompt
+modes renamed since). The file's layout:
 
     settings          the evaluation's settings (`EvaluateConfig`), the split and `synthetic`
     run               what the model is (`RunIdentity`)
@@ -18,7 +19,9 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from polyp_sam_hf.core.arguments import current_settings
 from polyp_sam_hf.core.errors import DataError
+from polyp_sam_hf.data.prompts import current_prompt_mode_name
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,7 @@ class RunIdentity:
         method: `Polyp-SAM-B` / `Polyp-SAM-L` when fine-tuned from SAM ViT-B / ViT-L, else None.
         strategy: `decoder`, `full`, `lora`, or None when not trained by this library.
         split: the split preset of the test data (`paper`, `cross-colondb`, ...), None if unknown.
-        paper_run: the paper run this model was declared to reproduce (`--paper-run`), if any.
+        paper_run: the paper run this model was declared to reproduce (`--paper_run`), if any.
     """
 
     label: str
@@ -107,6 +110,11 @@ class EvaluationRecord:
         return list(self.results["model"])
 
     @property
+    def model(self) -> str | None:
+        """The model that was scored, as it was given (`--model_name_or_path`)."""
+        return self.settings.get("model_name_or_path")
+
+    @property
     def synthetic(self) -> bool:
         return bool(self.settings.get("synthetic"))
 
@@ -127,11 +135,16 @@ class EvaluationRecord:
     @classmethod
     def from_json(cls, data: dict) -> "EvaluationRecord":
         known = {f.name for f in fields(Scores)}
-        results = {method: {mode: {level: {s: Scores(**{k: v for k, v in e.items() if k in known})
-                                           for s, e in per.items()} for level, per in levels.items()}
+        mode_name = current_prompt_mode_name
+        results = {method: {mode_name(mode): {level: {s: Scores(**{k: v for k, v in e.items() if k in known})
+                                                      for s, e in per.items()} for level, per in levels.items()}
                             for mode, levels in modes.items()} for method, modes in data["results"].items()}
-        return cls(settings=data["settings"], run=RunIdentity(**data["run"]), model_sha256=data.get("model_sha256"),
-                   primary_mode=data["primary"]["prompt_mode"], primary_jitter=float(data["primary"]["box_jitter"]),
+        settings = current_settings(data["settings"])
+        if "prompt_mode" in settings:
+            settings["prompt_mode"] = [mode_name(m) for m in settings["prompt_mode"]]
+        return cls(settings=settings, run=RunIdentity(**data["run"]), model_sha256=data.get("model_sha256"),
+                   primary_mode=mode_name(data["primary"]["prompt_mode"]),
+                   primary_jitter=float(data["primary"]["box_jitter"]),
                    results=results, empty_mask_frames=list(data.get("empty_mask_frames", [])),
                    empty_mask_policy=data.get("empty_mask_policy", ""))
 
@@ -148,7 +161,7 @@ def read_metrics(path: str | Path) -> EvaluationRecord:
     path = Path(path)
     file = path / "metrics.json" if path.is_dir() else path
     if not file.is_file():
-        hint = f" (a training run: evaluate it first, `polyp-sam evaluate --model {path / 'best'} ...`)" \
+        hint = f" (a training run: evaluate it first, `polyp-sam evaluate --model_name_or_path {path / 'best'} ...`)" \
             if (path / "best").is_dir() else ""
         raise DataError(f"{path} holds no metrics.json{hint}.")
     try:

@@ -1,6 +1,6 @@
 """The test report at the end of training: per-source scores beside the box-only baselines.
 
-It is `polyp-sam evaluate`'s computation (`evaluate_split`) on one prompt mode without jitter, so
+It is `polyp-sam evaluate`'s computation (`scoring.score_split`) on one prompt mode without jitter, so
 training and evaluation can never disagree, printed by the same table writer as `results.md`.
 """
 
@@ -12,11 +12,10 @@ import torch
 from polyp_sam_hf.data.sources import SOURCES
 from polyp_sam_hf.data.synthetic import is_synthetic
 from polyp_sam_hf.evaluation.comparison import comparison_table
-from polyp_sam_hf.evaluation.evaluate import EvaluateConfig, evaluate_split, summarise
+from polyp_sam_hf.evaluation.baselines import BASELINES
 from polyp_sam_hf.evaluation.record import EvaluationRecord, RunIdentity
+from polyp_sam_hf.evaluation.scoring import ScoringSettings, score_split, summarise
 from polyp_sam_hf.models.segmenter import PolypSegmenter
-
-BASELINE_NAMES = ("ellipse", "box")
 
 
 def test_report(model: torch.nn.Module, processor, split: datasets.Dataset, prompt_mode: str,
@@ -27,9 +26,8 @@ def test_report(model: torch.nn.Module, processor, split: datasets.Dataset, prom
         `{"sources": {source: {"n", "dice", "miou", "recall", "fp_per_frame", "<baseline>_dice",
         "<baseline>_miou"}}, "table": str}` (no baselines for a prompt-free run).
     """
-    config = EvaluateConfig(model="", data="", output="", prompt_modes=(prompt_mode,), box_jitter=(0.0,),
-                            batch_size=batch_size)
-    scores, _ = evaluate_split(PolypSegmenter(model, processor, device), split, config)
+    settings = ScoringSettings(prompt_modes=(prompt_mode,), box_jitter=(0.0,), batch_size=batch_size)
+    scores, _ = score_split(PolypSegmenter(model, processor, device), split, settings)
     results = summarise(scores)
     # a prompt-free run has no box, so no box-only baseline
     summary = {method: modes[prompt_mode]["0.0"] for method, modes in results.items() if prompt_mode in modes}
@@ -38,10 +36,10 @@ def test_report(model: torch.nn.Module, processor, split: datasets.Dataset, prom
         if source == "all":
             continue
         per_source[source] = entry.to_json()
-        for name in (n for n in BASELINE_NAMES if n in summary):
+        for name in (n for n in BASELINES if n in summary):
             per_source[source][f"{name}_dice"] = summary[name][source].dice
             per_source[source][f"{name}_miou"] = summary[name][source].miou
-    record = EvaluationRecord(settings={"protocol": config.protocol, "synthetic": is_synthetic(split)},
+    record = EvaluationRecord(settings={"protocol": settings.protocol, "synthetic": is_synthetic(split)},
                               run=RunIdentity("best/", strategy=strategy), model_sha256=None,
                               primary_mode=prompt_mode, primary_jitter=0.0, results=results,
                               empty_mask_frames=[], empty_mask_policy="")

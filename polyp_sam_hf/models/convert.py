@@ -1,9 +1,9 @@
 """Convert SAM-family checkpoints in Meta's naming (MobileSAM, LiteMedSAM) into model folders.
 
-    polyp-sam convert --checkpoint mobile_sam.pt --arch mobile-sam --output models/mobile-sam
+    polyp-sam convert --checkpoint mobile_sam.pt --arch mobile-sam --output_dir models/mobile-sam
 
 The folder holds `config.json`, `model.safetensors`, `preprocessor_config.json` and the modelling
-file; every command that takes `--model` takes it, and `AutoModel.from_pretrained(folder,
+file; every command that takes `--model_name_or_path` takes it, and `AutoModel.from_pretrained(folder,
 trust_remote_code=True)` loads it without this library.
 """
 

@@ -138,7 +138,7 @@ def model_class_for(name: str) -> type[SamModel]:
 def _check_local_folder(path: Path) -> None:
     """A local model folder holds what `from_pretrained` needs, or the error says what is missing."""
     if not path.is_dir():
-        raise ModelLoadError(f"{path} is a file; --model takes a model folder, a Hub id or a built-in name.")
+        raise ModelLoadError(f"{path} is a file; --model_name_or_path takes a model folder, a Hub id or a built-in name.")
     if not (path / "config.json").is_file():
         if (path / "best" / "config.json").is_file():
             raise ModelLoadError(f"{path} is a training run, not a model: pass {path / 'best'} (the best "
@@ -192,7 +192,7 @@ def _check_hub_id(name: str) -> None:
     raise ModelLoadError(
         f"No folder {name} exists here, and the Hub model {name!r} is not in the local cache while "
         f"{'HF_HUB_OFFLINE is set' if offline else 'the Hub cannot be reached'}. Download it once with "
-        f"network access (`hf download {name}`), or pass --model with a saved model folder. To try "
+        f"network access (`hf download {name}`), or pass --model_name_or_path with a saved model folder. To try "
         f"the library without weights, use a built-in model ({builtins}), e.g. `--config configs/demo.yaml`."
     )
 

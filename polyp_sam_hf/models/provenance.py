@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from polyp_sam_hf.core.arguments import current_settings
 from polyp_sam_hf.core.files import sha256_file
+from polyp_sam_hf.data.prompts import current_prompt_mode_name
 from polyp_sam_hf.data.splits import SplitSettings
 from polyp_sam_hf.models.loading import BUILTIN_MODELS, is_hub_id
 
@@ -35,7 +37,7 @@ def _lineage(model_dir: str | Path, train_config: dict | None) -> list[tuple[Pat
     first, each with its run's record (None where the folder has none, which ends the chain)."""
     chain = [(Path(model_dir), train_config)]
     seen = {Path(model_dir).resolve()}
-    while (name := str((chain[-1][1] or {}).get("model") or "")) and Path(name).is_dir() \
+    while (name := str((chain[-1][1] or {}).get("model_name_or_path") or "")) and Path(name).is_dir() \
             and Path(name).resolve() not in seen:
         seen.add(Path(name).resolve())
         chain.append((Path(name), read_train_config(name)))
@@ -54,7 +56,7 @@ def base_model_of(model_dir: str | Path, train_config: dict | None) -> str | Non
     chain = _lineage(model_dir, train_config)
     if any(model_origin(folder) for folder, _ in chain):
         return None
-    name = str((chain[-1][1] or {}).get("model") or "")
+    name = str((chain[-1][1] or {}).get("model_name_or_path") or "")
     return name if name not in BUILTIN_MODELS and is_hub_id(name) else None
 
 
@@ -84,6 +86,12 @@ def trained_split(train_config: dict | None):
 
 def read_train_config(model_dir: str | Path) -> dict | None:
     """The settings of the run that wrote `model_dir` (its `polyp_sam_training.json`, the one record
-    a model carries), or None for a model this library did not train."""
+    a model carries), with today's names where an earlier version wrote others; None for a model
+    this library did not train."""
     own = Path(model_dir) / TRAINING_SETTINGS
-    return json.loads(own.read_text()) if own.is_file() else None
+    if not own.is_file():
+        return None
+    settings = current_settings(json.loads(own.read_text()))
+    if "prompt_mode" in settings:
+        settings["prompt_mode"] = current_prompt_mode_name(settings["prompt_mode"])
+    return settings

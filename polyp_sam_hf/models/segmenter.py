@@ -10,7 +10,7 @@ check all take it:
          (transformers' `post_process_masks`): (K, H, W) logits
       -> `to_mask`: logit > `LOGIT_THRESHOLD` (probability 0.5, SAM's own threshold)
 
-`prompt_logits` runs `decode` on a training batch (`data.batches`); `PolypSegmenter` runs it on
+`batch_logits` runs `decode` on a training batch (`data.batches`); `PolypSegmenter` runs it on
 frames embedded once, for any number of boxes. SAM resizes a frame so its longest side is S, pads
 it at the bottom and right to S x S, and predicts masks at S / 4.
 
@@ -31,8 +31,9 @@ from PIL import Image
 from transformers import SamImageProcessor
 
 from polyp_sam_hf.core.errors import ConfigError
+from polyp_sam_hf.core.threads import flush_denormal_floats
 from polyp_sam_hf.data.preprocessing import Preprocessing, normalize_pixels, scale_boxes
-from polyp_sam_hf.data.prompts import AUTO_BOX_MARGIN, PromptMode, component_boxes, grow_box
+from polyp_sam_hf.data.prompts import AUTO_BOX_MARGIN, MIN_POLYP_AREA, PromptMode, component_boxes, grow_box
 from polyp_sam_hf.data.reading import read_image, to_rgb
 from polyp_sam_hf.models.loading import load_model_and_processor
 from polyp_sam_hf.models.mask_prompts import mask_prompt_logits, mask_prompt_name
@@ -46,6 +47,18 @@ PROBABILITY_THRESHOLD = 1 / (1 + math.exp(-LOGIT_THRESHOLD))  # 0.5: a probabili
 def to_mask(logits: torch.Tensor) -> torch.Tensor:
     """Boolean masks from logits of any shape: logit > `LOGIT_THRESHOLD`."""
     return logits > LOGIT_THRESHOLD
+
+
+def union_mask(logits: torch.Tensor | None, height: int, width: int) -> np.ndarray:
+    """A frame's prediction: the union of its prompts' masks, (H, W) bool numpy; all False where the
+    frame had no prompt (`logits` None). What evaluate scores, predict and the app write.
+
+    Args:
+        logits: (K, H, W) logits at the original size, or None.
+    """
+    if logits is None or not len(logits):
+        return np.zeros((height, width), dtype=bool)
+    return to_mask(logits).any(0).cpu().numpy()
 
 
 # ------------------------------------------------------------------ down: the model
@@ -85,7 +98,7 @@ def encoder_inputs(batch: dict) -> dict:
                                              batch["pixel_shift"])}
 
 
-def prompt_logits(model: torch.nn.Module, batch: dict) -> torch.Tensor:
+def batch_logits(model: torch.nn.Module, batch: dict) -> torch.Tensor:
     """`decode` on a training batch: (B, K, h, w), or (B, 1, h, w) for a prompt-free batch."""
     if batch.get("prompt_free"):
         return decode(model, encoder_inputs(batch))
@@ -191,6 +204,8 @@ class PolypSegmenter:
     def __init__(self, model, processor, device: str | torch.device | None = None,
                  mask_prompt: str | None = None) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if self.device.type == "cpu":  # SAM ViT on padded frames (core/threads.py); this thread's at least
+            flush_denormal_floats()
         self.model = model.to(self.device).eval()
         self.processor = processor
         self.prep = Preprocessing.of(processor)
@@ -242,39 +257,40 @@ class PolypSegmenter:
         return to_original(low_res[0], self.input_size, embedded.reshaped, embedded.original)
 
     @torch.no_grad()
-    def auto_logits(self, embedded: ImageEmbedding, rounds: int = 1, margin: float = AUTO_BOX_MARGIN
-                    ) -> tuple[torch.Tensor | None, np.ndarray]:
+    def auto_logits(self, embedded: ImageEmbedding, rounds: int = 1, margin: float = AUTO_BOX_MARGIN,
+                    min_area: int = MIN_POLYP_AREA) -> tuple[torch.Tensor | None, np.ndarray]:
         """Self-prompting: the prompt-free mask, split into polyps (8-connected components of at least
-        10 pixels), each one's box grown by `margin`, then SAM prompted with those boxes, all on the
-        one image embedding; `rounds` > 1 repeats from the last round's mask.
+        `min_area` pixels), each one's box grown by `margin`, then SAM prompted with those boxes, all on
+        the one image embedding; `rounds` > 1 repeats from the last round's mask.
 
         Returns:
             ((K, H, W) logits of the K self-made boxes at the original size, or None when nothing
             was found; the (K, 4) boxes).
         """
         height, width = embedded.original
-        mask = to_mask(self.logits(embedded, None)).any(0).cpu().numpy()
+        mask = union_mask(self.logits(embedded, None), height, width)
         logits, boxes = None, np.zeros((0, 4), np.float32)
         for _ in range(rounds):
-            found = [grow_box(b, margin, width, height) for b in component_boxes(mask)]
+            found = [grow_box(b, margin, width, height) for b in component_boxes(mask, min_area)]
             if not found:
                 break
             boxes = np.asarray(found, np.float32)
             logits = self.logits(embedded, boxes)
-            mask = to_mask(logits).any(0).cpu().numpy()
+            mask = union_mask(logits, height, width)
         return logits, boxes
 
-    def prompted_logits(self, embedded: ImageEmbedding, mode: PromptMode, boxes=None, rounds: int = 1
-                        ) -> tuple[torch.Tensor | None, np.ndarray | None]:
+    def logits_for_mode(self, embedded: ImageEmbedding, mode: PromptMode, boxes=None, rounds: int = 1,
+                        min_area: int = MIN_POLYP_AREA) -> tuple[torch.Tensor | None, np.ndarray | None]:
         """Logits for a frame prompted as `mode` says: with `boxes` (a box mode), with none (prompt-free),
-        or with boxes made from the prompt-free mask (self-prompted, `rounds` times).
+        or with boxes made from the prompt-free mask (self-prompted, `rounds` times, polyps of at least
+        `min_area` pixels).
 
         Returns:
             ((K, H, W) logits at the original size, or None where there is nothing to prompt; the
             (K, 4) boxes given, or None for prompt-free).
         """
         if mode.self_prompted:
-            return self.auto_logits(embedded, rounds=rounds)
+            return self.auto_logits(embedded, rounds=rounds, min_area=min_area)
         if mode.boxes is None:
             return self.logits(embedded, None), None
         boxes = np.asarray(boxes if boxes is not None else [], np.float32).reshape(-1, 4)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -59,7 +60,7 @@ def require_token() -> str:
     if not token:
         raise MissingTokenError(
             "No Hugging Face token found. Set HF_TOKEN or run `hf auth login`, "
-            "or use --dry-run DIR to write the upload without sending it."
+            "or use --dry_run DIR to write the upload without sending it."
         )
     return token
 
@@ -133,25 +134,53 @@ def standalone_logits(folder: str | Path, inputs: dict | None = None) -> tuple[s
     return result["class"], torch.tensor(result["logits"])
 
 
-def export_checkpoint(model_dir: str | Path, out_dir: str | Path, atol: float = 1e-5) -> Path:
+# How far an export's logits may lie from its source's, as a fraction of the logits' scale (their
+# largest magnitude, at least 1). Both sides run the same model with the same float operations
+# (`export_checkpoint` loads the source with transformers' own attention, as the export is loaded),
+# so what remains is float32 rounding between two processes (thread counts change the order of
+# sums): about 1e-7 of the scale per operation. 1e-5 leaves a hundredfold margin for that, and is
+# far below what a single wrong weight does (tests/test_hub.py: over 1e-3).
+LOGIT_RTOL = 1e-5
+
+
+def logits_agree(expected: torch.Tensor, actual: torch.Tensor, rtol: float = LOGIT_RTOL) -> tuple[bool, float, float]:
+    """(within tolerance, the largest absolute difference, the tolerance `rtol` x the logits' scale).
+    Other shapes, NaN or infinity never agree."""
+    tolerance = rtol * max(1.0, float(expected.abs().max()))
+    diff = float((expected - actual).abs().max()) if actual.shape == expected.shape else float("inf")
+    return diff <= tolerance, diff, tolerance  # NaN <= x is False
+
+
+def export_checkpoint(model_dir: str | Path, out_dir: str | Path, rtol: float = LOGIT_RTOL,
+                      shown_as: str | Path | None = None) -> Path:
     """Write `config.json`, `model.safetensors`, `preprocessor_config.json` (and processor files, and
     for a TinyViT model its modelling file) to `out_dir`, then load the export in a process without
     this library and compare its logits with the source's.
 
+    The source is loaded with transformers' own attention (`vision_attention="transformers"`), the
+    one a Hub user gets: the comparison is of like with like, so it checks the weights and the
+    files, not the library's faster attention (whose float rounding differs). The weights written
+    are the same either way.
+
+    Args:
+        rtol: the tolerance, a fraction of the logits' scale (`LOGIT_RTOL` says why 1e-5).
+        shown_as: the folder the messages name (the user's, when `out_dir` is a staging folder).
+
     Raises:
         ExportCheckError: the export does not load on its own, or its logits differ from the source's
-            by more than `atol`.
+            by more than the tolerance.
     """
-    source, processor = load_model_and_processor(str(model_dir))
+    source, processor = load_model_and_processor(str(model_dir), vision_attention="transformers")
     source.eval()
     save_pretrained_atomic(source, processor, out_dir)
     inputs = _probe_inputs(processor)
     _, exported = standalone_logits(out_dir, inputs)
-    expected = _probe_logits(source, inputs)
-    diff = float((expected - exported).abs().max()) if exported.shape == expected.shape else float("inf")
-    if not diff <= atol:  # NaN fails too
-        raise ExportCheckError(f"The export in {out_dir} gives logits {diff:.3g} away from {model_dir}; not uploading.")
-    logger.info("Export loads without this library; logits match the source (max diff %.2g)", diff)
+    agree, diff, tolerance = logits_agree(_probe_logits(source, inputs), exported, rtol)
+    if not agree:
+        raise ExportCheckError(f"The export of {model_dir} to {shown_as or out_dir} gives logits {diff:.3g} away from "
+                               f"the source's (tolerance {tolerance:.3g}); nothing was written or uploaded.")
+    logger.info("Export loads without this library; logits match the source (max diff %.2g, tolerance %.2g)",
+                diff, tolerance)
     return Path(out_dir)
 
 
@@ -230,7 +259,7 @@ def build_model_card(export_dir: str | Path, repo_id: str, metrics: EvaluationRe
     # a model trained in stages: every stage's settings, each later one starting from `stageN/best`,
     # where the card's Reproduce section has stage N write its run
     stages = [*earlier_runs(export_dir, train_config), train_config]
-    stages = [stages[0], *({**run, "model": f"stage{i}/best"} for i, run in enumerate(stages[1:], 1))]
+    stages = [stages[0], *({**run, "model_name_or_path": f"stage{i}/best"} for i, run in enumerate(stages[1:], 1))]
     settings = [_shown_settings(run) for run in stages]
     origin = model_origin(export_dir)
     return ModelCard.from_template(
@@ -271,8 +300,8 @@ def metrics_of(model_dir: str | Path, metrics_path: str | Path) -> EvaluationRec
             raise ConfigError(f"{metrics_path} scored other weights than {model_dir} (SHA-256 {scored[:12]}... vs "
                              f"{(weights_sha256(model_dir) or 'none')[:12]}...): evaluate this model and pass that "
                              "metrics.json (nothing was uploaded).")
-    elif Path(metrics.settings.get("model", "")).resolve() != Path(model_dir).resolve():
-        raise ConfigError(f"{metrics_path} is an evaluation of {metrics.settings.get('model')!r}, not of {model_dir}: "
+    elif Path(metrics.model or "").resolve() != Path(model_dir).resolve():
+        raise ConfigError(f"{metrics_path} is an evaluation of {metrics.model!r}, not of {model_dir}: "
                          "evaluate this model and pass that metrics.json (nothing was uploaded).")
     return metrics
 
@@ -299,11 +328,15 @@ def prepare_upload(model_dir: str | Path, folder: str | Path, repo_id: str,
                          "empty folder (nothing was deleted).")
     metrics = metrics_of(model_dir, metrics_path) if metrics_path else None
     staging = staging_folder(folder, "export-tmp")
-    export_checkpoint(model_dir, staging)
-    examples = write_examples(staging)
-    card = build_model_card(staging, repo_id, metrics, read_train_config(model_dir), examples)
-    card.save(staging / "README.md")
-    (staging / EXPORT_MARKER).write_text("Written by hub_upload.py; the next export into this folder replaces it.\n")
+    try:
+        export_checkpoint(model_dir, staging, shown_as=folder)
+        examples = write_examples(staging)
+        card = build_model_card(staging, repo_id, metrics, read_train_config(model_dir), examples)
+        card.save(staging / "README.md")
+        (staging / EXPORT_MARKER).write_text("Written by hub_upload.py; the next export into this folder replaces it.\n")
+    except BaseException:  # a refused check or a crash leaves nothing of the export behind
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     replace_atomically(staging, folder)
     return folder
 

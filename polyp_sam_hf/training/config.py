@@ -2,8 +2,11 @@
 
     python train.py --config configs/paper/table2-b-full.yaml --learning_rate 1e-5 --output_dir runs/x
 
-Every field is a flag (`--output_dir` or `--output-dir`); a YAML file sets the defaults the flags
-then override. A key in the file that is not a field is an error naming the file.
+Every field is a flag of the same name (`--output_dir`; the names of transformers' example scripts
+where a setting means the same: `--model_name_or_path`, `--per_device_train_batch_size`,
+`--num_train_epochs`, `--max_train_steps`, `--lr_scheduler_type`, `--checkpointing_steps`,
+`--gradient_accumulation_steps`); a YAML file sets the defaults the flags then override. A key in the
+file that is not a field is an error naming the file, and an old name is answered with the new one.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from dataclasses import asdict, dataclass, field
 from transformers.trainer_utils import SchedulerType
 
 from polyp_sam_hf.core.arguments import check_choices, check_ranges, parse_arguments
-from polyp_sam_hf.data.prompts import PROMPT_MODES
+from polyp_sam_hf.core.errors import ConfigError
+from polyp_sam_hf.data.prompts import TRAINING_PROMPT_MODES, get_prompt_mode
 from polyp_sam_hf.data.splits import SPLIT_PRESETS, SplitSettings
 from polyp_sam_hf.models.attention import VISION_ATTENTION
 from polyp_sam_hf.models.mask_prompts import MASK_PROMPTS
@@ -24,7 +28,7 @@ from polyp_sam_hf.training.strategies import STRATEGIES
 
 @dataclass
 class ModelArguments:
-    model: str = field(
+    model_name_or_path: str = field(
         default="facebook/sam-vit-base",
         metadata={"help": "Hub id, local folder, or built-in name (tiny-sam: random tiny SAM, no download)."},
     )
@@ -74,9 +78,8 @@ class DataArguments:
         default=SplitSettings.seed, metadata={"help": "Seeds the split of a raw data root (train/validation/test), apart from --seed, "
                               "so a seed sweep trains on the same frames and never on a test frame."})
     prompt_mode: str = field(
-        default="single", metadata={"help": "single: the whole-mask box (paper); per-component: one box per polyp; none: no box at all, "
-                                    "the model learns to mark every polyp from the image alone.",
-                                    "choices": list(PROMPT_MODES)}
+        default="box", metadata={"help": "How each training frame is prompted: " + "; ".join(
+            f"{m.name}: {m.description}" for m in TRAINING_PROMPT_MODES.values()) + "."}
     )
     box_jitter: float = field(
         default=0.0, metadata={"help": "Move each training box edge by up to this fraction of the box size (0 = paper)."}
@@ -87,7 +90,7 @@ class DataArguments:
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation/test rows."})
-    num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
+    dataloader_num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
     embedding_cache: bool = field(
         default=True, metadata={"help": "With strategy decoder: compute the image embeddings once and reuse them."}
     )
@@ -102,9 +105,12 @@ class DataArguments:
 
     def __post_init__(self) -> None:
         check_choices(self)
+        get_prompt_mode(self.prompt_mode, training=True)  # an old or unknown name: the error names the valid ones
         check_ranges(self, {"val_fraction": (0.0, 0.99), "box_jitter": (0.0, 1.0), "max_train_samples": (1, None),
-                             "max_eval_samples": (1, None), "num_workers": (0, None)})
+                             "max_eval_samples": (1, None), "dataloader_num_workers": (0, None)})
 
+
+PAPER_EFFECTIVE_BATCH = 48  # images per optimiser step in the paper (its batch size, reached by accumulation)
 
 # transformers' schedulers that run from the warm-up and total steps alone: the others need a metric
 # at every step (reduce_lr_on_plateau, greedy) or settings this config has no field for (min_lr, decay steps)
@@ -120,17 +126,26 @@ class TrainArguments:
         metadata={"help": "Train into an OUTPUT_DIR that holds an earlier run, first removing that run's files "
                   "(best/, checkpoints/, logs). Without it such a folder is refused unless resuming."},
     )
-    num_epochs: int = field(default=24, metadata={"help": "Training epochs."})
-    max_steps: int | None = field(default=None, metadata={"help": "Stop after this many optimiser steps."})
-    per_device_batch_size: int = field(default=4, metadata={"help": "Images per device per forward pass."})
-    effective_batch_size: int = field(
-        default=48, metadata={"help": "Images per optimiser step over all devices (paper: 48); sets accumulation."}
-    )
+    num_train_epochs: int = field(default=24, metadata={"help": "Training epochs."})
+    max_train_steps: int | None = field(
+        default=None, metadata={"help": "Train this many optimiser steps (the schedule's length), whatever the epochs."})
+    per_device_train_batch_size: int = field(default=4, metadata={"help": "Training images per device per forward pass."})
+    per_device_eval_batch_size: int | None = field(
+        default=None, metadata={"help": "Validation images per device per forward pass (default: the training batch)."})
+    effective_batch_size: int | None = field(
+        default=None, metadata={"help": f"Images per optimiser step over all devices (paper: {PAPER_EFFECTIVE_BATCH}); "
+                                "sets the accumulation from the batch and the processes, so the step stays the same on "
+                                f"1 GPU or 8. Default {PAPER_EFFECTIVE_BATCH}, or what --gradient_accumulation_steps "
+                                "makes."})
+    gradient_accumulation_steps: int | None = field(
+        default=None, metadata={"help": "Micro-batches per optimiser step, as in transformers' examples: the effective "
+                                "batch is then per-device batch x processes x this. Give it or --effective_batch_size, "
+                                "or both when they agree."})
     learning_rate: float = field(default=4e-6, metadata={"help": "AdamW peak learning rate (paper: 4e-6)."})
     weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay (paper's code: 1e-4)."})
     warmup_ratio: float = field(default=0.05, metadata={"help": "Part of the steps spent warming up linearly."})
-    lr_scheduler: str = field(default="cosine", metadata={"help": "transformers scheduler after warm-up.",
-                                                          "choices": SCHEDULERS})
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "transformers scheduler after warm-up.",
+                                                               "choices": SCHEDULERS})
     loss: str = field(default="dice", metadata={"help": "dice (paper) or dice+bce.", "choices": list(LOSSES)})
     mixed_precision: str = field(default="no", metadata={"help": "Through Accelerate.", "choices": ["no", "bf16", "fp16"]})
     max_grad_norm: float | None = field(default=None, metadata={"help": "Clip gradients to this norm."})
@@ -138,8 +153,9 @@ class TrainArguments:
         default=None, metadata={"help": "Validate, and keep as best/, an exponential moving average of the trained "
                                 "weights with this decay (0.99: about the last 100 steps); none without it."})
     seed: int = field(default=42, metadata={"help": "Seeds weights of built-in models, shuffling and jitter."})
-    eval_every_steps: int = field(default=0, metadata={"help": "Validate every N steps (0: every epoch)."})
-    save_every_steps: int = field(default=0, metadata={"help": "Checkpoint every N steps (0: every validation)."})
+    eval_steps: int = field(default=0, metadata={"help": "Validate every N optimiser steps (0: every epoch)."})
+    checkpointing_steps: int = field(default=0, metadata={"help": "Checkpoint every N optimiser steps (0: at every "
+                                                          "validation)."})
     save_total_limit: int = field(default=2, metadata={"help": "Keep the last K step checkpoints (best/ is kept too)."})
     stop_after_steps: int | None = field(
         default=None,
@@ -149,17 +165,52 @@ class TrainArguments:
     resume_from_checkpoint: str | None = field(
         default=None, metadata={"help": "A checkpoint folder, or 'latest' in OUTPUT_DIR/checkpoints."}
     )
+    logging_steps: int = field(default=10, metadata={
+        "help": "Log the training loss every N optimiser steps, as their mean (metrics.jsonl, the trackers, the "
+                "loss curve): one step's loss is mostly the luck of its batch."})
     report_to: str = field(default="tensorboard", metadata={"help": "Accelerate tracker: tensorboard, wandb, none."})
     evaluate_test: bool = field(default=True, metadata={"help": "After training, score best/ on the test split."})
 
     def __post_init__(self) -> None:
         check_choices(self)
-        check_ranges(self, {"num_epochs": (1, None), "max_steps": (1, None), "per_device_batch_size": (1, None),
-                             "effective_batch_size": (1, None), "learning_rate": (0.0, None),
+        check_ranges(self, {"num_train_epochs": (1, None), "max_train_steps": (1, None),
+                             "per_device_train_batch_size": (1, None), "per_device_eval_batch_size": (1, None),
+                             "effective_batch_size": (1, None), "gradient_accumulation_steps": (1, None),
+                             "learning_rate": (0.0, None),
                              "weight_decay": (0.0, None), "warmup_ratio": (0.0, 1.0), "max_grad_norm": (0.0, None),
                              "ema_decay": (0.0, 0.9999),
-                             "eval_every_steps": (0, None), "save_every_steps": (0, None),
-                             "save_total_limit": (1, None), "stop_after_steps": (1, None)})
+                             "eval_steps": (0, None), "checkpointing_steps": (0, None),
+                             "save_total_limit": (1, None), "stop_after_steps": (1, None),
+                             "logging_steps": (1, None)})
+
+
+    @property
+    def eval_batch_size(self) -> int:
+        return self.per_device_eval_batch_size or self.per_device_train_batch_size
+
+    def accumulation_steps(self, processes: int) -> int:
+        """Micro-batches per optimiser step on `processes` processes: from the effective batch (default
+        the paper's 48), or `gradient_accumulation_steps` as given.
+
+        Raises:
+            ConfigError: the effective batch is not a multiple of per-device batch x processes, or the two
+                settings disagree.
+        """
+        per_step = self.per_device_train_batch_size * processes
+        if self.gradient_accumulation_steps is not None:
+            if self.effective_batch_size not in (None, per_step * self.gradient_accumulation_steps):
+                raise ConfigError(
+                    f"--effective_batch_size {self.effective_batch_size} disagrees with --gradient_accumulation_steps "
+                    f"{self.gradient_accumulation_steps} x per-device batch {self.per_device_train_batch_size} x "
+                    f"{processes} processes = {per_step * self.gradient_accumulation_steps}; give one of them.")
+            return self.gradient_accumulation_steps
+        effective = self.effective_batch_size or PAPER_EFFECTIVE_BATCH
+        if effective % per_step:
+            raise ConfigError(
+                f"--effective_batch_size {effective} is not a multiple of per-device batch "
+                f"{self.per_device_train_batch_size} x {processes} processes = {per_step}; change one of them, or "
+                "give --gradient_accumulation_steps instead.")
+        return effective // per_step
 
 
 CONFIG_CLASSES = (ModelArguments, DataArguments, TrainArguments)

@@ -31,13 +31,13 @@ from polyp_sam_hf.data.augment import add_flips
 from polyp_sam_hf.data.batches import PromptDataset, collate
 from polyp_sam_hf.data.loading import is_prepared, load_polyp_data, recorded_split
 from polyp_sam_hf.data.pixel_cache import build_pixel_cache
-from polyp_sam_hf.evaluation.evaluate import evaluate_loader
+from polyp_sam_hf.evaluation.scoring import validation_scores
 from polyp_sam_hf.evaluation.figures import plot_training_curves
 from polyp_sam_hf.evaluation.report import test_report
 from polyp_sam_hf.models.embedding_cache import build_embedding_cache
 from polyp_sam_hf.models.loading import BUILTIN_MODELS, check_model_available, load_model_and_processor, model_class_for
 from polyp_sam_hf.models.mask_prompts import set_mask_prompt
-from polyp_sam_hf.models.segmenter import prompt_logits
+from polyp_sam_hf.models.segmenter import batch_logits
 from polyp_sam_hf.training.averaging import WeightAverage
 from polyp_sam_hf.training.checkpointing import (
     FINISHED,
@@ -57,31 +57,16 @@ from polyp_sam_hf.training.strategies import count_parameters, freeze_unreached,
 logger = get_logger(__name__)
 
 
-def accumulation_steps(effective: int, per_device: int, processes: int) -> int:
-    """Gradient accumulation that turns per-device batches into the effective batch.
-
-    Raises:
-        ValueError: the effective batch is not a multiple of per-device batch x processes.
-    """
-    per_step = per_device * processes
-    if effective % per_step:
-        raise ConfigError(
-            f"--effective_batch_size {effective} is not a multiple of per-device batch "
-            f"{per_device} x {processes} processes = {per_step}; change one of them."
-        )
-    return effective // per_step
-
-
 def build_scheduler(optimizer: torch.optim.Optimizer, train_args: TrainArguments, total_steps: int):
     """Learning rate per optimiser step.
 
     1. Linear warm-up from 0 to the peak over `warmup_ratio` of the steps (rounded up): AdamW's
        moment estimates are poor at first, and a full step from them can wreck pretrained weights.
-    2. Then `lr_scheduler` (cosine: half a cosine from the peak down to 0 at `total_steps`), so
+    2. Then `lr_scheduler_type` (cosine: half a cosine from the peak down to 0 at `total_steps`), so
        the last epochs make small refinements.
     """
     return get_scheduler(
-        train_args.lr_scheduler,
+        train_args.lr_scheduler_type,
         optimizer,
         num_warmup_steps=math.ceil(train_args.warmup_ratio * total_steps),
         num_training_steps=total_steps,
@@ -111,7 +96,13 @@ class TrainerState:
     batches_in_epoch: int = 0  # data-loader batches of `epoch` already trained on
     best_dice: float = -math.inf
     best_step: int = -1
-    history: list[dict] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)  # loss logs and validations, in step order (metrics.jsonl)
+    loss_sum: float = 0.0  # the optimiser steps' losses since the last loss log
+    loss_steps: int = 0
+
+    @property
+    def validations(self) -> list[dict]:
+        return [h for h in self.history if "val_dice" in h]
 
 
 # below this, a randomly initialised built-in model barely moves in a demo-length run (tiny-sam at
@@ -143,7 +134,7 @@ def _loaders(model_args, data_args, train_args, dataset, model, processor, accel
     embeddings = pixels = None
     if strategy.frozen_encoder and data_args.embedding_cache:
         embeddings = build_embedding_cache(model, processor, splits, root, accelerator,
-                                           batch_size=max(train_args.per_device_batch_size, 1))
+                                           batch_size=train_args.per_device_train_batch_size)
     elif data_args.pixel_cache:
         pixels = build_pixel_cache(processor, splits, root, accelerator)
     common = dict(processor=processor, prompt_mode=data_args.prompt_mode, seed=train_args.seed,
@@ -151,10 +142,10 @@ def _loaders(model_args, data_args, train_args, dataset, model, processor, accel
     train_set = PromptDataset(dataset["train"], box_jitter=data_args.box_jitter, original_masks=False, **common)
     val_set = PromptDataset(dataset["validation"], **common)
     batcher = functools.partial(collate, normalize=normalize_in_loader(accelerator.device))
-    kwargs = dict(batch_size=train_args.per_device_batch_size, collate_fn=batcher,
-                  num_workers=data_args.num_workers)
-    train_loader = torch.utils.data.DataLoader(train_set, shuffle=True, drop_last=False, **kwargs)
-    val_loader = torch.utils.data.DataLoader(val_set, shuffle=False, **kwargs)
+    kwargs = dict(collate_fn=batcher, num_workers=data_args.dataloader_num_workers)
+    train_loader = torch.utils.data.DataLoader(train_set, batch_size=train_args.per_device_train_batch_size,
+                                               shuffle=True, drop_last=False, **kwargs)
+    val_loader = torch.utils.data.DataLoader(val_set, batch_size=train_args.eval_batch_size, shuffle=False, **kwargs)
     return train_set, train_loader, val_loader
 
 
@@ -199,9 +190,7 @@ def make_accelerator(train_args: TrainArguments) -> Accelerator:
         project_dir=train_args.output_dir,
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
-    accelerator.gradient_accumulation_steps = accumulation_steps(
-        train_args.effective_batch_size, train_args.per_device_batch_size, accelerator.num_processes
-    )
+    accelerator.gradient_accumulation_steps = train_args.accumulation_steps(accelerator.num_processes)
     return accelerator
 
 
@@ -244,25 +233,43 @@ class Run:
         --ema_decay, the model's own otherwise."""
         return self.average.swapped_in() if self.average else contextlib.nullcontext()
 
-    def validate_and_keep_best(self, train_loss: float | None) -> None:
+    @property
+    def stopped_early(self) -> bool:
+        """The session ended at `--stop_after_steps`, before the schedule's end (a resumable stop)."""
+        return self.state.step == self.train_args.stop_after_steps and self.state.step < self.total_steps
+
+    def log(self, record: dict) -> None:
+        """Append a record (a loss log or a validation) to the history, metrics.jsonl and the trackers."""
+        self.state.history.append(record)
+        if self.accelerator.is_main_process:
+            with open(self.output_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+        self.accelerator.log({k: v for k, v in record.items() if isinstance(v, float)}, step=record["step"])
+
+    def add_loss(self, loss: float) -> None:
+        """Count an optimiser step's loss; every `logging_steps` steps, log their mean (one step's loss is
+        mostly the luck of its batch; the mean over a few shows the trend)."""
+        state = self.state
+        state.loss_sum, state.loss_steps = state.loss_sum + loss, state.loss_steps + 1
+        if state.loss_steps >= self.train_args.logging_steps:
+            self.log({"step": state.step, "epoch": state.epoch, "train_loss": state.loss_sum / state.loss_steps,
+                      "lr": self.scheduler.get_last_lr()[0], "time": time.time()})
+            state.loss_sum, state.loss_steps = 0.0, 0
+
+    def validate_and_keep_best(self) -> None:
         """Score the validation split; a new best is written to best/; log it; checkpoint the step."""
         state, accelerator = self.state, self.accelerator
         with self.validated_weights():
-            result = evaluate_loader(self.model, self.val_loader, accelerator)
-            record = {"step": state.step, "epoch": state.epoch, "train_loss": train_loss,
-                      "lr": self.scheduler.get_last_lr()[0], "val_dice": result["dice"], "val_miou": result["miou"],
-                      "time": time.time()}
-            state.history.append(record)
+            result = validation_scores(self.model, self.val_loader, accelerator)
+            record = {"step": state.step, "epoch": state.epoch, "lr": self.scheduler.get_last_lr()[0],
+                      "val_dice": result["dice"], "val_miou": result["miou"], "time": time.time()}
             if is_better(result["dice"], state.best_dice):
                 state.best_dice, state.best_step = result["dice"], state.step
                 if accelerator.is_main_process:
                     save_pretrained_atomic(accelerator.unwrap_model(self.model), self.processor,
                                            self.output_dir / "best", self.settings)
             accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            with open(self.output_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
-        accelerator.log({k: v for k, v in record.items() if isinstance(v, float)}, step=state.step)
+        self.log(record)
         logger.info("step %d: validation Dice %.4f (best %.4f at step %d)", state.step, result["dice"],
                     state.best_dice, state.best_step, main_process_only=True)
         self.checkpoint(step_name(state.step), keep_last=self.train_args.save_total_limit)
@@ -281,11 +288,11 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
     run = setup(model_args, data_args, train_args)
     with GracefulStop(on_request=run.accelerator.set_trigger) as stop:
         try:
-            train_steps(run, stop)
+            train_steps(run)
         except KeyboardInterrupt:
             save_interrupted(run, stop)
             raise
-    if run.state.step == train_args.stop_after_steps and run.state.step < run.total_steps:
+    if run.stopped_early:
         run.checkpoint(step_name(run.state.step), keep_last=train_args.save_total_limit)
         logger.info("Stopped after %d steps as asked; resume with --resume_from_checkpoint latest",
                     run.state.step, main_process_only=True)
@@ -297,15 +304,15 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
 def _model_to_train(model_args: ModelArguments, train_args: TrainArguments, accelerator: Accelerator):
     """The model and processor, prompted and with the parts the strategy trains, on the device;
     and the strategy."""
-    model, processor = load_model_and_processor(model_args.model, seed=train_args.seed,
+    model, processor = load_model_and_processor(model_args.model_name_or_path, seed=train_args.seed,
                                                 vision_attention=model_args.vision_attention)
     if accelerator.device.type == "cpu":  # now the model's size is known (core/threads.py)
         set_cpu_threads(int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes)),
                         sum(p.numel() for p in model.parameters()))
-    if model_args.model in BUILTIN_MODELS and train_args.learning_rate < RANDOM_WEIGHTS_MIN_LR:
+    if model_args.model_name_or_path in BUILTIN_MODELS and train_args.learning_rate < RANDOM_WEIGHTS_MIN_LR:
         logger.warning("%s starts from random weights: at learning rate %g it learns next to nothing (the paper's "
                        "4e-6 fine-tunes a pretrained SAM). configs/demo.yaml trains tiny-sam at 2e-3.",
-                       model_args.model, train_args.learning_rate, main_process_only=True)
+                       model_args.model_name_or_path, train_args.learning_rate, main_process_only=True)
     if model_args.mask_prompt != "inherit":  # saved in the config, so best/ is prompted as it was trained
         set_mask_prompt(model, model_args.mask_prompt)
     strategy = get_strategy(model_args.strategy)
@@ -322,7 +329,7 @@ def setup(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
     accelerator = make_accelerator(train_args)
     set_seed(train_args.seed)
     output_dir = Path(train_args.output_dir)
-    check_model_available(model_args.model)  # before any data is read: offline and uncached fails now
+    check_model_available(model_args.model_name_or_path)  # before any data is read: offline and uncached fails now
     _record_data_split(data_args)
     settings = config_to_dict(model_args, data_args, train_args)
     _claim_output_dir(output_dir, train_args, accelerator)
@@ -345,7 +352,7 @@ def setup(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
     trainable_before, total = count_parameters(model)
     probe = next(iter(train_loader))
     probe = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in probe.items()}
-    unreached = freeze_unreached(model, batch_loss(prompt_logits(model, probe), probe, loss_fn))
+    unreached = freeze_unreached(model, batch_loss(batch_logits(model, probe), probe, loss_fn))
     trainable, _ = count_parameters(model)
     logger.info(
         "Strategy %s: %d of %d parameters trainable (%d frozen as unreachable from box prompts: %s)",
@@ -358,7 +365,7 @@ def setup(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
                                   fused=accelerator.device.type == "cuda")
     model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
     accum = accelerator.gradient_accumulation_steps
-    total_steps = train_args.max_steps or train_args.num_epochs * math.ceil(len(train_loader) / accum)
+    total_steps = train_args.max_train_steps or train_args.num_train_epochs * math.ceil(len(train_loader) / accum)
     # The scheduler is stepped by hand once per optimiser step (not prepared: Accelerate would
     # step it once per process); its state is saved as JSON in trainer_state.json.
     scheduler = build_scheduler(optimizer, train_args, total_steps)
@@ -381,37 +388,36 @@ def setup(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
     logger.info(
         "%d training frames, %d validation; %d processes x batch %d x accumulation %d = %d per step; "
         "%d steps", len(dataset["train"]), len(dataset["validation"]), accelerator.num_processes,
-        train_args.per_device_batch_size, accum, train_args.effective_batch_size, total_steps,
+        train_args.per_device_train_batch_size, accum,
+        train_args.per_device_train_batch_size * accelerator.num_processes * accum, total_steps,
         main_process_only=True,
     )
     return run
 
 
-def train_steps(run: Run, stop: GracefulStop) -> None:
+def train_steps(run: Run) -> None:
     """Optimiser steps until the schedule ends (or `stop_after_steps`, or a Ctrl-C at a step's end,
-    raised as KeyboardInterrupt), validating each epoch or every `eval_every_steps`."""
+    raised as KeyboardInterrupt), validating each epoch or every `eval_steps`."""
     state, args, accelerator = run.state, run.train_args, run.accelerator
     bar = tqdm(total=run.total_steps, initial=state.step, desc="Training",
                disable=not accelerator.is_local_main_process)
     run.model.train()
-    train_loss = None
     try:
         while state.step < run.total_steps:
-            ended, train_loss = _epoch(run, stop, bar, train_loss)
-            if not ended:  # the schedule or the session ended inside the epoch
+            if not _epoch(run, bar):  # the schedule or the session ended inside the epoch
                 break
             state.epoch, state.batches_in_epoch, run.step_start = state.epoch + 1, 0, 0
-            if not args.eval_every_steps:
-                run.validate_and_keep_best(train_loss)
-        stopped_early = state.step == args.stop_after_steps and state.step < run.total_steps
-        if not stopped_early and (not state.history or state.history[-1]["step"] != state.step):
-            run.validate_and_keep_best(train_loss)  # the last step is always validated
+            if not args.eval_steps:
+                run.validate_and_keep_best()
+        validated = state.validations
+        if not run.stopped_early and (not validated or validated[-1]["step"] != state.step):
+            run.validate_and_keep_best()  # the last step is always validated
     finally:
         bar.close()
 
 
-def _epoch(run: Run, stop: GracefulStop, bar, train_loss: float | None) -> tuple[bool, float | None]:
-    """The rest of the current epoch. Returns (whether the epoch ran to its end, the last step's loss)."""
+def _epoch(run: Run, bar) -> bool:
+    """The rest of the current epoch. Returns whether the epoch ran to its end."""
     state, args, accelerator = run.state, run.train_args, run.accelerator
     run.train_loader.set_epoch(state.epoch)
     run.train_set.set_epoch(state.epoch)
@@ -421,7 +427,7 @@ def _epoch(run: Run, stop: GracefulStop, bar, train_loss: float | None) -> tuple
     running, micro = None, 0
     for batch in batches:
         with accelerator.accumulate(run.model):
-            loss = batch_loss(prompt_logits(run.model, batch), batch, run.loss_fn)
+            loss = batch_loss(batch_logits(run.model, batch), batch, run.loss_fn)
             accelerator.backward(loss)
             # summed on the device: a micro-batch never waits for the host
             running, micro = (loss.detach() if running is None else running + loss.detach()), micro + 1
@@ -444,16 +450,16 @@ def _epoch(run: Run, stop: GracefulStop, bar, train_loss: float | None) -> tuple
         lr = run.scheduler.get_last_lr()[0]
         bar.update(1)
         bar.set_postfix(loss=f"{train_loss:.4f}", lr=f"{lr:.2e}")
-        accelerator.log({"train_loss": train_loss, "lr": lr}, step=state.step)
-        if args.eval_every_steps and state.step % args.eval_every_steps == 0:
-            run.validate_and_keep_best(train_loss)
-        elif args.save_every_steps and state.step % args.save_every_steps == 0:
+        run.add_loss(train_loss)
+        if args.eval_steps and state.step % args.eval_steps == 0:
+            run.validate_and_keep_best()
+        elif args.checkpointing_steps and state.step % args.checkpointing_steps == 0:
             run.checkpoint(step_name(state.step), keep_last=args.save_total_limit)
         if state.step >= run.total_steps or state.step == args.stop_after_steps:
-            return False, train_loss
+            return False
         if accelerator.check_trigger():  # Ctrl-C on some process: the step is done, every process stops here
             raise KeyboardInterrupt
-    return True, train_loss
+    return True
 
 
 def save_interrupted(run: Run, stop: GracefulStop) -> None:
@@ -483,7 +489,7 @@ def finish(run: Run) -> dict:
     best = model_class_for(str(output_dir / "best")).from_pretrained(output_dir / "best").to(accelerator.device)
     if run.train_args.evaluate_test and "test" in run.dataset and accelerator.is_main_process:
         results["test"] = test_report(best, run.processor, run.dataset["test"], run.data_args.prompt_mode,
-                                      accelerator.device, batch_size=run.train_args.per_device_batch_size,
+                                      accelerator.device, batch_size=run.train_args.eval_batch_size,
                                       strategy=run.model_args.strategy)
         (output_dir / "test_results.json").write_text(json.dumps(results["test"], indent=1))
     if accelerator.is_main_process:  # written last: its presence says the run finished

@@ -5,26 +5,28 @@
     metric = evaluate.load(METRIC_SCRIPT)            # offline: a path, not a Hub name
     metric.compute(predictions=[pred], references=[mask], protocol="paper")
 
-The computation is the library's own (`polyp_sam_hf.evaluation.metrics`): this file only wraps it.
+The scoring is the library's own (`polyp_sam_hf.evaluation.metrics.score_logits`, its protocols
+chosen there): a prediction's probabilities are turned into logits and scored like the model's.
 """
 
 import datasets
 import evaluate
 import numpy as np
+import torch
 
-from polyp_sam_hf.evaluation.metrics import dice_iou, pranet_dice_iou
+from polyp_sam_hf.evaluation.metrics import PROTOCOLS, get_protocol, score_logits
 from polyp_sam_hf.models.segmenter import PROBABILITY_THRESHOLD
 
-_DESCRIPTION = """Mean Dice and mean IoU over images of binary polyp masks.
-protocol="paper": predictions are masks (or probabilities, above 0.5 are polyp).
+_DESCRIPTION = f"""Mean Dice and mean IoU over images of binary polyp masks.
+protocol="paper": predictions are masks (or probabilities, above {PROBABILITY_THRESHOLD} are polyp).
 protocol="pranet": predictions are probability maps; each image's Dice and IoU are averaged over
 256 thresholds, as PraNet's evaluation (used by Polyp-PVT and HSNet) does.
 Empty ground truth with empty prediction scores 1; with any predicted pixel, 0."""
 
-_KWARGS = """Args:
+_KWARGS = f"""Args:
     predictions: list of (H, W) arrays, masks or probabilities in [0, 1].
     references: list of (H, W) binary ground-truth masks, same sizes.
-    protocol: "paper" (default) or "pranet".
+    protocol: one of {', '.join(PROTOCOLS)} (default paper).
 Returns:
     dice: mean Dice; miou: mean IoU; per_image_dice, per_image_iou: lists."""
 
@@ -42,15 +44,12 @@ class PolypDice(evaluate.Metric):
         )
 
     def _compute(self, predictions, references, protocol="paper"):
-        if protocol not in ("paper", "pranet"):
-            raise ValueError(f"Unknown protocol {protocol!r}. Valid protocols: paper, pranet.")
+        get_protocol(protocol)  # an unknown protocol fails before any frame, with the valid ones
         dices, ious = [], []
         for pred, ref in zip(predictions, references):
-            pred, ref = np.asarray(pred, dtype=np.float32), np.asarray(ref) > PROBABILITY_THRESHOLD
-            if protocol == "paper":  # strictly above 0.5, as the scorer's logit > 0: they agree at p = 0.5
-                d, i = dice_iou(pred > PROBABILITY_THRESHOLD, ref)
-            else:
-                d, i = pranet_dice_iou(pred, ref)
+            # probability -> logit (0 and 1 become -inf and +inf): the paper protocol's logit > 0 is p > 0.5
+            logits = torch.logit(torch.from_numpy(np.asarray(pred, dtype=np.float64)))[None]
+            d, i = score_logits(logits, np.asarray(ref) > PROBABILITY_THRESHOLD, protocol)
             dices.append(d)
             ious.append(i)
         return {

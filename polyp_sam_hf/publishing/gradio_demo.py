@@ -15,11 +15,11 @@ import numpy as np
 from PIL import Image
 
 from polyp_sam_hf.core.errors import ConfigError
-from polyp_sam_hf.data.prompts import PROMPT_FREE, SELF_PROMPTED, get_prompt_mode, parse_box
+from polyp_sam_hf.data.prompts import PROMPT_MODE_REGISTRY, PromptMode, get_prompt_mode, parse_box
 from polyp_sam_hf.evaluation.figures import overlay
 from polyp_sam_hf.models.loading import BUILTIN_MODELS
 from polyp_sam_hf.models.provenance import read_train_config
-from polyp_sam_hf.models.segmenter import ImageEmbedding, PolypSegmenter, to_mask
+from polyp_sam_hf.models.segmenter import ImageEmbedding, PolypSegmenter, union_mask
 
 INSTRUCTIONS = (
     "Upload a colonoscopy frame, then click two opposite corners of a box around each polyp "
@@ -38,13 +38,13 @@ MAX_FILE_SIZE = "50mb"  # refused by the server before it is stored
 # where the app looks for a real model when none is given: $POLYP_SAM_MODEL, then the folder that
 # `polyp-sam convert --arch mobile-sam` writes by default
 MODEL_ENV = "POLYP_SAM_MODEL"
-# the fine-tuned MobileSAM exported by `polyp-sam export ... --output models/polyp-sam-mobile` (README),
+# the fine-tuned MobileSAM exported by `polyp-sam export ... --output_dir models/polyp-sam-mobile` (README),
 # else the zero-shot one `polyp-sam convert --arch mobile-sam` writes
 DEFAULT_MODEL_DIRS = (Path("models") / "polyp-sam-mobile", Path("models") / "mobile-sam")
 RANDOM_WEIGHTS_WARNING = (
     "**Warning: this demo runs `{name}`, a SAM with random weights: its masks mean nothing.** "
     "Convert MobileSAM once (`polyp-sam convert --arch mobile-sam`, writes models/mobile-sam) or pass "
-    "`--model` a fine-tuned folder."
+    "`--model_name_or_path` a fine-tuned folder."
 )
 
 
@@ -61,11 +61,16 @@ def choose_model(name: str | None) -> tuple[str, str | None]:
     return name, warning
 
 
+# the modes that need no box from the person: one button each, for a model trained to find polyps alone
+NO_BOX_MODES = [mode for mode in PROMPT_MODE_REGISTRY.values() if not mode.given_true_box]
+
+
 def trained_prompt_free(name: str) -> bool:
-    """Whether the model in folder `name` was trained with `--prompt_mode none` (its run record says
-    so): only such a model finds polyps without a box, so only it gets the app's no-box buttons."""
+    """Whether the model in folder `name` was trained with no prompt (its run record's prompt mode gives
+    no box): only such a model finds polyps without a box, so only it gets the app's no-box buttons."""
     record = read_train_config(name) if Path(name).is_dir() else None
-    return (record or {}).get("prompt_mode") == PROMPT_FREE
+    mode = (record or {}).get("prompt_mode")
+    return mode is not None and get_prompt_mode(mode).boxes is None
 
 
 class EmbeddingMemo:
@@ -142,12 +147,12 @@ def segment(segmenter: PolypSegmenter, image: Image.Image | np.ndarray, boxes_te
     return overlay(frame, union, None, boxes), str(path)
 
 
-def auto_segment(segmenter: PolypSegmenter, image, out_dir: str | Path,
-                 memo: EmbeddingMemo | None = None, prompt_free: bool = False) -> tuple[Image.Image, str, str]:
-    """No box: the boxes the model proposes itself (self-prompting, `PolypSegmenter.auto_logits`),
-    their mask, and the boxes as text, so the user can correct one (edit it, or clear and draw) and
-    press Segment. With `prompt_free`, the prompt-free mask itself and no boxes. Needs a model
-    trained with `--prompt_mode none` to find anything useful.
+def auto_segment(segmenter: PolypSegmenter, image, mode: PromptMode, out_dir: str | Path,
+                 memo: EmbeddingMemo | None = None) -> tuple[Image.Image, str, str]:
+    """No box from the person: a `mode` that gives none, either self-prompted (`auto`: the boxes the
+    model proposes itself, `PolypSegmenter.auto_logits`, returned as text so the person can correct
+    one and press Segment) or prompt-free (`none`: the mask itself, no boxes). Needs a model trained
+    with `--prompt_mode none` to find anything useful.
 
     Returns:
         The overlay (proposed boxes drawn), the mask's path, and the boxes text (`""`: none found).
@@ -158,9 +163,9 @@ def auto_segment(segmenter: PolypSegmenter, image, out_dir: str | Path,
         check_frame_size(image)
     frame = segmenter.as_image(image)
     embedded = memo(frame) if memo else segmenter.embed(frame)
-    logits, boxes = segmenter.prompted_logits(embedded, get_prompt_mode(PROMPT_FREE if prompt_free else SELF_PROMPTED))
+    logits, boxes = segmenter.logits_for_mode(embedded, mode)
     boxes = np.zeros((0, 4), np.float32) if boxes is None else boxes
-    union = to_mask(logits).any(0).cpu().numpy() if logits is not None else np.zeros((frame.height, frame.width), bool)
+    union = union_mask(logits, frame.height, frame.width)
     path = Path(tempfile.mkdtemp(dir=out_dir)) / "polyp_mask.png"
     Image.fromarray(union.astype(np.uint8) * 255).save(path)
     text = "; ".join(",".join(str(int(round(v))) for v in box) for box in boxes)
@@ -171,8 +176,8 @@ def build_app(segmenter: PolypSegmenter, title: str = "Polyp-SAM: box-prompted p
               warning: str | None = None, prompt_free: bool = False):
     """The Gradio Blocks app; its `segment` endpoint takes (image, boxes text). `warning` is shown
     above everything (e.g. that the model has random weights). With `prompt_free` (a model trained
-    with `--prompt_mode none`, `trained_prompt_free`) it also offers "No box" and "Auto (no box)"
-    and their `none` and `auto` endpoints; a box-trained model given no box returns a mask of
+    with `--prompt_mode none`, `trained_prompt_free`) it also offers a button and an endpoint per
+    mode of `NO_BOX_MODES` (`none`, `auto`); a box-trained model given no box returns a mask of
     nothing useful, so it is not offered. Launch it with `LAUNCH_SETTINGS` (the library's error
     texts shown in the page, uploads bounded)."""
     import gradio as gr  # here: the app extra, optional (commands/app.py says how to install it)
@@ -186,14 +191,15 @@ def build_app(segmenter: PolypSegmenter, title: str = "Polyp-SAM: box-prompted p
         except ValueError as err:  # the library's messages (bad box, no frame, too large): shown as they are
             raise gr.Error(str(err), print_exception=False) from None
 
-    def run_auto(image, prompt_free=False):
-        try:
-            return auto_segment(segmenter, image, out_dir, memo, prompt_free)
-        except ValueError as err:
-            raise gr.Error(str(err), print_exception=False) from None
-
-    def run_none(image):
-        return run_auto(image, prompt_free=True)[:2]
+    def run_without_box(mode: PromptMode):
+        def handler(image):
+            try:
+                overlay_image, mask_path, boxes_text = auto_segment(segmenter, image, mode, out_dir, memo)
+            except ValueError as err:
+                raise gr.Error(str(err), print_exception=False) from None
+            # self-made boxes land in the box field: correct one, or clear and draw, then Segment
+            return (overlay_image, mask_path, boxes_text) if mode.self_prompted else (overlay_image, mask_path)
+        return handler
 
     def click(pending, boxes_text, evt: gr.SelectData):
         return add_corner(pending, boxes_text or "", int(evt.index[0]), int(evt.index[1]))
@@ -210,9 +216,8 @@ def build_app(segmenter: PolypSegmenter, title: str = "Polyp-SAM: box-prompted p
                 boxes = gr.Textbox(label="Boxes (x0,y0,x1,y1; ...)", elem_id="boxes")
                 with gr.Row():
                     clear = gr.Button("Clear boxes")
-                    if prompt_free:
-                        free = gr.Button("No box", elem_id="none")
-                        auto = gr.Button("Auto (no box)", elem_id="auto")
+                    no_box = {mode.name: gr.Button(mode.label.capitalize(), elem_id=mode.name)
+                              for mode in (NO_BOX_MODES if prompt_free else [])}
                     button = gr.Button("Segment", variant="primary", elem_id="segment")
             with gr.Column():
                 result = gr.Image(type="pil", format="png", label="Mask overlay", elem_id="overlay")
@@ -220,8 +225,7 @@ def build_app(segmenter: PolypSegmenter, title: str = "Polyp-SAM: box-prompted p
         image.select(click, [pending, boxes], [pending, boxes], api_name=False)
         clear.click(lambda: (None, ""), None, [pending, boxes], api_name=False)
         button.click(run, [image, boxes], [result, mask_file], api_name="segment")
-        if prompt_free:
-            # the proposed boxes land in the box field: correct one, or clear and draw, then Segment
-            auto.click(run_auto, [image], [result, mask_file, boxes], api_name="auto")
-            free.click(run_none, [image], [result, mask_file], api_name="none")
+        for mode in NO_BOX_MODES if prompt_free else []:
+            outputs = [result, mask_file, boxes] if mode.self_prompted else [result, mask_file]
+            no_box[mode.name].click(run_without_box(mode), [image], outputs, api_name=mode.name)
     return app
