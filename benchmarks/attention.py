@@ -2,8 +2,9 @@
 transformers' own (SDPA with the bias tensor), time and peak memory.
 
     python benchmarks/attention.py                       # ViT-B, 1024 px, batch 1, CPU or the GPU at hand
-    python benchmarks/attention.py --image-size 512      # quicker on a 2-core CPU
+    python benchmarks/attention.py --image_size 512      # quicker on a 2-core CPU
     python benchmarks/attention.py --device cuda --dtype bf16 --batch 8
+    python benchmarks/attention.py --quick               # 256 px, two layers: a check that it runs
 
 Each attention implementation runs in its own process (so the peak resident memory of one is not
 the other's), the two take turns for `--rounds` rounds, and each keeps its best step time. On a GPU
@@ -14,17 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from report import emit  # noqa: E402
+from harness import Benchmark, run_benchmark
 
 IMPLEMENTATIONS = ("transformers", "fused")
 
@@ -66,44 +62,35 @@ def _one_step(args) -> dict:
     return {"best_s": min(times), "peak_gib": round(peak, 3)}
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--image-size", type=int, default=1024)
+CHILD = "child"  # how the measuring process calls its children: `attention.py child SETTINGS_JSON`
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--image_size", type=int, default=1024)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--layers", type=int, default=None, help="fewer encoder layers (a quick check)")
     parser.add_argument("--device", default="cuda" if _cuda() else "cpu")
     parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--rounds", type=int, default=2, help="turns each implementation takes")
     parser.add_argument("--steps", type=int, default=1, help="timed steps per turn")
-    parser.add_argument("--implementation", choices=IMPLEMENTATIONS, help=argparse.SUPPRESS)  # the child's
-    parser.add_argument("--output", type=Path)
-    args = parser.parse_args(argv)
-    if args.implementation:
-        print(json.dumps(_one_step(args)))
-        return {}
+
+
+def measure(args: argparse.Namespace) -> dict:
+    settings = {k: getattr(args, k) for k in ("image_size", "batch", "layers", "device", "dtype", "steps")}
     best = {name: {"best_s": float("inf"), "peak_gib": 0.0} for name in IMPLEMENTATIONS}
-    forwarded = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--output"]
-    if args.output:
-        i = forwarded.index(str(args.output)) if str(args.output) in forwarded else None
-        forwarded = forwarded[:i] + forwarded[i + 1:] if i is not None else forwarded
     for _ in range(args.rounds):
         for name in IMPLEMENTATIONS:
-            out = subprocess.run([sys.executable, __file__, *forwarded, "--implementation", name],
+            out = subprocess.run([sys.executable, __file__, CHILD, json.dumps({**settings, "implementation": name})],
                                  check=True, capture_output=True, text=True).stdout
             row = json.loads(out.strip().splitlines()[-1])
             best[name]["best_s"] = min(best[name]["best_s"], row["best_s"])
             best[name]["peak_gib"] = max(best[name]["peak_gib"], row["peak_gib"])
-    result = {
-        "command": "python benchmarks/attention.py " + " ".join(forwarded),
-        "machine": f"{platform.machine()}, device {args.device}",
-        "setting": {"image_size": args.image_size, "batch": args.batch, "dtype": args.dtype,
-                    "layers": args.layers or 12},
+    return {
+        "setting": {**settings, "layers": args.layers or 12},
         "transformers": best["transformers"], "fused": best["fused"],
         "speedup": round(best["transformers"]["best_s"] / best["fused"]["best_s"], 3),
         "peak_memory_ratio": round(best["fused"]["peak_gib"] / best["transformers"]["peak_gib"], 3),
     }
-    emit(result, args.output)
-    return result
 
 
 def _cuda() -> bool:
@@ -112,5 +99,13 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
+BENCHMARK = Benchmark(__doc__, add_arguments, measure, quick={"image_size": 256, "layers": 2, "rounds": 1})
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == [CHILD]:
+        from polyp_sam_hf.core.threads import flush_denormal_floats
+
+        flush_denormal_floats()
+        print(json.dumps(_one_step(argparse.Namespace(**json.loads(sys.argv[2])))))
+    else:
+        run_benchmark(BENCHMARK)

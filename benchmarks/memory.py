@@ -1,6 +1,6 @@
 """Peak memory of a decoder-only epoch does not grow with the dataset: peak RSS at two sizes.
 
-    python benchmarks/memory.py [--sizes 200,2000]
+    python benchmarks/memory.py [--sizes 200,2000] [--quick]
 
 For each size a fresh process loads the prepared dataset from disk (memory-mapped Arrow), builds
 the embedding cache (memory-mapped `.npy`) and trains one decoder-only epoch of the tiny model
@@ -12,12 +12,13 @@ the end of the epoch is what the process itself holds.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from harness import Benchmark, run_benchmark
 
 
 def _prepare(work: Path, size: int) -> Path:
@@ -39,9 +40,9 @@ def _epoch(prepared: Path, cache_root: Path) -> dict:
     from polyp_sam_hf.data.batches import PromptDataset, collate
     from polyp_sam_hf.models.embedding_cache import build_embedding_cache
     from polyp_sam_hf.models.loading import load_model_and_processor
-    from polyp_sam_hf.training.strategies import get_strategy
     from polyp_sam_hf.models.segmenter import batch_logits
     from polyp_sam_hf.training.losses import batch_loss, get_loss
+    from polyp_sam_hf.training.strategies import get_strategy
 
     datasets.disable_progress_bars()
     split = datasets.load_from_disk(str(prepared))["train"]
@@ -70,13 +71,13 @@ def _epoch(prepared: Path, cache_root: Path) -> dict:
     }
 
 
-def measure(sizes: list[int], work: Path) -> dict:
+def measure_sizes(sizes: list[int], work: Path) -> dict:
     rows = []
     for size in sizes:
-        prep = subprocess.run([sys.executable, __file__, "--child-prepare", str(size), "--work", str(work)],
+        prep = subprocess.run([sys.executable, __file__, CHILD_PREPARE, str(size), str(work)],
                               capture_output=True, text=True, check=True)
         prepared = prep.stdout.strip().splitlines()[-1]
-        run = subprocess.run([sys.executable, __file__, "--child-epoch", prepared, "--work", str(work)],
+        run = subprocess.run([sys.executable, __file__, CHILD_EPOCH, prepared, str(work)],
                              capture_output=True, text=True, check=True)
         rows.append(json.loads(run.stdout.strip().splitlines()[-1]))
     return {
@@ -86,22 +87,24 @@ def measure(sizes: list[int], work: Path) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="200,2000")
-    parser.add_argument("--work", type=Path)
-    parser.add_argument("--child-prepare", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--child-epoch", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child_prepare:
-        print(_prepare(args.work, args.child_prepare))
-        return
-    if args.child_epoch:
-        print(json.dumps(_epoch(args.child_epoch, args.work / "cache")))
-        return
-    with tempfile.TemporaryDirectory() as work:
-        print(json.dumps(measure([int(s) for s in args.sizes.split(",")], Path(work)), indent=1))
+CHILD_PREPARE, CHILD_EPOCH = "child-prepare", "child-epoch"  # how the measuring process calls its children
 
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--sizes", default="200,2000", help="comma-separated frame counts, smallest first")
+
+
+def measure(args) -> dict:
+    with tempfile.TemporaryDirectory() as work:
+        return measure_sizes([int(s) for s in args.sizes.split(",")], Path(work))
+
+
+BENCHMARK = Benchmark(__doc__, add_arguments, measure, quick={"sizes": "200,1000"})
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == [CHILD_PREPARE]:
+        print(_prepare(Path(sys.argv[3]), int(sys.argv[2])))
+    elif sys.argv[1:2] == [CHILD_EPOCH]:
+        print(json.dumps(_epoch(Path(sys.argv[2]), Path(sys.argv[3]) / "cache")))
+    else:
+        run_benchmark(BENCHMARK)

@@ -1,7 +1,8 @@
 """The quick-start demo on a CPU that another PyTorch process shares: how much slower than alone.
 
     python benchmarks/shared_cpu.py                 # 4 demo epochs, alone and beside a matrix-product loop
-    python benchmarks/shared_cpu.py --epochs 2 --output benchmarks/results-shared-cpu.json
+    python benchmarks/shared_cpu.py --epochs 2 --output_file benchmarks/results-shared-cpu.json
+    python benchmarks/shared_cpu.py --quick         # 1 epoch, the library's policy only
 
 The neighbour is what a laptop meets: another PyTorch process multiplying matrices with its default
 threads, for as long as the demo runs. A fair share of 2 cores is half, so a slowdown near 2x is
@@ -15,18 +16,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-sys.path.insert(0, str(HERE))
+from harness import HERE, Benchmark, run_benchmark
 
-from report import emit  # noqa: E402
+REPO = HERE.parent
 
 # what each compared setting puts in the demo's environment
 POLICIES = {
@@ -50,20 +48,19 @@ def demo_seconds(epochs: int, work: Path, policy: str) -> float:
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
     env.update(POLICIES[policy])
     start = time.perf_counter()
-    subprocess.run([sys.executable, str(REPO / "train.py"), "--config", "configs/demo.yaml", "--num_epochs",
+    subprocess.run([sys.executable, str(REPO / "train.py"), "--config", "configs/demo.yaml", "--num_train_epochs",
                     str(epochs), "--data", str(work / "data"), "--output_dir", str(work / "run"),
                     "--evaluate_test", "false"], cwd=REPO, env=env, check=True, capture_output=True)
     return time.perf_counter() - start
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--policies", default="auto,torch", help=f"comma-separated, of {', '.join(POLICIES)}")
-    parser.add_argument("--output", type=Path)
-    args = parser.parse_args(argv)
-    result: dict = {"command": "python benchmarks/shared_cpu.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-                    "machine": f"{platform.machine()}, {os.cpu_count()} cores", "epochs": args.epochs}
+
+
+def measure(args: argparse.Namespace) -> dict:
+    result: dict = {"epochs": args.epochs}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         demo_seconds(1, work, "auto")  # writes the demo data once, warms the file cache
@@ -79,9 +76,10 @@ def main(argv: list[str] | None = None) -> dict:
             result[policy] = {"alone_s": round(alone, 2), "beside_s": round(beside, 2),
                               "slowdown": round(beside / alone, 2)}
             print(policy, result[policy], flush=True)
-    emit(result, args.output)
     return result
 
 
+BENCHMARK = Benchmark(__doc__, add_arguments, measure, quick={"epochs": 1, "policies": "auto"})
+
 if __name__ == "__main__":
-    main()
+    run_benchmark(BENCHMARK)

@@ -1,11 +1,11 @@
 """Where one training step's time goes: the kernels that take it, and how busy the device is.
 
-    python benchmarks/step_profile.py --model random-sam-vit-base --variant full --precision bf16 --batch 8
-    python benchmarks/step_profile.py --model tiny-sam --batch 2 --steps 1      # a check on a CPU
+    python benchmarks/step_profile.py --model_name_or_path random-sam-vit-base --variant full --precision bf16 --batch 8
+    python benchmarks/step_profile.py --quick      # tiny-sam: a check on a CPU
 
-Profiles `--steps` training steps (after warm-up) of the same step `train_throughput.py` times
-and writes a text report: the step's wall time, the summed device time of its kernels (their
-ratio says how much of the step the device was busy), and the operators with the most self time.
+Profiles `--steps` training steps (after warm-up) of the same step `train_throughput.py` times and
+records the step's wall time, the summed device time of its kernels (their ratio says how much of
+the step the device was busy), and, as text, the operators with the most self time.
 """
 
 from __future__ import annotations
@@ -14,24 +14,25 @@ import argparse
 import time
 
 import torch
+from harness import Benchmark, run_benchmark
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 from train_throughput import make_step, sync
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="random-sam-vit-base")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model_name_or_path", default="random-sam-vit-base")
     parser.add_argument("--variant", default="full")
     parser.add_argument("--precision", default="bf16")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--rows", type=int, default=30, help="operators listed")
-    parser.add_argument("--output", help="write the report here as well as printing it")
-    args = parser.parse_args()
+
+
+def measure(args: argparse.Namespace) -> dict:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    step = make_step(args.model, args.variant, args.precision, False, args.batch, device, False)
+    step = make_step(args.model_name_or_path, args.variant, args.precision, False, args.batch, device, False)
     for _ in range(args.warmup):
         step()
     sync(device)
@@ -50,7 +51,7 @@ def main() -> None:
         key, rows = "self_cpu_time_total", events
     busy = sum(getattr(e, key) for e in rows) / 1e6 / args.steps  # microseconds -> s per step
     report = "\n".join([
-        f"{args.model} {args.variant} {args.precision} batch {args.batch} on "
+        f"{args.model_name_or_path} {args.variant} {args.precision} batch {args.batch} on "
         f"{torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}, torch {torch.__version__}",
         f"step wall time (under the profiler): {wall:.4f} s",
         f"summed {'kernel' if device.type == 'cuda' else 'operator self'} time per step: {busy:.4f} s "
@@ -58,10 +59,13 @@ def main() -> None:
         events.table(sort_by=key, row_limit=args.rows, max_name_column_width=60),
     ])
     print(report)
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write(report + "\n")
+    return {"model": args.model_name_or_path, "variant": args.variant, "precision": args.precision,
+            "batch": args.batch, "step_wall_s": round(wall, 4), "busy_s": round(busy, 4),
+            "busy_share": round(busy / wall, 3), "report": report}
 
+
+BENCHMARK = Benchmark(__doc__, add_arguments, measure, quick={
+    "model_name_or_path": "tiny-sam", "precision": "fp32", "batch": 2, "steps": 1, "warmup": 1, "rows": 5})
 
 if __name__ == "__main__":
-    main()
+    run_benchmark(BENCHMARK)

@@ -2,7 +2,7 @@
 a decoder-only step from cached embeddings (and the epoch of the paper's 1,450 frames it implies),
 and the demo app's time per click.
 
-    python benchmarks/tinyvit.py [--repeats 3] [--output benchmarks/results-tinyvit.json]
+    python benchmarks/tinyvit.py [--repeats 3] [--output_file benchmarks/results-tinyvit.json] [--quick]
 
 Every ratio divides two times measured in this one run on this one machine. Random weights of
 the same architecture time the same as the real ones, so no download is needed.
@@ -11,32 +11,21 @@ the same architecture time the same as the real ones, so no download is needed.
 from __future__ import annotations
 
 import argparse
-import platform
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from harness import Benchmark, run_benchmark
 from PIL import Image
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE))
-
-from report import emit  # noqa: E402
-
-from polyp_sam_hf.models.convert import get_arch  # noqa: E402
-from polyp_sam_hf.models.loading import load_model_and_processor  # noqa: E402
-from polyp_sam_hf.training.strategies import get_strategy  # noqa: E402
-from polyp_sam_hf.models.modeling_tinyvit_sam import TinyViTSamModel  # noqa: E402
-from polyp_sam_hf.models.segmenter import PolypSegmenter  # noqa: E402
-from polyp_sam_hf.publishing.gradio_demo import EmbeddingMemo, segment  # noqa: E402
-from polyp_sam_hf.training.losses import (
-    batch_loss,  # noqa: E402
-    get_loss,  # noqa: E402
-)
+from polyp_sam_hf.models.convert import get_arch
+from polyp_sam_hf.models.loading import load_model_and_processor
+from polyp_sam_hf.models.modeling_tinyvit_sam import TinyViTSamModel
+from polyp_sam_hf.models.segmenter import PolypSegmenter
+from polyp_sam_hf.publishing.gradio_demo import EmbeddingMemo, segment
+from polyp_sam_hf.training.losses import batch_loss, get_loss
+from polyp_sam_hf.training.strategies import get_strategy
 
 PAPER_TRAIN_FRAMES = 1450
 
@@ -114,20 +103,21 @@ def click_seconds(model_name: str, repeats: int) -> dict:
     return {"first_click_s": first_s, "later_click_s": later_s}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--output", type=Path)
-    args = parser.parse_args()
+    parser.add_argument("--vit_b", type=int, default=1, help="also time SAM ViT-B's encoder (1) or not (0)")
+
+
+def measure(args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     mobile = TinyViTSamModel(get_arch("mobile-sam").config()).eval()
     lite = TinyViTSamModel(get_arch("lite-medsam").config()).eval()
-    vit_b, _ = load_model_and_processor("random-sam-vit-base")
-    vit_b.eval()
-
     mobile_s = encoder_seconds(mobile, 1024, args.repeats)
     lite_s = encoder_seconds(lite, 256, args.repeats)
-    vit_b_s = encoder_seconds(vit_b, 1024, args.repeats)
+    vit_b_s = None
+    if args.vit_b:
+        vit_b, _ = load_model_and_processor("random-sam-vit-base")
+        vit_b_s = encoder_seconds(vit_b.eval(), 1024, args.repeats)
     timm_s = timm_tinyvit_seconds(args.repeats)
     step_s = decoder_step_seconds(mobile, 4, args.repeats)
     epoch_s = PAPER_TRAIN_FRAMES / 4 * step_s
@@ -137,12 +127,10 @@ def main() -> None:
         get_arch("mobile-sam").processor().save_pretrained(tmp)
         clicks = click_seconds(tmp, args.repeats)
 
-    emit({
-        "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                    "torch": torch.__version__},
+    return {
         "encoder_seconds_per_image": {"mobile_sam_1024": mobile_s, "lite_medsam_256": lite_s,
                                       "sam_vit_b_1024": vit_b_s, "timm_tinyvit_1024_with_neck": timm_s},
-        "vit_b_over_mobile_sam": vit_b_s / mobile_s,
+        "vit_b_over_mobile_sam": vit_b_s / mobile_s if vit_b_s else None,
         "timm_over_kornia": (timm_s / mobile_s) if timm_s else None,
         "decoder_step_batch4_seconds": step_s,
         "paper_epoch_from_cached_embeddings": {
@@ -151,8 +139,10 @@ def main() -> None:
             "embedding_cache_once_seconds": PAPER_TRAIN_FRAMES * mobile_s,
         },
         "app_click": clicks,
-    }, args.output)
+    }
 
+
+BENCHMARK = Benchmark(__doc__, add_arguments, measure, quick={"repeats": 1, "vit_b": 0})
 
 if __name__ == "__main__":
-    main()
+    run_benchmark(BENCHMARK)

@@ -1,7 +1,8 @@
 """train.py's own loop against the bare step it is made of: how much the loop adds.
 
     python benchmarks/train_loop.py                                   # tiny-sam on demo frames, CPU or GPU
-    python benchmarks/train_loop.py --model random-sam-vit-base --batch 8 --precision bf16   # a GPU
+    python benchmarks/train_loop.py --model_name_or_path random-sam-vit-base --batch 8 --precision bf16   # a GPU
+    python benchmarks/train_loop.py --quick                           # a few steps: a check that it runs
 
 Both sides run the same model, batches and optimiser on the device at hand. The loop is the
 library's `training.train_steps` (data loading, accumulation, the per-step host sync, logging,
@@ -13,36 +14,30 @@ loop's images/s as a share of the bare step's (target: at least 95%).
 from __future__ import annotations
 
 import argparse
-import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from harness import Benchmark, run_benchmark
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from report import emit  # noqa: E402
-
-from polyp_sam_hf.data.synthetic import write_demo_data  # noqa: E402
-from polyp_sam_hf.models.segmenter import batch_logits  # noqa: E402
-from polyp_sam_hf.training import loop as training  # noqa: E402
-from polyp_sam_hf.training.config import parse_config  # noqa: E402
-from polyp_sam_hf.training.losses import batch_loss  # noqa: E402
-from polyp_sam_hf.training.stopping import GracefulStop  # noqa: E402
+from polyp_sam_hf.data.synthetic import write_demo_data
+from polyp_sam_hf.models.segmenter import batch_logits
+from polyp_sam_hf.training import loop as training
+from polyp_sam_hf.training.config import parse_config
+from polyp_sam_hf.training.losses import batch_loss
 
 
 def _settings(args, data: Path, output: Path, steps: int) -> list[str]:
-    return ["--model", args.model, "--strategy", args.strategy, "--data", str(data), "--output_dir", str(output),
-            "--per_device_batch_size", str(args.batch), "--effective_batch_size", str(args.batch),
-            "--max_steps", str(steps), "--eval_every_steps", str(10 * steps), "--max_eval_samples", "1",
-            "--mixed_precision", args.precision, "--report_to", "none", "--evaluate_test", "false",
-            "--generate_demo_data", "true", "--num_workers", str(args.workers), "--learning_rate", "1e-5"]
+    return ["--model_name_or_path", args.model_name_or_path, "--strategy", args.strategy, "--data", str(data),
+            "--output_dir", str(output), "--per_device_train_batch_size", str(args.batch),
+            "--effective_batch_size", str(args.batch), "--max_train_steps", str(steps), "--eval_steps", str(10 * steps),
+            "--max_eval_samples", "1", "--mixed_precision", args.precision, "--report_to", "none",
+            "--evaluate_test", "false", "--generate_demo_data", "true", "--dataloader_num_workers", str(args.workers),
+            "--learning_rate", "1e-5"]
 
 
-def measure(args, work: Path) -> dict:
+def measure_loop(args, work: Path) -> dict:
     data = work / "data"
     write_demo_data(data, num_train=max(4 * args.batch * (args.steps + args.warmup) // 3, 16), num_test=2)
     steps = args.warmup + args.steps
@@ -50,20 +45,17 @@ def measure(args, work: Path) -> dict:
     device = run.accelerator.device
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
-    # the loop: warm-up steps, then the timed ones (the step counter's own clock)
+    # the loop: warm-up steps, then the timed ones; its clock ticks where each optimiser step's loss is counted
     times: list[float] = []
-    real_log = run.accelerator.log
+    real_add_loss = run.add_loss
 
-    def timed_log(values, step=None, **kwargs):  # logged once per optimiser step: a clock tick per step
-        if "train_loss" in values:
-            sync()
-            times.append(time.perf_counter())
-        return real_log(values, step=step, **kwargs)
+    def timed_add_loss(loss: float) -> None:
+        sync()
+        times.append(time.perf_counter())
+        real_add_loss(loss)
 
-    run.accelerator.log = timed_log
-    with GracefulStop(on_request=run.accelerator.set_trigger) as stop:
-        training.train_steps(run, stop)
-    run.accelerator.log = real_log
+    run.add_loss = timed_add_loss
+    training.train_steps(run)
     loop_s = (times[-1] - times[args.warmup - 1]) / (len(times) - args.warmup)
 
     # the bare step on the same model and optimiser, over batches already on the device
@@ -86,30 +78,28 @@ def measure(args, work: Path) -> dict:
         if i >= args.warmup:
             bare_times.append(time.perf_counter() - start)
     bare_s = sum(bare_times) / len(bare_times)
-    return {"loop_images_per_s": round(args.batch / loop_s, 3), "bare_images_per_s": round(args.batch / bare_s, 3),
+    return {"model": args.model_name_or_path, "strategy": args.strategy, "batch": args.batch,
+            "optimiser_steps": len(times), "timed_steps": len(times) - args.warmup,
+            "loop_images_per_s": round(args.batch / loop_s, 3), "bare_images_per_s": round(args.batch / bare_s, 3),
             "loop_share_of_bare": round(bare_s / loop_s, 3)}
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="tiny-sam")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model_name_or_path", default="tiny-sam")
     parser.add_argument("--strategy", default="full")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--precision", default="no", choices=["no", "bf16"])
-    parser.add_argument("--output", type=Path)
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as work:
-        result = measure(args, Path(work))
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    result = {"command": "python benchmarks/train_loop.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "machine": f"{platform.machine()}, {device}, torch {torch.__version__}",
-              "model": args.model, "strategy": args.strategy, "batch": args.batch, "steps": args.steps, **result}
-    emit(result, args.output)
-    return result
 
+
+def measure(args: argparse.Namespace) -> dict:
+    with tempfile.TemporaryDirectory() as work:
+        return measure_loop(args, Path(work))
+
+
+BENCHMARK = Benchmark(__doc__, add_arguments, measure, quick={"steps": 4, "warmup": 1, "batch": 2})
 
 if __name__ == "__main__":
-    main()
+    run_benchmark(BENCHMARK)

@@ -1,7 +1,7 @@
 """Training throughput per strategy, precision and checkpointing: images/s, peak memory, MFU.
 
     python benchmarks/train_throughput.py                                   # ViT-B and ViT-L on a GPU
-    python benchmarks/train_throughput.py --models tiny-sam --steps 2 --warmup 1   # a check on a CPU
+    python benchmarks/train_throughput.py --quick                           # tiny-sam: a check that it runs
 
 Random weights of the real sizes and synthetic frames: no download, no network. Model FLOP
 utilisation is the achieved model FLOP/s (counted with `benchmarks/profiling.py`) over the card's
@@ -13,18 +13,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from contextlib import nullcontext
 
 import torch
+from harness import Benchmark, record, run_benchmark
 from profiling import count_step_flops
 
 from polyp_sam_hf.data.preprocessing import Preprocessing
 from polyp_sam_hf.models.loading import BUILTIN_MODELS, load_model_and_processor
-from polyp_sam_hf.training.strategies import get_strategy
 from polyp_sam_hf.models.segmenter import batch_logits
 from polyp_sam_hf.training.losses import batch_loss, get_loss
+from polyp_sam_hf.training.strategies import get_strategy
 
 # dense bf16 tensor-core peak, TFLOP/s, from the vendors' data sheets (SXM parts)
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "V100": 125.0, "L40S": 362.0}
@@ -118,8 +118,7 @@ def run_one(model_name: str, variant: str, precision: str, checkpointing: bool, 
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", default="random-sam-vit-base,random-sam-vit-large")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--precisions", default="bf16,fp32")
@@ -129,12 +128,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd models")
     parser.add_argument("--attention", default="sdpa", help="comma-separated: sdpa, eager")
-    parser.add_argument("--peak-tflops", type=float, help="the card's dense bf16 rate, if not in the table")
-    parser.add_argument("--output", help="write the results as JSON here")
-    args = parser.parse_args()
+    parser.add_argument("--peak_tflops", type=float, help="the card's dense bf16 rate, if not in the table")
+
+
+def measure(args: argparse.Namespace) -> dict:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     peak = peak_tflops(device, args.peak_tflops)
-    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
     rows = []
     for model_name in args.models.split(","):
         config = BUILTIN_MODELS[model_name]()
@@ -149,7 +148,7 @@ def main() -> None:
                                                 for a in args.attention.split(",")]:
                         row = {"model": model_name, "variant": variant, "precision": precision,
                                "checkpointing": ckpt, "compiled": compiled, "attention": attention, "batch": args.batch,
-                               "gflop_per_image": round(flops / 1e9, 3), "device": machine}
+                               "gflop_per_image": round(flops / 1e9, 3)}
                         try:
                             row.update(run_one(model_name, variant, precision, ckpt == "on", args.batch,
                                                args.steps, args.warmup, device, compiled, attention))
@@ -162,10 +161,16 @@ def main() -> None:
                             torch.cuda.empty_cache()
                         rows.append(row)
                         print(json.dumps(row), flush=True)
-                        if args.output:  # after every row: a run cut short keeps what it measured
-                            with open(args.output, "w") as f:
-                                json.dump({"device": machine, "peak_bf16_tflops": peak, "results": rows}, f, indent=1)
+                        if args.output_file:  # after every row: a run cut short keeps what it measured
+                            partial = record("train_throughput", ["(cut short)"], {"peak_bf16_tflops": peak,
+                                                                                    "results": rows})
+                            args.output_file.write_text(json.dumps(partial, indent=1) + "\n")
+    return {"peak_bf16_tflops": peak, "results": rows}
 
+
+BENCHMARK = Benchmark(__doc__, add_arguments, measure, quick={
+    "models": "tiny-sam", "variants": "decoder-cached,full", "precisions": "fp32", "checkpointing": "off",
+    "batch": 2, "steps": 1, "warmup": 1})
 
 if __name__ == "__main__":
-    main()
+    run_benchmark(BENCHMARK)

@@ -2,7 +2,7 @@
 # The README's own commands, end to end, on the device at hand: run this first whenever a GPU is.
 #
 #   bash scripts/gpu_check.sh              # on a GPU machine: MobileSAM converted, real frames, bf16
-#   bash scripts/gpu_check.sh --cpu-check  # the same commands with tiny models (random weights) on the CPU
+#   bash scripts/gpu_check.sh --cpu_check  # the same commands with tiny models (random weights) on the CPU
 #                                          # (the test suite runs it, so the script never rots)
 #
 # Prints one line per command (its exit code and seconds) and a summary; exits non-zero if any
@@ -17,7 +17,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=gpu
-[[ "${1:-}" == "--cpu-check" ]] && mode=cpu
+[[ "${1:-}" == "--cpu_check" ]] && mode=cpu
 out=${OUT:-$(mktemp -d)}
 py=${PYTHON:-python3}
 mkdir -p "$out/logs"
@@ -55,13 +55,13 @@ if [[ $mode == gpu ]]; then
     model="$out/mobile-sam"
     vit_b=random-sam-vit-base
     if [[ -f "$weights" ]]; then
-        run convert "$py" -m polyp_sam_hf convert --arch mobile-sam --checkpoint "$weights" --output "$model"
+        run convert "$py" -m polyp_sam_hf convert --arch mobile-sam --checkpoint "$weights" --output_dir "$model"
     else
-        run convert "$py" -m polyp_sam_hf convert --arch mobile-sam --output "$model"
+        run convert "$py" -m polyp_sam_hf convert --arch mobile-sam --output_dir "$model"
     fi
-    steps=(--max_steps 30 --eval_every_steps 10)
+    steps=(--max_train_steps 30 --eval_steps 10)
     half=15
-    full_steps=(--max_steps 20 --eval_every_steps 10)
+    full_steps=(--max_train_steps 20 --eval_steps 10)
     eval_flags=()
 else
     precision=no
@@ -75,10 +75,10 @@ for path, config in (('$model', tiny_vit_sam_config(image_size=64)), ('$vit_b', 
         image_size=32, patch_size=4, vision_hidden=16, vision_layers=2, prompt_hidden=16))):
     MODEL_CLASSES.get(config.model_type, SamModel)(config).save_pretrained(path)
     processor_for(config).save_pretrained(path)"
-    steps=(--max_steps 2 --eval_every_steps 1 --max_eval_samples 4)
+    steps=(--max_train_steps 2 --eval_steps 1 --max_eval_samples 4)
     half=1
-    full_steps=(--max_steps 2 --eval_every_steps 1 --max_eval_samples 4)
-    eval_flags=(--max-samples 4)
+    full_steps=(--max_train_steps 2 --eval_steps 1 --max_eval_samples 4)
+    eval_flags=(--max_eval_samples 4)
 fi
 
 data=${DATA_ROOT:-}
@@ -89,10 +89,10 @@ if [[ -z "$data" ]]; then
     data="$out/demo-data"
     run demo-data "$py" -c "from polyp_sam_hf.data.synthetic import write_demo_data; write_demo_data('$data', 24, 4)"
 fi
-run prepare "$py" -m polyp_sam_hf prepare --data-root "$data" --output "$out/data"
+run prepare "$py" -m polyp_sam_hf prepare --data_root "$data" --output_dir "$out/data"
 frame=$(ls "$data"/TestDataset/*/images/* 2>/dev/null | head -n 1)
 
-common=(--model "$model" --data "$out/data" --report_to none)
+common=(--model_name_or_path "$model" --data "$out/data" --report_to none)
 # the decoder run stops half-way with a checkpoint, then resumes from it to the end
 run train-decoder accelerate_launch 1 train.py --config configs/mobile-sam-decoder.yaml "${common[@]}" \
     --output_dir "$out/decoder" "${steps[@]}" --stop_after_steps "$half"
@@ -102,16 +102,16 @@ run train-full accelerate_launch 1 train.py --config configs/mobile-sam-full.yam
     --output_dir "$out/full" "${full_steps[@]}"
 run train-lora accelerate_launch 1 train.py --config configs/mobile-sam-lora.yaml "${common[@]}" \
     --output_dir "$out/lora" "${full_steps[@]}"
-run train-vit-full accelerate_launch 1 train.py --model "$vit_b" --strategy full --data "$out/data" --report_to none \
-    --output_dir "$out/vit-full" --per_device_batch_size 2 --effective_batch_size 2 "${full_steps[@]}"
-run evaluate "$py" -m polyp_sam_hf evaluate --model "$out/decoder/best" --data "$out/data" \
-    --output "$out/eval" --figures "${eval_flags[@]}"
+run train-vit-full accelerate_launch 1 train.py --model_name_or_path "$vit_b" --strategy full --data "$out/data" --report_to none \
+    --output_dir "$out/vit-full" --per_device_train_batch_size 2 --effective_batch_size 2 "${full_steps[@]}"
+run evaluate "$py" -m polyp_sam_hf evaluate --model_name_or_path "$out/decoder/best" --data "$out/data" \
+    --output_dir "$out/eval" --figures "${eval_flags[@]}"
 if [[ -n "$frame" ]]; then
-    run predict "$py" -m polyp_sam_hf predict --model "$out/decoder/best" --image "$frame" \
-        --box 10,10,60,50 --output "$out/pred"
+    run predict "$py" -m polyp_sam_hf predict --model_name_or_path "$out/decoder/best" --image "$frame" \
+        --box 10,10,60,50 --output_dir "$out/pred"
 fi
-run export "$py" hub_upload.py --model "$out/decoder/best" --repo-id polyp-sam-hf/gpu-check \
-    --eval-results "$out/eval/metrics.json" --dry-run "$out/upload"
+run export "$py" hub_upload.py --model_name_or_path "$out/decoder/best" --repo_id polyp-sam-hf/gpu-check \
+    --eval_results "$out/eval/metrics.json" --dry_run "$out/upload"
 if [[ $gpus -ge 2 ]]; then
     run train-2-processes accelerate_launch 2 train.py --config configs/mobile-sam-decoder.yaml "${common[@]}" \
         --output_dir "$out/decoder-2" "${steps[@]}"

@@ -188,3 +188,44 @@ def test_a_second_auto_round_starts_from_the_first_rounds_mask(micro_checkpoint)
         np.testing.assert_allclose(second_boxes, np.asarray(expected, np.float32))
     else:  # the first round's boxes gave an empty mask: nothing more to prompt with
         np.testing.assert_allclose(second_boxes, first_boxes)
+
+
+def _speck_and_polyp_root(tmp_path):
+    """A PraNet root whose test frames hold one polyp (8 x 8 px) and a 6-pixel speck apart from it."""
+    from conftest import blob_mask, write_pair
+
+    root = tmp_path / "specks"
+    for i in range(4):
+        write_pair(root / "TrainDataset", str(30 * (i + 1)), blob_mask(32, 40, [(4, 4, 14, 14)]))
+    mask = blob_mask(32, 40, [(4, 4, 11, 11), (30, 25, 32, 26)])  # 64 px and 6 px
+    write_pair(root / "TestDataset" / "Kvasir", "100", mask)
+    return root
+
+
+@pytest.mark.parametrize("area, polyps", [(None, 1), ("5", 2)])
+def test_the_prepared_minimum_polyp_area_reaches_the_detection_counts(area, polyps, micro_checkpoint, tmp_path):
+    """`prepare --min_polyp_area` decided the boxes only; evaluation counted polyps with its own 10 px."""
+    import csv
+
+    root, data, out = _speck_and_polyp_root(tmp_path), tmp_path / "data", tmp_path / "eval"
+    assert cli_main(["prepare", "--data_root", str(root), "--output_dir", str(data), "--val_fraction", "0.25",
+                     *(["--min_polyp_area", area] if area else [])]) == 0
+    assert cli_main(["evaluate", "--model_name_or_path", str(micro_checkpoint), "--data", str(data),
+                     "--output_dir", str(out), "--prompt_mode", "box"]) == 0
+    rows = list(csv.DictReader(open(out / "per_image.csv")))
+    assert {int(r["polyps"]) for r in rows} == {polyps}
+
+
+def test_self_made_boxes_leave_out_specks_below_the_minimum_area(micro_checkpoint):
+    """The prompt-free mask's components become boxes only from `min_area` pixels up."""
+    from polyp_sam_hf.models.segmenter import PolypSegmenter
+
+    segmenter = PolypSegmenter.from_pretrained(str(micro_checkpoint), device="cpu")
+    embedded = segmenter.embed(np.zeros((32, 40, 3), np.uint8))
+    free = torch.full((1, 32, 40), -5.0)
+    free[0, 4:12, 4:12] = 5.0  # 64 px
+    free[0, 25:27, 30:33] = 5.0  # 6 px
+    real = segmenter.logits
+    segmenter.logits = lambda emb, boxes: free if boxes is None else real(emb, boxes)
+    assert len(segmenter.auto_logits(embedded, min_area=10)[1]) == 1
+    assert len(segmenter.auto_logits(embedded, min_area=5)[1]) == 2

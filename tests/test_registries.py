@@ -6,9 +6,11 @@ import torch
 
 from polyp_sam_hf.core.errors import ConfigError
 from polyp_sam_hf.data.augment import FLIPS, add_flips
+from polyp_sam_hf.data.prompts import PROMPT_MODE_REGISTRY, TRAINING_PROMPT_MODES, get_prompt_mode
 from polyp_sam_hf.data.sources import SOURCES, get_source
 from polyp_sam_hf.data.splits import SPLIT_PRESETS, get_split_preset
 from polyp_sam_hf.evaluation.baselines import BASELINES, baseline_prediction
+from polyp_sam_hf.evaluation.metrics import PROTOCOLS, get_protocol, score_logits
 from polyp_sam_hf.models.attention import VISION_ATTENTION, set_vision_attention
 from polyp_sam_hf.models.convert import ARCHS, get_arch
 from polyp_sam_hf.training.strategies import STRATEGIES, get_strategy
@@ -28,8 +30,12 @@ from polyp_sam_hf.training.losses import LOSSES, get_loss
     (VISION_ATTENTION, lambda name: set_vision_attention(torch.nn.Linear(1, 1), name)),
     (MASK_PROMPTS, lambda name: set_mask_prompt(torch.nn.Linear(1, 1), name)),
     (FLIPS, lambda name: add_flips(None, name)),
+    (PROMPT_MODE_REGISTRY, lambda name: get_prompt_mode(name)),
+    (TRAINING_PROMPT_MODES, lambda name: get_prompt_mode(name, training=True)),
+    (PROTOCOLS, lambda name: get_protocol(name)),
+    (PROTOCOLS, lambda name: score_logits(None, torch.zeros(2, 2, dtype=torch.bool).numpy(), name)),
 ], ids=["source", "split preset", "baseline", "loss", "strategy", "arch", "weights", "attention", "mask prompt",
-        "flip"])
+        "flip", "prompt mode", "training prompt mode", "protocol", "protocol of the scorer"])
 def test_an_unknown_name_lists_every_valid_one(registry, ask):
     # a near miss of a real name (its case changed): the error must not pick it
     near = next(iter(registry)).upper()

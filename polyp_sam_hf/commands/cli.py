@@ -5,6 +5,7 @@
     polyp-sam train --config configs/demo.yaml
     polyp-sam evaluate --model_name_or_path outputs/demo/run/best --data outputs/demo/data --output_dir eval
     polyp-sam predict --model_name_or_path outputs/demo/run/best --image frame.png --box 40,30,200,180 --output_dir pred
+    polyp-sam bootstrap eval/a eval/b
     polyp-sam convert --arch mobile-sam --output_dir models/mobile-sam
     polyp-sam export --model_name_or_path outputs/demo/run/best --repo_id ORG/NAME --output_dir upload
     polyp-sam app --model_name_or_path outputs/demo/run/best
@@ -54,6 +55,8 @@ COMMANDS: dict[str, Command] = {
     "fetch-weights": Command("download the MobileSAM / LiteMedSAM checkpoints (SHA-256 checked)",
                              "convert:FetchWeightsArguments:run_fetch_weights"),
     "compare": Command("set evaluations beside the paper's Tables 1-3", "compare:CompareArguments:run"),
+    "bootstrap": Command("two evaluations of the same frames: the difference and its 95% interval (paired "
+                         "bootstrap)", "bootstrap:BootstrapArguments:run"),
     "reproduce": Command("train and evaluate every run of the paper's tables; write comparison.md",
                          "reproduce:ReproduceConfig:run"),
     "export": Command("write a checkpoint as a Hub model folder with its model card; send nothing",

@@ -26,8 +26,9 @@ class PolypSource:
         terms: The licence or terms of use as the publisher states them.
         paper_test_frames: How many frames the paper's test set of this dataset holds (PraNet's
             TestDataset), printed beside the frames a table was computed on.
-        sequence_starts: For a dataset of video frames numbered in order, the first frame number
-            of each video sequence (from the release's README); empty where frames are independent.
+        sequences: For a dataset of numbered video frames, `(first frame, sequence)` of each video
+            sequence in frame order, as the release's README tables them (CVC-ColonDB numbers its
+            15 studies out of frame order); empty where frames are independent.
     """
 
     name: str
@@ -37,15 +38,20 @@ class PolypSource:
     citation: str
     terms: str
     paper_test_frames: int
-    sequence_starts: tuple[int, ...] = ()
+    sequences: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def has_sequences(self) -> bool:
+        return bool(self.sequences)
 
     def sequence_of(self, image_id: str) -> str:
         """The video sequence a frame was taken from (`"7"`), or the frame's own id where the
         dataset records no sequences: frames of one sequence are near copies, so they must stay
-        on one side of a split."""
-        if not self.sequence_starts or not image_id.isdigit():
+        on one side of a split, and results are reported per sequence."""
+        if not self.sequences or not image_id.isdigit():
             return image_id
-        return str(bisect.bisect_right(self.sequence_starts, int(image_id)))
+        index = bisect.bisect_right([first for first, _ in self.sequences], int(image_id)) - 1
+        return str(self.sequences[index][1]) if index >= 0 else image_id
 
 
 SOURCES: dict[str, PolypSource] = by_name(
@@ -68,8 +74,9 @@ SOURCES: dict[str, PolypSource] = by_name(
         terms="Academic, non-commercial research use with citation.",
         paper_test_frames=62,
         # the release README's table: 612 frames from 29 sequences (1-25, 26-50, ..., 592-612)
-        sequence_starts=(1, 26, 51, 68, 79, 104, 127, 152, 178, 200, 206, 228, 253, 278, 298, 318,
-                         343, 364, 384, 409, 429, 448, 467, 479, 504, 529, 547, 572, 592),
+        sequences=tuple((first, n) for n, first in enumerate(
+            (1, 26, 51, 68, 79, 104, 127, 152, 178, 200, 206, 228, 253, 278, 298, 318, 343, 364, 384, 409, 429, 448,
+             467, 479, 504, 529, 547, 572, 592), start=1)),
     ),
     PolypSource(
         name="cvc-colondb",
@@ -80,6 +87,11 @@ SOURCES: dict[str, PolypSource] = by_name(
         "model, Pattern Recognition 2012.",
         terms="Academic, non-commercial research use with citation.",
         paper_test_frames=380,
+        # the release README's table: 380 frames from 15 video studies, numbered out of frame order
+        # (frames 1-300 are the 2012 paper's; its README warns that studies 4 and 8 show fecal content
+        # and 12 a poor view of the polyp)
+        sequences=((1, 1), (39, 2), (61, 3), (77, 5), (98, 6), (149, 7), (156, 9), (204, 10), (209, 11), (264, 14),
+                   (274, 15), (301, 4), (321, 8), (341, 12), (361, 13)),
     ),
     PolypSource(
         name="etis",

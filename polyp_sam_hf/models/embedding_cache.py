@@ -49,14 +49,6 @@ def _encoder_settings(encoder: torch.nn.Module, processor: SamProcessor, attn_im
     return model_fingerprint(encoder).encode() + json.dumps(settings, sort_keys=True, default=str).encode()
 
 
-def cache_fingerprint(encoder: torch.nn.Module, processor: SamProcessor, splits: list[datasets.Dataset],
-                      attn_implementation: str | None = None) -> str:
-    """The cache key: everything that changes the embeddings' bytes. The encoder's weights, every
-    preprocessing setting the library applies, the attention implementation, the versions of the
-    code that computes them (this cache's format, transformers, torch), and the frames."""
-    return cache_keys(_encoder_settings(encoder, processor, attn_implementation), splits)[0]
-
-
 @torch.no_grad()
 def build_embedding_cache(
     model: SamModel,

@@ -1,6 +1,6 @@
 """How far converted MobileSAM / LiteMedSAM are from independent implementations, on real frames.
 
-    python benchmarks/exactness.py [--output FILE]
+    python scripts/exactness.py [--output_file scripts/results/results-exactness.json]
 
 For each architecture and frame (ETIS 135 with three boxes, CVC-ColonDB 102 with one): the largest
 embedding and low-resolution logit differences against the official model code shipped with the
@@ -11,6 +11,7 @@ differ. `tests/test_real_weights.py` asserts the same comparisons.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -21,10 +22,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(HERE))
 
 from reference_sam import kornia_logits, reference_logits, reference_parts  # noqa: E402
-from report import emit  # noqa: E402
 
 from polyp_sam_hf.data.prompts import component_boxes  # noqa: E402
 from polyp_sam_hf.data.reading import read_pair  # noqa: E402
@@ -46,7 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=Path,
                         default=Path(os.environ.get("POLYP_SAMPLES", REPO.parent / "shared" / "polyp-samples")))
-    parser.add_argument("--output", type=Path)
+    parser.add_argument("--output_file", type=Path, help="also write the result here as JSON")
     args = parser.parse_args()
     result = {}
     for arch in ("mobile-sam", "lite-medsam"):
@@ -72,7 +71,10 @@ def main() -> None:
                 entry["kornia_sam"] = compare(ours, kornia_logits(checkpoint, inputs["pixel_values"],
                                                                   inputs["input_boxes"][0].float()))
             result[f"{arch} {folder_name}/{name}"] = entry
-    emit(result, args.output)
+    text = json.dumps(result, indent=1)
+    print(text)
+    if args.output_file:
+        args.output_file.write_text(text + "\n")
 
 
 if __name__ == "__main__":

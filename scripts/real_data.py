@@ -1,9 +1,9 @@
 """The paper's scale: 1,612 real frames of Kvasir-SEG and CVC-ClinicDB through the library's own
 commands, PraNet's split (900 + 550 train, 100 + 62 test), zero-shot and fine-tuned rows.
 
-    python benchmarks/real_data.py                       # most of two hours on a 2-core CPU, resumable
-    python benchmarks/real_data.py --steps prepare,zero-shot
-    REAL_DATA=/path/to/polyp-data python benchmarks/real_data.py
+    python scripts/real_data.py                       # most of two hours on a 2-core CPU, resumable
+    python scripts/real_data.py --steps prepare,zero-shot
+    REAL_DATA=/path/to/polyp-data python scripts/real_data.py
 
 Each step is a real command (`polyp-sam prepare`, `polyp-sam convert`, `train.py`,
 `polyp-sam evaluate`) in its own process; its wall time and peak resident memory are recorded in
@@ -71,7 +71,7 @@ class Steps:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--data_root", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "real-data")
     parser.add_argument("--steps", default="prepare,convert,zero-shot,train,evaluate,unseen,compare",
                         help="comma-separated: prepare, convert, zero-shot, train, evaluate, unseen (the fine-tuned "
@@ -80,16 +80,16 @@ def main(argv: list[str] | None = None) -> None:
                         help="a PraNet-layout root whose CVC-ColonDB, ETIS and CVC-300 frames the model never saw")
     parser.add_argument("--config", default="configs/mobile-sam-decoder-real.yaml", help="the fine-tune's recipe")
     parser.add_argument("--prepared", type=Path, default=REPO / "prepared" / "polyp-data",
-                        help="the prepared DatasetDict (prepare writes it with --split-preset SPLIT)")
-    parser.add_argument("--split-preset", default="paper", help="prepare's split: paper, or paper-sequences")
+                        help="the prepared DatasetDict (prepare writes it with --split_preset SPLIT)")
+    parser.add_argument("--split_preset", default="paper", help="prepare's split: paper, or paper-sequences")
     parser.add_argument("--tag", default="", help="appended to the zero-shot evaluations' names (another split)")
-    parser.add_argument("--run-name", default="mobile-sam-decoder", help="the fine-tuned run's folder name")
-    parser.add_argument("--train-args", default="", help="further train.py flags, space-separated")
-    parser.add_argument("--cache-dir", type=Path, default=REPO / "runs" / "cache",
+    parser.add_argument("--run_name", default="mobile-sam-decoder", help="the fine-tuned run's folder name")
+    parser.add_argument("--train_args", default="", help="further train.py flags, space-separated")
+    parser.add_argument("--cache_dir", type=Path, default=REPO / "runs" / "cache",
                         help="the embedding cache (built by the first fine-tune, reused by the next)")
     args = parser.parse_args(argv)
     if not args.data_root.is_dir():
-        sys.exit(f"No real data at {args.data_root}: set REAL_DATA or --data-root (docs/results-real-data.md).")
+        sys.exit(f"No real data at {args.data_root}: set REAL_DATA or --data_root (docs/results-real-data.md).")
     wanted = set(args.steps.split(","))
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -99,17 +99,17 @@ def main(argv: list[str] | None = None) -> None:
     cli = ["-m", "polyp_sam_hf"]
 
     if "prepare" in wanted:
-        steps.run("prepare", [*cli, "prepare", "--data-root", str(args.data_root), "--output", str(data),
-                              "--split-preset", args.split_preset], data / "dataset_dict.json")
+        steps.run("prepare", [*cli, "prepare", "--data_root", str(args.data_root), "--output_dir", str(data),
+                              "--split_preset", args.split_preset], data / "dataset_dict.json")
     if "convert" in wanted:
         for arch, folder in models.items():
-            steps.run(f"convert-{arch}", [*cli, "convert", "--arch", arch, "--output", str(folder)],
+            steps.run(f"convert-{arch}", [*cli, "convert", "--arch", arch, "--output_dir", str(folder)],
                       folder / "config.json")
 
     def evaluate(name: str, model: Path) -> None:
         target = out / "eval" / name
-        steps.run(f"evaluate-{name}", [*cli, "evaluate", "--model", str(model), "--data", str(data), "--output",
-                                       str(target), "--prompt-mode", "single,per-component", "--device", "cpu"],
+        steps.run(f"evaluate-{name}", [*cli, "evaluate", "--model_name_or_path", str(model), "--data", str(data), "--output_dir",
+                                       str(target), "--prompt_mode", "box,box-per-polyp", "--device", "cpu"],
                   target / "metrics.json")
 
     if "zero-shot" in wanted:
@@ -126,17 +126,17 @@ def main(argv: list[str] | None = None) -> None:
     if "unseen" in wanted and args.samples.is_dir():
         # prepared on its own (test-only: its test folders all test), so evaluate reads this split as given
         unseen = out / "data-unseen"
-        steps.run("prepare-unseen", [*cli, "prepare", "--data-root", str(args.samples), "--output", str(unseen),
-                                     "--split-preset", "test-only"], unseen / "dataset_dict.json")
+        steps.run("prepare-unseen", [*cli, "prepare", "--data_root", str(args.samples), "--output_dir", str(unseen),
+                                     "--split_preset", "test-only"], unseen / "dataset_dict.json")
         for name, model in ((f"{args.run_name}-unseen", run / "best"), ("mobile-sam-zero-shot-unseen",
                                                                          models["mobile-sam"])):
             target = out / "eval-unseen" / name
-            steps.run(f"evaluate-{name}", [*cli, "evaluate", "--model", str(model), "--data", str(unseen),
-                                           "--output", str(target), "--prompt-mode",
-                                           "single,per-component", "--device", "cpu"], target / "metrics.json")
+            steps.run(f"evaluate-{name}", [*cli, "evaluate", "--model_name_or_path", str(model), "--data", str(unseen),
+                                           "--output_dir", str(target), "--prompt_mode",
+                                           "box,box-per-polyp", "--device", "cpu"], target / "metrics.json")
     if "compare" in wanted:
         found = sorted((out / "eval").glob("*/metrics.json"))
-        steps.run("compare", [*cli, "compare", *map(str, found), "--table", "2", "--output",
+        steps.run("compare", [*cli, "compare", *map(str, found), "--table", "2", "--output_file",
                               str(out / "comparison.md")], out / "comparison.md")
     print(json.dumps(steps.done, indent=1))
 

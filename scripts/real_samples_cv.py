@@ -1,7 +1,7 @@
 """Cross-validated fine-tuning on the real samples: every real frame is a test frame once.
 
-    python benchmarks/real_samples_cv.py     # the decoder configuration with and without the ellipse, 3 folds
-    python benchmarks/real_samples_cv.py --recipe "lr 1e-4=--learning_rate 1e-4" --recipe "configuration="
+    python scripts/real_samples_cv.py     # the decoder configuration with and without the ellipse, 3 folds
+    python scripts/real_samples_cv.py --recipe "lr 1e-4=--learning_rate 1e-4" --recipe "configuration="
 
 About 20 minutes per recipe on a 2-core CPU (three 300-step fine-tunes from cached embeddings).
 
@@ -64,7 +64,7 @@ def fold_dataset(frames, fold: list[int], k: int, val_every: int, out: Path) -> 
 
 
 def summary(scores: list, method: str) -> dict:
-    picked = [s for s in scores if s.method == method and s.prompt_mode == "per-component" and s.box_jitter == 0]
+    picked = [s for s in scores if s.method == method and s.prompt_mode == "box-per-polyp" and s.box_jitter == 0]
     by_source = defaultdict(list)
     for s in picked:
         by_source[s.source].append(s.dice)
@@ -76,15 +76,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=Path,
                         default=Path(os.environ.get("POLYP_SAMPLES", REPO.parent / "shared" / "polyp-samples")))
-    parser.add_argument("--output", type=Path, default=REPO / "outputs" / "real-samples-cv")
+    parser.add_argument("--output_dir", type=Path, default=REPO / "outputs" / "real-samples-cv")
     parser.add_argument("--folds", type=int, default=3)
-    parser.add_argument("--val-every", type=int, default=7, help="every N-th training frame validates")
+    parser.add_argument("--val_every", type=int, default=7, help="every N-th training frame validates")
     parser.add_argument("--config", default="configs/mobile-sam-decoder.yaml")
     parser.add_argument("--recipe", action="append", default=[],
                         help='NAME=train.py flags, e.g. "lr 1e-4=--learning_rate 1e-4" (repeatable; default: '
                              'the configuration with the box alone, and as it is, with the ellipse mask prompt)')
     args = parser.parse_args()
-    out = args.output
+    out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
     model = out / "models" / "mobile-sam"
     if not (model / "config.json").is_file():

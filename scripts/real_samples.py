@@ -1,13 +1,13 @@
 """Real numbers on real polyps: zero-shot and fine-tuned MobileSAM / LiteMedSAM beside the box-only
 baselines, on the real frames of the polyp samples folder, per dataset and overall.
 
-    python benchmarks/real_samples.py                      # about 15 minutes on a 2-core CPU
-    python benchmarks/real_samples.py --skip-training      # zero-shot rows only
+    python scripts/real_samples.py                      # about 15 minutes on a 2-core CPU
+    python scripts/real_samples.py --skip_training      # zero-shot rows only
 
 Steps: fetch and convert both checkpoints; prepare the PraNet-layout root (TrainDataset trains
 and validates, ETIS and CVC-ColonDB test) and the original Kvasir-SEG root (every frame tests:
 never seen in training); fine-tune MobileSAM with `configs/mobile-sam-decoder.yaml` through
-`train.py` (a real process, only --model, --data and --output_dir given); then score every model
+`train.py` (a real process, only --model_name_or_path, --data and --output_dir given); then score every model
 with `polyp-sam evaluate`'s computation at each box jitter level, with one box around the mask and
 with one box per polyp. Writes OUT/results.md and OUT/results.json.
 """
@@ -51,12 +51,12 @@ def prepare(samples: Path, out: Path) -> dict[str, Path]:
 
 
 def fine_tune(config: str, model: Path, data: Path, out: Path, extra: list[str]) -> tuple[Path, float]:
-    """`python train.py --config CONFIG --model M --data D --output_dir O`; (best/, seconds)."""
+    """`python train.py --config CONFIG --model_name_or_path M --data D --output_dir O`; (best/, seconds)."""
     timing = out / "train_seconds.txt"  # kept with the run, so a resumed benchmark reports it too
     if (out / "best" / "config.json").is_file() and (out / "test_results.json").is_file() and timing.is_file():
         return out / "best", float(timing.read_text())
     start = time.perf_counter()
-    cmd = [sys.executable, str(REPO / "train.py"), "--config", str(REPO / config), "--model", str(model),
+    cmd = [sys.executable, str(REPO / "train.py"), "--config", str(REPO / config), "--model_name_or_path", str(model),
            "--data", str(data), "--output_dir", str(out), *extra]
     subprocess.run(cmd, check=True, cwd=REPO)
     seconds = time.perf_counter() - start
@@ -115,16 +115,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=Path,
                         default=Path(os.environ.get("POLYP_SAMPLES", REPO.parent / "shared" / "polyp-samples")))
-    parser.add_argument("--output", type=Path, default=REPO / "outputs" / "real-samples")
+    parser.add_argument("--output_dir", type=Path, default=REPO / "outputs" / "real-samples")
     parser.add_argument("--jitter", default="0,0.05,0.1,0.2", help="box jitter levels (fractions of the box)")
-    parser.add_argument("--skip-training", action="store_true")
+    parser.add_argument("--skip_training", action="store_true")
     parser.add_argument("--strategies", default="decoder",
                         help="comma-separated fine-tunes of MobileSAM: decoder, lora, full (each from its "
                              "configs/mobile-sam-STRATEGY.yaml)")
-    parser.add_argument("--train-arg", action="append", default=[], help="extra train.py flag (repeatable)")
+    parser.add_argument("--train_arg", action="append", default=[], help="extra train.py flag (repeatable)")
     args = parser.parse_args()
     levels = tuple(float(v) for v in args.jitter.split(","))
-    out = args.output
+    out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
 
     models = {arch: out / "models" / arch for arch in ("mobile-sam", "lite-medsam")}

@@ -1,0 +1,52 @@
+"""`polyp-sam bootstrap`: two evaluations of the same test frames compared by a paired bootstrap.
+
+    polyp-sam bootstrap eval/zero-shot eval/fine-tuned [--group_by sequence] [--output_file result.json]
+
+Per dataset (or per video study) it prints the mean Dice of A and B, the mean of B - A with its 95%
+interval, how many frames B scores better and worse, and the 95% interval of B's own mean
+(`evaluation.bootstrap`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from polyp_sam_hf.core.arguments import check_choices
+from polyp_sam_hf.data.prompts import get_prompt_mode
+from polyp_sam_hf.evaluation.bootstrap import GROUPINGS, bootstrap_markdown, paired_bootstrap, read_frame_scores
+
+
+@dataclass
+class BootstrapArguments:
+    evaluations: list[Path] = field(metadata={
+        "positional": True, "metavar": "EVAL", "help": "two folders `polyp-sam evaluate` wrote: A (the reference), then B"})
+    method: str = field(default="model", metadata={"help": "the per_image.csv method: model, box or ellipse"})
+    prompt_mode: str = field(default="box", metadata={"help": "the prompt mode whose rows are compared"})
+    group_by: str = field(default="dataset", metadata={"help": "one row per dataset, or per video study (sequence) "
+                                                               "of the datasets that record them",
+                                                       "choices": list(GROUPINGS)})
+    resamples: int = field(default=10_000, metadata={"help": "bootstrap draws"})
+    seed: int = field(default=0, metadata={"help": "seeds the draws"})
+    output_file: Path | None = field(default=None, metadata={"help": "also write the result here as JSON"})
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        get_prompt_mode(self.prompt_mode)
+        if len(self.evaluations) != 2:
+            raise ValueError(f"bootstrap compares two evaluations; {len(self.evaluations)} given.")
+
+
+def run(args: BootstrapArguments) -> int:
+    a, b = args.evaluations
+    result = paired_bootstrap(read_frame_scores(a, args.method, args.prompt_mode),
+                              read_frame_scores(b, args.method, args.prompt_mode), args.resamples, args.seed,
+                              args.group_by)
+    print(bootstrap_markdown(result, str(a), str(b)))
+    if args.output_file:
+        args.output_file.write_text(json.dumps({"a": str(a), "b": str(b), "method": args.method,
+                                                "prompt_mode": args.prompt_mode, "group_by": args.group_by,
+                                                "resamples": args.resamples, "seed": args.seed, "groups": result},
+                                               indent=1) + "\n")
+    return 0

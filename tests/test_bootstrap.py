@@ -1,0 +1,60 @@
+"""The paired bootstrap of two evaluations (`polyp-sam bootstrap`, `evaluation.bootstrap`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from polyp_sam_hf.commands.cli import main as cli_main
+from polyp_sam_hf.core.errors import DataError
+from polyp_sam_hf.evaluation.bootstrap import paired_bootstrap, read_frame_scores
+
+HEADER = "source,image_id,method,prompt_mode,box_jitter,dice,iou,empty_mask,polyps,found,false_positives,prompts"
+
+
+def _per_image_csv(folder: Path, rows, mode: str = "box") -> Path:
+    folder.mkdir()
+    lines = [HEADER] + [f"{s},{i},{m},{mode},0.0,{d},{d},{e},1,1,0,1" for s, i, m, d, e in rows]
+    (folder / "per_image.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_paired_bootstrap_pairs_frames_and_bounds_the_difference(tmp_path):
+    a_dice = [0.6 + 0.013 * i for i in range(30)]
+    rows_a = [("kvasir", i, "model", d, False) for i, d in enumerate(a_dice)]
+    rows_a += [("cvc-clinicdb", i, "model", d, False) for i, d in enumerate(a_dice)]
+    # B: every Kvasir frame 0.02 better, ClinicDB the same; its box rows and an empty-mask frame must not count
+    rows_b = [("kvasir", i, "model", d + 0.02, False) for i, d in enumerate(a_dice)]
+    rows_b += [("cvc-clinicdb", i, "model", d, False) for i, d in enumerate(a_dice)]
+    rows_b += [("kvasir", i, "box", 0.0, False) for i in range(30)] + [("kvasir", 99, "model", 1.0, True)]
+    a = _per_image_csv(tmp_path / "a", rows_a[::-1])  # another row order: frames pair by id, not by line
+    b = _per_image_csv(tmp_path / "b", rows_b + [("kvasir", 99, "model", 0.0, True)], mode="single")  # an old name
+    out = tmp_path / "result.json"
+    assert cli_main(["bootstrap", str(a), str(b), "--resamples", "2000", "--output_file", str(out)]) == 0
+    result = json.loads(out.read_text())["groups"]
+    assert result["kvasir"]["n"] == 30 and result["all"]["n"] == 60
+    assert result["kvasir"]["difference"] == 0.02 and result["kvasir"]["difference_95"] == [0.02, 0.02]
+    assert (result["kvasir"]["b_better"], result["kvasir"]["b_worse"]) == (30, 0)
+    assert result["cvc-clinicdb"]["difference"] == 0 and result["cvc-clinicdb"]["difference_95"] == [0, 0]
+    low, high = result["kvasir"]["dice_b_95"]
+    assert low < result["kvasir"]["dice_b"] < high and high - low > 0.05  # frames vary: the mean's interval is wide
+
+    missing = _per_image_csv(tmp_path / "c", rows_b[1:])
+    with pytest.raises(DataError, match="different frames"):
+        paired_bootstrap(read_frame_scores(a), read_frame_scores(missing))
+
+
+def test_paired_bootstrap_by_video_study(tmp_path):
+    """CVC-ColonDB's frames group by the release README's studies (numbered out of frame order); a
+    dataset without studies stays one group."""
+    rows = [("cvc-colondb", str(f), "model", 0.9, False) for f in (1, 38, 39, 300, 301, 380)]
+    rows += [("kvasir", "cju0qkwl35piu0993l0dewei2", "model", 0.8, False)]
+    a = _per_image_csv(tmp_path / "a", rows)
+    result = paired_bootstrap(read_frame_scores(a), read_frame_scores(a), resamples=100, by="sequence")
+    assert {g: r["n"] for g, r in result.items()} == {
+        "cvc-colondb study 1": 2, "cvc-colondb study 2": 1, "cvc-colondb study 4": 1, "cvc-colondb study 13": 1,
+        "cvc-colondb study 15": 1, "kvasir": 1, "all": 7}
+    assert list(result)[:5] == ["cvc-colondb study 1", "cvc-colondb study 2", "cvc-colondb study 4",
+                                "cvc-colondb study 13", "cvc-colondb study 15"]
