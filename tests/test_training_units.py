@@ -411,8 +411,13 @@ def test_help_says_what_each_flag_does_and_its_default(capsys):
         assert flag in " ".join(capsys.readouterr().out.split())
 
 
-@pytest.mark.parametrize("command", ["train", "prepare", "evaluate", "predict", "export", "upload", "app", "reproduce",
-                                     "demo-data", "convert", "compare"])
+def _commands():
+    from polyp_sam_hf.commands.cli import COMMANDS
+
+    return list(COMMANDS)
+
+
+@pytest.mark.parametrize("command", _commands())
 def test_every_command_spells_its_flags_one_way(command, capsys):
     """snake_case only, as transformers' example scripts: no kebab-case twin in any command's help."""
     import re
@@ -423,6 +428,14 @@ def test_every_command_spells_its_flags_one_way(command, capsys):
         cli_main([command, "--help"]) if command != "train" else parse_config(["--help"])
     flags = set(re.findall(r"(?<![\w-])--[a-z][\w-]*", capsys.readouterr().out))
     assert flags and not [f for f in flags if "-" in f[2:]], flags
+
+
+def test_the_command_list_prints(capsys):
+    from polyp_sam_hf.commands.cli import COMMANDS
+    from polyp_sam_hf.commands.cli import main as cli_main
+
+    assert cli_main(["--help"]) == 0
+    assert all(name in capsys.readouterr().out for name in COMMANDS)
 
 
 @pytest.mark.parametrize("command, old, new", [

@@ -55,7 +55,7 @@ COMMANDS: dict[str, Command] = {
     "fetch-weights": Command("download the MobileSAM / LiteMedSAM checkpoints (SHA-256 checked)",
                              "convert:FetchWeightsArguments:run_fetch_weights"),
     "compare": Command("set evaluations beside the paper's Tables 1-3", "compare:CompareArguments:run"),
-    "bootstrap": Command("two evaluations of the same frames: the difference and its 95% interval (paired "
+    "bootstrap": Command("two evaluations of the same frames: the difference and its 95 percent interval (paired "
                          "bootstrap)", "bootstrap:BootstrapArguments:run"),
     "reproduce": Command("train and evaluate every run of the paper's tables; write comparison.md",
                          "reproduce:ReproduceConfig:run"),
