@@ -435,7 +435,8 @@ def test_the_command_list_prints(capsys):
     from polyp_sam_hf.commands.cli import main as cli_main
 
     assert cli_main(["--help"]) == 0
-    assert all(name in capsys.readouterr().out for name in COMMANDS)
+    text = capsys.readouterr().out
+    assert all(name in text for name in COMMANDS)
 
 
 @pytest.mark.parametrize("command, old, new", [
