@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -55,3 +56,23 @@ def test_an_installed_wheel_trains_reproduces_and_exports_outside_the_checkout(i
     card = (tmp_path / "upload" / "README.md").read_text()
     assert "me/polyp-sam-demo" in card
     assert json.loads((tmp_path / "upload" / "config.json").read_text())["model_type"]
+
+
+def test_imports_go_down_the_layers_only():
+    """No module imports a layer above its own, and no import cycle (scripts/architecture.py)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import architecture
+
+    shape = architecture.analyse()
+    assert shape["upward_imports"] == [] and shape["import_cycles"] == []
+
+
+def test_the_architecture_page_names_every_module():
+    import re
+
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    table = {(row.split("|")[2].strip(" `"), name) for row in text.splitlines() if row.startswith("| ")
+             for name in re.findall(r"`(\w+)`", row.split("|")[4])}
+    package = ROOT / "polyp_sam_hf"
+    modules = {(p.parent.name, p.stem) for p in package.glob("*/*.py") if p.name != "__init__.py"}
+    assert modules <= table, sorted(modules - table)
