@@ -118,3 +118,31 @@ def test_clinicdb_release_folders(tmp_path, images, masks, ext):
         found = discover(root)
         assert [p.image_id for p in found.pairs] == ["1", "2", "3"]
         assert {p.source for p in found.pairs} == {"cvc-clinicdb"}
+
+
+def _tif(path, array):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, format="TIFF")
+
+
+def test_etis_as_released_pairs_frame_n_with_ground_truth_pn(tmp_path):
+    """ETIS-LaribPolypDB ships `ETIS-LaribPolypDB/N.tif` with `Ground Truth/pN.tif`."""
+    import numpy as np
+
+    from polyp_sam_hf.data.prepare import prepare_dataset
+
+    root = tmp_path / "data" / "ETIS-LaribPolypDB"
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 10):
+        _tif(root / "ETIS-LaribPolypDB" / f"{n}.tif", rng.integers(0, 255, (24, 30, 3), dtype=np.uint8))
+        mask = np.zeros((24, 30), np.uint8)
+        mask[4 : 10 + n, 5:15] = 255
+        _tif(root / "Ground Truth" / f"p{n}.tif", mask)
+    ds, _ = prepare_dataset(tmp_path / "data", split_preset="test-only")
+    boxes = {r["image_id"]: r["box"] for r in ds["test"]}
+    assert boxes == {"1": [5, 4, 14, 10], "2": [5, 4, 14, 11], "10": [5, 4, 14, 19]}  # each frame its own mask
+    (root / "Ground Truth" / "p2.tif").unlink()
+    with pytest.raises(DataError, match=r"1 files have no partner: .*2\.tif: frame without its mask p2"):
+        prepare_dataset(tmp_path / "data", split_preset="test-only")

@@ -52,3 +52,17 @@ def test_original_kvasir_release(samples_root):
     assert len(rows) == 3 and {r["source"] for r in rows} == {"kvasir"}
     assert _check_rows(ds) == 3
     assert any((r["width"], r["height"]) == (1348, 1070) for r in rows)
+
+
+def test_cvc_colondb_as_released(samples_root):
+    """The release's one folder: frames `N.tiff`, masks `pN.tiff`, contours `cpN.tiff` (left out and
+    listed as such), paired by number; the TIFF frames read as RGB and the masks as 0/255."""
+    ds, report = prepare_dataset(samples_root / "colondb-release", split_preset="test-only")
+    rows = {r["image_id"]: r for r in ds["test"]}
+    assert set(rows) == {"5", "150", "320"} and {r["source"] for r in rows.values()} == {"cvc-colondb"}
+    assert all((r["width"], r["height"]) == (574, 500) for r in rows.values())
+    assert _check_rows(ds) == 0 and all(r["box"] is not None for r in rows.values())
+    assert not [s for s in report.skipped if not s.release_file]  # nothing unpaired or unreadable
+    text = report.format()
+    assert "Left out 3 files the release ships beside the frames (the polyp's contour, not its mask)" in text
+    assert "cp5.tiff" in text and "Skipped files: 0" in text

@@ -6,7 +6,10 @@ Two layouts, a registry entry each:
 - `release`: the datasets' own releases side by side, e.g. `Kvasir-SEG/{images,masks}` with
   `kavsir_bboxes.json`, `CVC-ClinicDB/{Original,Ground Truth}` (TIFF) or its PNG re-release.
 
-Images and masks are paired by file stem, never by sorted order.
+Images and masks are paired by file stem, never by sorted order; where a release names a frame's
+mask otherwise (CVC-ColonDB's `N.tiff` / `pN.tiff`, ETIS-LaribPolypDB's `N.tif` / `Ground Truth/pN.tif`:
+`sources.ReleaseNaming`), by the frame's number, and the other files it ships (contours) are left
+out and listed as such.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from polyp_sam_hf.core.registry import by_name
 from polyp_sam_hf.data.reading import IMAGE_EXTENSIONS, DataError
 from polyp_sam_hf.data.sources import (
     SOURCES,
+    ReleaseNaming,
     source_for_pranet_test_dir,
     source_for_release_dir,
     source_from_pranet_train_name,
@@ -65,6 +69,7 @@ class Skipped:
     path: str
     reason: str
     unpaired: bool = False  # an image without its mask or a mask without its image: a bad file
+    release_file: str | None = None  # a file the release ships beside frames and masks (a contour): what it is
 
 
 @dataclass
@@ -116,6 +121,57 @@ def _find_pair_folders(dataset_dir: Path) -> tuple[Path, Path] | None:
         if (dataset_dir / image_sub).is_dir() and (dataset_dir / mask_sub).is_dir():
             return dataset_dir / image_sub, dataset_dir / mask_sub
     return None
+
+
+def _named_files(release_dir: Path, naming: ReleaseNaming) -> tuple[dict[str, Path], dict[str, Path], list[Path]] | None:
+    """A release's frames `{N: path}`, masks `{N: path}` and other files of its own naming, or None where
+    its folders hold no frame with its mask under that naming (another copy of the dataset)."""
+    image_dir, mask_dir = release_dir / naming.images, release_dir / naming.masks
+    if not (image_dir.is_dir() and mask_dir.is_dir()):
+        return None
+    files = {p for folder in {image_dir, mask_dir} for p in folder.iterdir()
+             if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS}
+    others = [p for p in files if any(p.stem.startswith(prefix) for prefix, _ in naming.other_files)]
+    frames = {p.stem: p for p in files if p.parent == image_dir and p.stem.isdigit()}
+    masks = {p.stem[len(naming.mask_prefix):]: p for p in files if p.parent == mask_dir and p not in others
+             and p.stem.startswith(naming.mask_prefix) and p.stem[len(naming.mask_prefix):].isdigit()}
+    return (frames, masks, others) if frames.keys() & masks.keys() else None
+
+
+def pair_by_number(release_dir: Path, naming: ReleaseNaming, skipped: list[Skipped]) -> list[tuple[str, Path, Path]]:
+    """Pair a release's frame `N` with its mask `{mask_prefix}N` (`sources.ReleaseNaming`).
+
+    Returns:
+        `(N, frame, mask)` in frame-number order. Other files of the release's naming (contours) are
+        listed in `skipped` as what they are; frames without a mask and masks without a frame as
+        unpaired; anything else as not of this release.
+    """
+    frames, masks, others = _named_files(release_dir, naming) or ({}, {}, [])
+    kinds = dict(naming.other_files)
+    for path in sorted(others):
+        prefix = next(p for p in kinds if path.stem.startswith(p))
+        skipped.append(Skipped(str(path), f"left out: {kinds[prefix]} ({prefix}N)", release_file=kinds[prefix]))
+    paired = set(frames) & set(masks)
+    for number in sorted(set(frames) - paired, key=int):
+        skipped.append(Skipped(str(frames[number]), f"frame without its mask {naming.mask_prefix}{number}",
+                               unpaired=True))
+    for number in sorted(set(masks) - paired, key=int):
+        skipped.append(Skipped(str(masks[number]), f"mask without its frame {number}", unpaired=True))
+    known = {*frames.values(), *masks.values(), *others}
+    for folder in {release_dir / naming.images, release_dir / naming.masks}:
+        for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p not in known):
+            skipped.append(Skipped(str(path), "not a frame or mask of the release's naming"))
+    return [(number, frames[number], masks[number]) for number in sorted(paired, key=int)]
+
+
+def _release_pairs(source: str, path: Path, skipped: list[Skipped]) -> list[tuple[str, Path, Path]] | None:
+    """A release folder's pairs: by its own naming where the source has one and the folder follows it,
+    else by file stem in one of `PAIR_FOLDERS`; None where neither is found."""
+    naming = SOURCES[source].release_naming
+    if naming is not None and _named_files(path, naming) is not None:
+        return pair_by_number(path, naming, skipped)
+    folders = _find_pair_folders(path)
+    return pair_folder(*folders, skipped) if folders is not None else None
 
 
 def read_kvasir_boxes(path: Path) -> dict[str, tuple[list[float], tuple[int, int]]]:
@@ -222,10 +278,15 @@ def _discover_pranet(root: Path) -> Discovery:
     return found
 
 
+def _holds_pairs(source: str, path: Path) -> bool:
+    naming = SOURCES[source].release_naming
+    return _find_pair_folders(path) is not None or (naming is not None and _named_files(path, naming) is not None)
+
+
 def _release_dirs(root: Path) -> list[tuple[str, Path]]:
     """Release folders at `root`, or `root` itself when it is one."""
     own = source_for_release_dir(root.name)
-    if own is not None and _find_pair_folders(root) is not None:
+    if own is not None and _holds_pairs(own, root):
         return [(own, root)]
     return [
         (source, path)
@@ -248,15 +309,15 @@ def _discover_release(root: Path) -> Discovery:
                 known = ", ".join(d for s in SOURCES.values() for d in s.release_dirs)
                 found.skipped.append(Skipped(str(path), f"unknown dataset folder (known: {known})"))
     for source, path in releases:
-        folders = _find_pair_folders(path)
-        if folders is None:
+        named = _release_pairs(source, path, found.skipped)
+        if named is None:
             expected = ", ".join(f"{i}/ + {m}/" for i, m in PAIR_FOLDERS)
+            naming = SOURCES[source].release_naming
+            if naming is not None:
+                expected += f", or the release's own N and {naming.mask_prefix}N files in {naming.images}/"
             found.skipped.append(Skipped(str(path), f"no image and mask folders ({expected})"))
             continue
-        pairs = [
-            PairRecord(source, stem, image, mask, "any")
-            for stem, image, mask in pair_folder(*folders, found.skipped)
-        ]
+        pairs = [PairRecord(source, stem, image, mask, "any") for stem, image, mask in named]
         if source == "kvasir":
             _attach_kvasir_boxes(pairs, path / KVASIR_BBOX_FILE, found.skipped)
         found.pairs.extend(pairs)
@@ -283,7 +344,7 @@ LAYOUTS: dict[str, Layout] = by_name(
     Layout(
         "release",
         "original releases: Kvasir-SEG/{images,masks}, CVC-ClinicDB/{Original,Ground Truth}, "
-        "CVC-ColonDB/, ETIS-LaribPolypDB/, CVC-300/",
+        "CVC-ColonDB/ (N.tiff, pN.tiff), ETIS-LaribPolypDB/ (ETIS-LaribPolypDB/N.tif, Ground Truth/pN.tif), CVC-300/",
         _matches_release,
         _discover_release,
     ),

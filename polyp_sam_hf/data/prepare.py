@@ -100,8 +100,13 @@ class PrepareReport:
             lines.append(f"Split {split!r} has no rows and is not in the saved dataset.")
         if self.left_out_by_preset:
             lines.append(f"Left out {self.left_out_by_preset} pairs not used by the split preset.")
-        lines.append(f"Skipped files: {len(self.skipped)}")
-        lines += [f"  {s.path}: {s.reason}" for s in self.skipped]
+        kept_apart = [s for s in self.skipped if s.release_file]
+        for kind in sorted({s.release_file for s in kept_apart}):
+            names = [Path(s.path).name for s in kept_apart if s.release_file == kind]
+            lines.append(f"Left out {len(names)} files the release ships beside the frames ({kind}): {_named(names, full)}")
+        skipped = [s for s in self.skipped if not s.release_file]
+        lines.append(f"Skipped files: {len(skipped)}")
+        lines += [f"  {s.path}: {s.reason}" for s in skipped]
         return "\n".join(lines)
 
 

@@ -14,6 +14,25 @@ from polyp_sam_hf.core.registry import by_name, lookup
 
 
 @dataclass(frozen=True)
+class ReleaseNaming:
+    """How a release names a frame's files where frame and mask do not share a file name: frame
+    `N.tif` with mask `pN.tif` (CVC-ColonDB, ETIS-LaribPolypDB).
+
+    Attributes:
+        images: the folder of the frames, relative to the release folder ("." for itself).
+        masks: the folder of the masks.
+        mask_prefix: frame `N`'s mask is `{mask_prefix}N`, any image extension.
+        other_files: prefixes of the other files the release ships beside them, and what they are
+            (left out and listed as such: CVC-ColonDB's contours `cpN.tiff`).
+    """
+
+    images: str
+    masks: str
+    mask_prefix: str
+    other_files: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class PolypSource:
     """One public polyp dataset.
 
@@ -26,6 +45,8 @@ class PolypSource:
         terms: The licence or terms of use as the publisher states them.
         paper_test_frames: How many frames the paper's test set of this dataset holds (PraNet's
             TestDataset), printed beside the frames a table was computed on.
+        release_naming: how the original release names a frame's mask where it is not the frame's
+            own file name; None where it is (paired by name, in `layouts.PAIR_FOLDERS`).
         sequences: For a dataset of numbered video frames, `(first frame, sequence)` of each video
             sequence in frame order, as the release's README tables them (CVC-ColonDB numbers its
             15 studies out of frame order); empty where frames are independent.
@@ -38,6 +59,7 @@ class PolypSource:
     citation: str
     terms: str
     paper_test_frames: int
+    release_naming: ReleaseNaming | None = None
     sequences: tuple[tuple[int, int], ...] = ()
 
     @property
@@ -87,6 +109,8 @@ SOURCES: dict[str, PolypSource] = by_name(
         "model, Pattern Recognition 2012.",
         terms="Academic, non-commercial research use with citation.",
         paper_test_frames=380,
+        # one folder: frame `N.tiff`, its mask `pN.tiff` and its contour `cpN.tiff` (the release README)
+        release_naming=ReleaseNaming(".", ".", "p", (("cp", "the polyp's contour, not its mask"),)),
         # the release README's table: 380 frames from 15 video studies, numbered out of frame order
         # (frames 1-300 are the 2012 paper's; its README warns that studies 4 and 8 show fecal content
         # and 12 a poor view of the polyp)
@@ -102,6 +126,8 @@ SOURCES: dict[str, PolypSource] = by_name(
         "diagnosis of colorectal cancer, IJCARS 2014.",
         terms="CC BY-NC-SA 4.0",
         paper_test_frames=196,
+        # frame `ETIS-LaribPolypDB/N.tif`, its mask `Ground Truth/pN.tif`
+        release_naming=ReleaseNaming("ETIS-LaribPolypDB", "Ground Truth", "p"),
     ),
     PolypSource(
         name="cvc-300",

@@ -206,7 +206,8 @@ def assign_splits(
     for source in sorted(release):
         items = sorted(release[source], key=lambda p: p.image_id)
         train_part, rest = preset.release_tests.get(source, all_test)(items, rng)
-        pool[source].extend(train_part)
+        if train_part:  # a source that only tests (CVC-ColonDB in the paper's split) has no training frames
+            pool[source].extend(train_part)
         if source in preset.test_sources:
             test.extend(rest)
         else:
