@@ -59,7 +59,8 @@ def _table_cells(text: str) -> dict[str, list[str]]:
 
 def test_decoder_run_is_compared_with_table_1s_decoder_row():
     metrics = _metrics("runs/b-dec/best", "Polyp-SAM-B", "decoder", "paper", {"etis": 0.871, "cvc-colondb": 0.900})
-    rows = _table_cells(results_section(metrics))
+    main, held_out = results_section(metrics).split("**Beside Table 3")
+    rows = _table_cells(main)
     # Table 2's nine methods, and Table 1's row of the run's strategy (Table 2 has no decoder row)
     assert {r.label for r in table_rows(2)} | {"Polyp-SAM-B (decoder)"} <= set(rows)
     # columns: the run's sources only, in the library's order (ColonDB, then ETIS)
@@ -68,6 +69,28 @@ def test_decoder_run_is_compared_with_table_1s_decoder_row():
     assert rows["difference to Polyp-SAM-B (decoder), Table 1"] == ["+0.009", "+0.015", "-0.014", "-0.013"]
     assert rows["**runs/b-dec/best** (one box)"] == ["0.900", "0.850", "0.871", "0.821"]
     assert rows["ellipse from the same boxes (one box)"] == ["0.800", "0.750", "0.771", "0.721"]
+    # CVC-ColonDB trained nothing: its column also stands beside Table 3's rows, with what the run trained on
+    beside = _table_cells(held_out)
+    assert beside["Polyp-SAM-B (full)"] == ["0.906", "0.855"] and beside["HSNet"] == ["0.810", "0.735"]
+    assert beside["**runs/b-dec/best** (one box)"] == ["0.900", "0.850"]
+    assert "trained on the `paper` split's training frames" in held_out and "difference to" not in held_out
+
+
+def test_compare_table_3_takes_a_paper_split_run_for_its_held_out_column(tmp_path, capsys):
+    """`polyp-sam compare --table 3`: a run of the paper's split scored on CVC-ColonDB stands beside Table 3;
+    one without CVC-ColonDB does not."""
+    from polyp_sam_hf.commands.cli import main as cli_main
+
+    paths = []
+    for name, sources in (("with", {"kvasir": 0.92, "cvc-colondb": 0.93}), ("without", {"kvasir": 0.92})):
+        path = tmp_path / f"{name}.json"
+        _metrics(name, None, "lora", "paper", sources).write(path)
+        paths.append(str(path))
+    assert cli_main(["compare", *paths, "--table", "3"]) == 0
+    text = capsys.readouterr().out
+    rows = _table_cells(text)
+    assert rows["**with** (one box)"] == ["0.930", "0.880"] and "**without** (one box)" not in rows
+    assert "Runs that match no table shown" in text and "`without`" in text.split("Runs that match no table shown")[1]
 
 
 def test_full_run_of_the_other_split_is_not_compared():

@@ -15,6 +15,8 @@ from polyp_sam_hf.data.sources import SOURCES
 from polyp_sam_hf.evaluation.published import (
     BACKBONE_METHODS,
     CITATION,
+    HELD_OUT_SOURCE,
+    HELD_OUT_TABLE,
     PAPER_RUNS,
     TABLE_SPLITS,
     TABLE_TITLES,
@@ -116,7 +118,9 @@ def comparison_table(rows: list[PublishedRow], runs: list[EvaluationRecord], sou
         identity = record.run
         protocol = record.settings.get("protocol", "paper")
         paper = matching_row(identity, rows)
-        if paper is None and rows:  # with no published rows (the training's test report) there is nothing to explain
+        if paper is None and rows and _beside_held_out(record, rows):
+            notes.append(_held_out_note(identity))
+        elif paper is None and rows:  # with no published rows (the training's test report) there is nothing to explain
             notes.append(_why_no_difference(identity, rows))
         elif protocol != "paper":
             notes.append(f"`{identity.label}` was scored with the `{protocol}` protocol, the Polyp-SAM rows with "
@@ -151,6 +155,18 @@ def comparison_table(rows: list[PublishedRow], runs: list[EvaluationRecord], sou
             notes.append(f"Fewer frames than the paper's test sets ({', '.join(few)}): these columns check the "
                          "pipeline; they are not numbers to set beside the published ones.")
     return "\n".join([row(header), "|" + "---|" * len(header), *ordered]), notes
+
+
+def _beside_held_out(record: EvaluationRecord, rows: list[PublishedRow]) -> bool:
+    """A run of another split than Table 3's, placed beside it for its CVC-ColonDB column."""
+    return (all(row.table == HELD_OUT_TABLE for row in rows) and record.run.split != TABLE_SPLITS[HELD_OUT_TABLE]
+            and HELD_OUT_SOURCE in _sources_of(record))
+
+
+def _held_out_note(identity: RunIdentity) -> str:
+    return (f"`{identity.label}` was trained on the `{identity.split or 'unknown'}` split's training frames, the "
+            f"paper's Table 3 models on all of Kvasir-SEG and CVC-ClinicDB; CVC-ColonDB trained neither, so its "
+            "column stands beside Table 3's rows (no difference is printed: the training frames differ).")
 
 
 def _why_no_difference(identity: RunIdentity, rows: list[PublishedRow]) -> str:
@@ -188,7 +204,11 @@ def results_section(record: EvaluationRecord) -> str:
         rows += [r for r in table_rows(extra) if r.strategy == identity.strategy and r.method == identity.method
                  and matching_row(identity, rows) is None]
     table, notes = comparison_table(rows, [record], _ordered(_sources_of(record)))
-    return "\n\n".join([table, *notes, BOX_NOTE, BASELINE_NOTE, f"Published rows: {CITATION}."])
+    parts = [table, *notes]
+    if HELD_OUT_TABLE not in tables and _belongs(record, HELD_OUT_TABLE):  # the held-out column beside Table 3
+        held_out, held_out_notes = comparison_table(table_rows(HELD_OUT_TABLE), [record], [HELD_OUT_SOURCE])
+        parts += [f"**Beside {TABLE_TITLES[HELD_OUT_TABLE]}**", held_out, *held_out_notes]
+    return "\n\n".join([*parts, BOX_NOTE, BASELINE_NOTE, f"Published rows: {CITATION}."])
 
 
 def detection_table(record: EvaluationRecord) -> str:
@@ -259,10 +279,11 @@ def comparison_markdown(runs: list[EvaluationRecord], tables: tuple[int, ...] | 
     sections = ["# This library's runs beside Li, Hu, Yang 2023", ""]
     placed: set[int] = set()
     for table in tables:
-        members = [m for m in runs if _belongs(m.run, table)]
+        members = [m for m in runs if _belongs(m, table)]
         placed |= {id(m) for m in members}
         rows = table_rows(table)
-        sources = _ordered({s for r in rows for s in r.values} | {s for m in members for s in _sources_of(m)})
+        sources = _ordered({s for r in rows for s in r.values}
+                           | {s for m in members if TABLE_SPLITS[table] == m.run.split for s in _sources_of(m)})
         text, notes = comparison_table(rows, members, sources)
         sections += [f"## {TABLE_TITLES[table]}", "", text, ""]
         if not members:
@@ -277,7 +298,12 @@ def comparison_markdown(runs: list[EvaluationRecord], tables: tuple[int, ...] | 
     return "\n".join(sections)
 
 
-def _belongs(identity: RunIdentity, table: int) -> bool:
+def _belongs(record: EvaluationRecord, table: int) -> bool:
+    """A run belongs to a table of its split (a declared paper run: its own table only); and a run of any
+    known split scored on CVC-ColonDB also stands beside Table 3 (`published.HELD_OUT_TABLE`)."""
+    identity = record.run
     if identity.paper_run is not None:
         return PAPER_RUNS[identity.paper_run].table == table
-    return identity.split == TABLE_SPLITS[table]
+    if identity.split == TABLE_SPLITS[table]:
+        return True
+    return table == HELD_OUT_TABLE and identity.split is not None and HELD_OUT_SOURCE in _sources_of(record)
