@@ -28,8 +28,8 @@ from pathlib import Path
 import datasets
 import torch
 from accelerate import Accelerator
-from PIL import Image
 from harness import Benchmark, run_benchmark
+from PIL import Image
 from transformers import SamConfig
 
 from polyp_sam_hf.data.batches import PromptDataset, collate

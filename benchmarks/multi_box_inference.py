@@ -21,7 +21,6 @@ from pathlib import Path
 import datasets
 import numpy as np
 import torch
-
 from harness import Benchmark, best_of, run_benchmark
 
 from polyp_sam_hf.data.prepare import prepare_dataset

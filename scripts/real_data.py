@@ -1,16 +1,21 @@
-"""The paper's scale: 1,612 real frames of Kvasir-SEG and CVC-ClinicDB through the library's own
-commands, PraNet's split (900 + 550 train, 100 + 62 test), zero-shot and fine-tuned rows.
+"""The paper's scale on real frames: Kvasir-SEG and CVC-ClinicDB (1,612 frames, PraNet's split: 900 + 550
+train, 100 + 62 test) and all 380 frames of CVC-ColonDB, the paper's held-out test, through the
+library's own commands: zero-shot and fine-tuned rows, and how much the frames settle.
 
-    python scripts/real_data.py                       # most of two hours on a 2-core CPU, resumable
+    python scripts/real_data.py                       # hours on a 2-core CPU, resumable
     python scripts/real_data.py --steps prepare,zero-shot
+    python scripts/real_data.py --steps train,evaluate,bootstrap --config configs/mobile-sam-lora-real.yaml \
+        --run_name mobile-sam-lora                    # the second stage of the published recipe
     REAL_DATA=/path/to/polyp-data python scripts/real_data.py
 
 Each step is a real command (`polyp-sam prepare`, `polyp-sam convert`, `train.py`,
-`polyp-sam evaluate`) in its own process; its wall time and peak resident memory are recorded in
-OUT/steps.json as soon as it ends, and a step whose outputs exist is not run again, so an
-interrupted run continues where it stopped (the embedding cache resumes inside its build too).
-Results: OUT/steps.json and each evaluation's metrics.json; docs/results-real-data.md is written
-from them.
+`polyp-sam evaluate`, `polyp-sam bootstrap`, `polyp-sam compare`) in its own process; its wall time
+and peak resident memory are recorded in OUT/steps.json as soon as it ends, and a step whose outputs
+exist is not run again, so an interrupted run continues where it stopped (the embedding cache
+resumes inside its build too, and lends the rows of frames it holds to a cache of other frames).
+CVC-ColonDB is a test set only: no step trains or chooses anything on it. Results: OUT/steps.json,
+each evaluation's metrics.json and per_image.csv, OUT/bootstrap/*.json; docs/results-real-data.md is
+written from them.
 """
 
 from __future__ import annotations
@@ -73,9 +78,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data_root", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "real-data")
-    parser.add_argument("--steps", default="prepare,convert,zero-shot,train,evaluate,unseen,compare",
+    parser.add_argument("--steps", default="prepare,convert,zero-shot,train,evaluate,unseen,bootstrap,compare",
                         help="comma-separated: prepare, convert, zero-shot, train, evaluate, unseen (the fine-tuned "
-                             "model on the sample frames of the three datasets it never trained on), compare")
+                             "model on the sample frames of datasets it never trained on), bootstrap (the run against "
+                             "zero-shot, per dataset and per video study, and against the ellipse in its boxes), "
+                             "compare (Tables 2 and 3)")
     parser.add_argument("--samples", type=Path, default=REPO.parent / "shared" / "polyp-samples" / "pranet",
                         help="a PraNet-layout root whose CVC-ColonDB, ETIS and CVC-300 frames the model never saw")
     parser.add_argument("--config", default="configs/mobile-sam-decoder-real.yaml", help="the fine-tune's recipe")
@@ -85,6 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tag", default="", help="appended to the zero-shot evaluations' names (another split)")
     parser.add_argument("--run_name", default="mobile-sam-decoder", help="the fine-tuned run's folder name")
     parser.add_argument("--train_args", default="", help="further train.py flags, space-separated")
+    parser.add_argument("--bootstrap_against", nargs="*", default=[], metavar="EVAL",
+                        help="further evaluations (names under OUT/eval) to set the run against, e.g. its first stage")
     parser.add_argument("--cache_dir", type=Path, default=REPO / "runs" / "cache",
                         help="the embedding cache (built by the first fine-tune, reused by the next)")
     args = parser.parse_args(argv)
@@ -108,9 +117,9 @@ def main(argv: list[str] | None = None) -> None:
 
     def evaluate(name: str, model: Path) -> None:
         target = out / "eval" / name
-        steps.run(f"evaluate-{name}", [*cli, "evaluate", "--model_name_or_path", str(model), "--data", str(data), "--output_dir",
-                                       str(target), "--prompt_mode", "box,box-per-polyp", "--device", "cpu"],
-                  target / "metrics.json")
+        steps.run(f"evaluate-{name}", [*cli, "evaluate", "--model_name_or_path", str(model), "--data", str(data),
+                                       "--output_dir", str(target), "--prompt_mode", "box,box-per-polyp",
+                                       "--device", "cpu"], target / "metrics.json")
 
     if "zero-shot" in wanted:
         for arch, folder in models.items():
@@ -131,13 +140,28 @@ def main(argv: list[str] | None = None) -> None:
         for name, model in ((f"{args.run_name}-unseen", run / "best"), ("mobile-sam-zero-shot-unseen",
                                                                          models["mobile-sam"])):
             target = out / "eval-unseen" / name
-            steps.run(f"evaluate-{name}", [*cli, "evaluate", "--model_name_or_path", str(model), "--data", str(unseen),
-                                           "--output_dir", str(target), "--prompt_mode",
+            steps.run(f"evaluate-{name}", [*cli, "evaluate", "--model_name_or_path", str(model), "--data",
+                                           str(unseen), "--output_dir", str(target), "--prompt_mode",
                                            "box,box-per-polyp", "--device", "cpu"], target / "metrics.json")
+    if "bootstrap" in wanted:
+        ours, zero_shot = out / "eval" / args.run_name, out / "eval" / f"mobile-sam-zero-shot{args.tag}"
+        # (name, A, B, further flags): B - A with its 95% interval over the test frames, paired
+        for name, a, b, flags in ((f"{args.run_name}-vs-zero-shot", zero_shot, ours, []),
+                                  (f"{args.run_name}-vs-zero-shot-by-study", zero_shot, ours,
+                                   ["--group_by", "sequence"]),
+                                  (f"{args.run_name}-vs-ellipse", ours, ours, ["--method_a", "ellipse"]),
+                                  *((f"{args.run_name}-vs-{other}", out / "eval" / other, ours, [])
+                                    for other in args.bootstrap_against)):
+            target = out / "bootstrap" / f"{name}.json"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            steps.run(f"bootstrap-{name}", [*cli, "bootstrap", str(a), str(b), *flags, "--output_file", str(target)],
+                      target)
     if "compare" in wanted:
         found = sorted((out / "eval").glob("*/metrics.json"))
-        steps.run("compare", [*cli, "compare", *map(str, found), "--table", "2", "--output_file",
-                              str(out / "comparison.md")], out / "comparison.md")
+        for table in (2, 3):
+            target = out / f"comparison-table{table}.md"
+            steps.run(f"compare-table{table}", [*cli, "compare", *map(str, found), "--table", str(table),
+                                                "--output_file", str(target)], target)
     print(json.dumps(steps.done, indent=1))
 
 

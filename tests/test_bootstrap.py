@@ -58,3 +58,14 @@ def test_paired_bootstrap_by_video_study(tmp_path):
         "cvc-colondb study 15": 1, "kvasir": 1, "all": 7}
     assert list(result)[:5] == ["cvc-colondb study 1", "cvc-colondb study 2", "cvc-colondb study 4",
                                 "cvc-colondb study 13", "cvc-colondb study 15"]
+
+
+def test_the_model_against_a_baseline_of_the_same_evaluation(tmp_path):
+    rows = [("kvasir", str(i), "model", 0.9, False) for i in range(5)] + [("kvasir", str(i), "ellipse", 0.8, False)
+                                                                        for i in range(5)]
+    a = _per_image_csv(tmp_path / "a", rows)
+    out = tmp_path / "r.json"
+    assert cli_main(["bootstrap", str(a), str(a), "--method_a", "ellipse", "--resamples", "100",
+                     "--output_file", str(out)]) == 0
+    result = json.loads(out.read_text())["groups"]["kvasir"]
+    assert (result["dice_a"], result["dice_b"], result["difference_95"]) == (0.8, 0.9, [0.1, 0.1])

@@ -13,10 +13,10 @@ from polyp_sam_hf.evaluation.baselines import BASELINES, baseline_prediction
 from polyp_sam_hf.evaluation.metrics import PROTOCOLS, get_protocol, score_logits
 from polyp_sam_hf.models.attention import VISION_ATTENTION, set_vision_attention
 from polyp_sam_hf.models.convert import ARCHS, get_arch
-from polyp_sam_hf.training.strategies import STRATEGIES, get_strategy
 from polyp_sam_hf.models.mask_prompts import MASK_PROMPTS, set_mask_prompt
 from polyp_sam_hf.models.weights import PACKAGES, fetch_checkpoint
 from polyp_sam_hf.training.losses import LOSSES, get_loss
+from polyp_sam_hf.training.strategies import STRATEGIES, get_strategy
 
 
 @pytest.mark.parametrize("registry, ask", [

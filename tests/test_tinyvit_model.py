@@ -10,11 +10,11 @@ import torch
 from conftest import train_args
 
 from polyp_sam_hf.models.loading import load_model_and_processor
-from polyp_sam_hf.training.strategies import get_strategy  # noqa: E402
 from polyp_sam_hf.models.modeling_tinyvit_sam import TinyViTSamModel
 from polyp_sam_hf.publishing.hub import standalone_logits
 from polyp_sam_hf.training.config import parse_config
 from polyp_sam_hf.training.loop import train
+from polyp_sam_hf.training.strategies import get_strategy  # noqa: E402
 
 MODEL = "micro-tinyvit-sam-test"
 

@@ -299,9 +299,9 @@ def test_typo_in_a_config_file_names_the_file(key, value, message, tmp_path):
 
 
 def test_choices_are_the_registries_and_config_is_in_help(capsys):
-    from polyp_sam_hf.training.strategies import STRATEGIES
     from polyp_sam_hf.training.config import parse_config
     from polyp_sam_hf.training.losses import LOSSES
+    from polyp_sam_hf.training.strategies import STRATEGIES
 
     model, data, train = parse_config(["--strategy", "lora", "--loss", "dice+bce", "--prompt_mode", "box-per-polyp"])
     assert (model.strategy, train.loss, data.prompt_mode) == ("lora", "dice+bce", "box-per-polyp")

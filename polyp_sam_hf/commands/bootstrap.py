@@ -1,6 +1,7 @@
 """`polyp-sam bootstrap`: two evaluations of the same test frames compared by a paired bootstrap.
 
     polyp-sam bootstrap eval/zero-shot eval/fine-tuned [--group_by sequence] [--output_file result.json]
+    polyp-sam bootstrap eval/fine-tuned eval/fine-tuned --method_a ellipse     # the model against the ellipse
 
 Per dataset (or per video study) it prints the mean Dice of A and B, the mean of B - A with its 95%
 interval, how many frames B scores better and worse, and the 95% interval of B's own mean
@@ -21,8 +22,11 @@ from polyp_sam_hf.evaluation.bootstrap import GROUPINGS, bootstrap_markdown, pai
 @dataclass
 class BootstrapArguments:
     evaluations: list[Path] = field(metadata={
-        "positional": True, "metavar": "EVAL", "help": "two folders `polyp-sam evaluate` wrote: A (the reference), then B"})
-    method: str = field(default="model", metadata={"help": "the per_image.csv method: model, box or ellipse"})
+        "positional": True, "metavar": "EVAL",
+        "help": "two folders `polyp-sam evaluate` wrote: A (the reference), then B"})
+    method_a: str = field(default="model", metadata={"help": "A's per_image.csv method: model, box or ellipse"})
+    method_b: str = field(default="model", metadata={"help": "B's method (give one folder twice to compare the model "
+                                                             "with a baseline on the same boxes)"})
     prompt_mode: str = field(default="box", metadata={"help": "the prompt mode whose rows are compared"})
     group_by: str = field(default="dataset", metadata={"help": "one row per dataset, or per video study (sequence) "
                                                                "of the datasets that record them",
@@ -40,12 +44,13 @@ class BootstrapArguments:
 
 def run(args: BootstrapArguments) -> int:
     a, b = args.evaluations
-    result = paired_bootstrap(read_frame_scores(a, args.method, args.prompt_mode),
-                              read_frame_scores(b, args.method, args.prompt_mode), args.resamples, args.seed,
+    result = paired_bootstrap(read_frame_scores(a, args.method_a, args.prompt_mode),
+                              read_frame_scores(b, args.method_b, args.prompt_mode), args.resamples, args.seed,
                               args.group_by)
-    print(bootstrap_markdown(result, str(a), str(b)))
+    print(bootstrap_markdown(result, f"{a} ({args.method_a})", f"{b} ({args.method_b})"))
     if args.output_file:
-        args.output_file.write_text(json.dumps({"a": str(a), "b": str(b), "method": args.method,
+        args.output_file.write_text(json.dumps({"a": str(a), "b": str(b), "method_a": args.method_a,
+                                                "method_b": args.method_b,
                                                 "prompt_mode": args.prompt_mode, "group_by": args.group_by,
                                                 "resamples": args.resamples, "seed": args.seed, "groups": result},
                                                indent=1) + "\n")

@@ -92,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         (args,) = parse_arguments(arguments, rest, prog=f"polyp-sam {name}", description=COMMANDS[name].help)
         set_cpu_threads()
         return run(args)
-    except REPORTED as err:  # the library's own, or a path refused: the message says what to do; a bug keeps its traceback
+    except REPORTED as err:  # the library's own, or a path refused: the message says what to do; a bug keeps
+        # its traceback
         print(f"error: {err}", file=sys.stderr)
         return 1
 

@@ -67,7 +67,8 @@ class EvaluateArguments:
     split_seed: int | None = field(default=None, metadata={
         "help": f"a raw data root's split seed; default: the model's run's, else {SplitSettings.seed}"})
     val_fraction: float | None = field(default=None, metadata={
-        "help": f"a raw data root's validation fraction; default: the model's run's, else {SplitSettings.val_fraction}"})
+        "help": "a raw data root's validation fraction; default: the model's run's, else "
+                f"{SplitSettings.val_fraction}"})
     paper_run: str | None = field(default=None, metadata={
         "help": "the paper run this model reproduces, for the difference to the paper's row (default: read from "
                 "the run's record: base model, strategy, split)", "choices": sorted(PAPER_RUNS)})

@@ -123,7 +123,8 @@ def _find_pair_folders(dataset_dir: Path) -> tuple[Path, Path] | None:
     return None
 
 
-def _named_files(release_dir: Path, naming: ReleaseNaming) -> tuple[dict[str, Path], dict[str, Path], list[Path]] | None:
+def _named_files(release_dir: Path, naming: ReleaseNaming
+                 ) -> tuple[dict[str, Path], dict[str, Path], list[Path]] | None:
     """A release's frames `{N: path}`, masks `{N: path}` and other files of its own naming, or None where
     its folders hold no frame with its mask under that naming (another copy of the dataset)."""
     image_dir, mask_dir = release_dir / naming.images, release_dir / naming.masks
@@ -159,7 +160,8 @@ def pair_by_number(release_dir: Path, naming: ReleaseNaming, skipped: list[Skipp
         skipped.append(Skipped(str(masks[number]), f"mask without its frame {number}", unpaired=True))
     known = {*frames.values(), *masks.values(), *others}
     for folder in {release_dir / naming.images, release_dir / naming.masks}:
-        for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p not in known):
+        for path in sorted(p for p in folder.iterdir()
+                           if p.is_file() and not p.name.startswith(".") and p not in known):
             skipped.append(Skipped(str(path), "not a frame or mask of the release's naming"))
     return [(number, frames[number], masks[number]) for number in sorted(paired, key=int)]
 

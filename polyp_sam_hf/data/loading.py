@@ -128,8 +128,8 @@ def save_prepared(dataset: datasets.DatasetDict, output: str | Path, split: Spli
             raise DataError(f"--output_dir {output} is not empty and holds no prepared dataset; give a new or empty "
                             "folder (nothing was deleted).")
         if not overwrite:
-            raise DataError(f"--output_dir {output} already holds a prepared dataset; pass --overwrite_output_dir to replace it "
-                            "(nothing was changed).")
+            raise DataError(f"--output_dir {output} already holds a prepared dataset; pass --overwrite_output_dir to "
+                            "replace it (nothing was changed).")
     staging = staging_folder(output, "prepare-tmp")
     # shards of at most SHARD_SIZE: writing one holds it in memory, so memory stays flat with the frames
     dataset.save_to_disk(str(staging), max_shard_size=SHARD_SIZE)

@@ -96,7 +96,8 @@ def component_boxes(mask: np.ndarray, min_area: int = MIN_POLYP_AREA) -> list[li
     return _components(mask, min_area)[0]
 
 
-def polyp_prompts(mask: np.ndarray, min_area: int = MIN_POLYP_AREA) -> tuple[list[float] | None, list[list[float]], int]:
+def polyp_prompts(mask: np.ndarray, min_area: int = MIN_POLYP_AREA
+                  ) -> tuple[list[float] | None, list[list[float]], int]:
     """The whole-mask `box`, the per-polyp `boxes`, and how many specks both ignore.
 
     Both boxes come from the same components: those of at least `min_area` pixels. A speck of

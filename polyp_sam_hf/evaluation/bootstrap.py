@@ -100,7 +100,8 @@ def _numeric(group: str) -> tuple:
 
 def bootstrap_markdown(result: dict[str, dict], a: str, b: str) -> str:
     """The result as a markdown table."""
-    lines = [f"B = {b}, A = {a}", "", "| group | frames | A | B | B - A (95% interval) | B better / worse | B (95% interval) |",
+    lines = [f"B = {b}, A = {a}", "",
+             "| group | frames | A | B | B - A (95% interval) | B better / worse | B (95% interval) |",
              "|---|---|---|---|---|---|---|"]
     for group, r in result.items():
         low, high = r["difference_95"]

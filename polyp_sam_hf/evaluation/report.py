@@ -11,8 +11,8 @@ import torch
 
 from polyp_sam_hf.data.sources import SOURCES
 from polyp_sam_hf.data.synthetic import is_synthetic
-from polyp_sam_hf.evaluation.comparison import comparison_table
 from polyp_sam_hf.evaluation.baselines import BASELINES
+from polyp_sam_hf.evaluation.comparison import comparison_table
 from polyp_sam_hf.evaluation.record import EvaluationRecord, RunIdentity
 from polyp_sam_hf.evaluation.scoring import ScoringSettings, score_split, summarise
 from polyp_sam_hf.models.segmenter import PolypSegmenter

@@ -128,8 +128,10 @@ class TrainArguments:
     )
     num_train_epochs: int = field(default=24, metadata={"help": "Training epochs."})
     max_train_steps: int | None = field(
-        default=None, metadata={"help": "Train this many optimiser steps (the schedule's length), whatever the epochs."})
-    per_device_train_batch_size: int = field(default=4, metadata={"help": "Training images per device per forward pass."})
+        default=None,
+        metadata={"help": "Train this many optimiser steps (the schedule's length), whatever the epochs."})
+    per_device_train_batch_size: int = field(default=4, metadata={
+        "help": "Training images per device per forward pass."})
     per_device_eval_batch_size: int | None = field(
         default=None, metadata={"help": "Validation images per device per forward pass (default: the training batch)."})
     effective_batch_size: int | None = field(

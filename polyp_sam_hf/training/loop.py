@@ -31,9 +31,9 @@ from polyp_sam_hf.data.augment import add_flips
 from polyp_sam_hf.data.batches import PromptDataset, collate
 from polyp_sam_hf.data.loading import is_prepared, load_polyp_data, recorded_split
 from polyp_sam_hf.data.pixel_cache import build_pixel_cache
-from polyp_sam_hf.evaluation.scoring import validation_scores
 from polyp_sam_hf.evaluation.figures import plot_training_curves
 from polyp_sam_hf.evaluation.report import test_report
+from polyp_sam_hf.evaluation.scoring import validation_scores
 from polyp_sam_hf.models.embedding_cache import build_embedding_cache
 from polyp_sam_hf.models.loading import BUILTIN_MODELS, check_model_available, load_model_and_processor, model_class_for
 from polyp_sam_hf.models.mask_prompts import set_mask_prompt
@@ -536,7 +536,8 @@ def _claim_output_dir(output_dir: Path, train_args: TrainArguments, accelerator:
                 "--overwrite_output_dir to replace it."
             )
         if accelerator.is_main_process:
-            logger.warning("Removing the earlier run in %s (%s): --overwrite_output_dir", output_dir, ", ".join(earlier))
+            logger.warning("Removing the earlier run in %s (%s): --overwrite_output_dir", output_dir,
+                           ", ".join(earlier))
             for name in earlier:
                 path = output_dir / name
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
