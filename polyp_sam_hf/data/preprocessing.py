@@ -129,6 +129,12 @@ def scale_boxes(boxes: np.ndarray, original: tuple[int, int], reshaped: tuple[in
     return np.asarray(boxes, np.float32) * np.array([new_w / width, new_h / height] * 2, np.float32)
 
 
+def scale_points(points: np.ndarray, original: tuple[int, int], reshaped: tuple[int, int]) -> np.ndarray:
+    """(..., 2) points `x, y` in original pixels -> the resized frame's pixels (as `scale_boxes`), float32."""
+    (height, width), (new_h, new_w) = original, reshaped
+    return np.asarray(points, np.float32) * np.array([new_w / width, new_h / height], np.float32)
+
+
 def resize_pad_mask(mask: np.ndarray, height: int, width: int, size: int) -> np.ndarray:
     """(S, S) uint8 0/1: a boolean (H, W) mask resized (nearest) to (height, width), zero-padded."""
     resized = Image.fromarray(mask.view(np.uint8)).resize((width, height), Image.NEAREST)  # bool as 0/1, no copy

@@ -32,7 +32,7 @@ from transformers import SamImageProcessor
 
 from polyp_sam_hf.core.errors import ConfigError
 from polyp_sam_hf.core.threads import flush_denormal_floats
-from polyp_sam_hf.data.preprocessing import Preprocessing, normalize_pixels, scale_boxes
+from polyp_sam_hf.data.preprocessing import Preprocessing, normalize_pixels, scale_boxes, scale_points
 from polyp_sam_hf.data.prompts import AUTO_BOX_MARGIN, MIN_POLYP_AREA, PromptMode, component_boxes, grow_box
 from polyp_sam_hf.data.reading import read_image, to_rgb
 from polyp_sam_hf.models.loading import load_model_and_processor
@@ -65,26 +65,47 @@ def union_mask(logits: torch.Tensor | None, height: int, width: int) -> np.ndarr
 
 
 def decode(model: torch.nn.Module, encoder_inputs: dict, boxes: torch.Tensor | None = None,
-           box_valid: torch.Tensor | None = None, mask_prompt: str | None = None) -> torch.Tensor:
+           box_valid: torch.Tensor | None = None, mask_prompt: str | None = None, points: torch.Tensor | None = None,
+           labels: torch.Tensor | None = None, previous: torch.Tensor | None = None) -> torch.Tensor:
     """Low-resolution mask logits from SAM's prompt encoder and mask decoder.
+
+    The dense (mask) prompt is the previous prediction's logits where given (a correction round);
+    else the mask the model makes from its boxes (`mask_prompts`: the ellipse for a model trained
+    with it); else none.
 
     Args:
         encoder_inputs: `{"pixel_values": (B, 3, S, S)}` or `{"image_embeddings": (B, C, h, w)}`.
-        boxes: (B, K, 4) boxes in input pixels (the resized frame), or None for no prompt at all.
+        boxes: (B, K, 4) boxes in input pixels (the resized frame), or None.
         box_valid: (B, K) bool, False for padding boxes (default: all valid).
         mask_prompt: a `mask_prompts.MASK_PROMPTS` name; default: the model's own setting.
+        points: (B, K, N, 2) clicks `x, y` in input pixels, beside the boxes (the same K) or instead of
+            them; None for none.
+        labels: (B, K, N) int: 1 polyp, 0 not polyp, -10 padding (ignored).
+        previous: (B, 1, h, w) low-resolution logits of the previous prediction, the dense prompt of a
+            correction round (SAM takes one per frame).
 
     Returns:
-        (B, K, h, w) logits, one mask per box (SAM's single-mask output); (B, 1, h, w) without boxes
-        (the mask of everything a prompt-free model finds).
+        (B, K, h, w) logits, one mask per prompt (SAM's single-mask output); (B, 1, h, w) with no box and
+        no point (the mask of everything a prompt-free model finds).
     """
-    if boxes is None:
+    if boxes is None and points is None:
         return model(**encoder_inputs, multimask_output=False).pred_masks[:, :, 0]
-    if box_valid is None:
-        box_valid = torch.ones(boxes.shape[:2], dtype=torch.bool, device=boxes.device)
-    masks = mask_prompt_logits(model, boxes, box_valid, mask_prompt)
-    extra = {} if masks is None else {"input_masks": masks}
-    return model(**encoder_inputs, input_boxes=boxes, multimask_output=False, **extra).pred_masks[:, :, 0]
+    prompts: dict = {}
+    if boxes is not None:
+        prompts["input_boxes"] = boxes
+    if points is not None:
+        if labels is None:
+            raise ConfigError("Points need their labels: 1 on polyp, 0 on what is not polyp.")
+        prompts["input_points"], prompts["input_labels"] = points, labels
+    if previous is not None:
+        prompts["input_masks"] = previous
+    elif boxes is not None:
+        if box_valid is None:
+            box_valid = torch.ones(boxes.shape[:2], dtype=torch.bool, device=boxes.device)
+        masks = mask_prompt_logits(model, boxes, box_valid, mask_prompt)
+        if masks is not None:
+            prompts["input_masks"] = masks
+    return model(**encoder_inputs, multimask_output=False, **prompts).pred_masks[:, :, 0]
 
 
 def encoder_inputs(batch: dict) -> dict:
@@ -195,6 +216,38 @@ def validate_boxes(boxes, width: int, height: int, name: str = "image") -> np.nd
     return arr
 
 
+MAX_POINTS = 64  # clicks on one frame: SAM's decoder attends to every one, so its cost grows with them
+
+
+def validate_points(points, labels, width: int, height: int, name: str = "image") -> tuple[np.ndarray, np.ndarray]:
+    """Check click prompts against the frame: points (N, 2) or (K, N, 2) `x, y` in pixels, labels of
+    the same leading shape, 1 on polyp and 0 on what is not (default: all 1).
+
+    Raises:
+        ConfigError: a point not two finite numbers or outside the frame, a label other than 0 or 1,
+            a label count that is not the point count, or more than `MAX_POINTS` points.
+    """
+    arr = np.asarray(points, dtype=np.float32)
+    if arr.ndim == 1:
+        arr = arr[None]
+    if arr.ndim not in (2, 3) or arr.shape[-1] != 2:
+        raise ConfigError(f"Points for {name} must be [x, y] each; got shape {arr.shape}.")
+    if arr.shape[-2] > MAX_POINTS:
+        raise ConfigError(f"{arr.shape[-2]} points for {name}; at most {MAX_POINTS} a prompt.")
+    if not np.isfinite(arr).all():
+        raise ConfigError(f"Points for {name} must be finite numbers; got {arr.tolist()}.")
+    outside = (arr[..., 0] < 0) | (arr[..., 0] > width - 1) | (arr[..., 1] < 0) | (arr[..., 1] > height - 1)
+    if outside.any():
+        raise ConfigError(f"Point {arr[outside][0].tolist()} lies outside {name} ({width}x{height}): coordinates "
+                          f"are pixels, x in [0, {width - 1}], y in [0, {height - 1}].")
+    tags = np.ones(arr.shape[:-1], np.int64) if labels is None else np.asarray(labels)
+    if tags.shape != arr.shape[:-1]:
+        raise ConfigError(f"{name}: {tags.size} labels for {arr.shape[-2]} points; give one label per point.")
+    if not np.isin(tags, (0, 1)).all():
+        raise ConfigError(f"Point labels for {name} must be 1 (polyp) or 0 (not polyp); got {sorted(set(tags.ravel().tolist()))}.")
+    return arr, tags.astype(np.int64)
+
+
 class PolypSegmenter:
     """Box-prompted polyp segmentation with a SAM checkpoint (ours, or plain `facebook/sam-vit-*`).
 
@@ -243,18 +296,35 @@ class PolypSegmenter:
         return [ImageEmbedding(emb, (im.height, im.width), shape) for emb, im, shape in zip(embeddings, images, reshaped)]
 
     @torch.no_grad()
-    def logits(self, embedded: ImageEmbedding, boxes: np.ndarray | None) -> torch.Tensor:
-        """(K, H, W) mask logits at the original size for (K, 4) boxes in original pixels; with
-        `boxes=None`, (1, H, W) with no prompt at all (a model trained with `--prompt_mode none`
-        marks every polyp it finds)."""
+    def low_res_logits(self, embedded: ImageEmbedding, boxes: np.ndarray | None = None,
+                       points: np.ndarray | None = None, labels: np.ndarray | None = None,
+                       previous: torch.Tensor | None = None) -> torch.Tensor:
+        """(K, h, w) low-resolution logits of one frame for its prompts in original pixels: (K, 4)
+        boxes, and/or (K, N, 2) points with (K, N) labels; `previous` (1, h, w), the last prediction's
+        low-resolution logits, is the dense prompt of a correction round. No box and no point: (1, h, w)
+        with no prompt at all (a model trained with `--prompt_mode none` marks every polyp it finds)."""
         inputs = {"image_embeddings": embedded.embedding[None]}
-        if boxes is None:
-            low_res = decode(self.model, inputs)
-        else:
-            scaled = scale_boxes(boxes, embedded.original, embedded.reshaped)
-            low_res = decode(self.model, inputs, torch.from_numpy(scaled)[None].to(self.device),
-                             mask_prompt=self.mask_prompt)
-        return to_original(low_res[0], self.input_size, embedded.reshaped, embedded.original)
+        prompts: dict = {"mask_prompt": self.mask_prompt}
+        if boxes is not None:
+            prompts["boxes"] = torch.from_numpy(scale_boxes(boxes, embedded.original, embedded.reshaped))[None]
+        if points is not None:
+            prompts["points"] = torch.from_numpy(scale_points(points, embedded.original, embedded.reshaped))[None]
+            prompts["labels"] = torch.as_tensor(np.asarray(labels), dtype=torch.int64)[None]
+        if previous is not None:
+            prompts["previous"] = previous[None]
+        prompts = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in prompts.items()}
+        return decode(self.model, inputs, **prompts)[0]
+
+    def to_frame(self, low_res: torch.Tensor, embedded: ImageEmbedding) -> torch.Tensor:
+        """(K, h, w) low-resolution logits -> (K, H, W) logits at the frame's size (`to_original`)."""
+        return to_original(low_res, self.input_size, embedded.reshaped, embedded.original)
+
+    @torch.no_grad()
+    def logits(self, embedded: ImageEmbedding, boxes: np.ndarray | None, points: np.ndarray | None = None,
+               labels: np.ndarray | None = None) -> torch.Tensor:
+        """(K, H, W) mask logits at the original size for (K, 4) boxes in original pixels (and/or
+        (K, N, 2) points with (K, N) labels); with neither, (1, H, W) with no prompt at all."""
+        return self.to_frame(self.low_res_logits(embedded, boxes, points, labels), embedded)
 
     @torch.no_grad()
     def auto_logits(self, embedded: ImageEmbedding, rounds: int = 1, margin: float = AUTO_BOX_MARGIN,
@@ -296,17 +366,47 @@ class PolypSegmenter:
         boxes = np.asarray(boxes if boxes is not None else [], np.float32).reshape(-1, 4)
         return (self.logits(embedded, boxes) if len(boxes) else None), boxes
 
-    def predict(self, image, boxes, name: str = "image") -> np.ndarray:
-        """Masks for each box: (K, H, W) bool at the frame's size (`to_mask` of the logits)."""
-        return self.masks(self.embed(image), boxes, name)
+    def predict(self, image, boxes=None, points=None, labels=None, name: str = "image") -> np.ndarray:
+        """Masks for a frame's prompts: (K, H, W) bool at the frame's size (`to_mask` of the logits).
 
-    def masks(self, embedded: ImageEmbedding, boxes, name: str = "image") -> np.ndarray:
+        Args:
+            boxes: K boxes `[x0, y0, x1, y1]` in pixels, or None.
+            points: clicks `[x, y]` in pixels, or None: with no box, one prompt of all of them; with
+                boxes, the same clicks beside every box (or (K, N, 2), one list of clicks per box).
+            labels: one per click, 1 on polyp and 0 on what is not (default: all 1).
+        """
+        return self.masks(self.embed(image), boxes, name, points, labels)
+
+    def masks(self, embedded: ImageEmbedding, boxes=None, name: str = "image", points=None, labels=None) -> np.ndarray:
         """`predict` for a frame already embedded (several prompts, one encoder pass)."""
-        boxes = validate_boxes(boxes, embedded.original[1], embedded.original[0], name)
-        return to_mask(self.logits(embedded, boxes)).cpu().numpy()
+        return to_mask(self.logits(embedded, *self.checked_prompts(embedded, boxes, points, labels, name))).cpu().numpy()
 
-    def predict_proba(self, image, boxes, name: str = "image") -> np.ndarray:
-        """Polyp probabilities for each box: (K, H, W) float32 in [0, 1]."""
+    def predict_proba(self, image, boxes=None, points=None, labels=None, name: str = "image") -> np.ndarray:
+        """Polyp probabilities for a frame's prompts (as `predict`): (K, H, W) float32 in [0, 1]."""
         embedded = self.embed(image)
-        boxes = validate_boxes(boxes, embedded.original[1], embedded.original[0], name)
-        return torch.sigmoid(self.logits(embedded, boxes)).cpu().numpy()
+        return torch.sigmoid(self.logits(embedded, *self.checked_prompts(embedded, boxes, points, labels, name))
+                             ).cpu().numpy()
+
+    @staticmethod
+    def checked_prompts(embedded: ImageEmbedding, boxes, points, labels, name: str
+                        ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        """A frame's prompts checked against it (`validate_boxes`, `validate_points`) and shaped as
+        `logits` takes them: (K, 4) boxes, (K, N, 2) points, (K, N) labels.
+
+        Raises:
+            ConfigError: no prompt at all, or a box or point the frame cannot hold (the message says which).
+        """
+        height, width = embedded.original
+        if boxes is None and points is None:
+            raise ConfigError(f"No prompt for {name}: give a box (x0,y0,x1,y1) or a point (x,y) in pixels.")
+        boxes = None if boxes is None else validate_boxes(boxes, width, height, name)
+        if points is None:
+            return boxes, None, None
+        points, labels = validate_points(points, labels, width, height, name)
+        prompts = 1 if boxes is None else len(boxes)
+        if points.ndim == 2:  # one list of clicks: the one prompt's, or every box's
+            points, labels = np.repeat(points[None], prompts, 0), np.repeat(labels[None], prompts, 0)
+        elif len(points) != prompts:
+            raise ConfigError(f"{name}: {len(points)} lists of points for {prompts} boxes; give one list per box, "
+                              "or one list for them all.")
+        return boxes, points, labels

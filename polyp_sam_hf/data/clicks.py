@@ -1,0 +1,93 @@
+"""Simulated clicks: where a person would click to correct a mask, for evaluation and for training.
+
+A click is `(x, y, label)` in pixel coordinates of the mask it was chosen on: label 1 on missed
+polyp ("this is polyp"), 0 on false polyp ("this is not"). Both simulators look at the error of
+the current prediction against the ground truth, over the whole frame (every polyp at once):
+
+- `evaluation_click` (the standard of RITM, SimpleClick and SAM 2's evaluation): the point deepest
+  inside the largest error region, so the same masks always give the same click. With nothing
+  predicted yet the error is the polyp itself, so the first click is the point deepest inside it.
+- `training_click` (SAM's and micro-sam's training): a point drawn uniformly from the error, from a
+  seeded generator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from polyp_sam_hf.data.prompts import label_components
+
+POLYP, NOT_POLYP = 1, 0  # a click's label, as SAM's prompt encoder takes it
+
+
+@dataclass(frozen=True)
+class Click:
+    """A click at pixel (x, y): `label` 1 on missed polyp, 0 on false polyp."""
+
+    x: float
+    y: float
+    label: int
+
+
+def error_regions(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(missed polyp, false polyp): boolean (H, W) masks of the prediction's two kinds of error."""
+    pred, target = np.asarray(pred, bool), np.asarray(target, bool)
+    if pred.shape != target.shape:
+        raise ValueError(f"Prediction {pred.shape} and ground truth {target.shape} differ in shape.")
+    return target & ~pred, pred & ~target
+
+
+def deepest_point(region: np.ndarray) -> tuple[int, int]:
+    """(x, y) of the pixel of a boolean (H, W) region farthest from its border (the frame's edge counts
+    as border); ties go to the first in reading order."""
+    inside = np.pad(region, 1)  # the frame's edge is outside the region
+    depth = ndimage.distance_transform_edt(inside)[1:-1, 1:-1]
+    y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    return int(x), int(y)
+
+
+def evaluation_click(pred: np.ndarray, target: np.ndarray) -> Click | None:
+    """The next click of the evaluation clicker: the point deepest inside the largest 8-connected
+    error region, positive on missed polyp, negative on false polyp; None where there is no error.
+
+    Args:
+        pred: (H, W) bool, the current prediction (all False before the first click).
+        target: (H, W) bool ground truth.
+    """
+    regions = []
+    for label, error in zip((POLYP, NOT_POLYP), error_regions(pred, target)):
+        labels, count = label_components(error)
+        if count:
+            areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+            best = int(np.argmax(areas))
+            regions.append((int(areas[best]), label, labels == best + 1))
+    if not regions:
+        return None
+    _, label, region = max(regions, key=lambda r: r[0])  # the larger region; missed polyp wins a tie
+    x, y = deepest_point(region)
+    return Click(float(x), float(y), label)
+
+
+def training_click(pred: np.ndarray, target: np.ndarray, rng: np.random.Generator) -> Click | None:
+    """A correction click drawn uniformly from the whole error (missed and false polyp together),
+    labelled by which it fell in; None where there is no error.
+
+    Args:
+        pred: (H, W) bool, the current prediction.
+        target: (H, W) bool ground truth.
+        rng: the seeded generator that draws it.
+    """
+    missed, false = error_regions(pred, target)
+    ys, xs = np.nonzero(missed | false)
+    if not len(xs):
+        return None
+    i = int(rng.integers(len(xs)))
+    return Click(float(xs[i]), float(ys[i]), POLYP if missed[ys[i], xs[i]] else NOT_POLYP)
+
+
+def first_training_click(target: np.ndarray, rng: np.random.Generator) -> Click | None:
+    """A first click drawn uniformly from the polyp (as SAM trains a point prompt); None for an empty mask."""
+    return training_click(np.zeros_like(np.asarray(target, bool)), target, rng)

@@ -1,0 +1,139 @@
+"""Clicks: the two simulators on drawn masks where the right click is known, and points on the one road
+equal to vanilla transformers' `SamModel(input_points=..., input_labels=...)`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import blob_mask
+from PIL import Image
+from transformers import SamModel, SamProcessor
+
+from polyp_sam_hf.core.errors import ConfigError
+from polyp_sam_hf.data.clicks import NOT_POLYP, POLYP, Click, deepest_point, evaluation_click, training_click
+from polyp_sam_hf.models.segmenter import MAX_POINTS, PolypSegmenter
+
+
+# ----------------------------------------------------------------------------- the evaluation clicker
+
+def test_the_first_click_is_the_point_deepest_inside_the_polyp():
+    target = blob_mask(20, 30, [(3, 5, 11, 13)])  # 9 x 9: its centre is (7, 9)
+    assert evaluation_click(np.zeros_like(target), target) == Click(7.0, 9.0, POLYP)
+
+
+def test_with_several_polyps_the_first_click_goes_to_the_largest():
+    target = blob_mask(40, 40, [(2, 2, 6, 6), (20, 20, 30, 30)])  # 5 x 5 and 11 x 11
+    assert evaluation_click(np.zeros_like(target), target) == Click(25.0, 25.0, POLYP)
+
+
+def test_false_polyp_larger_than_missed_polyp_gets_a_negative_click():
+    target = blob_mask(40, 40, [(5, 5, 15, 15)])
+    pred = target.copy()
+    pred[5:8, 5:8] = False  # 9 missed pixels
+    pred[25:32, 25:32] = True  # 49 false pixels, centre (28, 28)
+    assert evaluation_click(pred, target) == Click(28.0, 28.0, NOT_POLYP)
+    pred[25:32, 25:32] = False
+    pred[25:27, 25:27] = True  # now 4 false pixels: the missed corner is larger
+    click = evaluation_click(pred, target)
+    assert click.label == POLYP and 5 <= click.x <= 7 and 5 <= click.y <= 7
+
+
+def test_the_frame_edge_counts_as_the_border_of_an_error():
+    """An error region along the frame's edge: its deepest point is away from the edge too."""
+    target = blob_mask(10, 20, [(0, 0, 19, 4)])  # a 5-row band on the top edge
+    x, y = deepest_point(target)
+    assert y == 2
+
+
+def test_no_error_no_click():
+    target = blob_mask(10, 10, [(2, 2, 5, 5)])
+    assert evaluation_click(target, target) is None
+    assert training_click(target, target, np.random.default_rng(0)) is None
+
+
+# ----------------------------------------------------------------------------- the training sampler
+
+def test_the_training_sampler_is_uniform_over_the_error_and_seeded():
+    target = blob_mask(20, 20, [(0, 0, 1, 1)])  # 4 missed pixels
+    pred = blob_mask(20, 20, [(10, 10, 11, 11)])  # 4 false pixels
+    draws = [training_click(pred, target, np.random.default_rng(seed)) for seed in range(400)]
+    missed = [c for c in draws if c.label == POLYP]
+    assert all(c.x <= 1 and c.y <= 1 for c in missed)
+    assert all(10 <= c.x <= 11 and 10 <= c.y <= 11 for c in draws if c.label == NOT_POLYP)
+    assert 150 < len(missed) < 250  # half the error is missed polyp
+    assert len({(c.x, c.y) for c in draws}) == 8  # every error pixel is drawn
+    again = [training_click(pred, target, np.random.default_rng(seed)) for seed in range(400)]
+    assert draws == again  # the same seed, the same click
+
+
+# ----------------------------------------------------------------------------- points on the one road
+
+def _vanilla_low_res(model: SamModel, processor: SamProcessor, frame: Image.Image, points, labels, boxes=None,
+                     previous=None) -> torch.Tensor:
+    inputs = processor(images=frame, input_points=[points], input_labels=[labels],
+                       input_boxes=None if boxes is None else [boxes], return_tensors="pt")
+    with torch.no_grad():
+        out = model.eval()(pixel_values=inputs["pixel_values"], input_points=inputs["input_points"],
+                           input_labels=inputs["input_labels"], input_boxes=inputs.get("input_boxes"),
+                           input_masks=previous, multimask_output=False)
+    return out.pred_masks[0, :, 0]
+
+
+def _frame(height: int, width: int) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(3).integers(0, 255, (height, width, 3), dtype=np.uint8))
+
+
+@pytest.fixture(params=["micro-sam-test", "mobile-sam"])
+def model_folder(request, test_model_dirs, converted):
+    return test_model_dirs[request.param] if request.param in test_model_dirs else converted(request.param)
+
+
+def test_points_give_vanilla_transformers_logits(model_folder):
+    """Clicks alone, clicks beside a box, and the previous prediction as the dense prompt: the same
+    low-resolution logits as `SamModel` given the same prompts through `SamProcessor`."""
+    from polyp_sam_hf.models.loading import model_class_for
+
+    segmenter = PolypSegmenter.from_pretrained(str(model_folder), device="cpu", mask_prompt="none")
+    vanilla = model_class_for(str(model_folder)).from_pretrained(model_folder)  # SamModel, or MobileSAM's own class
+    assert vanilla.__class__.__name__ in ("SamModel", "TinyViTSamModel")
+    processor = SamProcessor.from_pretrained(model_folder)
+    frame = _frame(48, 64)
+    embedded = segmenter.embed(frame)
+    points, labels = [[[10.0, 12.0], [40.0, 30.0], [5.0, 40.0]]], [[1, 1, 0]]
+    ours = segmenter.low_res_logits(embedded, points=np.array(points), labels=np.array(labels))
+    theirs = _vanilla_low_res(vanilla, processor, frame, points, labels)
+    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
+    boxes = [[4.0, 6.0, 50.0, 40.0]]
+    ours = segmenter.low_res_logits(embedded, np.array(boxes), np.array(points), np.array(labels), previous=ours)
+    theirs = _vanilla_low_res(vanilla, processor, frame, points, labels, boxes, previous=theirs[None])
+    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("points, labels, message", [
+    ([[70.0, 10.0]], None, r"Point \[70.0, 10.0\] lies outside the frame \(64x48\)"),
+    ([[10.0, 10.0]], [2], r"must be 1 \(polyp\) or 0 \(not polyp\); got \[2\]"),
+    ([[10.0, 10.0], [12.0, 12.0]], [1], r"2 labels? for|1 labels for 2 points"),
+    ([[1.0, 1.0]] * (MAX_POINTS + 1), None, f"{MAX_POINTS + 1} points for the frame; at most {MAX_POINTS}"),
+    ([[float("nan"), 1.0]], None, "must be finite numbers"),
+])
+def test_bad_points_are_refused_with_what_is_wrong(points, labels, message, test_model_dirs):
+    segmenter = PolypSegmenter.from_pretrained(str(test_model_dirs["micro-sam-test"]), device="cpu")
+    with pytest.raises(ConfigError, match=message):
+        segmenter.predict(_frame(48, 64), points=points, labels=labels, name="the frame")
+
+
+def test_points_for_other_boxes_are_refused(test_model_dirs):
+    segmenter = PolypSegmenter.from_pretrained(str(test_model_dirs["micro-sam-test"]), device="cpu")
+    with pytest.raises(ConfigError, match="3 lists of points for 2 boxes"):
+        segmenter.predict(_frame(48, 64), boxes=[[1, 1, 20, 20], [5, 5, 30, 30]], points=[[[2, 2]]] * 3,
+                          name="the frame")
+    with pytest.raises(ConfigError, match="No prompt for the frame"):
+        segmenter.predict(_frame(48, 64), name="the frame")
+
+
+def test_one_list_of_clicks_goes_with_every_box(test_model_dirs):
+    segmenter = PolypSegmenter.from_pretrained(str(test_model_dirs["micro-sam-test"]), device="cpu")
+    masks = segmenter.predict(_frame(48, 64), boxes=[[1, 1, 20, 20], [5, 5, 30, 30]], points=[[10, 10]], labels=[0])
+    assert masks.shape == (2, 48, 64)
+    assert segmenter.predict(_frame(48, 64), points=[[10, 10], [30, 20]]).shape == (1, 48, 64)
