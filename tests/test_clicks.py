@@ -137,3 +137,86 @@ def test_one_list_of_clicks_goes_with_every_box(test_model_dirs):
     masks = segmenter.predict(_frame(48, 64), boxes=[[1, 1, 20, 20], [5, 5, 30, 30]], points=[[10, 10]], labels=[0])
     assert masks.shape == (2, 48, 64)
     assert segmenter.predict(_frame(48, 64), points=[[10, 10], [30, 20]]).shape == (1, 48, 64)
+
+
+# ----------------------------------------------------------------------------- evaluate --clicks
+
+def test_noc_counts_clicks_to_the_threshold_capped_with_the_frames_that_never_reach_it():
+    from polyp_sam_hf.evaluation.clicks import ClickSession, summarise_clicks
+
+    nan = float("nan")
+    box = ClickSession("box", dice=[0.9] * 4, iou=[0.86, 0.87, 0.91, 0.95], clicks=[])  # box alone reaches 0.85
+    clicks = ClickSession("clicks", dice=[nan, 0.8, 0.9, 0.9], iou=[nan, 0.7, 0.86, 0.88], clicks=[])
+    assert (box.noc(0.85), box.noc(0.90)) == ((0, True), (2, True))
+    assert (clicks.noc(0.85), clicks.noc(0.90)) == ((2, True), (3, False))  # capped at 3, never reached
+    summary = summarise_clicks([("kvasir", box), ("kvasir", clicks)], 3)
+    assert summary["clicks"]["kvasir"]["noc90"] == 3 and summary["clicks"]["kvasir"]["never90"] == 1
+    assert summary["box"]["all"]["noc85"] == 0 and summary["box"]["all"]["iou"] == [0.86, 0.87, 0.91, 0.95]
+    assert summary["clicks"]["all"]["dice"][0] is None  # no score before the first click
+
+
+class _Oracle:
+    """A segmenter that answers with the whole ground truth once it has a click, the box alone with nothing."""
+
+    input_size = 8
+
+    def __init__(self, target):
+        self.target, self.calls = torch.from_numpy(target), []
+
+    def low_res_logits(self, embedded, boxes=None, points=None, labels=None, previous=None):
+        self.calls.append((boxes, points, labels, previous))
+        return (torch.where(self.target, 10.0, -10.0) if points is not None else torch.full(self.target.shape, -10.0))[None]
+
+    def to_frame(self, low_res, embedded):
+        return low_res
+
+
+def test_a_click_session_feeds_clicks_and_the_previous_logits_back():
+    from polyp_sam_hf.evaluation.clicks import click_session
+
+    target = blob_mask(30, 40, [(11, 8, 19, 16)])  # 9 x 9, centre (15, 12)
+    oracle = _Oracle(target)
+    session = click_session(oracle, None, target, "box", 3, box=[11, 8, 19, 16])
+    assert session.iou == [0.0, 1.0, 1.0, 1.0] and session.noc(0.9) == (1, True)
+    assert session.clicks == [(15.0, 12.0, 1)]  # the first error is the whole polyp: its centre; then none is left
+    (box0, pts0, _, prev0), (box1, pts1, lab1, prev1) = oracle.calls
+    assert pts0 is None and prev0 is None and box1.tolist() == [[11, 8, 19, 16]]
+    assert pts1.tolist() == [[[15.0, 12.0]]] and lab1.tolist() == [[1]] and prev1 is not None
+    clicks_only = click_session(_Oracle(target), None, target, "clicks", 2)
+    assert clicks_only.iou[1:] == [1.0, 1.0] and clicks_only.noc(0.85) == (1, True)
+
+
+def test_evaluate_with_clicks_writes_the_curve_noc_and_per_frame_rows(micro_checkpoint, prepared_demo, tmp_path):
+    import csv
+    import json
+
+    from polyp_sam_hf.commands.cli import main as cli_main
+
+    out = tmp_path / "eval"
+    assert cli_main(["evaluate", "--model_name_or_path", str(micro_checkpoint), "--data", str(prepared_demo),
+                     "--output_dir", str(out), "--prompt_mode", "box", "--clicks", "3"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["clicks"]) == {"clicks", "box"}
+    entry = metrics["clicks"]["box"]["all"]
+    assert len(entry["dice"]) == 4 and {"noc85", "noc90", "never85", "never90"} <= set(entry)
+    # the box row of the click table starts where the plain box row is
+    assert entry["dice"][0] == pytest.approx(metrics["results"]["model"]["box"]["0.0"]["all"]["dice"], abs=1e-6)
+    rows = list(csv.DictReader(open(out / "per_image.csv")))
+    clicked = [r for r in rows if int(r["clicks"]) > 0]
+    assert {(r["prompt_mode"], r["clicks"]) for r in clicked} == {(s, k) for s in ("clicks", "box") for k in "123"}
+    assert "## Clicks (3 at most)" in (out / "results.md").read_text() and (out / "clicks_curve.png").is_file()
+
+
+def test_clicks_on_a_prompt_free_model_are_refused(micro_checkpoint, prepared_demo, tmp_path, capsys):
+    import json
+    import shutil
+
+    from polyp_sam_hf.commands.cli import main as cli_main
+
+    free = tmp_path / "free"
+    shutil.copytree(micro_checkpoint, free)
+    record = free / "polyp_sam_training.json"
+    record.write_text(json.dumps({**json.loads(record.read_text()), "prompt_mode": "none"}))
+    assert cli_main(["evaluate", "--model_name_or_path", str(free), "--data", str(prepared_demo),
+                     "--output_dir", str(tmp_path / "e"), "--clicks", "3"]) == 1
+    assert "trained with --prompt_mode none" in capsys.readouterr().err

@@ -24,6 +24,7 @@ from polyp_sam_hf.evaluation.published import (
     table_rows,
     tables_for_split,
 )
+from polyp_sam_hf.evaluation.clicks import clicks_markdown
 from polyp_sam_hf.evaluation.record import EvaluationRecord, RunIdentity
 
 BASELINE_NOTE = (
@@ -266,7 +267,22 @@ def results_markdown(record: EvaluationRecord) -> str:
         "",
         detection_table(record),
         "",
+        *([clicks_section(record), ""] if record.clicks else []),
     ])
+
+
+def clicks_section(record: EvaluationRecord) -> str:
+    """How many clicks a polyp needs (`evaluate --clicks`): the evaluation clicker's table."""
+    display = {name: source.display_name for name, source in SOURCES.items()}
+    sources = [s for s in SOURCES if any(s in per for per in record.clicks.values())]
+    clicks = record.settings.get("clicks")
+    return "\n".join([
+        f"## Clicks ({clicks} at most)", "",
+        "Each click is at the point deepest inside the largest error of the current mask, positive on missed polyp, "
+        "negative on false polyp; the clicks so far and the previous prediction prompt the model again. NoC@85 / "
+        "NoC@90: the clicks needed to reach IoU 0.85 / 0.90 (from the box, the corrections after it; capped at "
+        f"{clicks}), with the frames that never reach it.", "",
+        clicks_markdown(record.clicks, sources, display)])
 
 
 def comparison_markdown(runs: list[EvaluationRecord], tables: tuple[int, ...] | None = None) -> str:

@@ -150,6 +150,26 @@ def best_worst_grid(split: "datasets.Dataset", masks: dict, dice: dict, folder: 
     return written
 
 
+def plot_click_curves(summary: dict, path: str | Path) -> Path:
+    """Mean IoU against the number of clicks, per start and dataset (`evaluation.clicks.summarise_clicks`),
+    with the IoU thresholds of NoC@85 and NoC@90 as lines."""
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for start, per in summary.items():
+        for source, entry in per.items():
+            curve = [(k, v) for k, v in enumerate(entry["iou"]) if v is not None]
+            ax.plot(*zip(*curve), marker=".", ls="-" if start == "box" else "--", label=f"{source}, {start}")
+    for threshold in (0.85, 0.90):
+        ax.axhline(threshold, ls=":", color="grey")
+    ax.set(xlabel="clicks (from the box: corrections after it)", ylabel="mean IoU", title="IoU against clicks")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot_jitter_curves(summary: dict, prompt_mode: str, path: str | Path) -> Path:  # summary: record.Results
     """Mean Dice (all frames) against box jitter, for the model and each box-only baseline."""
     path = Path(path)

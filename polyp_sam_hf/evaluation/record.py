@@ -11,6 +11,8 @@ modes renamed since). The file's layout:
     sources, all      the headline's scores per source, and over every frame
     results           method -> prompt mode -> jitter level -> source (and "all") -> `Scores`
     empty_mask_frames, empty_mask_policy
+    clicks            with `--clicks`: per start and source, the Dice and IoU curves and NoC@85 / NoC@90
+                      (`evaluation.clicks.summarise_clicks`)
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ class EvaluationRecord:
     results: Results
     empty_mask_frames: list[str]
     empty_mask_policy: str
+    clicks: dict | None = None
 
     def scores(self, method: str = "model", mode: str | None = None, jitter: float | None = None
                ) -> dict[str, Scores]:
@@ -130,6 +133,7 @@ class EvaluationRecord:
                                  for mode, levels in modes.items()} for method, modes in self.results.items()},
             "empty_mask_frames": self.empty_mask_frames,
             "empty_mask_policy": self.empty_mask_policy,
+            **({"clicks": self.clicks} if self.clicks else {}),
         }
 
     @classmethod
@@ -146,7 +150,7 @@ class EvaluationRecord:
                    primary_mode=mode_name(data["primary"]["prompt_mode"]),
                    primary_jitter=float(data["primary"]["box_jitter"]),
                    results=results, empty_mask_frames=list(data.get("empty_mask_frames", [])),
-                   empty_mask_policy=data.get("empty_mask_policy", ""))
+                   empty_mask_policy=data.get("empty_mask_policy", ""), clicks=data.get("clicks"))
 
     def write(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_json(), indent=1))

@@ -22,6 +22,7 @@ from polyp_sam_hf.data.prompts import MIN_POLYP_AREA, get_prompt_mode, jitter_bo
 from polyp_sam_hf.data.reading import stored_mask
 from polyp_sam_hf.data.sources import frame_key
 from polyp_sam_hf.evaluation.baselines import BASELINES, baseline_prediction
+from polyp_sam_hf.evaluation.clicks import ClickSession, frame_sessions, session_rows
 from polyp_sam_hf.evaluation.metrics import detection_counts, get_protocol, logits_from_mask, score_logits
 from polyp_sam_hf.evaluation.record import Results, Scores
 from polyp_sam_hf.models.segmenter import PolypSegmenter, batch_logits, batch_to_original, union_mask
@@ -40,6 +41,7 @@ class ScoringSettings:
         auto_rounds: self-prompted modes: rounds of boxes made from the last mask.
         min_polyp_area: pixels; smaller components are specks (detection counts, self-made boxes), the
             prepared dataset's own setting.
+        clicks: run the evaluation clicker this many times on every frame from each start (0: no clicks).
     """
 
     prompt_modes: tuple[str, ...] = ("box",)
@@ -49,6 +51,7 @@ class ScoringSettings:
     protocol: str = "paper"
     auto_rounds: int = 1
     min_polyp_area: int = MIN_POLYP_AREA
+    clicks: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "prompt_modes", Names(self.prompt_modes))
@@ -74,6 +77,7 @@ class ImageScore:
     found: int = 0  # of them, found by a predicted component
     false_positives: int = 0  # predicted components that find no polyp
     prompts: int = 0  # boxes given (self-made ones in `auto`; 0 there: the model found nothing)
+    clicks: int = 0  # a click session's row (`evaluation.clicks`): clicks given so far; 0 for the others
 
 
 def _jittered(boxes: list, level: float, width: int, height: int, rng_key: tuple) -> np.ndarray:
@@ -83,9 +87,14 @@ def _jittered(boxes: list, level: float, width: int, height: int, rng_key: tuple
     return jitter_box(arr, level, width, height, np.random.default_rng(rng_key))
 
 
-def score_split(segmenter: PolypSegmenter, split: datasets.Dataset, settings: ScoringSettings
+def score_split(segmenter: PolypSegmenter, split: datasets.Dataset, settings: ScoringSettings,
+                sessions: list[tuple[str, ClickSession]] | None = None
                 ) -> tuple[list[ImageScore], dict[str, np.ndarray]]:
-    """Score every frame for every prompt mode and jitter level, model and baselines.
+    """Score every frame for every prompt mode and jitter level, model and baselines; with
+    `settings.clicks`, also run the evaluation clicker on the frame's one embedding.
+
+    Args:
+        sessions: where each frame's click sessions go, `(source, session)` (with `settings.clicks`).
 
     Returns:
         The per-image scores, and the model's masks for the first mode at the first jitter level
@@ -126,6 +135,12 @@ def score_split(segmenter: PolypSegmenter, split: datasets.Dataset, settings: Sc
                                                  empty, *found, prompts))
                         if method == "model" and mode_index == 0 and level_index == 0:
                             kept[frame_key(row["source"], row["image_id"])] = pred
+            for session in frame_sessions(segmenter, emb, row, target, settings.clicks, settings.protocol) \
+                    if settings.clicks else []:
+                if sessions is not None:
+                    sessions.append((row["source"], session))
+                scores += [ImageScore(row["source"], row["image_id"], "model", session.start, 0.0, dice, iou,
+                                      clicks=k) for k, dice, iou in session_rows(session)]
         bar.update(len(rows))
     bar.close()
     return scores, kept
@@ -151,7 +166,7 @@ def summarise(scores: list[ImageScore]) -> Results:
     predicted components that find no polyp, over every frame, empty ones included.
     """
     groups: dict[tuple, list[ImageScore]] = defaultdict(list)
-    for s in scores:
+    for s in (s for s in scores if not s.clicks):  # click sessions are summarised apart (`summarise_clicks`)
         groups[(s.method, s.prompt_mode, s.box_jitter, s.source)].append(s)
         groups[(s.method, s.prompt_mode, s.box_jitter, "all")].append(s)
     out: Results = {}
