@@ -150,8 +150,9 @@ def summarise_clicks(sessions: list[tuple[str, ClickSession]], clicks: int) -> d
 
 
 def _curve(values: list[list[float]]) -> list[float | None]:
-    means = np.nanmean(np.asarray(values, dtype=np.float64), axis=0) if values else []
-    return [None if np.isnan(v) else round(float(v), 6) for v in means]
+    """The mean of each click count over frames; None where no frame has a score (before the first click)."""
+    scores = np.asarray(values, dtype=np.float64)
+    return [None if np.isnan(column).all() else round(float(np.nanmean(column)), 6) for column in scores.T]
 
 
 def clicks_markdown(summary: dict, sources: list[str], display: dict[str, str]) -> str:
