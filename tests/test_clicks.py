@@ -14,7 +14,6 @@ from polyp_sam_hf.core.errors import ConfigError
 from polyp_sam_hf.data.clicks import NOT_POLYP, POLYP, Click, deepest_point, evaluation_click, training_click
 from polyp_sam_hf.models.segmenter import MAX_POINTS, PolypSegmenter
 
-
 # ----------------------------------------------------------------------------- the evaluation clicker
 
 def test_the_first_click_is_the_point_deepest_inside_the_polyp():

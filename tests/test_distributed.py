@@ -51,12 +51,19 @@ def test_two_process_demo_run(tmp_path, strategy):
         assert len(re.findall(r"Cached \d+ frames", log)) == 1
 
 
-def test_two_processes_of_batch_4_equal_one_of_batch_8(tmp_path):
+INTERACTIVE = ["--interactive_rounds", "3", "--point_share", "0.5"]
+
+
+@pytest.mark.parametrize("extra", [[], INTERACTIVE, [*INTERACTIVE, "--strategy", "decoder"]],
+                         ids=["box", "correction rounds, full", "correction rounds, decoder from cached embeddings"])
+def test_two_processes_of_batch_4_equal_one_of_batch_8(tmp_path, extra):
     """DDP: 2 processes x batch 4 take the step 1 process x batch 8 takes (same frames, gradients
-    averaged across processes), and keep the same weight average."""
+    averaged across processes), and keep the same weight average; with correction rounds too (the
+    clicks are drawn per frame, so each process draws its frames' clicks)."""
     common = ["--config", "configs/demo.yaml", "--data", str(tmp_path / "data"), "--max_train_steps", "2",
               "--eval_steps", "2", "--evaluate_test", "false", "--effective_batch_size", "8",
-              "--box_jitter", "0", "--augment_flips", "", "--report_to", "none", "--ema_decay", "0.9"]
+              "--box_jitter", "0", "--augment_flips", "", "--report_to", "none", "--ema_decay", "0.9",
+              "--cache_dir", str(tmp_path / "cache"), *extra]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     two = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",

@@ -21,8 +21,8 @@ from polyp_sam_hf.data.prompts import PROMPT_MODE_REGISTRY
 from polyp_sam_hf.data.sources import frame_key
 from polyp_sam_hf.data.splits import SPLIT_PRESETS, SplitSettings
 from polyp_sam_hf.data.synthetic import is_synthetic
-from polyp_sam_hf.evaluation.comparison import identify, results_markdown
 from polyp_sam_hf.evaluation.clicks import check_clicks_possible, summarise_clicks
+from polyp_sam_hf.evaluation.comparison import identify, results_markdown
 from polyp_sam_hf.evaluation.figures import best_worst_grid, plot_click_curves, plot_jitter_curves
 from polyp_sam_hf.evaluation.metrics import PROTOCOLS
 from polyp_sam_hf.evaluation.published import PAPER_RUNS

@@ -14,10 +14,13 @@ import torch
 from transformers import SamProcessor
 
 from polyp_sam_hf.core.registry import lookup
+from polyp_sam_hf.data.clicks import first_training_click
 from polyp_sam_hf.data.preprocessing import Preprocessing, normalize_pixels, resize_pad_mask, scale_boxes
 from polyp_sam_hf.data.prompts import TRAINING_PROMPT_MODES, jitter_box, prompt_boxes, prompt_targets
 from polyp_sam_hf.data.reading import stored_mask
 from polyp_sam_hf.data.sources import frame_key
+
+FIRST_CLICK_STREAM = 1  # the first click's generator is seeded apart from the box jitter's: (seed, epoch, index, 1)
 
 
 class PromptDataset(torch.utils.data.Dataset):
@@ -32,10 +35,13 @@ class PromptDataset(torch.utils.data.Dataset):
         `boxes` (K, 4) float in the S x S input frame; `targets` (K, S, S) uint8 0/1 on the same
         grid (zero on the padding); `reshaped` (2,) and `original` (2,) long (height, width);
         `mask` (H, W) bool numpy array at the original size (never moved to the device: scoring
-        runs on the CPU); `index` int.
+        runs on the CPU); `index` int; `first_point` (2,) float in the S x S input frame and
+        `point_first` bool: a click drawn uniformly in the polyp, the step's first prompt instead of the
+        box for a `point_share` of the items (interactive training).
 
-    Box jitter is drawn from a generator seeded by (seed, epoch, index): the same run gives the
-    same boxes whatever the worker count, and a resumed run the boxes it would have seen.
+    Box jitter and the first click are drawn from generators seeded by (seed, epoch, index): the same
+    run gives the same prompts whatever the worker count, and a resumed run the prompts it would have
+    seen.
     """
 
     def __init__(
@@ -48,6 +54,7 @@ class PromptDataset(torch.utils.data.Dataset):
         embeddings: Callable[[str], torch.Tensor] | None = None,
         pixels: Callable[[str], torch.Tensor] | None = None,
         original_masks: bool = True,
+        point_share: float = 0.0,
     ) -> None:
         mode = lookup(TRAINING_PROMPT_MODES, prompt_mode, "training prompt mode")
         self.split = split
@@ -60,6 +67,7 @@ class PromptDataset(torch.utils.data.Dataset):
         self.embeddings = embeddings
         self.pixels = pixels
         self.original_masks = original_masks  # for scoring at the original size; training needs none
+        self.point_share = point_share
         # decode only what is needed: the frame when no cache holds it; the mask unless the pixel
         # cache's mask plane is the target (one whole-mask box) and no original-size mask is asked for
         self.cached_targets = pixels is not None and mode.whole_mask_target and not original_masks
@@ -94,6 +102,12 @@ class PromptDataset(torch.utils.data.Dataset):
         if self.box_jitter > 0 and len(boxes) and not self.prompt_free:
             rng = np.random.default_rng((self.seed, self.epoch, index))
             boxes = jitter_box(boxes, self.box_jitter, width, height, rng)
+        point_first, first_point = False, np.zeros(2, np.float32)
+        if self.point_share > 0 and len(targets):
+            rng = np.random.default_rng((self.seed, self.epoch, index, FIRST_CLICK_STREAM))
+            click = first_training_click(np.asarray(targets[0], bool), rng) if rng.random() < self.point_share else None
+            if click is not None:
+                point_first, first_point = True, np.array([click.x, click.y], np.float32)
         item = {
             "boxes": torch.from_numpy(scale_boxes(boxes, (height, width), (new_h, new_w))),
             "targets": targets,
@@ -101,6 +115,8 @@ class PromptDataset(torch.utils.data.Dataset):
             "original": torch.tensor([height, width]),
             "index": index,
             "prompt_free": self.prompt_free,
+            "point_first": point_first,
+            "first_point": torch.from_numpy(first_point),
         }
         if self.original_masks:
             item["mask"] = mask  # numpy: device placement leaves it on the CPU, where frames are scored
@@ -163,6 +179,8 @@ def collate(items: list[dict], normalize: bool = False) -> dict:
         "original": torch.stack([item["original"] for item in items]),
         "index": torch.tensor([item["index"] for item in items]),
         "prompt_free": bool(items[0]["prompt_free"]),
+        "point_first": torch.tensor([bool(item["point_first"]) for item in items]),
+        "first_point": torch.stack([item["first_point"] for item in items]),
     }
     if "mask" in items[0]:
         batch["mask"] = [item["mask"] for item in items]

@@ -28,7 +28,6 @@ from polyp_sam_hf.evaluation.metrics import score_logits
 from polyp_sam_hf.models.segmenter import ImageEmbedding, PolypSegmenter, union_mask
 
 
-
 @dataclass(frozen=True)
 class ClickStart:
     """Where a click session starts: `box`, the frame's box (then corrections beside it), or none."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 from polyp_sam_hf.core.errors import ConfigError
 from polyp_sam_hf.data.prompts import get_prompt_mode
 from polyp_sam_hf.data.sources import SOURCES
+from polyp_sam_hf.evaluation.clicks import clicks_markdown
 from polyp_sam_hf.evaluation.published import (
     BACKBONE_METHODS,
     CITATION,
@@ -24,7 +25,6 @@ from polyp_sam_hf.evaluation.published import (
     table_rows,
     tables_for_split,
 )
-from polyp_sam_hf.evaluation.clicks import clicks_markdown
 from polyp_sam_hf.evaluation.record import EvaluationRecord, RunIdentity
 
 BASELINE_NOTE = (

@@ -63,6 +63,8 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
+    """The data, its split, how frames are prompted, and how they are read."""
+
     data: str = field(
         default="outputs/demo/data",
         metadata={"help": "A prepared DatasetDict (save_to_disk folder) or a raw data root."},
@@ -84,6 +86,14 @@ class DataArguments:
     box_jitter: float = field(
         default=0.0, metadata={"help": "Move each training box edge by up to this fraction of the box size (0 = paper)."}
     )
+    interactive_rounds: int = field(
+        default=1, metadata={"help": "Prompts per frame and step, as SAM was trained: the first prompt (the box, or a "
+                             "click, see --point_share), then rounds each adding one correction click drawn from the "
+                             "previous mask's error, with the previous logits as the dense prompt; the loss sums the "
+                             "rounds. 1: the first prompt only (the paper). Needs --prompt_mode box."})
+    point_share: float = field(
+        default=0.0, metadata={"help": "The share of training frames whose first prompt is one click drawn in the "
+                               "polyp instead of the box (0: every frame starts from its box)."})
     augment_flips: str = field(
         default="", metadata={"help": "Add flipped copies of the training frames: h (left-right), v (up-down), "
                               "hv (both); works with the embedding and pixel caches. Empty: none (paper)."}
@@ -103,10 +113,18 @@ class DataArguments:
         default=None, metadata={"help": "Cache folder for embeddings and pixels (default OUTPUT_DIR/../cache)."}
     )
 
+    @property
+    def interactive(self) -> bool:
+        """Correction rounds or click-first prompts: the step is `training.interactive`'s."""
+        return self.interactive_rounds > 1 or self.point_share > 0
+
     def __post_init__(self) -> None:
         check_choices(self)
-        get_prompt_mode(self.prompt_mode, training=True)  # an old or unknown name: the error names the valid ones
-        check_ranges(self, {"val_fraction": (0.0, 0.99), "box_jitter": (0.0, 1.0), "max_train_samples": (1, None),
+        mode = get_prompt_mode(self.prompt_mode, training=True)  # an old or unknown name: the error names the valid ones
+        if self.interactive and not (mode.boxes is not None and mode.whole_mask_target):
+            raise ConfigError(f"--interactive_rounds and --point_share prompt one frame at a time (one box or click "
+                              f"for the whole frame, then corrections): use --prompt_mode box, not {mode.name}.")
+        check_ranges(self, {"interactive_rounds": (1, None), "point_share": (0.0, 1.0), "val_fraction": (0.0, 0.99), "box_jitter": (0.0, 1.0), "max_train_samples": (1, None),
                              "max_eval_samples": (1, None), "dataloader_num_workers": (0, None)})
 
 

@@ -21,7 +21,7 @@ import torch
 import yaml
 from accelerate import Accelerator
 from accelerate.logging import get_logger
-from accelerate.utils import DataLoaderConfiguration, parse_flag_from_env, set_seed
+from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, parse_flag_from_env, set_seed
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
@@ -50,6 +50,7 @@ from polyp_sam_hf.training.checkpointing import (
     step_name,
 )
 from polyp_sam_hf.training.config import DataArguments, ModelArguments, TrainArguments, config_to_dict
+from polyp_sam_hf.training.interactive import PromptRounds, unwrap_sam
 from polyp_sam_hf.training.losses import batch_loss, get_loss
 from polyp_sam_hf.training.stopping import GracefulStop
 from polyp_sam_hf.training.strategies import count_parameters, freeze_unreached, get_strategy
@@ -139,7 +140,8 @@ def _loaders(model_args, data_args, train_args, dataset, model, processor, accel
         pixels = build_pixel_cache(processor, splits, root, accelerator)
     common = dict(processor=processor, prompt_mode=data_args.prompt_mode, seed=train_args.seed,
                   embeddings=embeddings, pixels=pixels)
-    train_set = PromptDataset(dataset["train"], box_jitter=data_args.box_jitter, original_masks=False, **common)
+    train_set = PromptDataset(dataset["train"], box_jitter=data_args.box_jitter, original_masks=False,
+                              point_share=data_args.point_share, **common)
     val_set = PromptDataset(dataset["validation"], **common)
     batcher = functools.partial(collate, normalize=normalize_in_loader(accelerator.device))
     kwargs = dict(collate_fn=batcher, num_workers=data_args.dataloader_num_workers)
@@ -173,12 +175,14 @@ def _select(dataset, data_args):
     return dataset
 
 
-def make_accelerator(train_args: TrainArguments) -> Accelerator:
+def make_accelerator(train_args: TrainArguments, interactive: bool = False) -> Accelerator:
     """An Accelerator with gradient accumulation set from the effective batch.
 
     Processes launched without a GPU (`accelerate launch --multi_gpu --num_processes 2` or
     `torchrun` on a CPU machine) join one gloo process group on the CPU, so two CPU ranks stand in
-    for two GPUs.
+    for two GPUs. With correction rounds (`interactive`) some prompt-encoder weights take part in a
+    step or not by its prompts (the embedding of "no mask" only where a frame starts from a click),
+    so DistributedDataParallel looks for the unused ones on each step.
     """
     ranks = int(os.environ.get("WORLD_SIZE", "1"))
     cpu = parse_flag_from_env("ACCELERATE_USE_CPU") or (ranks > 1 and not torch.cuda.is_available())
@@ -189,6 +193,7 @@ def make_accelerator(train_args: TrainArguments) -> Accelerator:
         log_with=report_to,
         project_dir=train_args.output_dir,
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)] if interactive else None,
     )
     accelerator.gradient_accumulation_steps = train_args.accumulation_steps(accelerator.num_processes)
     return accelerator
@@ -266,7 +271,7 @@ class Run:
             if is_better(result["dice"], state.best_dice):
                 state.best_dice, state.best_step = result["dice"], state.step
                 if accelerator.is_main_process:
-                    save_pretrained_atomic(accelerator.unwrap_model(self.model), self.processor,
+                    save_pretrained_atomic(unwrap_sam(accelerator.unwrap_model(self.model)), self.processor,
                                            self.output_dir / "best", self.settings)
             accelerator.wait_for_everyone()
         self.log(record)
@@ -326,7 +331,7 @@ def _model_to_train(model_args: ModelArguments, train_args: TrainArguments, acce
 def setup(model_args: ModelArguments, data_args: DataArguments, train_args: TrainArguments) -> Run:
     """Check the settings and the output folder, load data and model, build loaders (and caches),
     optimiser and schedule, and restore a checkpoint when resuming."""
-    accelerator = make_accelerator(train_args)
+    accelerator = make_accelerator(train_args, data_args.interactive)
     set_seed(train_args.seed)
     output_dir = Path(train_args.output_dir)
     check_model_available(model_args.model_name_or_path)  # before any data is read: offline and uncached fails now
@@ -348,11 +353,17 @@ def setup(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
     )
     loss_fn = get_loss(train_args.loss)
 
-    # Freeze what box prompts never reach, before DDP wraps the model (see freeze_unreached).
+    if data_args.interactive:  # a step's rounds in one forward call (training.interactive.PromptRounds)
+        model = PromptRounds(model)
+    # Freeze what the prompts never reach, before DDP wraps the model (see freeze_unreached).
     trainable_before, total = count_parameters(model)
     probe = next(iter(train_loader))
     probe = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in probe.items()}
-    unreached = freeze_unreached(model, batch_loss(batch_logits(model, probe), probe, loss_fn))
+    if data_args.interactive:  # every path a step may take: a box start, a click start, a correction round
+        probe["point_first"] = torch.arange(len(probe["index"]), device=accelerator.device) % 2 == 1
+    unreached = freeze_unreached(model, step_loss(model, probe, loss_fn, data_args, train_args.seed, 0,
+                                                  rounds=max(data_args.interactive_rounds, 2 if data_args.interactive
+                                                             else 1)))
     trainable, _ = count_parameters(model)
     logger.info(
         "Strategy %s: %d of %d parameters trainable (%d frozen as unreachable from box prompts: %s)",
@@ -395,6 +406,16 @@ def setup(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
     return run
 
 
+def step_loss(model: torch.nn.Module, batch: dict, loss_fn, data_args: DataArguments, seed: int, epoch: int,
+              rounds: int | None = None) -> torch.Tensor:
+    """A micro-batch's loss: one prompt per frame and round, the rounds' losses summed
+    (`training.interactive` where the settings ask for correction rounds or click starts)."""
+    if not data_args.interactive and rounds in (None, 1):
+        return batch_loss(batch_logits(model, batch), batch, loss_fn)
+    logits = model(rounds_of=batch, rounds=rounds or data_args.interactive_rounds, seed=seed, epoch=epoch)
+    return sum(batch_loss(low_res, batch, loss_fn) for low_res in logits)
+
+
 def train_steps(run: Run) -> None:
     """Optimiser steps until the schedule ends (or `stop_after_steps`, or a Ctrl-C at a step's end,
     raised as KeyboardInterrupt), validating each epoch or every `eval_steps`."""
@@ -427,7 +448,7 @@ def _epoch(run: Run, bar) -> bool:
     running, micro = None, 0
     for batch in batches:
         with accelerator.accumulate(run.model):
-            loss = batch_loss(batch_logits(run.model, batch), batch, run.loss_fn)
+            loss = step_loss(run.model, batch, run.loss_fn, run.data_args, args.seed, state.epoch)
             accelerator.backward(loss)
             # summed on the device: a micro-batch never waits for the host
             running, micro = (loss.detach() if running is None else running + loss.detach()), micro + 1

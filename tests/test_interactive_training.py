@@ -1,0 +1,103 @@
+"""Training with correction rounds (`--interactive_rounds`, `--point_share`): the prompts each round
+gets, the encoder once per step, the record, and an exact resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import train_args
+
+from polyp_sam_hf.core.errors import ConfigError
+from polyp_sam_hf.training import interactive, loop
+from polyp_sam_hf.training.config import parse_config
+from polyp_sam_hf.training.loop import train
+
+ROUNDS = ["--interactive_rounds", "3", "--point_share", "0.5"]
+
+
+def _run(data, out, *extra):
+    return train(*parse_config(train_args(data, out, *ROUNDS, *extra)))
+
+
+def test_each_round_adds_a_click_and_feeds_back_the_previous_logits(prepared_demo, tmp_path, monkeypatch):
+    calls = []
+    real = interactive.decode
+
+    def spy(model, inputs, boxes=None, box_valid=None, mask_prompt=None, points=None, labels=None, previous=None):
+        calls.append({"frames": len(inputs["image_embeddings"]), "box": boxes is not None,
+                      "clicks": None if points is None else int((labels != interactive.PADDING_LABEL).sum(-1).max()),
+                      "slots": None if points is None else points.shape[2], "previous": previous is not None})
+        return real(model, inputs, boxes, box_valid, mask_prompt, points, labels, previous)
+
+    monkeypatch.setattr(interactive, "decode", spy)
+    _run(prepared_demo, tmp_path / "run", "--max_train_steps", "1")
+    step = calls[-6:]  # the step's 3 rounds x 2 groups (box starts, click starts); the probe before it
+    box, clicked = step[0::2], step[1::2]
+    assert all(c["box"] for c in box) and not any(c["box"] for c in clicked)
+    assert [c["slots"] for c in box] == [None, 2, 3] and [c["slots"] for c in clicked] == [1, 2, 3]
+    assert [c["previous"] for c in box] == [False, True, True] == [c["previous"] for c in clicked]
+    assert box[0]["frames"] + clicked[0]["frames"] == 4  # the batch, split by its first prompt
+
+
+def test_the_encoder_runs_once_per_step_not_once_per_round(prepared_demo, tmp_path, monkeypatch):
+    seen = []
+    real_setup = loop.setup
+
+    def counting_setup(*args):
+        run = real_setup(*args)
+        encoder = interactive._encoder(run.model).vision_encoder
+        encoder.register_forward_hook(lambda *a: seen.append(1))
+        return run
+
+    monkeypatch.setattr(loop, "setup", counting_setup)
+    _run(prepared_demo, tmp_path / "run", "--max_train_steps", "2", "--eval_steps", "100")
+    validation_batches = 1  # the last step is always validated: 4 validation frames at batch 4
+    assert len(seen) == 2 + validation_batches
+
+
+def test_correction_clicks_fall_in_the_error_and_are_seeded():
+    targets = torch.zeros(2, 1, 16, 16, dtype=torch.uint8)
+    targets[:, :, 4:10, 4:10] = 1
+    low_res = torch.full((2, 1, 4, 4), -10.0)
+    low_res[1] = 10.0  # frame 1 predicts everything: its error is false polyp outside the square
+    batch = {"targets": targets, "reshaped": torch.tensor([[16, 16], [16, 16]]), "index": torch.tensor([0, 1])}
+    points, labels = interactive._next_clicks(low_res, batch, seed=1, epoch=0, round_=0)
+    (x0, y0), (x1, y1) = points
+    assert labels.tolist() == [1, 0]
+    assert 4 <= x0 <= 9 and 4 <= y0 <= 9 and not (4 <= x1 <= 9 and 4 <= y1 <= 9)
+    again, _ = interactive._next_clicks(low_res, batch, seed=1, epoch=0, round_=0)
+    other, _ = interactive._next_clicks(low_res, batch, seed=1, epoch=1, round_=0)
+    assert np.array_equal(points, again) and not np.array_equal(points, other)
+
+
+def test_the_run_records_how_it_prompted(prepared_demo, tmp_path):
+    _run(prepared_demo, tmp_path / "run", "--max_train_steps", "1")
+    record = json.loads((tmp_path / "run" / "best" / "polyp_sam_training.json").read_text())
+    assert (record["interactive_rounds"], record["point_share"]) == (3, 0.5)
+
+
+def test_correction_rounds_need_one_prompt_per_frame():
+    with pytest.raises(ConfigError, match="use --prompt_mode box, not box-per-polyp"):
+        parse_config(["--interactive_rounds", "3", "--prompt_mode", "box-per-polyp"])
+    with pytest.raises(ConfigError, match="point_share 1.5 must be in"):
+        parse_config(["--point_share", "1.5"])
+
+
+@pytest.mark.parametrize("strategy", ["decoder", "lora"])
+def test_an_interrupted_interactive_run_resumes_exactly(strategy, prepared_demo, tmp_path):
+    """Stop after 2 of 4 steps and resume: the same weights as the straight run (the clicks each step
+    draws are seeded by the frame and the round, not by how far the run got)."""
+    from safetensors.torch import load_file
+
+    flags = ["--strategy", strategy, "--max_train_steps", "4", "--eval_steps", "100", "--lora_rank", "2",
+             "--cache_dir", str(tmp_path / "cache")]
+    _run(prepared_demo, tmp_path / "straight", *flags)
+    _run(prepared_demo, tmp_path / "resumed", *flags, "--stop_after_steps", "2")
+    _run(prepared_demo, tmp_path / "resumed", *flags, "--resume_from_checkpoint", "latest")
+    a = load_file(str(tmp_path / "straight" / "checkpoints" / "step-0000004" / "model.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "checkpoints" / "step-0000004" / "model.safetensors"))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=0, rtol=0, msg=key)
