@@ -219,3 +219,35 @@ def test_clicks_on_a_prompt_free_model_are_refused(micro_checkpoint, prepared_de
     assert cli_main(["evaluate", "--model_name_or_path", str(free), "--data", str(prepared_demo),
                      "--output_dir", str(tmp_path / "e"), "--clicks", "3"]) == 1
     assert "trained with --prompt_mode none" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- predict --point
+
+def _frame_file(tmp_path):
+    path = tmp_path / "frame.png"
+    _frame(48, 64).save(path)
+    return path
+
+
+@pytest.mark.parametrize("flags", [["--point", "20,15"], ["--point", "20,15", "--point", "5,5,0"],
+                                   ["--box", "5,5,40,30", "--point", "20,15"]])
+def test_predict_takes_clicks_alone_or_beside_a_box(flags, tmp_path):
+    from polyp_sam_hf.commands.cli import main as cli_main
+
+    out = tmp_path / "pred"
+    assert cli_main(["predict", "--model_name_or_path", "micro-sam-test", "--image", str(_frame_file(tmp_path)),
+                     *flags, "--output_dir", str(out)]) == 0
+    mask = np.asarray(Image.open(out / "frame_mask.png"))
+    assert mask.shape == (48, 64) and set(np.unique(mask)) <= {0, 255}
+    assert (out / "frame_overlay.png").is_file()
+
+
+@pytest.mark.parametrize("point, message", [("20,15,3", "the label is 1 (polyp) or 0 (not polyp), not 3"),
+                                            ("20", "expected x,y or x,y,label"),
+                                            ("200,15", "Point [200.0, 15.0] lies outside")])
+def test_predict_refuses_a_bad_click_with_one_line(point, message, tmp_path, capsys):
+    from polyp_sam_hf.commands.cli import main as cli_main
+
+    assert cli_main(["predict", "--model_name_or_path", "micro-sam-test", "--image", str(_frame_file(tmp_path)),
+                     "--point", point, "--output_dir", str(tmp_path / "pred")]) == 1
+    assert message in capsys.readouterr().err and not (tmp_path / "pred" / "frame_mask.png").exists()

@@ -1,4 +1,8 @@
-"""`polyp-sam predict`: masks and overlays for new frames from box prompts."""
+"""`polyp-sam predict`: masks and overlays for new frames from box and click prompts.
+
+    polyp-sam predict --model_name_or_path runs/x/best --image frame.png --box 120,80,310,260 --output_dir pred
+    polyp-sam predict --model_name_or_path runs/x/best --image frame.png --point 200,170 --point 90,60,0 --output_dir pred
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from polyp_sam_hf.core.errors import ConfigError
-from polyp_sam_hf.data.prompts import PROMPT_MODE_REGISTRY, get_prompt_mode, parse_box
+from polyp_sam_hf.data.prompts import PROMPT_MODE_REGISTRY, get_prompt_mode, parse_box, parse_point
 from polyp_sam_hf.data.reading import IMAGE_EXTENSIONS, DataError
 from polyp_sam_hf.evaluation.figures import overlay
 from polyp_sam_hf.models.segmenter import PolypSegmenter, to_mask, union_mask, validate_boxes
@@ -27,6 +31,10 @@ class PredictArguments:
         "repeat": True, "help": "x0,y0,x1,y1 in pixels; repeat for several"})
     boxes_file: Path | None = field(default=None, metadata={
         "help": "JSON {image: [[x0,y0,x1,y1], ...]} or CSV image,x0,y0,x1,y1"})
+    point: list[str] | None = field(default=None, metadata={
+        "repeat": True, "help": "a click x,y in pixels, or x,y,label with label 1 on polyp (the default) and 0 on "
+                                "what is not; repeat for several: alone, one prompt of them all; with --box, beside "
+                                "every box"})
     device: str | None = field(default=None, metadata={"help": "cuda, cpu, ... (default: cuda when present)"})
     prompt_mode: str = field(default="box", metadata={
         "help": f"one of {', '.join(PROMPT_MODE_REGISTRY)}: a box mode takes the boxes given (--box, --boxes_file); "
@@ -38,8 +46,9 @@ class PredictArguments:
 
 def run(args: PredictArguments) -> int:
     boxes = [parse_box(b) for b in args.box or []] or None
+    clicks = [parse_point(p) for p in args.point or []]
     written = run_predict(args.model_name_or_path, args.image, args.output_dir, boxes, args.boxes_file, args.device,
-                          args.prompt_mode)
+                          args.prompt_mode, clicks or None)
     print(f"Wrote {len(written)} masks and overlays to {args.output_dir}")
     return 0
 
@@ -99,9 +108,11 @@ def _images(path: Path) -> list[Path]:
 
 def run_predict(model: str, image: str | Path, output: str | Path, boxes: list[list[float]] | None = None,
                 boxes_file: str | Path | None = None, device: str | None = None,
-                prompt_mode: str = "box") -> list[Path]:
+                prompt_mode: str = "box", clicks: list[tuple[float, float, int]] | None = None) -> list[Path]:
     """Predict every image's masks; write `<stem>_mask.png` (union, 0/255), `<stem>_mask_<k>.png`
     per box when there are several, and `<stem>_overlay.png`. Returns the mask paths.
+
+    `clicks`: `(x, y, label)` in pixels; with boxes, beside every box; without, one prompt of them all.
 
     `prompt_mode`: a `PromptMode` name. A box mode (`box`, `box-per-polyp`) takes the boxes given;
     `none` no box (a model trained with `--prompt_mode none` marks every polyp it finds); `auto` boxes
@@ -112,7 +123,7 @@ def run_predict(model: str, image: str | Path, output: str | Path, boxes: list[l
     per_image = read_boxes_file(boxes_file) if boxes_file else {}
     if mode.given_true_box:
         for path in images:
-            if not (per_image.get(path.name) or per_image.get(path.stem) or boxes):
+            if not (per_image.get(path.name) or per_image.get(path.stem) or boxes or clicks):
                 raise ConfigError(f"No box for {path}: give --box x0,y0,x1,y1 or list it in --boxes_file, or use "
                                   "--prompt_mode auto or none with a model trained without boxes.")
     segmenter = PolypSegmenter.from_pretrained(model, device=device)
@@ -123,10 +134,17 @@ def run_predict(model: str, image: str | Path, output: str | Path, boxes: list[l
         frame = segmenter.as_image(path)
         embedded = segmenter.embed(frame)
         chosen = None
-        if mode.given_true_box:
+        if mode.given_true_box and clicks:  # clicks, beside the boxes or alone
+            chosen = per_image.get(path.name) or per_image.get(path.stem) or boxes
+            chosen, points, labels = segmenter.checked_prompts(embedded, chosen, [c[:2] for c in clicks],
+                                                               [c[2] for c in clicks], str(path))
+            logits = segmenter.logits(embedded, chosen, points, labels)
+        elif mode.given_true_box:
             chosen = per_image.get(path.name) or per_image.get(path.stem) or boxes
             chosen = validate_boxes(chosen, frame.width, frame.height, name=str(path))
-        logits, chosen = segmenter.logits_for_mode(embedded, mode, chosen)
+            logits, chosen = segmenter.logits_for_mode(embedded, mode, chosen)
+        else:
+            logits, chosen = segmenter.logits_for_mode(embedded, mode, chosen)
         masks = to_mask(logits).cpu().numpy() if logits is not None else np.zeros((0, frame.height, frame.width), bool)
         chosen = np.zeros((0, 4), np.float32) if chosen is None else chosen
         union = union_mask(logits, frame.height, frame.width)
@@ -134,6 +152,6 @@ def run_predict(model: str, image: str | Path, output: str | Path, boxes: list[l
         if len(masks) > 1:
             for k, mask in enumerate(masks):
                 Image.fromarray(mask.astype(np.uint8) * 255).save(output / f"{path.stem}_mask_{k}.png")
-        overlay(frame, union, None, np.asarray(chosen).tolist()).save(output / f"{path.stem}_overlay.png")
+        overlay(frame, union, None, np.asarray(chosen).tolist(), clicks).save(output / f"{path.stem}_overlay.png")
         written.append(output / f"{path.stem}_mask.png")
     return written

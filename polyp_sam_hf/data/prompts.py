@@ -265,6 +265,24 @@ def prompt_targets(row: dict, mask: np.ndarray, prompt_mode: str) -> tuple[np.nd
     return array, [mask] * len(boxes)
 
 
+def parse_point(text: str) -> tuple[float, float, int]:
+    """`"x,y"` or `"x,y,label"` -> (x, y, label): label 1 on polyp (the default), 0 on what is not; a
+    `ConfigError` says the expected form otherwise (in words that read the same on the command line and in
+    the app)."""
+    parts = text.split(",")
+    try:
+        if len(parts) not in (2, 3):
+            raise ValueError
+        x, y = float(parts[0]), float(parts[1])
+        label = int(parts[2]) if len(parts) == 3 else 1
+    except ValueError:
+        raise ConfigError(f"Point {text!r}: expected x,y or x,y,label in pixels (label 1 on polyp, 0 on what is not)."
+                          ) from None
+    if label not in (0, 1):
+        raise ConfigError(f"Point {text!r}: the label is 1 (polyp) or 0 (not polyp), not {label}.")
+    return x, y, label
+
+
 def parse_box(text: str) -> list[float]:
     """`"x0,y0,x1,y1"` -> four floats; a `ValueError` says the expected form otherwise (in words that
     read the same on the command line and in the app)."""

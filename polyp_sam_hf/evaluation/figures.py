@@ -24,6 +24,7 @@ from polyp_sam_hf.data.reading import stored_mask  # noqa: E402
 from polyp_sam_hf.data.sources import frame_key  # noqa: E402
 
 PRED_COLOUR, TARGET_COLOUR, BOX_COLOUR = (0, 255, 0), (255, 220, 0), (0, 255, 255)
+POSITIVE_COLOUR, NEGATIVE_COLOUR = (0, 200, 0), (230, 0, 0)  # clicks on polyp and on what is not
 
 
 def plot_training_curves(history: list[dict], path: str | Path) -> Path:
@@ -84,6 +85,7 @@ def overlay(
     pred: np.ndarray | None = None,
     target: np.ndarray | None = None,
     boxes: list | None = None,
+    clicks: list | None = None,
     thickness: int = 2,
 ) -> Image.Image:
     """The frame with the predicted mask tinted and outlined (green), the ground-truth outline
@@ -95,6 +97,7 @@ def overlay(
         pred: (H, W) bool predicted mask, or None.
         target: (H, W) bool ground truth, or None.
         boxes: iterable of `[x0, y0, x1, y1]` in pixels, or None.
+        clicks: iterable of `(x, y, label)` in pixels, drawn as dots (green on polyp, red on what is not).
         thickness: outline width in pixels.
     """
     frame = TF.pil_to_tensor(image.convert("RGB"))  # (3, H, W) uint8
@@ -106,6 +109,11 @@ def overlay(
     if boxes is not None and len(boxes):
         frame = draw_bounding_boxes(frame, torch.as_tensor(np.asarray(boxes, np.float32).reshape(-1, 4)),
                                     colors=BOX_COLOUR, width=thickness)
+    if clicks:
+        radius = max(3, min(frame.shape[1:]) // 80)
+        dots = torch.tensor([[x - radius, y - radius, x + radius, y + radius] for x, y, _ in clicks], dtype=torch.float32)
+        colours = [POSITIVE_COLOUR if label == 1 else NEGATIVE_COLOUR for *_, label in clicks]
+        frame = draw_bounding_boxes(frame, dots, colors=colours, fill=True, width=1)
     return TF.to_pil_image(frame)
 
 
