@@ -11,6 +11,7 @@ import torch
 from conftest import train_args
 
 from polyp_sam_hf.core.errors import ConfigError
+from polyp_sam_hf.models.segmenter import sam_of
 from polyp_sam_hf.training import interactive, loop
 from polyp_sam_hf.training.config import parse_config
 from polyp_sam_hf.training.loop import train
@@ -48,7 +49,7 @@ def test_the_encoder_runs_once_per_step_not_once_per_round(prepared_demo, tmp_pa
 
     def counting_setup(*args):
         run = real_setup(*args)
-        encoder = interactive._encoder(run.model).vision_encoder
+        encoder = sam_of(run.model).vision_encoder
         encoder.register_forward_hook(lambda *a: seen.append(1))
         return run
 
@@ -101,3 +102,18 @@ def test_an_interrupted_interactive_run_resumes_exactly(strategy, prepared_demo,
     b = load_file(str(tmp_path / "resumed" / "checkpoints" / "step-0000004" / "model.safetensors"))
     for key in a:
         torch.testing.assert_close(a[key], b[key], atol=0, rtol=0, msg=key)
+
+
+def test_best_weights_by_box_and_clicks(prepared_demo, tmp_path):
+    """--metric_for_best_model box_and_clicks: each validation also scores 3 clicks alone; best/ is the
+    step with the best mean of the two."""
+    result = _run(prepared_demo, tmp_path / "run", "--max_train_steps", "4", "--eval_steps", "1",
+                  "--metric_for_best_model", "box_and_clicks")
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+               if "val_dice" in line]
+    assert len(records) == 4 and all(0 <= r["val_clicks_dice"] <= 1 for r in records)
+    for r in records:
+        assert r["val_box_and_clicks"] == pytest.approx((r["val_dice"] + r["val_clicks_dice"]) / 2)
+    best = max(records, key=lambda r: r["val_box_and_clicks"])
+    assert (result["best_step"], result["best_metric"]) == (best["step"], "box_and_clicks")
+    assert result["best_dice"] == pytest.approx(best["val_box_and_clicks"])

@@ -22,10 +22,17 @@ from polyp_sam_hf.data.prompts import MIN_POLYP_AREA, get_prompt_mode, jitter_bo
 from polyp_sam_hf.data.reading import stored_mask
 from polyp_sam_hf.data.sources import frame_key
 from polyp_sam_hf.evaluation.baselines import BASELINES, baseline_prediction
-from polyp_sam_hf.evaluation.clicks import ClickSession, frame_sessions, session_rows
+from polyp_sam_hf.evaluation.clicks import ClickSession, click_session, frame_sessions, session_rows
 from polyp_sam_hf.evaluation.metrics import detection_counts, get_protocol, logits_from_mask, score_logits
 from polyp_sam_hf.evaluation.record import Results, Scores
-from polyp_sam_hf.models.segmenter import PolypSegmenter, batch_logits, batch_to_original, union_mask
+from polyp_sam_hf.models.segmenter import (
+    ImageEmbedding,
+    PolypSegmenter,
+    batch_logits,
+    batch_to_original,
+    shared_embeddings,
+    union_mask,
+)
 
 
 @dataclass(frozen=True)
@@ -196,6 +203,30 @@ def score_batch(logits: torch.Tensor, batch: dict, protocol: str = "paper") -> t
     dice, iou = zip(*scores) if scores else ((), ())
     return (torch.tensor(dice, dtype=torch.float32, device=logits.device),
             torch.tensor(iou, dtype=torch.float32, device=logits.device))
+
+
+VALIDATION_CLICKS = 3  # clicks alone that `validation_click_dice` gives each frame
+
+
+@torch.no_grad()
+def validation_click_dice(model: torch.nn.Module, processor, loader, accelerator, clicks: int = VALIDATION_CLICKS
+                          ) -> float:
+    """Mean Dice after `clicks` clicks of the evaluation clicker from clicks alone (`evaluation.clicks`),
+    over a validation loader's frames (original-size masks), gathered across processes.
+
+    Args:
+        model: the SAM (unwrapped), in eval mode; `processor` its processor.
+    """
+    segmenter = PolypSegmenter(model, processor, accelerator.device)
+    dices = []
+    for batch in loader:
+        embeddings = shared_embeddings(model, batch)["image_embeddings"]
+        for i, target in enumerate(batch["mask"]):
+            embedded = ImageEmbedding(embeddings[i], tuple(batch["original"][i].tolist()),
+                                      tuple(batch["reshaped"][i].tolist()))
+            dices.append(click_session(segmenter, embedded, np.asarray(target, bool), "clicks", clicks).dice[clicks])
+    dice = accelerator.gather_for_metrics(torch.tensor(dices, dtype=torch.float32, device=accelerator.device))
+    return float(dice.mean()) if len(dice) else float("nan")
 
 
 @torch.no_grad()

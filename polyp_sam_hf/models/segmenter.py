@@ -119,6 +119,24 @@ def encoder_inputs(batch: dict) -> dict:
                                              batch["pixel_shift"])}
 
 
+def sam_of(model: torch.nn.Module) -> torch.nn.Module:
+    """The SAM inside Accelerate's or DDP's wrapper, and inside PEFT's: what `get_image_embeddings` is on."""
+    while not hasattr(model, "get_image_embeddings") and hasattr(model, "module"):
+        model = model.module
+    return model
+
+
+def shared_embeddings(model: torch.nn.Module, batch: dict) -> dict:
+    """The batch's image embeddings, computed once for every round: `{"image_embeddings": (B, C, h, w)}`."""
+    inputs = encoder_inputs(batch)
+    if "image_embeddings" in inputs:
+        return inputs
+    encoder = sam_of(model)
+    frozen = not any(p.requires_grad for p in encoder.vision_encoder.parameters())
+    with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
+        return {"image_embeddings": encoder.get_image_embeddings(inputs["pixel_values"])}
+
+
 def batch_logits(model: torch.nn.Module, batch: dict) -> torch.Tensor:
     """`decode` on a training batch: (B, K, h, w), or (B, 1, h, w) for a prompt-free batch."""
     if batch.get("prompt_free"):

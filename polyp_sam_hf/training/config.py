@@ -169,6 +169,12 @@ class TrainArguments:
     loss: str = field(default="dice", metadata={"help": "dice (paper) or dice+bce.", "choices": list(LOSSES)})
     mixed_precision: str = field(default="no", metadata={"help": "Through Accelerate.", "choices": ["no", "bf16", "fp16"]})
     max_grad_norm: float | None = field(default=None, metadata={"help": "Clip gradients to this norm."})
+    metric_for_best_model: str = field(
+        default="dice", metadata={
+            "help": "What best/ keeps the best of: dice, the validation Dice from one box (the paper's protocol); "
+                    "box_and_clicks, the mean of that and the Dice after 3 clicks alone of the evaluation clicker (a "
+                    "model trained with --interactive_rounds to take both).",
+            "choices": ["dice", "box_and_clicks"]})
     ema_decay: float | None = field(
         default=None, metadata={"help": "Validate, and keep as best/, an exponential moving average of the trained "
                                 "weights with this decay (0.99: about the last 100 steps); none without it."})

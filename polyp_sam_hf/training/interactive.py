@@ -22,27 +22,9 @@ import torch
 
 from polyp_sam_hf.data.clicks import training_click
 from polyp_sam_hf.models.mask_prompts import unwrap_config
-from polyp_sam_hf.models.segmenter import decode, encoder_inputs, upsample_to_input, valid_region
+from polyp_sam_hf.models.segmenter import decode, shared_embeddings, upsample_to_input, valid_region
 
 PADDING_LABEL = -10  # a click slot with no click (the mask was already right): SAM's prompt encoder ignores it
-
-
-def _encoder(model: torch.nn.Module) -> torch.nn.Module:
-    """The SAM inside Accelerate's or DDP's wrapper, and inside PEFT's: what `get_image_embeddings` is on."""
-    while not hasattr(model, "get_image_embeddings") and hasattr(model, "module"):
-        model = model.module
-    return model
-
-
-def shared_embeddings(model: torch.nn.Module, batch: dict) -> dict:
-    """The batch's image embeddings, computed once for every round: `{"image_embeddings": (B, C, h, w)}`."""
-    inputs = encoder_inputs(batch)
-    if "image_embeddings" in inputs:
-        return inputs
-    encoder = _encoder(model)
-    frozen = not any(p.requires_grad for p in encoder.vision_encoder.parameters())
-    with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
-        return {"image_embeddings": encoder.get_image_embeddings(inputs["pixel_values"])}
 
 
 def _next_clicks(low_res: torch.Tensor, batch: dict, seed: int, epoch: int, round_: int) -> tuple[np.ndarray, np.ndarray]:
@@ -111,13 +93,6 @@ class PromptRounds(torch.nn.Module):
         if rounds_of is None:
             return self.module(**sam_inputs)
         return interactive_logits(self.module, rounds_of, rounds, seed, epoch)
-
-
-def unwrap_sam(model: torch.nn.Module) -> torch.nn.Module:
-    """The SAM (or PEFT model) inside `PromptRounds` and Accelerate's and DDP's wrappers."""
-    while isinstance(model, PromptRounds) or (not hasattr(model, "save_pretrained") and hasattr(model, "module")):
-        model = model.module
-    return model
 
 
 def _low_res_size(model: torch.nn.Module) -> tuple[int, int]:

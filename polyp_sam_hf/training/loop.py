@@ -33,11 +33,11 @@ from polyp_sam_hf.data.loading import is_prepared, load_polyp_data, recorded_spl
 from polyp_sam_hf.data.pixel_cache import build_pixel_cache
 from polyp_sam_hf.evaluation.figures import plot_training_curves
 from polyp_sam_hf.evaluation.report import test_report
-from polyp_sam_hf.evaluation.scoring import validation_scores
+from polyp_sam_hf.evaluation.scoring import validation_click_dice, validation_scores
 from polyp_sam_hf.models.embedding_cache import build_embedding_cache
 from polyp_sam_hf.models.loading import BUILTIN_MODELS, check_model_available, load_model_and_processor, model_class_for
 from polyp_sam_hf.models.mask_prompts import set_mask_prompt
-from polyp_sam_hf.models.segmenter import batch_logits
+from polyp_sam_hf.models.segmenter import batch_logits, sam_of
 from polyp_sam_hf.training.averaging import WeightAverage
 from polyp_sam_hf.training.checkpointing import (
     FINISHED,
@@ -50,7 +50,7 @@ from polyp_sam_hf.training.checkpointing import (
     step_name,
 )
 from polyp_sam_hf.training.config import DataArguments, ModelArguments, TrainArguments, config_to_dict
-from polyp_sam_hf.training.interactive import PromptRounds, unwrap_sam
+from polyp_sam_hf.training.interactive import PromptRounds
 from polyp_sam_hf.training.losses import batch_loss, get_loss
 from polyp_sam_hf.training.stopping import GracefulStop
 from polyp_sam_hf.training.strategies import count_parameters, freeze_unreached, get_strategy
@@ -268,19 +268,26 @@ class Run:
             result = validation_scores(self.model, self.val_loader, accelerator)
             record = {"step": state.step, "epoch": state.epoch, "lr": self.scheduler.get_last_lr()[0],
                       "val_dice": result["dice"], "val_miou": result["miou"], "time": time.time()}
-            if is_better(result["dice"], state.best_dice):
-                state.best_dice, state.best_step = result["dice"], state.step
+            score = result["dice"]
+            if self.train_args.metric_for_best_model == "box_and_clicks":
+                sam = sam_of(accelerator.unwrap_model(self.model)).eval()
+                record["val_clicks_dice"] = validation_click_dice(sam, self.processor, self.val_loader, accelerator)
+                score = record["val_box_and_clicks"] = (result["dice"] + record["val_clicks_dice"]) / 2
+                sam.train()
+            if is_better(score, state.best_dice):
+                state.best_dice, state.best_step = score, state.step
                 if accelerator.is_main_process:
-                    save_pretrained_atomic(unwrap_sam(accelerator.unwrap_model(self.model)), self.processor,
+                    save_pretrained_atomic(sam_of(accelerator.unwrap_model(self.model)), self.processor,
                                            self.output_dir / "best", self.settings)
             accelerator.wait_for_everyone()
         self.log(record)
-        logger.info("step %d: validation Dice %.4f (best %.4f at step %d)", state.step, result["dice"],
-                    state.best_dice, state.best_step, main_process_only=True)
+        logger.info("step %d: validation Dice %.4f (best %s %.4f at step %d)", state.step, result["dice"],
+                    self.train_args.metric_for_best_model, state.best_dice, state.best_step, main_process_only=True)
         self.checkpoint(step_name(state.step), keep_last=self.train_args.save_total_limit)
 
     def summary(self) -> dict:
-        return {"best_dice": self.state.best_dice, "best_step": self.state.best_step, "steps": self.state.step,
+        return {"best_dice": self.state.best_dice, "best_metric": self.train_args.metric_for_best_model,
+                "best_step": self.state.best_step, "steps": self.state.step,
                 "output_dir": str(self.output_dir)}
 
 
