@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="comma-separated: prepare, convert, zero-shot, train, evaluate, unseen (the fine-tuned "
                              "model on the sample frames of datasets it never trained on), bootstrap (the run against "
                              "zero-shot, per dataset and per video study, and against the ellipse in its boxes), "
+                             "clicks (zero-shot and the --bootstrap_against models with the same clicker), "
                              "compare (Tables 2 and 3)")
     parser.add_argument("--samples", type=Path, default=REPO.parent / "shared" / "polyp-samples" / "pranet",
                         help="a PraNet-layout root whose CVC-ColonDB, ETIS and CVC-300 frames the model never saw")
@@ -92,6 +93,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tag", default="", help="appended to the zero-shot evaluations' names (another split)")
     parser.add_argument("--run_name", default="mobile-sam-decoder", help="the fine-tuned run's folder name")
     parser.add_argument("--train_args", default="", help="further train.py flags, space-separated")
+    parser.add_argument("--clicks", type=int, default=0,
+                        help="the run's evaluation also runs the evaluation clicker this many times (and the clicks "
+                             "step on the zero-shot and --bootstrap_against models)")
+    parser.add_argument("--clicks_data", type=Path, help="the prepared frames of the clicks step (default --prepared)")
     parser.add_argument("--bootstrap_against", nargs="*", default=[], metavar="EVAL",
                         help="further evaluations (names under OUT/eval) to set the run against, e.g. its first stage")
     parser.add_argument("--cache_dir", type=Path, default=REPO / "runs" / "cache",
@@ -115,11 +120,12 @@ def main(argv: list[str] | None = None) -> None:
             steps.run(f"convert-{arch}", [*cli, "convert", "--arch", arch, "--output_dir", str(folder)],
                       folder / "config.json")
 
-    def evaluate(name: str, model: Path) -> None:
-        target = out / "eval" / name
-        steps.run(f"evaluate-{name}", [*cli, "evaluate", "--model_name_or_path", str(model), "--data", str(data),
-                                       "--output_dir", str(target), "--prompt_mode", "box,box-per-polyp",
-                                       "--device", "cpu"], target / "metrics.json")
+    def evaluate(name: str, model: Path, clicks: int = 0, where: str = "eval", frames: Path = data) -> None:
+        target = out / where / name
+        steps.run(f"evaluate-{where}-{name}", [*cli, "evaluate", "--model_name_or_path", str(model), "--data",
+                                               str(frames), "--output_dir", str(target), "--prompt_mode",
+                                               "box,box-per-polyp", "--device", "cpu", "--clicks", str(clicks)],
+                  target / "metrics.json")
 
     if "zero-shot" in wanted:
         for arch, folder in models.items():
@@ -131,7 +137,11 @@ def main(argv: list[str] | None = None) -> None:
                                              "--cache_dir", str(args.cache_dir),
                                              *args.train_args.split()], run / "train_results.json")
     if "evaluate" in wanted:
-        evaluate(args.run_name, run / "best")
+        evaluate(args.run_name, run / "best", args.clicks)
+    if "clicks" in wanted:  # the same clicker on zero-shot MobileSAM and the box-only models, on the clicks' frames
+        for name, model in ((f"mobile-sam-zero-shot{args.tag}", models["mobile-sam"]),
+                            *((other, out / "runs" / other / "best") for other in args.bootstrap_against)):
+            evaluate(name, model, args.clicks, "eval-clicks", args.clicks_data or data)
     if "unseen" in wanted and args.samples.is_dir():
         # prepared on its own (test-only: its test folders all test), so evaluate reads this split as given
         unseen = out / "data-unseen"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -169,7 +170,7 @@ def test_missing_model_offline_says_what_to_do(tmp_path, monkeypatch):
 def test_yaml_config_with_overrides(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("model_name_or_path: tiny-sam\nlearning_rate: 1.0e-3\nstrategy: lora\n")
-    model_args, data_args, train_args = parse_config(["--config", str(path), "--learning_rate", "5e-4"])
+    model_args, _, train_args = parse_config(["--config", str(path), "--learning_rate", "5e-4"])
     assert model_args.model_name_or_path == "tiny-sam" and model_args.strategy == "lora"
     assert train_args.learning_rate == 5e-4  # the flag wins over the file
     # the paper's 48 images per optimiser step where neither the file nor a flag says otherwise
@@ -183,15 +184,20 @@ def test_yaml_unknown_key_names_the_file(tmp_path):
         parse_config(["--config", str(path)])
 
 
-@pytest.mark.parametrize("name", ["demo", "mobile-sam-decoder", "mobile-sam-lora", "mobile-sam-full",
-                                  "mobile-sam-decoder-real", "mobile-sam-lora-real"])
-def test_shipped_configs_parse_to_the_values_they_hold(name):
+SHIPPED_CONFIGS = sorted((Path(__file__).parents[1] / "polyp_sam_hf" / "configs").glob("*.yaml"))
+
+
+def test_every_named_config_is_shipped():
+    assert {"demo", "mobile-sam-decoder-real", "mobile-sam-lora-real", "mobile-sam-interactive-real"} <= {
+        path.stem for path in SHIPPED_CONFIGS}
+
+
+@pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=lambda path: path.stem)
+def test_shipped_configs_parse_to_the_values_they_hold(path):
     import yaml
-    from conftest import REPO_ROOT
 
     from polyp_sam_hf.training.config import config_to_dict
 
-    path = REPO_ROOT / "configs" / f"{name}.yaml"
     written = yaml.safe_load(path.read_text())
     parsed = config_to_dict(*parse_config(["--config", str(path)]))
     for key, value in written.items():  # YAML reads 1.5e-4 as text: compare in the field's own type
@@ -404,8 +410,8 @@ def test_help_says_what_each_flag_does_and_its_default(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "--no_embedding_cache Turn off --embedding_cache (on by default)" in text
     for command, flag in (("prepare", "--val_fraction VAL_FRACTION per training source (default: 0.2)"),
-                          ("evaluate", "--per_device_eval_batch_size PER_DEVICE_EVAL_BATCH_SIZE frames per encoder "
-                                       "call (default: 4)")):
+                          ("evaluate", ("--per_device_eval_batch_size PER_DEVICE_EVAL_BATCH_SIZE frames per encoder "
+                                        "call (default: 4)"))):
         with pytest.raises(SystemExit):
             cli_main([command, "--help"])
         assert flag in " ".join(capsys.readouterr().out.split())
