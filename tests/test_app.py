@@ -10,8 +10,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from polyp_sam_hf.evaluation.figures import NEGATIVE_COLOUR, POSITIVE_COLOUR
 from polyp_sam_hf.models.segmenter import PolypSegmenter
-from polyp_sam_hf.publishing.gradio_demo import LAUNCH_SETTINGS, MAX_PIXELS, add_corner, build_app, parse_boxes
+from polyp_sam_hf.publishing.gradio_demo import (
+    LAUNCH_SETTINGS,
+    MAX_PIXELS,
+    add_click,
+    add_corner,
+    build_app,
+    parse_boxes,
+    parse_clicks,
+    undo,
+)
 
 gradio_client = pytest.importorskip("gradio_client")
 
@@ -59,7 +69,7 @@ def test_two_clicks_make_a_box():
 def test_http_api_segments_a_real_frame(server, frame):
     client = gradio_client.Client(server, verbose=False)
     overlay_path, mask_path = client.predict(gradio_client.handle_file(str(frame)),
-                                             "100,100,200,220; 300,50,400,120", api_name="/segment")
+                                             "100,100,200,220; 300,50,400,120", "", api_name="/segment")
     overlay, mask = Image.open(overlay_path), Image.open(mask_path)
     assert overlay.size == mask.size == (512, 512)
     assert set(np.unique(np.asarray(mask))) <= {0, 255}
@@ -67,10 +77,43 @@ def test_http_api_segments_a_real_frame(server, frame):
     assert tuple(np.asarray(overlay.convert("RGB"))[100, 150]) == (0, 255, 255)
 
 
+def test_clicks_text_adds_and_undo_takes_back_the_last_click_then_boxes():
+    text = add_click(add_click("", 10, 20, 1), 30, 40, 0)
+    assert text == "10,20,1; 30,40,0" and parse_clicks(text) == [(10, 20, 1), (30, 40, 0)]
+    assert parse_clicks("5,6") == [(5, 6, 1)]  # a click without a label is on polyp
+    with pytest.raises(ValueError, match="label is 1 .polyp. or 0"):
+        parse_clicks("5,6,3")
+    assert undo("1,1,9,9; 2,2,8,8", text) == ("1,1,9,9; 2,2,8,8", "10,20,1")
+    assert undo("1,1,9,9; 2,2,8,8", "") == ("1,1,9,9", "")
+    assert undo("", "") == ("", "")
+    assert parse_boxes("", required=False) == []
+
+
+def test_http_api_segments_from_clicks_alone_or_beside_a_box_and_draws_them(server, tmp_path):
+    """Clicks alone segment, clicks beside a box too; each is drawn where it was made, in its label's
+    colour; no prompt, or a click off the frame, is refused with the library's message."""
+    client = gradio_client.Client(server, verbose=False)
+    rng = np.random.default_rng(3)
+    path = tmp_path / "frame.png"
+    Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(path)
+    overlay_path, mask_path = client.predict(gradio_client.handle_file(str(path)), "", "40,50,1", api_name="/segment")
+    overlay_rgb = np.asarray(Image.open(overlay_path).convert("RGB"))
+    assert Image.open(mask_path).size == (128, 96)
+    assert tuple(overlay_rgb[50, 40]) == POSITIVE_COLOUR  # the click is drawn where it was made: on polyp
+    _, with_box = client.predict(gradio_client.handle_file(str(path)), "10,10,90,80", "40,50,1; 60,30,0",
+                                 api_name="/segment")
+    overlay_rgb = np.asarray(Image.open(_).convert("RGB"))
+    assert tuple(overlay_rgb[30, 60]) == NEGATIVE_COLOUR  # not polyp
+    with pytest.raises(Exception, match="Draw or type at least one box"):
+        client.predict(gradio_client.handle_file(str(path)), "", "", api_name="/segment")
+    with pytest.raises(Exception, match="lies outside the uploaded frame"):
+        client.predict(gradio_client.handle_file(str(path)), "", "400,50,1", api_name="/segment")
+
+
 def test_http_api_reports_a_bad_box(server, frame):
     client = gradio_client.Client(server, verbose=False)
     with pytest.raises(Exception, match="outside"):
-        client.predict(gradio_client.handle_file(str(frame)), "100,100,900,220", api_name="/segment")
+        client.predict(gradio_client.handle_file(str(frame)), "100,100,900,220", "", api_name="/segment")
 
 
 def test_http_api_refuses_an_oversized_frame_before_decoding_it(server, tmp_path, monkeypatch):
@@ -83,14 +126,14 @@ def test_http_api_refuses_an_oversized_frame_before_decoding_it(server, tmp_path
     monkeypatch.setattr(Image.Image, "load", lambda self: decoded.append(self.size) or real_load(self))
     client = gradio_client.Client(server, verbose=False)
     with pytest.raises(Exception, match="5000 x 5000 pixels; this app takes frames up to"):
-        client.predict(gradio_client.handle_file(str(big)), "100,100,200,220", api_name="/segment")
+        client.predict(gradio_client.handle_file(str(big)), "100,100,200,220", "", api_name="/segment")
     assert (5000, 5000) not in decoded
 
 
 def test_http_api_shows_the_librarys_message_for_a_missing_frame(server):
     client = gradio_client.Client(server, verbose=False)
     with pytest.raises(Exception, match="Upload a frame first"):
-        client.predict(None, "1,1,5,5", api_name="/segment")
+        client.predict(None, "1,1,5,5", "", api_name="/segment")
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -123,6 +166,63 @@ def test_browser_end_to_end(server, frame, tmp_path):
     overlay = np.asarray(Image.open(tmp_path / "overlay.png").convert("RGB"))
     assert overlay.shape == (512, 512, 3)
     assert tuple(overlay[100, 150]) == (0, 255, 255)  # the box the browser typed is on the overlay
+
+
+def _overlay_in(page, tmp_path, name: str) -> np.ndarray:
+    """The overlay the page shows now, as the server sent it."""
+    src = page.locator("#overlay img").first.get_attribute("src")
+    (tmp_path / name).write_bytes(page.request.get(src).body())
+    return np.asarray(Image.open(tmp_path / name).convert("RGB"))
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+@pytest.mark.slow
+def test_browser_clicks_correct_the_mask_and_undo_takes_them_back(server, frame, tmp_path):
+    """In the browser: switch the toggle to polyp and click on the frame; the click lands in the clicks
+    field at the frame's pixel under the pointer and the overlay comes back with it drawn; a click on
+    not polyp follows; Undo takes the last one back and the overlay loses it."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(server)
+        page.locator("#frame input[type=file]").set_input_files(str(frame))
+        shown = page.locator("#frame img").first
+        shown.wait_for(timeout=0)
+        clicks = page.locator("#clicks textarea")
+        overlay_src = "() => { const i = document.querySelector('#overlay img'); return i ? i.src : null; }"
+
+        def act(action) -> None:
+            """Do `action`; wait until the page shows another overlay (one event updates the fields and it)."""
+            before = page.evaluate(overlay_src)
+            action()
+            page.wait_for_function(f"before => ({overlay_src})() !== before", arg=before, timeout=0)
+
+        def click_at(x: int, y: int, kind: str) -> None:
+            """Click the frame's pixel (x, y) as `kind` (the toggle set first)."""
+            page.locator("#click-kind").get_by_label(kind, exact=True).check()
+            box = shown.bounding_box()
+            natural = shown.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+            act(lambda: shown.click(position={"x": (x + 0.5) * box["width"] / natural[0],
+                                              "y": (y + 0.5) * box["height"] / natural[1]}))
+
+        click_at(150, 160, "polyp")
+        (x, y, label), = parse_clicks(clicks.input_value())
+        assert abs(x - 150) <= 2 and abs(y - 160) <= 2 and label == 1
+        first = _overlay_in(page, tmp_path, "one.png")
+        assert tuple(first[int(y), int(x)]) == POSITIVE_COLOUR
+        click_at(300, 80, "not polyp")
+        (x2, y2, label2) = parse_clicks(clicks.input_value())[1]
+        assert label2 == 0
+        second = _overlay_in(page, tmp_path, "two.png")
+        assert tuple(second[int(y2), int(x2)]) == NEGATIVE_COLOUR
+        act(lambda: page.locator("#undo").click())
+        assert parse_clicks(clicks.input_value()) == [(x, y, 1)]
+        after = _overlay_in(page, tmp_path, "undone.png")
+        assert tuple(after[int(y2), int(x2)]) != NEGATIVE_COLOUR
+        assert np.array_equal(after, first)  # the same prompts, the same overlay: the rounds replayed exactly
+        page.screenshot(path=str(tmp_path / "clicks.png"), full_page=True)
+        browser.close()
 
 
 def test_model_choice_and_warning(tmp_path, monkeypatch):
@@ -222,7 +322,8 @@ def test_http_api_auto_proposes_boxes_the_user_can_correct(server, frame):
     assert mask.shape == (512, 512) and set(np.unique(mask)) <= {0, 255}
     proposed = parse_boxes(boxes_text) if boxes_text.strip() else []
     corrected = "; ".join([boxes_text, "100,100,200,220"]) if proposed else "100,100,200,220"
-    overlay_path, mask_path = client.predict(gradio_client.handle_file(str(frame)), corrected, api_name="/segment")
+    overlay_path, mask_path = client.predict(gradio_client.handle_file(str(frame)), corrected, "",
+                                             api_name="/segment")
     assert Image.open(mask_path).size == (512, 512)
 
 

@@ -122,20 +122,24 @@ def test_bad_points_are_refused_with_what_is_wrong(points, labels, message, test
         segmenter.predict(_frame(48, 64), points=points, labels=labels, name="the frame")
 
 
-def test_points_for_other_boxes_are_refused(test_model_dirs):
+def test_clicks_not_given_as_one_list_are_refused(test_model_dirs):
     segmenter = PolypSegmenter.from_pretrained(str(test_model_dirs["micro-sam-test"]), device="cpu")
-    with pytest.raises(ConfigError, match="3 lists of points for 2 boxes"):
+    with pytest.raises(ConfigError, match="the frame: give the clicks as one list"):
         segmenter.predict(_frame(48, 64), boxes=[[1, 1, 20, 20], [5, 5, 30, 30]], points=[[[2, 2]]] * 3,
                           name="the frame")
     with pytest.raises(ConfigError, match="No prompt for the frame"):
         segmenter.predict(_frame(48, 64), name="the frame")
 
 
-def test_one_list_of_clicks_goes_with_every_box(test_model_dirs):
+def test_predict_gives_a_mask_per_box_with_its_clicks_and_one_for_clicks_alone(test_model_dirs):
     segmenter = PolypSegmenter.from_pretrained(str(test_model_dirs["micro-sam-test"]), device="cpu")
-    masks = segmenter.predict(_frame(48, 64), boxes=[[1, 1, 20, 20], [5, 5, 30, 30]], points=[[10, 10]], labels=[0])
+    frame, boxes, points = _frame(48, 64), [[1, 1, 20, 20], [30, 5, 60, 30]], [[10, 10], [50, 20]]
+    masks = segmenter.predict(frame, boxes=boxes, points=points, labels=[0, 1])
     assert masks.shape == (2, 48, 64)
-    assert segmenter.predict(_frame(48, 64), points=[[10, 10], [30, 20]]).shape == (1, 48, 64)
+    embedded = segmenter.embed(frame)
+    expected = segmenter.session_logits(embedded, boxes, [(10, 10, 0), (50, 20, 1)]) > 0
+    assert np.array_equal(masks, expected.numpy())
+    assert segmenter.predict(frame, points=points).shape == (1, 48, 64)
 
 
 # ----------------------------------------------------------------------------- evaluate --clicks
@@ -251,3 +255,75 @@ def test_predict_refuses_a_bad_click_with_one_line(point, message, tmp_path, cap
     assert cli_main(["predict", "--model_name_or_path", "micro-sam-test", "--image", str(_frame_file(tmp_path)),
                      "--point", point, "--output_dir", str(tmp_path / "pred")]) == 1
     assert message in capsys.readouterr().err and not (tmp_path / "pred" / "frame_mask.png").exists()
+
+
+# ----------------------------------------------------------------------------- clicks in order
+
+def test_a_click_corrects_the_box_it_falls_in_or_lies_nearest():
+    from polyp_sam_hf.data.clicks import nearest_box
+
+    boxes = [[0, 0, 100, 100], [40, 40, 60, 60], [200, 0, 220, 20]]
+    assert nearest_box(50, 50, boxes) == 1  # inside two: the smaller
+    assert nearest_box(10, 10, boxes) == 0
+    assert nearest_box(190, 10, boxes) == 2  # outside all: 10 px from the third, 90 from the first
+    assert nearest_box(150, 10, boxes) == 2  # 50 px from the first and from the third: the smaller wins the tie
+    assert nearest_box(149, 10, boxes) == 0  # 49 px from the first
+
+
+def test_session_logits_give_each_box_its_clicks_in_order_on_the_previous_logits(test_model_dirs):
+    """One box: the box alone, then each click a round with the clicks so far and the last logits, as
+    `click_session` prompts; two boxes: each box's session on its own clicks only; a session one click
+    longer costs one decoder call where its rounds are kept."""
+    from unittest import mock
+
+    segmenter = PolypSegmenter.from_pretrained(str(test_model_dirs["micro-sam-test"]), device="cpu")
+    embedded = segmenter.embed(_frame(48, 64))
+    box, other = [4.0, 6.0, 30.0, 40.0], [40.0, 5.0, 60.0, 30.0]
+    clicks = [(10.0, 12.0, 1), (50.0, 20.0, 0), (20.0, 30.0, 0)]  # the second corrects the other box
+    first = segmenter.low_res_logits(embedded, np.array([box]))
+    mine = np.array([[c[:2] for c in (clicks[0], clicks[2])]], np.float32)
+    step1 = segmenter.low_res_logits(embedded, np.array([box]), mine[:, :1], np.array([[1]]), previous=first)
+    step2 = segmenter.low_res_logits(embedded, np.array([box]), mine, np.array([[1, 0]]), previous=step1)
+    theirs = segmenter.low_res_logits(embedded, np.array([other]), np.array([[[50.0, 20.0]]]), np.array([[0]]),
+                                      previous=segmenter.low_res_logits(embedded, np.array([other])))
+    ours = segmenter.session_logits(embedded, [box, other], clicks)
+    torch.testing.assert_close(ours, segmenter.to_frame(torch.cat([step2, theirs]), embedded))
+    only_clicks = segmenter.session_logits(embedded, None, clicks[:2])
+    alone = segmenter.low_res_logits(embedded, points=np.array([[clicks[0][:2]]]), labels=np.array([[1]]))
+    both = segmenter.low_res_logits(embedded, points=np.array([[c[:2] for c in clicks[:2]]]),
+                                    labels=np.array([[1, 0]]), previous=alone)
+    torch.testing.assert_close(only_clicks, segmenter.to_frame(both, embedded))
+    rounds: dict = {}
+    segmenter.session_logits(embedded, [box], clicks[:1], rounds=rounds)
+    with mock.patch.object(segmenter, "low_res_logits", wraps=segmenter.low_res_logits) as decoder:
+        again = segmenter.session_logits(embedded, [box], [clicks[0], clicks[2]], rounds=rounds)
+        assert decoder.call_count == 1
+    torch.testing.assert_close(again, segmenter.to_frame(step2, embedded))
+    with pytest.raises(ConfigError, match="lies outside"):
+        segmenter.session_logits(embedded, [box], [(70.0, 10.0, 1)], name="the frame")
+
+
+def test_predict_with_points_replays_what_the_evaluation_clicker_gave(test_model_dirs, tmp_path):
+    """`polyp-sam predict --box ... --point ...` with the clicks an evaluation session made gives the
+    mask that session scored after its last click."""
+    from polyp_sam_hf.commands.cli import main as cli_main
+    from polyp_sam_hf.evaluation.clicks import click_session
+    from polyp_sam_hf.evaluation.metrics import score_logits
+
+    folder = str(test_model_dirs["micro-sam-test"])
+    segmenter = PolypSegmenter.from_pretrained(folder, device="cpu")
+    frame = _frame(48, 64)
+    target = blob_mask(48, 64, [(20, 10, 40, 30)])
+    box = [18.0, 8.0, 42.0, 32.0]
+    session = click_session(segmenter, segmenter.embed(frame), target, "box", 3, box=box)
+    assert session.clicks
+    frame.save(tmp_path / "frame.png")
+    args = ["predict", "--model_name_or_path", folder, "--image", str(tmp_path / "frame.png"), "--output_dir",
+            str(tmp_path / "out"), "--device", "cpu", "--box", ",".join(map(str, box))]
+    for x, y, label in session.clicks:
+        args += ["--point", f"{x},{y},{label}"]
+    assert cli_main(args) == 0
+    mask = np.asarray(Image.open(tmp_path / "out" / "frame_mask.png")) > 0
+    logits = segmenter.session_logits(segmenter.embed(frame), [box], session.clicks)
+    assert np.array_equal(mask, (logits > 0).any(0).numpy())
+    assert score_logits(logits, target)[0] == pytest.approx(session.dice[-1])

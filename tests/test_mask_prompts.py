@@ -154,3 +154,13 @@ def test_the_cards_plain_transformers_snippet_gives_the_librarys_mask(ellipse_ru
     assert (snippet_mask != library_mask).mean() < 1e-3
     ours.mask_prompt = "none"
     assert (ours.predict(image, [[120, 80, 400, 330]])[0] != library_mask).any()
+    # the click snippet after it: a correction round on the box's logits, as the library gives one
+    box_snippet, click_snippet = re.findall(r"```python\n(.*?)```", text, re.S)[:2]
+    assert "input_points" in click_snippet and "input_masks=outputs.pred_masks" in click_snippet
+    local = (box_snippet + click_snippet).replace('"me/polyp-sam-b"', repr(str(export))) + \
+        f"\nnp.save({str(saved)!r}, masks.numpy())\n"
+    result = subprocess.run([sys.executable, "-c", local], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    ours = PolypSegmenter.from_pretrained(str(export), device="cpu")
+    clicked = ours.predict(image, [[120, 80, 400, 330]], points=[[260, 200]], labels=[1])[0]
+    assert (np.load(saved) != clicked).mean() < 1e-3

@@ -33,8 +33,9 @@ class PredictArguments:
         "help": "JSON {image: [[x0,y0,x1,y1], ...]} or CSV image,x0,y0,x1,y1"})
     point: list[str] | None = field(default=None, metadata={
         "repeat": True, "help": "a click x,y in pixels, or x,y,label with label 1 on polyp (the default) and 0 on "
-                                "what is not; repeat for several: alone, one prompt of them all; with --box, beside "
-                                "every box"})
+                                "what is not; repeat for several, in the order a person clicks (each a correction "
+                                "round on the last mask): alone, one prompt of them all; with --box, each corrects "
+                                "the box it falls in or lies nearest"})
     device: str | None = field(default=None, metadata={"help": "cuda, cpu, ... (default: cuda when present)"})
     prompt_mode: str = field(default="box", metadata={
         "help": f"one of {', '.join(PROMPT_MODE_REGISTRY)}: a box mode takes the boxes given (--box, --boxes_file); "
@@ -112,7 +113,8 @@ def run_predict(model: str, image: str | Path, output: str | Path, boxes: list[l
     """Predict every image's masks; write `<stem>_mask.png` (union, 0/255), `<stem>_mask_<k>.png`
     per box when there are several, and `<stem>_overlay.png`. Returns the mask paths.
 
-    `clicks`: `(x, y, label)` in pixels; with boxes, beside every box; without, one prompt of them all.
+    `clicks`: `(x, y, label)` in pixels, in order (`PolypSegmenter.session_logits`): with boxes, each
+    corrects the box it falls in or lies nearest; without, one prompt of them all.
 
     `prompt_mode`: a `PromptMode` name. A box mode (`box`, `box-per-polyp`) takes the boxes given;
     `none` no box (a model trained with `--prompt_mode none` marks every polyp it finds); `auto` boxes
@@ -136,9 +138,7 @@ def run_predict(model: str, image: str | Path, output: str | Path, boxes: list[l
         chosen = None
         if mode.given_true_box and clicks:  # clicks, beside the boxes or alone
             chosen = per_image.get(path.name) or per_image.get(path.stem) or boxes
-            chosen, points, labels = segmenter.checked_prompts(embedded, chosen, [c[:2] for c in clicks],
-                                                               [c[2] for c in clicks], str(path))
-            logits = segmenter.logits(embedded, chosen, points, labels)
+            logits = segmenter.session_logits(embedded, chosen, clicks, str(path))  # in order, as a person clicks
         elif mode.given_true_box:
             chosen = per_image.get(path.name) or per_image.get(path.stem) or boxes
             chosen = validate_boxes(chosen, frame.width, frame.height, name=str(path))

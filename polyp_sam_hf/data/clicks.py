@@ -91,3 +91,17 @@ def training_click(pred: np.ndarray, target: np.ndarray, rng: np.random.Generato
 def first_training_click(target: np.ndarray, rng: np.random.Generator) -> Click | None:
     """A first click drawn uniformly from the polyp (as SAM trains a point prompt); None for an empty mask."""
     return training_click(np.zeros_like(np.asarray(target, bool)), target, rng)
+
+
+def nearest_box(x: float, y: float, boxes: np.ndarray) -> int:
+    """Which of a frame's boxes a click at (x, y) corrects: the one it falls in (the smallest where it
+    falls in several), else the one whose edge is nearest.
+
+    Args:
+        boxes: (K, 4) `[x0, y0, x1, y1]` in the click's pixels, K >= 1.
+    """
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    dx = np.maximum.reduce([boxes[:, 0] - x, np.zeros(len(boxes)), x - boxes[:, 2]])
+    dy = np.maximum.reduce([boxes[:, 1] - y, np.zeros(len(boxes)), y - boxes[:, 3]])
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return int(np.lexsort((area, np.hypot(dx, dy)))[0])

@@ -109,12 +109,20 @@ def overlay(
     if boxes is not None and len(boxes):
         frame = draw_bounding_boxes(frame, torch.as_tensor(np.asarray(boxes, np.float32).reshape(-1, 4)),
                                     colors=BOX_COLOUR, width=thickness)
-    if clicks:
+    if clicks:  # solid dots with a white rim, so they show on the tinted mask and on tissue alike
         radius = max(3, min(frame.shape[1:]) // 80)
-        dots = torch.tensor([[x - radius, y - radius, x + radius, y + radius] for x, y, _ in clicks], dtype=torch.float32)
+        rims, dots = _disks(clicks, radius + 1, frame.shape[1:]), _disks(clicks, radius, frame.shape[1:])
+        frame = draw_segmentation_masks(frame, rims.any(0, keepdim=True), alpha=1.0, colors=(255, 255, 255))
         colours = [POSITIVE_COLOUR if label == 1 else NEGATIVE_COLOUR for *_, label in clicks]
-        frame = draw_bounding_boxes(frame, dots, colors=colours, fill=True, width=1)
+        frame = draw_segmentation_masks(frame, dots, alpha=1.0, colors=colours)
     return TF.to_pil_image(frame)
+
+
+def _disks(clicks: list, radius: int, shape: tuple[int, int]) -> torch.Tensor:
+    """(N, H, W) bool: a disk of `radius` pixels around each click's (x, y)."""
+    ys, xs = torch.meshgrid(torch.arange(shape[0]), torch.arange(shape[1]), indexing="ij")
+    centres = torch.tensor([[x, y] for x, y, _ in clicks], dtype=torch.float32)
+    return (xs[None] - centres[:, 0, None, None]) ** 2 + (ys[None] - centres[:, 1, None, None]) ** 2 <= radius ** 2
 
 
 def best_worst_grid(split: "datasets.Dataset", masks: dict, dice: dict, folder: str | Path, per_side: int = 3,

@@ -32,6 +32,7 @@ from transformers import SamImageProcessor
 
 from polyp_sam_hf.core.errors import ConfigError
 from polyp_sam_hf.core.threads import flush_denormal_floats
+from polyp_sam_hf.data.clicks import nearest_box
 from polyp_sam_hf.data.preprocessing import Preprocessing, normalize_pixels, scale_boxes, scale_points
 from polyp_sam_hf.data.prompts import AUTO_BOX_MARGIN, MIN_POLYP_AREA, PromptMode, component_boxes, grow_box
 from polyp_sam_hf.data.reading import read_image, to_rgb
@@ -384,26 +385,83 @@ class PolypSegmenter:
         boxes = np.asarray(boxes if boxes is not None else [], np.float32).reshape(-1, 4)
         return (self.logits(embedded, boxes) if len(boxes) else None), boxes
 
+    @torch.no_grad()
+    def session_logits(self, embedded: ImageEmbedding, boxes=None, clicks=None, name: str = "image",
+                       rounds: dict | None = None) -> torch.Tensor:
+        """(K, H, W) logits at the frame's size for prompts given as a person gives them, one after the
+        other, and as the evaluation clicker and correction-round training give them: each box first
+        alone (with the model's own mask prompt), then its clicks one round at a time, each round with
+        the clicks so far and the previous round's low-resolution logits as the dense prompt. With
+        boxes, a click corrects the box it falls in or lies nearest (`nearest_box`); with none, the
+        clicks are one prompt of their own (K = 1).
+
+        Args:
+            boxes: K boxes `[x0, y0, x1, y1]` in pixels, or None.
+            clicks: `(x, y, label)` in pixels in the order given: label 1 on polyp, 0 on what is not.
+            rounds: a dict kept for one frame: each round's logits by its prompts, so a session that
+                grows by one click costs one decoder call (the app keeps one per frame).
+
+        Raises:
+            ConfigError: no prompt, or a box or click the frame cannot hold (`checked_prompts`).
+        """
+        clicks = [tuple(click) for click in clicks or []]
+        points, labels = ([c[:2] for c in clicks], [c[2] for c in clicks]) if clicks else (None, None)
+        boxes, points, labels = self.checked_prompts(embedded, boxes, points, labels, name)
+        if points is None:
+            return self.logits(embedded, boxes)
+        points, labels = points[0], labels[0]  # one list of clicks, in order
+        owner = np.zeros(len(points), int) if boxes is None else np.array([nearest_box(x, y, boxes) for x, y in points])
+        rounds = {} if rounds is None else rounds
+        low_res = []
+        for k in range(1 if boxes is None else len(boxes)):
+            box = None if boxes is None else boxes[k:k + 1]
+            previous, mine = None, np.flatnonzero(owner == k)
+            for j in range(0 if box is not None else 1, len(mine) + 1):  # j clicks so far (0: the box alone)
+                key = (None if box is None else tuple(box.ravel().tolist()),
+                       tuple((*points[i].tolist(), int(labels[i])) for i in mine[:j]))
+                if key not in rounds:
+                    rounds[key] = self.low_res_logits(embedded, box, points[mine[:j]][None] if j else None,
+                                                      labels[mine[:j]][None] if j else None, previous=previous)
+                previous = rounds[key]
+            low_res.append(previous)
+        return self.to_frame(torch.cat(low_res), embedded)
+
     def predict(self, image, boxes=None, points=None, labels=None, name: str = "image") -> np.ndarray:
         """Masks for a frame's prompts: (K, H, W) bool at the frame's size (`to_mask` of the logits).
 
         Args:
             boxes: K boxes `[x0, y0, x1, y1]` in pixels, or None.
-            points: clicks `[x, y]` in pixels, or None: with no box, one prompt of all of them; with
-                boxes, the same clicks beside every box (or (K, N, 2), one list of clicks per box).
+            points: (N, 2) clicks `[x, y]` in pixels in the order a person gave them, or None: each a
+                correction round on the last mask (`session_logits`); with boxes, each corrects the box
+                it falls in or lies nearest; with none, they are one prompt of their own.
             labels: one per click, 1 on polyp and 0 on what is not (default: all 1).
         """
         return self.masks(self.embed(image), boxes, name, points, labels)
 
     def masks(self, embedded: ImageEmbedding, boxes=None, name: str = "image", points=None, labels=None) -> np.ndarray:
         """`predict` for a frame already embedded (several prompts, one encoder pass)."""
-        return to_mask(self.logits(embedded, *self.checked_prompts(embedded, boxes, points, labels, name))).cpu().numpy()
+        return to_mask(self.prompted_logits(embedded, boxes, points, labels, name)).cpu().numpy()
 
     def predict_proba(self, image, boxes=None, points=None, labels=None, name: str = "image") -> np.ndarray:
         """Polyp probabilities for a frame's prompts (as `predict`): (K, H, W) float32 in [0, 1]."""
-        embedded = self.embed(image)
-        return torch.sigmoid(self.logits(embedded, *self.checked_prompts(embedded, boxes, points, labels, name))
-                             ).cpu().numpy()
+        return torch.sigmoid(self.prompted_logits(self.embed(image), boxes, points, labels, name)).cpu().numpy()
+
+    def prompted_logits(self, embedded: ImageEmbedding, boxes=None, points=None, labels=None,
+                        name: str = "image") -> torch.Tensor:
+        """(K, H, W) logits for `predict`'s prompts, checked against the frame first.
+
+        Raises:
+            ConfigError: no prompt, a box or point the frame cannot hold, or clicks not given as one list.
+        """
+        height, width = embedded.original
+        if points is None:
+            return self.logits(embedded, *self.checked_prompts(embedded, boxes, None, None, name))
+        points, labels = validate_points(points, labels, width, height, name)
+        if points.ndim != 2:
+            raise ConfigError(f"{name}: give the clicks as one list [[x, y], ...] in the order they were made; each "
+                              "corrects the box it falls in or lies nearest.")
+        clicks = [(float(x), float(y), int(label)) for (x, y), label in zip(points, labels)]
+        return self.session_logits(embedded, boxes, clicks, name)
 
     @staticmethod
     def checked_prompts(embedded: ImageEmbedding, boxes, points, labels, name: str

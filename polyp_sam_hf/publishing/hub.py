@@ -29,7 +29,7 @@ from polyp_sam_hf.data.preprocessing import Preprocessing, scale_boxes
 from polyp_sam_hf.data.sources import SOURCES
 from polyp_sam_hf.data.splits import SPLIT_PRESETS
 from polyp_sam_hf.data.synthetic import synth_frame
-from polyp_sam_hf.evaluation.comparison import results_section
+from polyp_sam_hf.evaluation.comparison import clicks_section, results_section
 from polyp_sam_hf.evaluation.record import EvaluationRecord, read_metrics
 from polyp_sam_hf.models.convert import get_arch
 from polyp_sam_hf.models.loading import load_model_and_processor
@@ -271,7 +271,8 @@ def build_model_card(export_dir: str | Path, repo_id: str, metrics: EvaluationRe
         origin_description=get_arch(origin["arch"]).description if origin else None,
         training_settings=settings[-1],
         earlier_settings=settings[:-1],
-        results_table=results_section(metrics) if metrics else None,
+        results_table="\n\n".join([results_section(metrics), *([clicks_section(metrics)] if metrics.clicks else [])])
+        if metrics else None,
         protocol=metrics.settings.get("protocol", "paper") if metrics else "paper",
         split=_split_facts(train_config),
         test_counts=", ".join(f"{SOURCES[s].display_name} {e.n}" for s, e in metrics.sources.items())
@@ -279,6 +280,7 @@ def build_model_card(export_dir: str | Path, repo_id: str, metrics: EvaluationRe
         paper_run=metrics.run.paper_run if metrics else None,
         datasets=[SOURCES[s] for s in SOURCES],
         mask_prompt=config_value(export_dir, MASK_PROMPT_KEY) or "none",
+        interactive_rounds=(train_config or {}).get("interactive_rounds", 1) > 1 and train_config["interactive_rounds"],
     )
 
 
