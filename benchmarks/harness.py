@@ -68,9 +68,10 @@ def parse(benchmark: Benchmark, argv: list[str], prog: str) -> argparse.Namespac
     return args
 
 
-def record(name: str, argv: list[str], result: dict) -> dict:
-    """The one layout of a benchmark's record."""
-    return {"benchmark": name, "command": " ".join([f"python benchmarks/{name}.py", *argv]), "machine": machine(),
+def record(name: str, argv: list[str], result: dict, where: str | None = None) -> dict:
+    """The one layout of a benchmark's record (`where`: the machine as it was when the measuring began)."""
+    return {"benchmark": name, "command": " ".join([f"python benchmarks/{name}.py", *argv]),
+            "machine": where or machine(),
             "torch": torch.__version__, "date": datetime.date.today().isoformat(), "result": result}
 
 
@@ -78,7 +79,11 @@ def measure_benchmark(benchmark: Benchmark, name: str, argv: list[str]) -> dict:
     """Parse `argv`, measure, and return the record (for `run_all.py`)."""
     flush_denormal_floats()  # as the library's entry points do (core/threads.py)
     args = parse(benchmark, argv, f"benchmarks/{name}.py")
-    return record(name, argv, benchmark.measure(args))
+    threads, where = torch.get_num_threads(), machine()
+    try:
+        return record(name, argv, benchmark.measure(args), where)
+    finally:  # a benchmark that trains a small model leaves one thread set (core/threads.py): not for the next
+        torch.set_num_threads(threads)
 
 
 def run_benchmark(benchmark: Benchmark, argv: list[str] | None = None) -> dict:

@@ -84,7 +84,7 @@ def test_runs_trained_on_their_own_split_and_config(reproduced):
     for name, run in PAPER_RUNS.items():
         settings = json.loads((out / "runs" / name / "best" / "polyp_sam_training.json").read_text())
         assert settings["split_preset"] == run.split and settings["strategy"] == run.strategy
-        assert settings["data"] == str(out / "data" / run.split) and settings["model"] == str(model)
+        assert settings["data"] == str(out / "data" / run.split) and settings["model_name_or_path"] == str(model)
         tested = set(json.loads((out / "eval" / name / "metrics.json").read_text())["sources"])
         assert tested == ({"cvc-colondb"} if run.split == "cross-colondb" else set(SOURCE_ORDER))
 

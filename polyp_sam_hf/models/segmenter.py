@@ -386,7 +386,8 @@ class PolypSegmenter:
         return (self.logits(embedded, boxes) if len(boxes) else None), boxes
 
     @torch.no_grad()
-    def session_logits(self, embedded: ImageEmbedding, boxes=None, clicks=None, name: str = "image",
+    def session_logits(self, embedded: ImageEmbedding, boxes: np.ndarray | list | None = None,
+                       clicks: list[tuple[float, float, int]] | None = None, name: str = "image",
                        rounds: dict | None = None) -> torch.Tensor:
         """(K, H, W) logits at the frame's size for prompts given as a person gives them, one after the
         other, and as the evaluation clicker and correction-round training give them: each box first
@@ -426,7 +427,8 @@ class PolypSegmenter:
             low_res.append(previous)
         return self.to_frame(torch.cat(low_res), embedded)
 
-    def predict(self, image, boxes=None, points=None, labels=None, name: str = "image") -> np.ndarray:
+    def predict(self, image, boxes: np.ndarray | list | None = None, points: np.ndarray | list | None = None,
+                labels: np.ndarray | list | None = None, name: str = "image") -> np.ndarray:
         """Masks for a frame's prompts: (K, H, W) bool at the frame's size (`to_mask` of the logits).
 
         Args:
