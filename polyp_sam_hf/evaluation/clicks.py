@@ -69,7 +69,7 @@ class ClickSession:
 
 
 def click_session(segmenter: PolypSegmenter, embedded: ImageEmbedding, target: np.ndarray, start: str,
-                  clicks: int, box=None, protocol: str = "paper") -> ClickSession:
+                  clicks: int, box: np.ndarray | list | None = None, protocol: str = "paper") -> ClickSession:
     """Run the evaluation clicker `clicks` times on one frame (a frame with no polyp is not clicked on).
 
     Args:
