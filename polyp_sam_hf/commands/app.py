@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from polyp_sam_hf.core.arguments import check_choices
 from polyp_sam_hf.core.errors import ConfigError
-from polyp_sam_hf.models.segmenter import PolypSegmenter
+from polyp_sam_hf.models.segmenter import BACKENDS, PolypSegmenter
 from polyp_sam_hf.publishing.gradio_demo import LAUNCH_SETTINGS, build_app, choose_model, trained_prompt_free
 
 
@@ -23,6 +24,12 @@ class AppArguments:
     host: str = field(default="127.0.0.1", metadata={"help": "the address to serve on"})
     port: int = field(default=7860, metadata={"help": "the port to serve on"})
     share: bool = field(default=False, metadata={"help": "a public Gradio link"})
+    backend: str = field(default="torch", metadata={
+        "help": "torch, or the folder's ONNX graphs under ONNX Runtime on the CPU: onnx (float32) or onnx-int8 "
+                "(`polyp-sam export --onnx` writes them)", "choices": sorted(BACKENDS)})
+
+    def __post_init__(self) -> None:
+        check_choices(self)
 
 
 def require_gradio() -> None:
@@ -37,6 +44,6 @@ def require_gradio() -> None:
 def run(args: AppArguments) -> int:
     require_gradio()
     name, warning = choose_model(args.model_name_or_path)
-    app = build_app(PolypSegmenter.from_pretrained(name), warning=warning, prompt_free=trained_prompt_free(name))
+    app = build_app(PolypSegmenter.from_pretrained(name, backend=args.backend), warning=warning, prompt_free=trained_prompt_free(name))
     app.launch(server_name=args.host, server_port=args.port, share=args.share, **LAUNCH_SETTINGS)
     return 0

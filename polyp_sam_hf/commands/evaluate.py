@@ -36,7 +36,7 @@ from polyp_sam_hf.evaluation.scoring import (
 )
 from polyp_sam_hf.models.mask_prompts import MASK_PROMPTS
 from polyp_sam_hf.models.provenance import base_model_of, read_train_config, trained_split, weights_sha256
-from polyp_sam_hf.models.segmenter import PolypSegmenter
+from polyp_sam_hf.models.segmenter import BACKENDS, PolypSegmenter
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +75,9 @@ class EvaluateArguments:
                 "the run's record: base model, strategy, split)", "choices": sorted(PAPER_RUNS)})
     max_eval_samples: int | None = field(default=None, metadata={"help": "evaluate only the first N frames"})
     device: str | None = field(default=None, metadata={"help": "cuda, cpu, ... (default: cuda when present)"})
+    backend: str = field(default="torch", metadata={
+        "help": "torch, or the folder's ONNX graphs under ONNX Runtime on the CPU: onnx (float32) or onnx-int8 "
+                "(`polyp-sam export --onnx` writes them)", "choices": sorted(BACKENDS)})
     auto_rounds: int = field(default=1, metadata={"help": "auto: rounds of boxes made from the last mask"})
     clicks: int = field(default=0, metadata={
         "help": "also run the evaluation clicker this many times on every frame, from clicks alone and from the box "
@@ -153,7 +156,8 @@ def run_evaluation(args: EvaluateArguments) -> EvaluationRecord:
     frames = data[args.split]
     if args.max_eval_samples:
         frames = frames.select(range(min(args.max_eval_samples, len(frames))))
-    segmenter = PolypSegmenter.from_pretrained(model, device=args.device, mask_prompt=args.mask_prompt)
+    segmenter = PolypSegmenter.from_pretrained(model, device=args.device, mask_prompt=args.mask_prompt,
+                                               backend=args.backend)
     check_clicks_possible(segmenter, train_config, args.clicks)  # before any frame is embedded
     args.mask_prompt = segmenter.mask_prompt  # recorded: the prompt the model was given
     settings = args.scoring(recorded_min_polyp_area(args.data))

@@ -26,6 +26,9 @@ class PublishArguments:
     repo_id: str = field(metadata={"help": "ORG/NAME on the Hub (named in the model card)"})
     eval_results: str | None = field(default=None, metadata={
         "help": "metrics.json from `polyp-sam evaluate` (the card's numbers)"})
+    onnx: bool = field(default=False, metadata={
+        "help": "also write onnx/: the image encoder and the prompt encoder with mask decoder, float32 and int8, in "
+                "transformers.js's layout, checked against PyTorch first (needs pip install \"polyp-sam-hf[onnx]\")"})
 
 
 @dataclass
@@ -38,6 +41,6 @@ class ExportArguments(PublishArguments):
 
 
 def run(args: ExportArguments) -> int:
-    folder = prepare_upload(args.model_name_or_path, args.output_dir, args.repo_id, args.eval_results)
+    folder = prepare_upload(args.model_name_or_path, args.output_dir, args.repo_id, args.eval_results, args.onnx)
     print(f"Exported {args.model_name_or_path} to {folder}: what `polyp-sam upload` would send; nothing was sent.")
     return 0

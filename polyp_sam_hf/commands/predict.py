@@ -15,11 +15,12 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from polyp_sam_hf.core.arguments import check_choices
 from polyp_sam_hf.core.errors import ConfigError
 from polyp_sam_hf.data.prompts import PROMPT_MODE_REGISTRY, get_prompt_mode, parse_box, parse_point
 from polyp_sam_hf.data.reading import IMAGE_EXTENSIONS, DataError
 from polyp_sam_hf.evaluation.figures import overlay
-from polyp_sam_hf.models.segmenter import PolypSegmenter, to_mask, union_mask, validate_boxes
+from polyp_sam_hf.models.segmenter import BACKENDS, PolypSegmenter, to_mask, union_mask, validate_boxes
 
 
 @dataclass
@@ -37,19 +38,23 @@ class PredictArguments:
                                 "round on the last mask): alone, one prompt of them all; with --box, each corrects "
                                 "the box it falls in or lies nearest"})
     device: str | None = field(default=None, metadata={"help": "cuda, cpu, ... (default: cuda when present)"})
+    backend: str = field(default="torch", metadata={
+        "help": "torch, or the folder's ONNX graphs under ONNX Runtime on the CPU: onnx (float32) or onnx-int8 "
+                "(`polyp-sam export --onnx` writes them)", "choices": sorted(BACKENDS)})
     prompt_mode: str = field(default="box", metadata={
         "help": f"one of {', '.join(PROMPT_MODE_REGISTRY)}: a box mode takes the boxes given (--box, --boxes_file); "
                 "none: no box (a model trained with --prompt_mode none); auto: boxes made from that prompt-free mask"})
 
     def __post_init__(self) -> None:
         get_prompt_mode(self.prompt_mode)  # an old or unknown name: the error names the valid ones
+        check_choices(self)
 
 
 def run(args: PredictArguments) -> int:
     boxes = [parse_box(b) for b in args.box or []] or None
     clicks = [parse_point(p) for p in args.point or []]
     written = run_predict(args.model_name_or_path, args.image, args.output_dir, boxes, args.boxes_file, args.device,
-                          args.prompt_mode, clicks or None)
+                          args.prompt_mode, clicks or None, args.backend)
     print(f"Wrote {len(written)} masks and overlays to {args.output_dir}")
     return 0
 
@@ -109,7 +114,8 @@ def _images(path: Path) -> list[Path]:
 
 def run_predict(model: str, image: str | Path, output: str | Path, boxes: list[list[float]] | None = None,
                 boxes_file: str | Path | None = None, device: str | None = None,
-                prompt_mode: str = "box", clicks: list[tuple[float, float, int]] | None = None) -> list[Path]:
+                prompt_mode: str = "box", clicks: list[tuple[float, float, int]] | None = None,
+                backend: str = "torch") -> list[Path]:
     """Predict every image's masks; write `<stem>_mask.png` (union, 0/255), `<stem>_mask_<k>.png`
     per box when there are several, and `<stem>_overlay.png`. Returns the mask paths.
 
@@ -128,7 +134,7 @@ def run_predict(model: str, image: str | Path, output: str | Path, boxes: list[l
             if not (per_image.get(path.name) or per_image.get(path.stem) or boxes or clicks):
                 raise ConfigError(f"No box for {path}: give --box x0,y0,x1,y1 or list it in --boxes_file, or use "
                                   "--prompt_mode auto or none with a model trained without boxes.")
-    segmenter = PolypSegmenter.from_pretrained(model, device=device)
+    segmenter = PolypSegmenter.from_pretrained(model, device=device, backend=backend)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     written = []

@@ -28,9 +28,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from transformers import SamImageProcessor
+from transformers import SamImageProcessor, SamProcessor
 
 from polyp_sam_hf.core.errors import ConfigError
+from polyp_sam_hf.core.registry import lookup
 from polyp_sam_hf.core.threads import flush_denormal_floats
 from polyp_sam_hf.data.clicks import nearest_box
 from polyp_sam_hf.data.preprocessing import Preprocessing, normalize_pixels, scale_boxes, scale_points
@@ -38,6 +39,7 @@ from polyp_sam_hf.data.prompts import AUTO_BOX_MARGIN, MIN_POLYP_AREA, PromptMod
 from polyp_sam_hf.data.reading import read_image, to_rgb
 from polyp_sam_hf.models.loading import load_model_and_processor
 from polyp_sam_hf.models.mask_prompts import mask_prompt_logits, mask_prompt_name
+from polyp_sam_hf.models.onnx_runtime import OnnxSam
 
 # A pixel is polyp where its logit is above this: probability 0.5, SAM's own threshold. Every mask the
 # library makes from logits (scoring, masks written, the app, self-prompting) goes through `to_mask`.
@@ -267,6 +269,19 @@ def validate_points(points, labels, width: int, height: int, name: str = "image"
     return arr, tags.astype(np.int64)
 
 
+def _onnx_loader(quantized: bool):
+    def load(name: str):
+        if not Path(name).is_dir():
+            raise ConfigError(f"The ONNX backend reads a local folder with onnx/ in it; {name} is not a folder. "
+                              "Write one with `polyp-sam export --onnx`.")
+        return OnnxSam(name, quantized=quantized), SamProcessor.from_pretrained(name)
+    return load
+
+
+# how a model folder is run: its PyTorch weights, or its exported ONNX graphs (float32 or int8)
+BACKENDS = {"torch": load_model_and_processor, "onnx": _onnx_loader(False), "onnx-int8": _onnx_loader(True)}
+
+
 class PolypSegmenter:
     """Box-prompted polyp segmentation with a SAM checkpoint (ours, or plain `facebook/sam-vit-*`).
 
@@ -287,10 +302,12 @@ class PolypSegmenter:
 
     @classmethod
     def from_pretrained(cls, name: str, device: str | torch.device | None = None,
-                        mask_prompt: str | None = None) -> "PolypSegmenter":
-        """Load from a Hub id, a local folder or a built-in model name (see `load_model_and_processor`)."""
-        model, processor = load_model_and_processor(name)
-        return cls(model, processor, device, mask_prompt)
+                        mask_prompt: str | None = None, backend: str = "torch") -> "PolypSegmenter":
+        """Load from a Hub id, a local folder or a built-in model name (see `load_model_and_processor`);
+        `backend` (`BACKENDS`): "torch", or the folder's ONNX graphs under ONNX Runtime, "onnx" (float32)
+        or "onnx-int8" (`models.onnx_runtime`; on the CPU)."""
+        model, processor = lookup(BACKENDS, backend, "backend")(name)
+        return cls(model, processor, "cpu" if backend != "torch" and device is None else device, mask_prompt)
 
     @staticmethod
     def as_image(image: Image.Image | np.ndarray | str | Path) -> Image.Image:

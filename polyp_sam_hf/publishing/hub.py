@@ -30,6 +30,7 @@ from polyp_sam_hf.data.sources import SOURCES
 from polyp_sam_hf.data.splits import SPLIT_PRESETS
 from polyp_sam_hf.data.synthetic import synth_frame
 from polyp_sam_hf.evaluation.comparison import clicks_section, results_section
+from polyp_sam_hf.models.onnx_graphs import ONNX_DIR
 from polyp_sam_hf.evaluation.record import EvaluationRecord, read_metrics
 from polyp_sam_hf.models.convert import get_arch
 from polyp_sam_hf.models.loading import load_model_and_processor
@@ -44,6 +45,7 @@ from polyp_sam_hf.models.provenance import (
     trained_split,
     weights_sha256,
 )
+from polyp_sam_hf.publishing.onnx_export import export_onnx
 from polyp_sam_hf.models.segmenter import decode
 from polyp_sam_hf.training.checkpointing import save_pretrained_atomic
 
@@ -281,6 +283,8 @@ def build_model_card(export_dir: str | Path, repo_id: str, metrics: EvaluationRe
         datasets=[SOURCES[s] for s in SOURCES],
         mask_prompt=config_value(export_dir, MASK_PROMPT_KEY) or "none",
         interactive_rounds=(train_config or {}).get("interactive_rounds", 1) > 1 and train_config["interactive_rounds"],
+        onnx_files=[(f"onnx/{f.name}", f"{f.stat().st_size / 2**20:.1f} MiB")
+                    for f in sorted((Path(export_dir) / ONNX_DIR).glob("*.onnx"))],
     )
 
 
@@ -309,8 +313,9 @@ def metrics_of(model_dir: str | Path, metrics_path: str | Path) -> EvaluationRec
 
 
 def prepare_upload(model_dir: str | Path, folder: str | Path, repo_id: str,
-                   metrics_path: str | Path | None = None) -> Path:
-    """Write exactly what would be uploaded into `folder`: the export, README.md, examples/.
+                   metrics_path: str | Path | None = None, onnx: bool = False) -> Path:
+    """Write exactly what would be uploaded into `folder`: the export, README.md, examples/, and with
+    `onnx` the checked ONNX graphs in onnx/ (`publishing.onnx_export`).
 
     Nothing the library did not write is deleted: `folder` must be new, empty, or an earlier
     export of this command, and must not hold the model. The upload is built in a sibling
@@ -332,6 +337,8 @@ def prepare_upload(model_dir: str | Path, folder: str | Path, repo_id: str,
     staging = staging_folder(folder, "export-tmp")
     try:
         export_checkpoint(model_dir, staging, shown_as=folder)
+        if onnx:
+            export_onnx(staging, shown_as=folder)
         examples = write_examples(staging)
         card = build_model_card(staging, repo_id, metrics, read_train_config(model_dir), examples)
         card.save(staging / "README.md")
