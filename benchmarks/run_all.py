@@ -31,7 +31,7 @@ from harness import machine, measure_benchmark  # noqa: E402
 BENCHMARKS = {
     "embedding_cache": "cpu", "input_pipeline": "cpu", "multi_box_inference": "cpu", "memory": "cpu",
     "attention": "cpu", "shared_cpu": "cpu", "tinyvit": "cpu", "train_loop": "cpu", "prepare_memory": "cpu",
-    "clicks": "cpu",
+    "clicks": "cpu", "onnx_runtime": "cpu",
     "train_throughput": "gpu", "step_profile": "gpu",
 }
 

@@ -299,6 +299,13 @@ def test_session_logits_give_each_box_its_clicks_in_order_on_the_previous_logits
         again = segmenter.session_logits(embedded, [box], [clicks[0], clicks[2]], rounds=rounds)
         assert decoder.call_count == 1
     torch.testing.assert_close(again, segmenter.to_frame(step2, embedded))
+    # the box alone first (as the app shows it), then its first click: that click is one decoder call too
+    rounds = {}
+    torch.testing.assert_close(segmenter.session_logits(embedded, [box], rounds=rounds),
+                               segmenter.to_frame(first, embedded))
+    with mock.patch.object(segmenter, "low_res_logits", wraps=segmenter.low_res_logits) as decoder:
+        segmenter.session_logits(embedded, [box], clicks[:1], rounds=rounds)
+        assert decoder.call_count == 1
     with pytest.raises(ConfigError, match="lies outside"):
         segmenter.session_logits(embedded, [box], [(70.0, 10.0, 1)], name="the frame")
 

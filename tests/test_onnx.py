@@ -195,6 +195,18 @@ def test_evaluate_and_predict_run_the_onnx_backend(tiny_export, prepared_demo, t
         assert metrics["settings"]["backend"] == backend
         scores[backend] = metrics["results"]["model"]["box"]["0.0"]["all"]["dice"]
     assert scores["onnx"] == pytest.approx(scores["torch"], abs=1e-4)
+    from PIL import Image
+
+    from polyp_sam_hf.commands.predict import run_predict
+
+    image, box, clicks = probe_frames()[1]
+    Image.fromarray(image).save(tmp_path / "frame.png")
+    masks = {}
+    for backend in ("torch", "onnx"):
+        [written] = run_predict(str(tiny_export), tmp_path / "frame.png", tmp_path / f"pred-{backend}", box.tolist(),
+                                device="cpu", clicks=clicks, backend=backend)
+        masks[backend] = np.asarray(Image.open(written))
+    assert masks["onnx"].any() and (masks["onnx"] == masks["torch"]).mean() > 0.999
 
 
 def test_mobile_sam_export_int8_and_float32_agree_with_pytorch_on_a_real_frame(mobile_sam_upload, converted,
@@ -233,3 +245,19 @@ def test_export_graphs_names_the_part_that_cannot_be_traced(tiny_export, tmp_pat
     monkeypatch.setattr(torch.onnx, "export", fail)
     with pytest.raises(ExportCheckError, match="image encoder cannot be traced to ONNX: Unsupported operator"):
         export_graphs(model, tmp_path)
+
+
+def test_a_full_size_sam_vit_base_exports_and_runs(tmp_path):
+    """SAM ViT-B's architecture (random weights, 1024 px, windowed and global attention): traced, checked
+    against PyTorch inside `export_onnx` (float32; an untrained model's int8 masks are noise), and run
+    by the backend with the encoder's output as PyTorch's."""
+    folder = tmp_path / "vit-b"
+    model, processor = load_model_and_processor("random-sam-vit-base")
+    save_pretrained_atomic(model, processor, folder)
+    del model
+    written = export_onnx(folder, quantize=False)
+    assert [p.name for p in written] == ["prompt_encoder_mask_decoder.onnx", "vision_encoder.onnx"]
+    assert (folder / graph_file(ENCODER)).stat().st_size > 300 * 2**20  # ViT-B's 90 M encoder weights, float32
+    seg = PolypSegmenter.from_pretrained(str(folder), backend="onnx")
+    image, box, _ = probe_frames()[0]
+    assert seg.session_logits(seg.embed(image), box).shape == (1, *image.shape[:2])

@@ -29,6 +29,9 @@ class PublishArguments:
     onnx: bool = field(default=False, metadata={
         "help": "also write onnx/: the image encoder and the prompt encoder with mask decoder, float32 and int8, in "
                 "transformers.js's layout, checked against PyTorch first (needs pip install \"polyp-sam-hf[onnx]\")"})
+    web: bool = field(default=False, metadata={
+        "help": "also write web/ (and onnx/): a static page that segments in the visitor's browser with the ONNX "
+                "graphs, its onnxruntime-web bundled by npm from a pinned lock (needs Node.js)"})
 
 
 @dataclass
@@ -41,6 +44,6 @@ class ExportArguments(PublishArguments):
 
 
 def run(args: ExportArguments) -> int:
-    folder = prepare_upload(args.model_name_or_path, args.output_dir, args.repo_id, args.eval_results, args.onnx)
+    folder = prepare_upload(args.model_name_or_path, args.output_dir, args.repo_id, args.eval_results, args.onnx, args.web)
     print(f"Exported {args.model_name_or_path} to {folder}: what `polyp-sam upload` would send; nothing was sent.")
     return 0

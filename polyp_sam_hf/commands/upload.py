@@ -23,7 +23,7 @@ class UploadArguments(PublishArguments):
 def run(args: UploadArguments) -> int:
     token = require_token()
     with tempfile.TemporaryDirectory() as tmp:
-        folder = prepare_upload(args.model_name_or_path, f"{tmp}/upload", args.repo_id, args.eval_results, args.onnx)
+        folder = prepare_upload(args.model_name_or_path, f"{tmp}/upload", args.repo_id, args.eval_results, args.onnx, args.web)
         url = upload(folder, args.repo_id, token, private=args.private)
     print(f"Uploaded {args.repo_id}: {url}")
     return 0

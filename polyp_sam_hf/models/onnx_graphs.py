@@ -92,20 +92,21 @@ class DecoderGraph(torch.nn.Module):
 
     def dense_prompt(self, points: torch.Tensor, labels: torch.Tensor, masks: torch.Tensor,
                      has_masks: torch.Tensor) -> torch.Tensor:
-        """(1, C, h, w): the given masks, else the model's mask prompt from its box, else "no mask"."""
+        """(1, C, h, w): the given masks, else the model's mask prompt from its box, else "no mask".
+
+        One mask embedding either way: the mask prompt is chosen before it is embedded."""
         encoder = self.sam.prompt_encoder
         side = self.grid // 4
         nothing = encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(1, -1, side, side)
-        given = encoder.mask_embed(masks)
+        given = has_masks.reshape(1, 1, 1, 1) > 0.5
         corner = [(labels == label).to(points.dtype)[..., None] for label in BOX_CORNER_LABELS]  # (1, K, N, 1)
         boxes = torch.cat([(points * c).sum(2) for c in corner], -1)  # (1, K, 4): x0, y0, x1, y1
         valid = (corner[0].sum((2, 3)) > 0) & (corner[1].sum((2, 3)) > 0)  # (1, K)
         own = self.mask_prompt(boxes, valid, self.input_size, self.grid)
-        if own is not None:  # the ellipse where the frame has a box
-            own = torch.where(valid.any(), encoder.mask_embed(own), nothing)
-        else:
-            own = nothing
-        return torch.where(has_masks.reshape(1, 1, 1, 1) > 0.5, given, own)
+        if own is None:  # no mask prompt of its own: the given masks, or nothing
+            return torch.where(given, encoder.mask_embed(masks), nothing)
+        chosen = torch.where(given, masks, own)  # the given masks, else the ellipse where the frame has a box
+        return torch.where(given | valid.any(), encoder.mask_embed(chosen), nothing)
 
     def forward(self, image_embeddings: torch.Tensor, image_positional_embeddings: torch.Tensor,
                 input_points: torch.Tensor, input_labels: torch.Tensor, input_masks: torch.Tensor,

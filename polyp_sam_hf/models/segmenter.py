@@ -425,11 +425,17 @@ class PolypSegmenter:
         clicks = [tuple(click) for click in clicks or []]
         points, labels = ([c[:2] for c in clicks], [c[2] for c in clicks]) if clicks else (None, None)
         boxes, points, labels = self.checked_prompts(embedded, boxes, points, labels, name)
+        rounds = {} if rounds is None else rounds
         if points is None:
-            return self.logits(embedded, boxes)
+            if boxes is None or len(boxes) > 1:  # several boxes: one decoder call (one mask prompt for the frame)
+                return self.logits(embedded, boxes)
+            # one box: kept as the round its first click starts from, so that click costs one decoder call
+            key = (tuple(boxes.ravel().tolist()), ())
+            if key not in rounds:
+                rounds[key] = self.low_res_logits(embedded, boxes)
+            return self.to_frame(rounds[key], embedded)
         points, labels = points[0], labels[0]  # one list of clicks, in order
         owner = np.zeros(len(points), int) if boxes is None else np.array([nearest_box(x, y, boxes) for x, y in points])
-        rounds = {} if rounds is None else rounds
         low_res = []
         for k in range(1 if boxes is None else len(boxes)):
             box = None if boxes is None else boxes[k:k + 1]

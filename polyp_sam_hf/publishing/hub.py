@@ -30,11 +30,11 @@ from polyp_sam_hf.data.sources import SOURCES
 from polyp_sam_hf.data.splits import SPLIT_PRESETS
 from polyp_sam_hf.data.synthetic import synth_frame
 from polyp_sam_hf.evaluation.comparison import clicks_section, results_section
-from polyp_sam_hf.models.onnx_graphs import ONNX_DIR
 from polyp_sam_hf.evaluation.record import EvaluationRecord, read_metrics
 from polyp_sam_hf.models.convert import get_arch
 from polyp_sam_hf.models.loading import load_model_and_processor
 from polyp_sam_hf.models.mask_prompts import CONFIG_KEY as MASK_PROMPT_KEY
+from polyp_sam_hf.models.onnx_graphs import ONNX_DIR
 from polyp_sam_hf.models.provenance import (
     base_model_of,
     config_value,
@@ -45,8 +45,9 @@ from polyp_sam_hf.models.provenance import (
     trained_split,
     weights_sha256,
 )
-from polyp_sam_hf.publishing.onnx_export import export_onnx
 from polyp_sam_hf.models.segmenter import decode
+from polyp_sam_hf.publishing.onnx_export import export_onnx
+from polyp_sam_hf.publishing.web_page import WEB_DIR, write_page
 from polyp_sam_hf.training.checkpointing import save_pretrained_atomic
 
 logger = logging.getLogger(__name__)
@@ -285,6 +286,7 @@ def build_model_card(export_dir: str | Path, repo_id: str, metrics: EvaluationRe
         interactive_rounds=(train_config or {}).get("interactive_rounds", 1) > 1 and train_config["interactive_rounds"],
         onnx_files=[(f"onnx/{f.name}", f"{f.stat().st_size / 2**20:.1f} MiB")
                     for f in sorted((Path(export_dir) / ONNX_DIR).glob("*.onnx"))],
+        web_page=(Path(export_dir) / WEB_DIR / "index.html").is_file(),
     )
 
 
@@ -313,9 +315,10 @@ def metrics_of(model_dir: str | Path, metrics_path: str | Path) -> EvaluationRec
 
 
 def prepare_upload(model_dir: str | Path, folder: str | Path, repo_id: str,
-                   metrics_path: str | Path | None = None, onnx: bool = False) -> Path:
-    """Write exactly what would be uploaded into `folder`: the export, README.md, examples/, and with
-    `onnx` the checked ONNX graphs in onnx/ (`publishing.onnx_export`).
+                   metrics_path: str | Path | None = None, onnx: bool = False, web: bool = False) -> Path:
+    """Write exactly what would be uploaded into `folder`: the export, README.md, examples/, with
+    `onnx` the checked ONNX graphs in onnx/ (`publishing.onnx_export`), and with `web` (which implies
+    `onnx`) the static page that runs them in a browser in web/ (`publishing.web_page`).
 
     Nothing the library did not write is deleted: `folder` must be new, empty, or an earlier
     export of this command, and must not hold the model. The upload is built in a sibling
@@ -337,8 +340,10 @@ def prepare_upload(model_dir: str | Path, folder: str | Path, repo_id: str,
     staging = staging_folder(folder, "export-tmp")
     try:
         export_checkpoint(model_dir, staging, shown_as=folder)
-        if onnx:
+        if onnx or web:
             export_onnx(staging, shown_as=folder)
+        if web:
+            write_page(staging, SamProcessor.from_pretrained(staging), repo_id)
         examples = write_examples(staging)
         card = build_model_card(staging, repo_id, metrics, read_train_config(model_dir), examples)
         card.save(staging / "README.md")
