@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from harness import Benchmark, run_benchmark
+from harness import Benchmark, best_of, run_benchmark
 from PIL import Image
 
 from polyp_sam_hf.models.convert import get_arch
@@ -43,13 +43,9 @@ BACKENDS = ("torch", "onnx", "onnx-int8")
 
 
 def _fastest(call, repeats: int) -> float:
-    call()  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        best = min(best, time.perf_counter() - start)
-    return best
+    """Seconds of the fastest of `repeats` calls, after a warm-up call."""
+    call()
+    return best_of({"call": call}, repeats)["call"]
 
 
 def speeds(folder: Path, repeats: int) -> dict:
