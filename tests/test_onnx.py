@@ -261,3 +261,25 @@ def test_a_full_size_sam_vit_base_exports_and_runs(tmp_path):
     seg = PolypSegmenter.from_pretrained(str(folder), backend="onnx")
     image, box, _ = probe_frames()[0]
     assert seg.session_logits(seg.embed(image), box).shape == (1, *image.shape[:2])
+
+
+def test_the_app_segments_with_the_onnx_backend(tiny_export, tmp_path):
+    """The app's own segment call (memoised embedding, a box then a click) on the ONNX backend writes
+    the mask the PyTorch backend writes; an unknown backend flag is refused with the choices."""
+    from PIL import Image
+
+    from polyp_sam_hf.commands.app import AppArguments
+    from polyp_sam_hf.publishing.gradio_demo import EmbeddingMemo, segment
+
+    image, box, clicks = probe_frames()[0]
+    text = ",".join(str(float(v)) for v in box[0])
+    masks = {}
+    for backend in ("torch", "onnx"):
+        seg = PolypSegmenter.from_pretrained(str(tiny_export), device="cpu", backend=backend)
+        memo = EmbeddingMemo(seg)
+        segment(seg, image, text, tmp_path, memo)
+        _, path = segment(seg, image, text, tmp_path, memo, f"{clicks[0][0]},{clicks[0][1]},1")
+        masks[backend] = np.asarray(Image.open(path))
+    assert (masks["onnx"] == masks["torch"]).mean() > 0.999
+    with pytest.raises(ConfigError, match="backend 'tensorrt' is not one of: onnx, onnx-int8, torch"):
+        AppArguments(backend="tensorrt")

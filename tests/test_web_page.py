@@ -143,6 +143,7 @@ def test_a_frame_too_large_is_refused_with_a_message(served, tmp_path):
     assert "huge.png is 5000 x 300: larger than this page takes (4096 px a side" in message
 
 
+@needs_npm
 def test_the_page_files_are_written_with_the_pinned_runtime(web_export):
     """web/ holds the page, the runtime files of the locked onnxruntime-web and its settings; the card
     links the page."""
@@ -159,3 +160,13 @@ def test_the_page_files_are_written_with_the_pinned_runtime(web_export):
     assert "Try it in your browser" in (web_export / "README.md").read_text()
     for name in PAGE_FILES:  # no script or style from elsewhere: the model's own Hub repo is the one other address
         assert "http://" not in (web / name).read_text() and "https://" not in (web / name).read_text()
+
+
+def test_without_npm_the_page_says_what_to_install(monkeypatch, tmp_path):
+    from polyp_sam_hf.core.errors import ConfigError
+    from polyp_sam_hf.publishing.web_page import runtime_dir
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no npm on it
+    with pytest.raises(ConfigError, match="install Node.js .* or export without --web"):
+        runtime_dir(cache=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
