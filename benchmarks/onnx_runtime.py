@@ -48,11 +48,12 @@ def _fastest(call, repeats: int) -> float:
     return best_of({"call": call}, repeats)["call"]
 
 
-def speeds(folder: Path, repeats: int) -> dict:
-    """Seconds per frame for the encoder, milliseconds per prompt for the decoder, per backend."""
+def speeds(folder: Path, repeats: int, backends: tuple[str, ...] = BACKENDS) -> dict:
+    """Seconds per frame for the encoder, milliseconds per prompt for the decoder, per backend, and
+    each ONNX backend's encoder speed-up over PyTorch's."""
     frame = Image.fromarray(np.random.default_rng(0).integers(0, 255, (*FRAME, 3), dtype=np.uint8))
     result = {}
-    for backend in BACKENDS:
+    for backend in backends:
         seg = PolypSegmenter.from_pretrained(str(folder), device="cpu", backend=backend)
         embedded = seg.embed(frame)
         rounds: dict = {}
@@ -64,9 +65,9 @@ def speeds(folder: Path, repeats: int) -> dict:
             "click_ms": round(1000 * _fastest(lambda: seg.session_logits(embedded, BOX, CLICK, rounds=dict(rounds)),
                                               repeats), 1),
         }
-    torch_s, fp32_s, int8_s = (result[b]["encoder_s_per_frame"] for b in BACKENDS)
-    result["encoder_speedup_onnx"] = round(torch_s / fp32_s, 2)
-    result["encoder_speedup_onnx_int8"] = round(torch_s / int8_s, 2)
+    for backend in backends[1:]:
+        result[f"encoder_speedup_{backend.replace('-', '_')}"] = round(
+            result["torch"]["encoder_s_per_frame"] / result[backend]["encoder_s_per_frame"], 2)
     return result
 
 
@@ -113,19 +114,8 @@ def measure(args: argparse.Namespace) -> dict:
                   "mib": {Path(graph_file(part, q)).name: round((folder / graph_file(part, q)).stat().st_size / 2**20, 1)
                           for part in (ENCODER, DECODER) for q in (False, True)
                           if (folder / graph_file(part, q)).is_file()}}
-        if args.model_name_or_path:
-            result.update(speeds(folder, args.repeats))
-        else:  # float32 only
-            frame = Image.fromarray(np.random.default_rng(0).integers(0, 255, (*FRAME, 3), dtype=np.uint8))
-            times = {}
-            for backend in BACKENDS[:2]:
-                seg = PolypSegmenter.from_pretrained(str(folder), device="cpu", backend=backend)
-                embedded = seg.embed(frame)
-                times[backend] = {"encoder_s_per_frame": round(_fastest(lambda: seg.embed(frame), args.repeats), 4),
-                                  "box_ms": round(1000 * _fastest(lambda: seg.session_logits(embedded, BOX),
-                                                                  args.repeats), 1)}
-            result.update(times, encoder_speedup_onnx=round(times["torch"]["encoder_s_per_frame"]
-                                                             / times["onnx"]["encoder_s_per_frame"], 2))
+        # random weights: float32 only (their int8 masks are noise)
+        result.update(speeds(folder, args.repeats, BACKENDS if args.model_name_or_path else BACKENDS[:2]))
         if args.data:
             result["dice"] = dice_on_frames(folder, args.data, args.frames)
         return result
