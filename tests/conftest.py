@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import zlib
 from pathlib import Path
 
@@ -178,3 +180,21 @@ def converted(real_weights, tmp_path_factory):
         return done[arch]
 
     return get
+
+
+# Debian's Chromium, driven by Playwright (no browser download): the app's and the web page's tests
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+
+
+@contextlib.contextmanager
+def chromium_page(**page_options):
+    """A new page of the headless Chromium; the browser is closed however the block ends."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            yield browser.new_page(**page_options)
+        finally:
+            browser.close()

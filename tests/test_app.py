@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from conftest import chromium_page, needs_chromium
 
 from polyp_sam_hf.evaluation.figures import NEGATIVE_COLOUR, POSITIVE_COLOUR
 from polyp_sam_hf.models.segmenter import PolypSegmenter
@@ -136,16 +137,11 @@ def test_http_api_shows_the_librarys_message_for_a_missing_frame(server):
         client.predict(None, "1,1,5,5", "", api_name="/segment")
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+@needs_chromium
 @pytest.mark.slow
 def test_browser_end_to_end(server, frame, tmp_path):
-    playwright = pytest.importorskip("playwright.sync_api")
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page()
+    pytest.importorskip("playwright.sync_api")
+    with chromium_page() as page:
         page.goto(server)
         page.locator("#frame input[type=file]").set_input_files(str(frame))
         # timeout=0: no time limit (a loaded machine may be slow; speed is measured in benchmarks/)
@@ -160,7 +156,6 @@ def test_browser_end_to_end(server, frame, tmp_path):
         page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
         src = result.get_attribute("src")
         body = page.request.get(src).body()
-        browser.close()
     assert width == 512
     (tmp_path / "overlay.png").write_bytes(body)
     overlay = np.asarray(Image.open(tmp_path / "overlay.png").convert("RGB"))
@@ -175,16 +170,14 @@ def _overlay_in(page, tmp_path, name: str) -> np.ndarray:
     return np.asarray(Image.open(tmp_path / name).convert("RGB"))
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+@needs_chromium
 @pytest.mark.slow
 def test_browser_clicks_correct_the_mask_and_undo_takes_them_back(server, frame, tmp_path):
     """In the browser: switch the toggle to polyp and click on the frame; the click lands in the clicks
     field at the frame's pixel under the pointer and the overlay comes back with it drawn; a click on
     not polyp follows; Undo takes the last one back and the overlay loses it."""
-    playwright = pytest.importorskip("playwright.sync_api")
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page()
+    pytest.importorskip("playwright.sync_api")
+    with chromium_page() as page:
         page.goto(server)
         page.locator("#frame input[type=file]").set_input_files(str(frame))
         shown = page.locator("#frame img").first
@@ -222,7 +215,6 @@ def test_browser_clicks_correct_the_mask_and_undo_takes_them_back(server, frame,
         assert tuple(after[int(y2), int(x2)]) != NEGATIVE_COLOUR
         assert np.array_equal(after, first)  # the same prompts, the same overlay: the rounds replayed exactly
         page.screenshot(path=str(tmp_path / "clicks.png"), full_page=True)
-        browser.close()
 
 
 def test_model_choice_and_warning(tmp_path, monkeypatch):

@@ -16,13 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import chromium_page, needs_chromium
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("playwright")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-needs_browser = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 needs_npm = pytest.mark.skipif(shutil.which("npm") is None, reason="npm (Node.js) is not installed (.ci/run installs it)")
 
 
@@ -66,12 +65,11 @@ def frame_and_box(samples_root: Path | None, folder: Path) -> tuple[Path, list[f
     return frame, [float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())], polyp
 
 
-@needs_browser
+@needs_chromium
 @needs_npm
 def test_the_page_segments_a_real_frame_in_the_browser_as_pytorch_does(web_export, served, converted, tmp_path,
                                                                        request):
     from PIL import Image
-    from playwright.sync_api import sync_playwright
 
     from polyp_sam_hf.models.segmenter import PolypSegmenter
 
@@ -81,9 +79,7 @@ def test_the_page_segments_a_real_frame_in_the_browser_as_pytorch_does(web_expor
         samples = None  # no shared samples here: a drawn frame
     frame, box, _ = frame_and_box(samples, tmp_path)
     outside: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(accept_downloads=True)
+    with chromium_page(accept_downloads=True) as page:
         page.on("request", lambda r: None if r.url.startswith((served, "data:", "blob:")) else outside.append(r.url))
         page.goto(f"{served}/web/index.html")
         page.wait_for_function("window.polypSam && window.polypSam.state.decoder", timeout=120_000)
@@ -105,7 +101,6 @@ def test_the_page_segments_a_real_frame_in_the_browser_as_pytorch_does(web_expor
         saved = tmp_path / download.value.suggested_filename
         download.value.save_as(saved)
         timings = page.evaluate("window.polypSam.timings")
-        browser.close()
     assert outside == []  # the page fetched nothing beyond the local server
     assert saved.name == f"{frame.stem}_mask.png"
     browser_mask = np.asarray(Image.open(saved).convert("L")) > 127
@@ -120,26 +115,22 @@ def test_the_page_segments_a_real_frame_in_the_browser_as_pytorch_does(web_expor
           f"box prompt {timings['prompt_ms'][0]:.0f} ms; mask Dice {dice:.4f} against PyTorch's")
 
 
-@needs_browser
+@needs_chromium
 @needs_npm
 def test_a_frame_too_large_is_refused_with_a_message(served, tmp_path):
     from PIL import Image
-    from playwright.sync_api import sync_playwright
 
     big = tmp_path / "huge.png"
     buffer = io.BytesIO()
     Image.new("RGB", (5000, 300), (90, 40, 40)).save(buffer, format="PNG")
     big.write_bytes(buffer.getvalue())
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page()
+    with chromium_page() as page:
         page.goto(f"{served}/web/index.html")
         page.wait_for_function("window.polypSam && window.polypSam.state.decoder", timeout=120_000)
         page.set_input_files("#file", str(big))
         page.wait_for_selector("#status.error", timeout=30_000)
         message = page.inner_text("#status")
         assert page.evaluate("window.polypSam.state.embedding") is None
-        browser.close()
     assert "huge.png is 5000 x 300: larger than this page takes (4096 px a side" in message
 
 
