@@ -30,7 +30,7 @@ from PIL import Image
 
 from polyp_sam_hf.models.convert import get_arch
 from polyp_sam_hf.models.modeling_tinyvit_sam import TinyViTSamModel
-from polyp_sam_hf.models.onnx_graphs import DECODER, ENCODER, graph_file
+from polyp_sam_hf.models.onnx_graphs import GRAPHS
 from polyp_sam_hf.models.segmenter import PolypSegmenter
 from polyp_sam_hf.publishing.onnx_export import export_onnx
 from polyp_sam_hf.training.checkpointing import save_pretrained_atomic
@@ -111,9 +111,8 @@ def measure(args: argparse.Namespace) -> dict:
         export_onnx(folder, quantize=bool(args.model_name_or_path))  # random weights: int8 masks are noise
         result = {"model": args.model_name_or_path or "MobileSAM architecture, random weights",
                   "export_s": round(time.perf_counter() - start, 1),
-                  "mib": {Path(graph_file(part, q)).name: round((folder / graph_file(part, q)).stat().st_size / 2**20, 1)
-                          for part in (ENCODER, DECODER) for q in (False, True)
-                          if (folder / graph_file(part, q)).is_file()}}
+                  "mib": {Path(g.file(q)).name: round((folder / g.file(q)).stat().st_size / 2**20, 1)
+                          for g in GRAPHS for q in (False, True) if (folder / g.file(q)).is_file()}}
         # random weights: float32 only (their int8 masks are noise)
         result.update(speeds(folder, args.repeats, BACKENDS if args.model_name_or_path else BACKENDS[:2]))
         if args.data:

@@ -16,16 +16,7 @@ onnx = pytest.importorskip("onnx")
 
 from polyp_sam_hf.core.errors import ConfigError, ExportCheckError, ModelLoadError
 from polyp_sam_hf.models.loading import load_model_and_processor
-from polyp_sam_hf.models.onnx_graphs import (
-    DECODER,
-    DECODER_INPUTS,
-    DECODER_OPTIONAL_INPUTS,
-    DECODER_OUTPUTS,
-    ENCODER,
-    ENCODER_INPUTS,
-    ENCODER_OUTPUTS,
-    graph_file,
-)
+from polyp_sam_hf.models.onnx_graphs import DECODER, ENCODER
 from polyp_sam_hf.models.onnx_runtime import OnnxSam
 from polyp_sam_hf.models.segmenter import PolypSegmenter, to_mask
 from polyp_sam_hf.publishing.onnx_export import check_graphs, export_graphs, export_onnx, probe_frames
@@ -69,17 +60,20 @@ def mobile_sam_upload(converted, tmp_path_factory) -> Path:
 def test_the_graphs_take_and_give_transformers_js_names(tiny_export):
     """The two files, their inputs and outputs by name, the optional inputs' defaults and the dynamic
     number of prompts and points, read from the files themselves."""
-    encoder = onnx.load(str(tiny_export / graph_file(ENCODER)))
-    assert [i.name for i in encoder.graph.input] == list(ENCODER_INPUTS)
-    assert [o.name for o in encoder.graph.output] == list(ENCODER_OUTPUTS)
-    decoder = onnx.load(str(tiny_export / graph_file(DECODER)))
-    assert [i.name for i in decoder.graph.input] == list(DECODER_INPUTS + DECODER_OPTIONAL_INPUTS)
-    assert [o.name for o in decoder.graph.output] == list(DECODER_OUTPUTS)
+    # transformers.js's SamModel: the files it opens, the names it passes and reads (written out here,
+    # not taken from the library, so a renamed tensor fails)
+    encoder = onnx.load(str(tiny_export / "onnx" / "vision_encoder.onnx"))
+    assert [i.name for i in encoder.graph.input] == ["pixel_values"]
+    assert [o.name for o in encoder.graph.output] == ["image_embeddings", "image_positional_embeddings"]
+    decoder = onnx.load(str(tiny_export / "onnx" / "prompt_encoder_mask_decoder.onnx"))
+    required = ["image_embeddings", "image_positional_embeddings", "input_points", "input_labels"]
+    assert [i.name for i in decoder.graph.input] == required + ["input_masks", "has_input_masks"]
+    assert [o.name for o in decoder.graph.output] == ["iou_scores", "pred_masks"]
     defaults = {t.name for t in decoder.graph.initializer}
-    assert set(DECODER_OPTIONAL_INPUTS) <= defaults and not set(DECODER_INPUTS) & defaults
+    assert {"input_masks", "has_input_masks"} <= defaults and not set(required) & defaults
     points = next(i for i in decoder.graph.input if i.name == "input_points").type.tensor_type.shape.dim
     assert [bool(d.dim_param) for d in points] == [False, True, True, False]  # (1, K, N, 2)
-    assert not (tiny_export / graph_file(ENCODER, quantized=True)).exists()  # quantize=False
+    assert not (tiny_export / ENCODER.file(quantized=True)).exists()  # quantize=False
 
 
 def test_onnx_backend_equals_pytorch_for_boxes_clicks_and_their_rounds(tiny_export):
@@ -107,8 +101,8 @@ def test_the_graph_alone_makes_the_models_ellipse_prompt_from_a_box(tiny_export)
     image, box, _ = probe_frames()[0]
     embedded = seg.embed(image)
     expected = seg.low_res_logits(embedded, box)
-    encoder = ort.InferenceSession(str(tiny_export / graph_file(ENCODER)))
-    decoder = ort.InferenceSession(str(tiny_export / graph_file(DECODER)))
+    encoder = ort.InferenceSession(str(tiny_export / ENCODER.file()))
+    decoder = ort.InferenceSession(str(tiny_export / DECODER.file()))
     pixels, _ = seg.prep.pixel_values([seg.as_image(image)])
     embeddings, positional = encoder.run(None, {"pixel_values": pixels.numpy()})
     from polyp_sam_hf.data.preprocessing import scale_boxes
@@ -151,12 +145,12 @@ def test_a_damaged_or_mismatched_onnx_folder_is_refused_with_the_file_named(tiny
     (broken / "config.json").write_text((tiny_export / "config.json").read_text())
     with pytest.raises(ModelLoadError, match=r"vision_encoder.onnx is missing.*--onnx"):
         OnnxSam(broken)
-    (broken / graph_file(ENCODER)).write_bytes(b"not a graph")
-    (broken / graph_file(DECODER)).write_bytes((tiny_export / graph_file(DECODER)).read_bytes())
+    (broken / ENCODER.file()).write_bytes(b"not a graph")
+    (broken / DECODER.file()).write_bytes((tiny_export / DECODER.file()).read_bytes())
     with pytest.raises(ModelLoadError, match="vision_encoder.onnx is not a readable ONNX graph"):
         OnnxSam(broken)
     # the two files swapped: each takes the other's inputs
-    (broken / graph_file(ENCODER)).write_bytes((tiny_export / graph_file(DECODER)).read_bytes())
+    (broken / ENCODER.file()).write_bytes((tiny_export / DECODER.file()).read_bytes())
     with pytest.raises(ModelLoadError, match="vision_encoder.onnx takes image_embeddings"):
         OnnxSam(broken)
     with pytest.raises(ConfigError, match="local folder with onnx/"):
@@ -216,7 +210,7 @@ def test_mobile_sam_export_int8_and_float32_agree_with_pytorch_on_a_real_frame(m
     from PIL import Image
 
     names = sorted(p.name for p in (mobile_sam_upload / "onnx").iterdir())
-    assert names == sorted(Path(graph_file(part, q)).name for part in (ENCODER, DECODER) for q in (False, True))
+    assert names == sorted(Path(g.file(q)).name for g in (ENCODER, DECODER) for q in (False, True))
     card = (mobile_sam_upload / "README.md").read_text()
     assert "onnx/vision_encoder_quantized.onnx" in card and 'backend="onnx-int8"' in card
     frame = samples_root / "pranet" / "TrainDataset" / "images" / "20.jpg"
@@ -257,7 +251,7 @@ def test_a_full_size_sam_vit_base_exports_and_runs(tmp_path):
     del model
     written = export_onnx(folder, quantize=False)
     assert [p.name for p in written] == ["prompt_encoder_mask_decoder.onnx", "vision_encoder.onnx"]
-    assert (folder / graph_file(ENCODER)).stat().st_size > 300 * 2**20  # ViT-B's 90 M encoder weights, float32
+    assert (folder / ENCODER.file()).stat().st_size > 300 * 2**20  # ViT-B's 90 M encoder weights, float32
     seg = PolypSegmenter.from_pretrained(str(folder), backend="onnx")
     image, box, _ = probe_frames()[0]
     assert seg.session_logits(seg.embed(image), box).shape == (1, *image.shape[:2])

@@ -29,26 +29,47 @@ transformers.js runs it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from polyp_sam_hf.models.mask_prompts import MASK_PROMPTS, mask_prompt_name, unwrap_config
 
 ONNX_DIR = "onnx"
-ENCODER = "vision_encoder"
-DECODER = "prompt_encoder_mask_decoder"
 QUANTIZED_SUFFIX = "_quantized"
-# what each graph takes and gives, by name (a test reads the files against these)
-ENCODER_INPUTS = ("pixel_values",)
-ENCODER_OUTPUTS = ("image_embeddings", "image_positional_embeddings")
-DECODER_INPUTS = ("image_embeddings", "image_positional_embeddings", "input_points", "input_labels")
-DECODER_OPTIONAL_INPUTS = ("input_masks", "has_input_masks")
-DECODER_OUTPUTS = ("iou_scores", "pred_masks")
 PADDING_LABEL, BOX_CORNER_LABELS = -1, (2, 3)
 
 
-def graph_file(part: str, quantized: bool = False) -> str:
-    """`onnx/<part>[_quantized].onnx`, relative to a model folder."""
-    return f"{ONNX_DIR}/{part}{QUANTIZED_SUFFIX if quantized else ''}.onnx"
+@dataclass(frozen=True)
+class GraphLayout:
+    """One exported graph: its file's stem and the tensors it takes and gives, by name.
+
+    Args:
+        part: the file's stem in `onnx/` (transformers.js's name for the graph).
+        inputs: the inputs every runtime passes, in order.
+        outputs: the outputs, in order.
+        optional: inputs after `inputs` that have a default inside the graph (an initializer of the same name).
+    """
+
+    part: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    optional: tuple[str, ...] = ()
+
+    def file(self, quantized: bool = False) -> str:
+        """`onnx/<part>[_quantized].onnx`, relative to a model folder."""
+        return f"{ONNX_DIR}/{self.part}{QUANTIZED_SUFFIX if quantized else ''}.onnx"
+
+    @property
+    def all_inputs(self) -> tuple[str, ...]:
+        return self.inputs + self.optional
+
+
+ENCODER = GraphLayout("vision_encoder", ("pixel_values",), ("image_embeddings", "image_positional_embeddings"))
+DECODER = GraphLayout("prompt_encoder_mask_decoder",
+                      ("image_embeddings", "image_positional_embeddings", "input_points", "input_labels"),
+                      ("iou_scores", "pred_masks"), optional=("input_masks", "has_input_masks"))
+GRAPHS = (ENCODER, DECODER)
 
 
 class EncoderGraph(torch.nn.Module):

@@ -23,17 +23,7 @@ from transformers import SamPromptEncoderConfig
 from polyp_sam_hf.core.errors import ConfigError, ModelLoadError
 from polyp_sam_hf.core.threads import available_cores
 from polyp_sam_hf.models.mask_prompts import CONFIG_KEY
-from polyp_sam_hf.models.onnx_graphs import (
-    DECODER,
-    DECODER_INPUTS,
-    DECODER_OPTIONAL_INPUTS,
-    DECODER_OUTPUTS,
-    ENCODER,
-    ENCODER_INPUTS,
-    ENCODER_OUTPUTS,
-    graph_file,
-    graph_prompts,
-)
+from polyp_sam_hf.models.onnx_graphs import DECODER, ENCODER, GraphLayout, graph_prompts
 
 
 def import_onnxruntime():
@@ -45,11 +35,11 @@ def import_onnxruntime():
     return onnxruntime
 
 
-def open_graph(path: Path, inputs: tuple[str, ...], outputs: tuple[str, ...], optional: tuple[str, ...] = (),
-               threads: int | None = None):
-    """An ONNX Runtime session on `path`, refused with the file named if it is missing, unreadable, or
-    takes or gives other tensors than the layout's (`onnx_graphs`)."""
+def open_graph(folder: Path, layout: GraphLayout, quantized: bool = False, threads: int | None = None):
+    """An ONNX Runtime session on `folder`'s graph of `layout`, refused with the file named if it is
+    missing, unreadable, or takes or gives other tensors than the layout's."""
     ort = import_onnxruntime()
+    path = folder / layout.file(quantized)
     if not path.is_file():
         raise ModelLoadError(f"{path} is missing: export the model with `polyp-sam export --onnx` "
                              "(it writes onnx/ beside the weights).")
@@ -65,9 +55,9 @@ def open_graph(path: Path, inputs: tuple[str, ...], outputs: tuple[str, ...], op
     required = tuple(i.name for i in session.get_inputs())
     overridable = {i.name for i in session.get_overridable_initializers()}
     given = tuple(o.name for o in session.get_outputs())
-    if set(required) | (overridable & set(optional)) != set(inputs) | set(optional) or set(given) != set(outputs):
+    if set(required) | (overridable & set(layout.optional)) != set(layout.all_inputs) or set(given) != set(layout.outputs):
         raise ModelLoadError(f"{path} takes {', '.join(required)} and gives {', '.join(given)}; this library's layout "
-                             f"takes {', '.join(inputs + optional)} and gives {', '.join(outputs)}. Export the model "
+                             f"takes {', '.join(layout.all_inputs)} and gives {', '.join(layout.outputs)}. Export the model "
                              "again with `polyp-sam export --onnx`.")
     return session
 
@@ -91,10 +81,8 @@ class OnnxSam:
         self.config = SimpleNamespace(prompt_encoder_config=SamPromptEncoderConfig(**config["prompt_encoder_config"]),
                                       **{CONFIG_KEY: config.get(CONFIG_KEY)})
         self.folder, self.quantized = folder, quantized
-        self.encoder = open_graph(folder / graph_file(ENCODER, quantized), ENCODER_INPUTS, ENCODER_OUTPUTS,
-                                  threads=threads)
-        self.decoder = open_graph(folder / graph_file(DECODER, quantized), DECODER_INPUTS, DECODER_OUTPUTS,
-                                  DECODER_OPTIONAL_INPUTS, threads)
+        self.encoder = open_graph(folder, ENCODER, quantized, threads)
+        self.decoder = open_graph(folder, DECODER, quantized, threads)
         self.positional: np.ndarray | None = None  # the same grid for every frame: kept from the first
 
     def to(self, device: str | torch.device) -> OnnxSam:

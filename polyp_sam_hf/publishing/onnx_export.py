@@ -25,16 +25,12 @@ from polyp_sam_hf.core.files import replace_atomically, staging_folder
 from polyp_sam_hf.models.loading import load_model_and_processor
 from polyp_sam_hf.models.onnx_graphs import (
     DECODER,
-    DECODER_INPUTS,
-    DECODER_OPTIONAL_INPUTS,
-    DECODER_OUTPUTS,
     ENCODER,
-    ENCODER_INPUTS,
-    ENCODER_OUTPUTS,
+    GRAPHS,
     ONNX_DIR,
     DecoderGraph,
     EncoderGraph,
-    graph_file,
+    GraphLayout,
 )
 from polyp_sam_hf.models.onnx_runtime import OnnxSam, import_onnxruntime
 from polyp_sam_hf.models.segmenter import PolypSegmenter, to_mask
@@ -58,17 +54,14 @@ def export_graphs(model: torch.nn.Module, folder: Path) -> list[Path]:
     pixels = torch.zeros(1, 3, side, side)
     with torch.no_grad():
         embeddings, positional = EncoderGraph(model)(pixels)
-    encoder_file, decoder_file = folder / graph_file(ENCODER), folder / graph_file(DECODER)
-    encoder_file.parent.mkdir(parents=True, exist_ok=True)
-    _trace(EncoderGraph(model), (pixels,), encoder_file, ENCODER_INPUTS, ENCODER_OUTPUTS, None)
+    (folder / ONNX_DIR).mkdir(parents=True, exist_ok=True)
+    encoder_file = _trace(EncoderGraph(model), (pixels,), folder, ENCODER, None)
     k, n = torch.export.Dim("prompts"), torch.export.Dim("points")
     example = (embeddings, positional, torch.full((1, 2, 3, 2), side / 2), torch.tensor([[[1, 2, 3], [0, 2, 3]]]),
                torch.zeros(1, 1, grid, grid), torch.zeros(1))
     dynamic = {"image_embeddings": None, "image_positional_embeddings": None, "input_points": {1: k, 2: n},
                "input_labels": {1: k, 2: n}, "input_masks": None, "has_input_masks": None}
-    _trace(DecoderGraph(model), example, decoder_file, DECODER_INPUTS + DECODER_OPTIONAL_INPUTS, DECODER_OUTPUTS,
-           dynamic)
-    return [encoder_file, decoder_file]
+    return [encoder_file, _trace(DecoderGraph(model), example, folder, DECODER, dynamic)]
 
 
 def with_defaults(decoder_file: Path, grid: int) -> None:
@@ -94,9 +87,9 @@ def quantize_graphs(folder: Path) -> list[Path]:
     level = root.level
     root.setLevel(logging.ERROR)  # the quantizer logs advice to the root logger for every graph
     try:
-        for part in (ENCODER, DECODER):
-            target = folder / graph_file(part, quantized=True)
-            quantize_dynamic(str(folder / graph_file(part)), str(target), weight_type=QuantType.QInt8,
+        for layout in GRAPHS:
+            target = folder / layout.file(quantized=True)
+            quantize_dynamic(str(folder / layout.file()), str(target), weight_type=QuantType.QInt8,
                              per_channel=True, op_types_to_quantize=["MatMul"])
             written.append(target)
     finally:
@@ -170,7 +163,7 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path | None = None, quanti
             quantize_graphs(work)
         config = model.config.prompt_encoder_config
         for quantized in (False, True) if quantize else (False,):
-            with_defaults(work / graph_file(DECODER, quantized), 4 * (config.image_size // config.patch_size))
+            with_defaults(work / DECODER.file(quantized), 4 * (config.image_size // config.patch_size))
         for quantized in (False, True) if quantize else (False,):
             worst = check_graphs(source, work, quantized, shown_as or out_dir)
             logger.info("ONNX %s graphs agree with PyTorch (worst %.3g)", "int8" if quantized else "float32", worst)
@@ -193,15 +186,18 @@ def _import_onnx():
     return onnx
 
 
-def _trace(graph: torch.nn.Module, example: tuple, target: Path, inputs: tuple[str, ...], outputs: tuple[str, ...],
-           dynamic: dict | None) -> None:
-    """torch.onnx.export (the torch.export-based exporter), with the part that failed named."""
+def _trace(graph: torch.nn.Module, example: tuple, folder: Path, layout: GraphLayout, dynamic: dict | None) -> Path:
+    """torch.onnx.export (the torch.export-based exporter) to `folder`'s file of `layout`, with the part
+    that failed named."""
     graph.eval()  # the wrapper too, not only the model inside it
+    target = folder / layout.file()
     try:
-        torch.onnx.export(graph, example, str(target), input_names=list(inputs), output_names=list(outputs),
+        torch.onnx.export(graph, example, str(target), input_names=list(layout.all_inputs),
+                          output_names=list(layout.outputs),
                           dynamic_shapes=dynamic, dynamo=True, opset_version=18, external_data=False,
                           verbose=False)
     except Exception as error:  # the exporter's own error types, with pages of trace
         part = "image encoder" if isinstance(graph, EncoderGraph) else "prompt encoder and mask decoder"
         first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
         raise ExportCheckError(f"The model's {part} cannot be traced to ONNX: {first[:300]}") from None
+    return target
