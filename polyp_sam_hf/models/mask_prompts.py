@@ -19,6 +19,7 @@ import torch
 
 from polyp_sam_hf.core.errors import ConfigError
 from polyp_sam_hf.core.registry import lookup
+from polyp_sam_hf.core.wrappers import unwrap
 from polyp_sam_hf.data.prompts import inside_inscribed_ellipse
 
 CONFIG_KEY = "polyp_sam_mask_prompt"
@@ -55,9 +56,7 @@ MASK_PROMPTS: dict[str, MaskPromptFn] = {"none": no_mask_prompt, "ellipse": elli
 
 def unwrap_config(model: torch.nn.Module):
     """The `SamConfig` of a model, also when Accelerate or DDP wrapped it (`.module`)."""
-    while not hasattr(model, "config") and hasattr(model, "module"):
-        model = model.module
-    return model.config
+    return unwrap(model, "config").config
 
 
 def mask_prompt_name(model: torch.nn.Module) -> str:

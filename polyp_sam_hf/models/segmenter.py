@@ -33,6 +33,7 @@ from transformers import SamImageProcessor, SamProcessor
 from polyp_sam_hf.core.errors import ConfigError
 from polyp_sam_hf.core.registry import lookup
 from polyp_sam_hf.core.threads import flush_denormal_floats
+from polyp_sam_hf.core.wrappers import unwrap
 from polyp_sam_hf.data.clicks import nearest_box
 from polyp_sam_hf.data.preprocessing import Preprocessing, normalize_pixels, scale_boxes, scale_points
 from polyp_sam_hf.data.prompts import AUTO_BOX_MARGIN, MIN_POLYP_AREA, PromptMode, component_boxes, grow_box
@@ -124,9 +125,7 @@ def encoder_inputs(batch: dict) -> dict:
 
 def sam_of(model: torch.nn.Module) -> torch.nn.Module:
     """The SAM inside Accelerate's or DDP's wrapper, and inside PEFT's: what `get_image_embeddings` is on."""
-    while not hasattr(model, "get_image_embeddings") and hasattr(model, "module"):
-        model = model.module
-    return model
+    return unwrap(model, "get_image_embeddings")
 
 
 def shared_embeddings(model: torch.nn.Module, batch: dict) -> dict:
