@@ -5,7 +5,9 @@ per step that correction rounds add.
 
 - Per click (issue target: at most 50 ms for MobileSAM on a 2-core CPU): the prompt encoder and mask
   decoder on the frame's stored embedding with the clicks so far and the previous low-resolution
-  logits, then the logits at the frame's size (`PolypSegmenter.session_logits` one click longer);
+  logits, then the logits at the frame's size (`PolypSegmenter.session_logits` one click longer),
+  the model as `from_pretrained` loads it, and beside it with PyTorch's default memory layout
+  (`upscale_channels_last` undone);
   and the app's whole answer to a click (`gradio_demo.segment`: the round, the mask, the overlay,
   the PNG), its embedding and earlier rounds memoised as the app keeps them.
 - Per training step: the decoder strategy on cached embeddings (`--batch` frames of MobileSAM's
@@ -29,7 +31,7 @@ from PIL import Image
 
 from polyp_sam_hf.models.convert import get_arch
 from polyp_sam_hf.models.modeling_tinyvit_sam import TinyViTSamModel
-from polyp_sam_hf.models.segmenter import PolypSegmenter
+from polyp_sam_hf.models.segmenter import PolypSegmenter, upscale_channels_last
 from polyp_sam_hf.publishing.gradio_demo import EmbeddingMemo, add_click, segment
 from polyp_sam_hf.training.config import DataArguments
 from polyp_sam_hf.training.interactive import PromptRounds
@@ -43,28 +45,38 @@ CLICKS = [(285, 250, 1), (160, 130, 0), (400, 360, 0), (300, 140, 1), (200, 330,
           (410, 130, 0), (170, 370, 0), (280, 300, 1), (350, 250, 1), (220, 200, 1)]
 
 
-def _mobile_sam() -> PolypSegmenter:
+def _mobile_sam(default_layout: bool = False) -> PolypSegmenter:
+    """MobileSAM as `PolypSegmenter.from_pretrained` loads it (its upscaling in channels-last memory),
+    or with PyTorch's default layout throughout."""
     torch.manual_seed(0)
     arch = get_arch("mobile-sam")
-    return PolypSegmenter(TinyViTSamModel(arch.config()).eval(), arch.processor(), device="cpu")
+    model = TinyViTSamModel(arch.config()).eval()
+    return PolypSegmenter(model if default_layout else upscale_channels_last(model), arch.processor(), device="cpu")
+
+
+def _one_click(segmenter: PolypSegmenter, embedded, k: int) -> float:
+    """Seconds for click k + 1 of a session whose first k rounds are kept: one decoder call."""
+    rounds: dict = {}
+    segmenter.session_logits(embedded, [BOX], CLICKS[:k], rounds=rounds)  # the session so far, kept
+    start = time.perf_counter()
+    segmenter.session_logits(embedded, [BOX], CLICKS[:k + 1], rounds=rounds)
+    return time.perf_counter() - start
 
 
 def click_costs(repeats: int) -> dict:
     """Milliseconds one more click costs, after k = 0 .. len(CLICKS) - 1 clicks beside the box (the
-    fastest of `repeats` for each k, then the median and the worst over k)."""
-    segmenter = _mobile_sam()
+    fastest of `repeats` for each k, then the median and the worst over k); the decoder's median
+    with PyTorch's default memory layout beside it, interleaved with the loaded layout's."""
+    segmenter, default = _mobile_sam(), _mobile_sam(default_layout=True)
     frame = Image.fromarray(np.random.default_rng(0).integers(0, 255, (*FRAME, 3), dtype=np.uint8))
     embedded = segmenter.embed(frame)
     out = tempfile.mkdtemp()
-    decoder, app = [], []
+    decoder, app, decoder_default = [], [], []
     for k in range(len(CLICKS)):
-        best_decoder = best_app = float("inf")
+        best_decoder = best_app = best_default = float("inf")
         for _ in range(repeats):
-            rounds: dict = {}
-            segmenter.session_logits(embedded, [BOX], CLICKS[:k], rounds=rounds)  # the session so far, kept
-            start = time.perf_counter()
-            segmenter.session_logits(embedded, [BOX], CLICKS[:k + 1], rounds=rounds)  # one decoder call
-            best_decoder = min(best_decoder, time.perf_counter() - start)
+            best_decoder = min(best_decoder, _one_click(segmenter, embedded, k))
+            best_default = min(best_default, _one_click(default, embedded, k))
             memo = EmbeddingMemo(segmenter)
             text = ""
             for click in CLICKS[:k]:
@@ -74,10 +86,13 @@ def click_costs(repeats: int) -> dict:
             segment(segmenter, frame, ",".join(map(str, BOX)), out, memo, add_click(text, *CLICKS[k]))
             best_app = min(best_app, time.perf_counter() - start)
         decoder.append(1000 * best_decoder)
+        decoder_default.append(1000 * best_default)
         app.append(1000 * best_app)
     return {"frame": f"{FRAME[1]} x {FRAME[0]}", "clicks": len(CLICKS),
             "decoder_ms_per_click_median": round(float(np.median(decoder)), 1),
             "decoder_ms_per_click_worst": round(max(decoder), 1),
+            "decoder_ms_per_click_median_default_layout": round(float(np.median(decoder_default)), 1),
+            "default_layout_over_loaded": round(float(np.median(decoder_default) / np.median(decoder)), 2),
             "app_ms_per_click_median": round(float(np.median(app)), 1),
             "app_ms_per_click_worst": round(max(app), 1),
             "decoder_ms_by_clicks_before": [round(v, 1) for v in decoder]}
