@@ -7,7 +7,7 @@ per step that correction rounds add.
   decoder on the frame's stored embedding with the clicks so far and the previous low-resolution
   logits, then the logits at the frame's size (`PolypSegmenter.session_logits` one click longer),
   the model as `from_pretrained` loads it, and beside it with PyTorch's default memory layout
-  (`upscale_channels_last` undone);
+  (without `decoder_memory_layout`);
   and the app's whole answer to a click (`gradio_demo.segment`: the round, the mask, the overlay,
   the PNG), its embedding and earlier rounds memoised as the app keeps them.
 - Per training step: the decoder strategy on cached embeddings (`--batch` frames of MobileSAM's
@@ -31,7 +31,7 @@ from PIL import Image
 
 from polyp_sam_hf.models.convert import get_arch
 from polyp_sam_hf.models.modeling_tinyvit_sam import TinyViTSamModel
-from polyp_sam_hf.models.segmenter import PolypSegmenter, upscale_channels_last
+from polyp_sam_hf.models.segmenter import PolypSegmenter, decoder_memory_layout
 from polyp_sam_hf.publishing.gradio_demo import EmbeddingMemo, add_click, segment
 from polyp_sam_hf.training.config import DataArguments
 from polyp_sam_hf.training.interactive import PromptRounds
@@ -46,12 +46,12 @@ CLICKS = [(285, 250, 1), (160, 130, 0), (400, 360, 0), (300, 140, 1), (200, 330,
 
 
 def _mobile_sam(default_layout: bool = False) -> PolypSegmenter:
-    """MobileSAM as `PolypSegmenter.from_pretrained` loads it (its upscaling in channels-last memory),
+    """MobileSAM as `PolypSegmenter.from_pretrained` loads it (its mask decoder in the faster memory layout),
     or with PyTorch's default layout throughout."""
     torch.manual_seed(0)
     arch = get_arch("mobile-sam")
     model = TinyViTSamModel(arch.config()).eval()
-    return PolypSegmenter(model if default_layout else upscale_channels_last(model), arch.processor(), device="cpu")
+    return PolypSegmenter(model if default_layout else decoder_memory_layout(model), arch.processor(), device="cpu")
 
 
 def _one_click(segmenter: PolypSegmenter, embedded, k: int) -> float:

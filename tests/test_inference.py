@@ -136,9 +136,10 @@ def test_boxes_json_one_flat_box_is_read(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["tiny-sam", "micro-tinyvit-sam-test"])
-def test_a_loaded_model_upscales_in_channels_last_with_the_same_logits(name):
-    """`from_pretrained` puts the mask decoder's transposed convolutions in channels-last memory (a
-    faster CPU kernel); the logits stay those of PyTorch's default layout."""
+def test_a_loaded_model_decodes_in_channels_last_with_the_same_logits(name):
+    """`from_pretrained` puts the mask decoder's transposed convolutions and the image tokens of its
+    two-way transformer in channels-last memory (faster on a CPU); the logits stay those of PyTorch's
+    default layout."""
     import torch
     from torch.nn import ConvTranspose2d
 
@@ -147,6 +148,11 @@ def test_a_loaded_model_upscales_in_channels_last_with_the_same_logits(name):
     fast = PolypSegmenter.from_pretrained(name, device="cpu")
     convs = [m for m in fast.model.mask_decoder.modules() if isinstance(m, ConvTranspose2d)]
     assert len(convs) == 2 and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+    seen = []
+    fast.model.mask_decoder.transformer.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append([kwargs[k].is_contiguous(memory_format=torch.channels_last)
+                                                  for k in ("image_embeddings", "image_positional_embeddings")]),
+        with_kwargs=True)
     plain = PolypSegmenter(*load_model_and_processor(name), device="cpu")
     assert all(m.weight.is_contiguous() for m in plain.model.mask_decoder.modules() if isinstance(m, ConvTranspose2d))
     frame = np.random.default_rng(0).integers(0, 255, (120, 150, 3), dtype=np.uint8)
@@ -154,4 +160,5 @@ def test_a_loaded_model_upscales_in_channels_last_with_the_same_logits(name):
     box, clicks = [[20, 30, 110, 100]], [(60, 60, 1), (25, 35, 0)]
     expected = plain.session_logits(embedded, box, clicks)
     got = fast.session_logits(embedded, box, clicks)
+    assert seen and all(all(layouts) for layouts in seen)
     assert torch.allclose(got, expected, rtol=1e-5, atol=1e-5 * float(expected.abs().max()))
