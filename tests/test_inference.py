@@ -144,10 +144,13 @@ def test_a_loaded_model_decodes_in_channels_last_with_the_same_logits(name):
     from torch.nn import ConvTranspose2d
 
     from polyp_sam_hf.models.loading import load_model_and_processor
+    from polyp_sam_hf.models.segmenter import decoder_memory_layout
 
     fast = PolypSegmenter.from_pretrained(name, device="cpu")
     convs = [m for m in fast.model.mask_decoder.modules() if isinstance(m, ConvTranspose2d)]
     assert len(convs) == 2 and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+    decoder_memory_layout(fast.model)  # a second time adds no second hook
+    assert len(fast.model.mask_decoder.transformer._forward_pre_hooks) == 1
     seen = []
     fast.model.mask_decoder.transformer.register_forward_pre_hook(
         lambda module, args, kwargs: seen.append([kwargs[k].is_contiguous(memory_format=torch.channels_last)

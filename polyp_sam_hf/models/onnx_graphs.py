@@ -46,12 +46,14 @@ class GraphLayout:
 
     Args:
         part: the file's stem in `onnx/` (transformers.js's name for the graph).
+        title: the model parts it holds, in words (for messages).
         inputs: the inputs every runtime passes, in order.
         outputs: the outputs, in order.
         optional: inputs after `inputs` that have a default inside the graph (an initializer of the same name).
     """
 
     part: str
+    title: str
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     optional: tuple[str, ...] = ()
@@ -65,8 +67,9 @@ class GraphLayout:
         return self.inputs + self.optional
 
 
-ENCODER = GraphLayout("vision_encoder", ("pixel_values",), ("image_embeddings", "image_positional_embeddings"))
-DECODER = GraphLayout("prompt_encoder_mask_decoder",
+ENCODER = GraphLayout("vision_encoder", "image encoder", ("pixel_values",),
+                      ("image_embeddings", "image_positional_embeddings"))
+DECODER = GraphLayout("prompt_encoder_mask_decoder", "prompt encoder and mask decoder",
                       ("image_embeddings", "image_positional_embeddings", "input_points", "input_labels"),
                       ("iou_scores", "pred_masks"), optional=("input_masks", "has_input_masks"))
 GRAPHS = (ENCODER, DECODER)

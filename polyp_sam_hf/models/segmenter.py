@@ -285,13 +285,16 @@ def decoder_memory_layout(model: torch.nn.Module) -> torch.nn.Module:
     is several times faster than the default layout's, and its two-way transformer takes the image
     embeddings as channels-last (`_tokens_contiguous`). A correction click on a stored embedding is
     mostly the mask decoder (benchmarks/clicks.py). For models loaded to predict; a model being trained
-    keeps the default layout, its checkpoints as transformers writes them.
+    keeps the default layout, its checkpoints as transformers writes them. Laying out a model twice
+    changes nothing more.
     """
     decoder = model.mask_decoder
     for module in decoder.modules():
         if isinstance(module, torch.nn.ConvTranspose2d):
             module.to(memory_format=torch.channels_last)
-    decoder.transformer.register_forward_pre_hook(_tokens_contiguous, with_kwargs=True)
+    if getattr(decoder.transformer, "_tokens_contiguous_hook", None) is None:
+        decoder.transformer._tokens_contiguous_hook = decoder.transformer.register_forward_pre_hook(
+            _tokens_contiguous, with_kwargs=True)
     return model
 
 

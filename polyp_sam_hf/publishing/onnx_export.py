@@ -197,7 +197,6 @@ def _trace(graph: torch.nn.Module, example: tuple, folder: Path, layout: GraphLa
                           dynamic_shapes=dynamic, dynamo=True, opset_version=18, external_data=False,
                           verbose=False)
     except Exception as error:  # the exporter's own error types, with pages of trace
-        part = "image encoder" if isinstance(graph, EncoderGraph) else "prompt encoder and mask decoder"
         first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
-        raise ExportCheckError(f"The model's {part} cannot be traced to ONNX: {first[:300]}") from None
+        raise ExportCheckError(f"The model's {layout.title} cannot be traced to ONNX: {first[:300]}") from None
     return target
