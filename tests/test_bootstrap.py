@@ -69,3 +69,25 @@ def test_the_model_against_a_baseline_of_the_same_evaluation(tmp_path):
                      "--output_file", str(out)]) == 0
     result = json.loads(out.read_text())["groups"]["kvasir"]
     assert (result["dice_a"], result["dice_b"], result["difference_95"]) == (0.8, 0.9, [0.1, 0.1])
+
+
+def test_an_evaluation_with_clicks_compares_the_rows_of_the_clicks_asked_for(tmp_path):
+    """`evaluate --clicks` writes a row per frame after 0, 1, 2, 3, 5 and 10 clicks from the box: the
+    prompt alone is the default, and one folder against itself gives what a correction click adds."""
+    folder = tmp_path / "clicks"
+    folder.mkdir()
+    lines = [HEADER + ",clicks"]
+    for i in range(6):
+        for clicks in (0, 1, 2, 3, 5, 10):
+            dice = 0.8 + 0.01 * clicks + 0.001 * i
+            lines.append(f"kvasir,{i},model,box,0.0,{dice},{dice},False,1,1,0,1,{clicks}")
+    (folder / "per_image.csv").write_text("\n".join(lines) + "\n")
+    assert read_frame_scores(folder) == {("kvasir", str(i)): pytest.approx(0.8 + 0.001 * i) for i in range(6)}
+    out = tmp_path / "r.json"
+    assert cli_main(["bootstrap", str(folder), str(folder), "--clicks_b", "1", "--resamples", "100",
+                     "--output_file", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert (result["clicks_a"], result["clicks_b"]) == (0, 1)
+    assert result["groups"]["kvasir"]["difference_95"] == [0.01, 0.01] and result["groups"]["kvasir"]["b_better"] == 6
+    with pytest.raises(DataError, match="after 4 clicks"):
+        read_frame_scores(folder, clicks=4)

@@ -2,6 +2,7 @@
 
     polyp-sam bootstrap eval/zero-shot eval/fine-tuned [--group_by sequence] [--output_file result.json]
     polyp-sam bootstrap eval/fine-tuned eval/fine-tuned --method_a ellipse     # the model against the ellipse
+    polyp-sam bootstrap eval/clicks eval/clicks --clicks_b 1   # the box, then one correction click, against the box
 
 Per dataset (or per video study) it prints the mean Dice of A and B, the mean of B - A with its 95%
 interval, how many frames B scores better and worse, and the 95% interval of B's own mean
@@ -28,6 +29,10 @@ class BootstrapArguments:
     method_b: str = field(default="model", metadata={"help": "B's method (give one folder twice to compare the model "
                                                              "with a baseline on the same boxes)"})
     prompt_mode: str = field(default="box", metadata={"help": "the prompt mode whose rows are compared"})
+    clicks_a: int = field(default=0, metadata={"help": "A's rows after this many evaluation clicks from the prompt "
+                                                       "(an evaluation with --clicks); 0: the prompt alone"})
+    clicks_b: int = field(default=0, metadata={"help": "B's clicks (one folder twice, --clicks_b 1: what the first "
+                                                       "correction click adds to the box)"})
     group_by: str = field(default="dataset", metadata={"help": "one row per dataset, or per video study (sequence) "
                                                                "of the datasets that record them",
                                                        "choices": list(GROUPINGS)})
@@ -44,14 +49,19 @@ class BootstrapArguments:
 
 def run(args: BootstrapArguments) -> int:
     a, b = args.evaluations
-    result = paired_bootstrap(read_frame_scores(a, args.method_a, args.prompt_mode),
-                              read_frame_scores(b, args.method_b, args.prompt_mode), args.resamples, args.seed,
-                              args.group_by)
-    print(bootstrap_markdown(result, f"{a} ({args.method_a})", f"{b} ({args.method_b})"))
+    result = paired_bootstrap(read_frame_scores(a, args.method_a, args.prompt_mode, args.clicks_a),
+                              read_frame_scores(b, args.method_b, args.prompt_mode, args.clicks_b), args.resamples,
+                              args.seed, args.group_by)
+    print(bootstrap_markdown(result, _named(a, args.method_a, args.clicks_a), _named(b, args.method_b, args.clicks_b)))
     if args.output_file:
         args.output_file.write_text(json.dumps({"a": str(a), "b": str(b), "method_a": args.method_a,
-                                                "method_b": args.method_b,
+                                                "method_b": args.method_b, "clicks_a": args.clicks_a,
+                                                "clicks_b": args.clicks_b,
                                                 "prompt_mode": args.prompt_mode, "group_by": args.group_by,
                                                 "resamples": args.resamples, "seed": args.seed, "groups": result},
                                                indent=1) + "\n")
     return 0
+
+
+def _named(folder: Path, method: str, clicks: int) -> str:
+    return f"{folder} ({method}{f', {clicks} clicks' if clicks else ''})"

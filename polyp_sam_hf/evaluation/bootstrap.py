@@ -33,11 +33,15 @@ def _study(frame: Frame) -> str:
 GROUPINGS: dict[str, Callable[[Frame], str]] = {"dataset": lambda frame: frame[0], "sequence": _study}
 
 
-def read_frame_scores(folder: str | Path, method: str = "model", prompt_mode: str = "box") -> dict[Frame, float]:
+def read_frame_scores(folder: str | Path, method: str = "model", prompt_mode: str = "box",
+                      clicks: int = 0) -> dict[Frame, float]:
     """{(source, image id): Dice} of one method and prompt mode at no box jitter, from `folder`/per_image.csv.
 
+    `clicks`: the rows after that many evaluation clicks from the prompt (`evaluate --clicks` writes one
+    row per frame for each of 1, 2, 3, 5 and 10 beside the prompt's own, 0; files without clicks hold 0 only).
+
     Raises:
-        DataError: no per_image.csv there, or no row of that method and mode.
+        DataError: no per_image.csv there, or no row of that method, mode and clicks.
     """
     path = Path(folder) / "per_image.csv"
     if not path.is_file():
@@ -46,10 +50,12 @@ def read_frame_scores(folder: str | Path, method: str = "model", prompt_mode: st
     with path.open(newline="") as f:
         for row in csv.DictReader(f):
             if (row["method"] == method and current_prompt_mode_name(row["prompt_mode"]) == prompt_mode
-                    and float(row["box_jitter"]) == 0 and row["empty_mask"] != "True"):
+                    and float(row["box_jitter"]) == 0 and row["empty_mask"] != "True"
+                    and int(row.get("clicks") or 0) == clicks):
                 scores[row["source"], row["image_id"]] = float(row["dice"])
     if not scores:
-        raise DataError(f"{path} has no rows of method {method!r} with prompt mode {prompt_mode!r}.")
+        after = f" after {clicks} clicks" if clicks else ""
+        raise DataError(f"{path} has no rows of method {method!r} with prompt mode {prompt_mode!r}{after}.")
     return scores
 
 
