@@ -234,7 +234,7 @@ def test_onnx_runtime_runs_every_gelu_of_the_exported_graphs_as_one_kernel(mobil
     """The export writes each exact GELU in the order ONNX Runtime fuses (`gelu_in_fused_order`): in the
     graphs ONNX Runtime makes of the four files, no Erf is left and a Gelu stands for each (TinyViT's
     23 and the decoder's 4); the exporter's own order leaves them unfused, element-wise passes that
-    were about 40% of the int8 encoder's time."""
+    cost the int8 encoder about 30% of its time."""
     import onnx
     import onnxruntime as ort
 

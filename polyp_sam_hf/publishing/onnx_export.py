@@ -208,8 +208,8 @@ def gelu_in_fused_order(graph_file: Path) -> int:
 
     The exporter spells GELU in plain ONNX as `x * (0.5 * (1 + erf(x / sqrt 2)))`; ONNX Runtime's
     fusion knows `(x * (1 + erf(x / sqrt 2))) * 0.5`, the same product in another order. Unfused,
-    its four element-wise passes (Erf, Add, two Muls, and the Div) were about 40% of MobileSAM's int8
-    image encoder on a CPU (benchmarks/onnx_runtime.py gives the times). Only the two Muls' inputs
+    its five element-wise passes (Div, Erf, Add, two Muls) cost MobileSAM's int8 image encoder about
+    30% of its time on a CPU (benchmarks/onnx_runtime.py gives the times). Only the two Muls' inputs
     change: the file stays plain ONNX for any runtime, and the check after export compares its logits
     with PyTorch's as before.
 
