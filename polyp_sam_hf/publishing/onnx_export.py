@@ -48,7 +48,8 @@ INT8_MIN_DICE = 0.99
 
 
 def export_graphs(model: torch.nn.Module, folder: Path) -> list[Path]:
-    """Trace `model` into `folder/onnx/`: the float32 graphs (`with_defaults` comes after quantizing)."""
+    """Trace `model` into `folder/onnx/`: the float32 graphs, each GELU in the order ONNX Runtime fuses
+    (`with_defaults` comes after quantizing)."""
     config = model.config.prompt_encoder_config
     side, grid = config.image_size, 4 * (config.image_size // config.patch_size)
     pixels = torch.zeros(1, 3, side, side)
@@ -61,7 +62,10 @@ def export_graphs(model: torch.nn.Module, folder: Path) -> list[Path]:
                torch.zeros(1, 1, grid, grid), torch.zeros(1))
     dynamic = {"image_embeddings": None, "image_positional_embeddings": None, "input_points": {1: k, 2: n},
                "input_labels": {1: k, 2: n}, "input_masks": None, "has_input_masks": None}
-    return [encoder_file, _trace(DecoderGraph(model), example, folder, DECODER, dynamic)]
+    files = [encoder_file, _trace(DecoderGraph(model), example, folder, DECODER, dynamic)]
+    for graph_file in files:
+        gelu_in_fused_order(graph_file)
+    return files
 
 
 def with_defaults(decoder_file: Path, grid: int) -> None:
@@ -199,7 +203,6 @@ def _trace(graph: torch.nn.Module, example: tuple, folder: Path, layout: GraphLa
     except Exception as error:  # the exporter's own error types, with pages of trace
         first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
         raise ExportCheckError(f"The model's {layout.title} cannot be traced to ONNX: {first[:300]}") from None
-    gelu_in_fused_order(target)
     return target
 
 
