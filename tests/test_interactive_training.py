@@ -117,3 +117,23 @@ def test_best_weights_by_box_and_clicks(prepared_demo, tmp_path):
     best = max(records, key=lambda r: r["val_box_and_clicks"])
     assert (result["best_step"], result["best_metric"]) == (best["step"], "box_and_clicks")
     assert result["best_dice"] == pytest.approx(best["val_box_and_clicks"])
+
+
+def test_prompt_decoder_strategy_trains_the_click_embeddings_beside_the_decoder(prepared_demo, tmp_path):
+    """`--strategy prompt-decoder`: against the same run with `decoder`, the image encoder is the same
+    (frozen, embeddings cached) while the positive and negative click embeddings and the mask-prompt
+    convolutions have learned."""
+    from safetensors.torch import load_file
+
+    weights = {}
+    for strategy in ("decoder", "prompt-decoder"):
+        _run(prepared_demo, tmp_path / strategy, "--strategy", strategy, "--max_train_steps", "2",
+             "--eval_steps", "100", "--cache_dir", str(tmp_path / "cache"))
+        state = load_file(str(tmp_path / strategy / "checkpoints" / "step-0000002" / "model.safetensors"))
+        weights[strategy] = {k.removeprefix("module."): v for k, v in state.items()}  # PromptRounds' `.module`
+    a, b = weights["decoder"], weights["prompt-decoder"]
+    for key in (k for k in a if k.startswith("vision_encoder.")):
+        torch.testing.assert_close(a[key], b[key], atol=0, rtol=0, msg=key)
+    for key in ("prompt_encoder.point_embed.0.weight", "prompt_encoder.point_embed.1.weight",
+                "prompt_encoder.mask_embed.conv1.weight"):
+        assert not torch.equal(a[key], b[key]), key

@@ -125,7 +125,7 @@ def _module_params(model, prefix):
     return sum(p.numel() for n, p in model.named_parameters() if n.startswith(prefix))
 
 
-@pytest.mark.parametrize("name", ["decoder", "full", "lora"])
+@pytest.mark.parametrize("name", ["decoder", "prompt-decoder", "full", "lora"])
 def test_strategy_trainable_counts(name):
     model, _ = load_model_and_processor("micro-sam-test")
     base_decoder = _module_params(model, "mask_decoder.")
@@ -136,6 +136,9 @@ def test_strategy_trainable_counts(name):
     trainable, total = count_parameters(model)
     if name == "decoder":
         assert trainable == base_decoder
+    elif name == "prompt-decoder":
+        assert trainable == base_decoder + _module_params(model, "prompt_encoder.") > base_decoder
+        assert not any(p.requires_grad for n, p in model.named_parameters() if n.startswith("vision_encoder."))
     elif name == "full":
         assert trainable == base_decoder + encoder_and_prompt
     else:

@@ -1,4 +1,5 @@
-"""What fine-tuning trains: the paper's two strategies and LoRA, a registry by name.
+"""What fine-tuning trains: the paper's two strategies, the prompt encoder with the decoder, and LoRA,
+a registry by name.
 
 A strategy sets `requires_grad` on a loaded SAM (and may wrap it) and returns the model to train.
 LoRA wraps the model in PEFT's `PeftModel`, so that PEFT also merges the adapters back into the
@@ -45,6 +46,11 @@ def _decoder_only(model: torch.nn.Module, **_) -> torch.nn.Module:
     return model
 
 
+def _prompt_and_decoder(model: torch.nn.Module, **_) -> torch.nn.Module:
+    _set_trainable(model, ("prompt_encoder.", "mask_decoder."))
+    return model
+
+
 def _full(model: torch.nn.Module, **_) -> torch.nn.Module:
     _set_trainable(model, ("vision_encoder.", "prompt_encoder.", "mask_decoder."))
     return model
@@ -71,6 +77,8 @@ def _lora(model: torch.nn.Module, lora_rank: int = 8, lora_alpha: int = 16, **_)
 STRATEGIES: dict[str, Strategy] = by_name(
     Strategy("decoder", "mask decoder trained, image and prompt encoders frozen (paper's 1)",
              _decoder_only, True),
+    Strategy("prompt-decoder", "prompt encoder and mask decoder trained, image encoder frozen (embeddings "
+             "computed once): the click and mask-prompt embeddings learn with the decoder", _prompt_and_decoder, True),
     Strategy("full", "image encoder, prompt encoder and mask decoder trained (paper's 2)",
              _full, False),
     Strategy("lora", "LoRA on the image encoder's attention, mask decoder trained fully",
