@@ -16,7 +16,7 @@ onnx = pytest.importorskip("onnx")
 
 from polyp_sam_hf.core.errors import ConfigError, ExportCheckError, ModelLoadError
 from polyp_sam_hf.models.loading import load_model_and_processor
-from polyp_sam_hf.models.onnx_graphs import DECODER, ENCODER
+from polyp_sam_hf.models.onnx_graphs import DECODER, ENCODER, SingleMaskDecoder
 from polyp_sam_hf.models.onnx_runtime import OnnxSam
 from polyp_sam_hf.models.segmenter import PolypSegmenter, to_mask
 from polyp_sam_hf.publishing.onnx_export import check_graphs, export_graphs, export_onnx, probe_frames
@@ -232,9 +232,9 @@ def test_mobile_sam_export_int8_and_float32_agree_with_pytorch_on_a_real_frame(m
 
 def test_onnx_runtime_runs_every_gelu_of_the_exported_graphs_as_one_kernel(mobile_sam_upload, tmp_path):
     """The export writes each exact GELU in the order ONNX Runtime fuses (`gelu_in_fused_order`): in the
-    graphs ONNX Runtime makes of the four files, no Erf is left and a Gelu stands for each (TinyViT's
-    23 and the decoder's 4); the exporter's own order leaves them unfused, element-wise passes that
-    cost the int8 encoder about 30% of its time."""
+    graphs ONNX Runtime makes of the four files, no Erf is left and a Gelu (or BiasGelu, the bias
+    added in the same kernel) stands for each (TinyViT's 23 and the decoder's 4); the exporter's own
+    order leaves them unfused, element-wise passes that cost the int8 encoder about 30% of its time."""
     import onnx
     import onnxruntime as ort
 
@@ -244,7 +244,32 @@ def test_onnx_runtime_runs_every_gelu_of_the_exported_graphs_as_one_kernel(mobil
         ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
         ops = [node.op_type for node in onnx.load(str(tmp_path / graph.name)).graph.node]
         written = [node.op_type for node in onnx.load(str(graph)).graph.node]
-        assert ops.count("Erf") == 0 and ops.count("Gelu") == written.count("Erf") > 0, graph.name
+        gelus = ops.count("Gelu") + ops.count("BiasGelu")
+        assert ops.count("Erf") == 0 and gelus == written.count("Erf") > 0, graph.name
+
+
+@pytest.mark.parametrize("name", ["tiny-sam", "micro-tinyvit-sam-test"])
+def test_the_graphs_mask_decoder_is_transformers_single_mask_decoder(name):
+    """`SingleMaskDecoder` (the decoder graph's channels-last upscaling) gives transformers'
+    `SamMaskDecoder(multimask_output=False)`'s logits and IoU for several prompts of a frame: a block
+    put in the wrong place, a weight in the wrong order or the wrong mask token would not."""
+    model, _ = load_model_and_processor(name)
+    model.eval()
+    config = model.config.prompt_encoder_config
+    side, channels = config.image_size // config.patch_size, config.hidden_size
+    generator = torch.Generator().manual_seed(0)
+    embeddings = torch.randn(1, channels, side, side, generator=generator)
+    sparse = torch.randn(1, 3, 4, channels, generator=generator)
+    dense = torch.randn(1, channels, side, side, generator=generator)
+    positional = model.get_image_wide_positional_embeddings()
+    with torch.no_grad():
+        expected = model.mask_decoder(image_embeddings=embeddings, image_positional_embeddings=positional,
+                                      sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                                      multimask_output=False)
+        got = SingleMaskDecoder(model.mask_decoder)(embeddings, positional, sparse, dense)
+    assert got[0].shape == expected[0].shape == (1, 3, 1, 4 * side, 4 * side)
+    assert relative_gap(expected[0], got[0]) < 1e-5
+    torch.testing.assert_close(got[1], expected[1])
 
 
 def test_export_graphs_names_the_part_that_cannot_be_traced(tiny_export, tmp_path, monkeypatch):

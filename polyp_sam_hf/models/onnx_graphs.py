@@ -32,6 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from polyp_sam_hf.models.mask_prompts import MASK_PROMPTS, mask_prompt_name, unwrap_config
 
@@ -88,6 +89,63 @@ class EncoderGraph(torch.nn.Module):
         return embeddings, positional
 
 
+def _channels_last(conv: torch.nn.ConvTranspose2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """A kernel-r, stride-r transposed convolution as one matrix product on channels-last pixels:
+    (C_in, r * r * C_out) weights and their bias, columns in (p, q, o) order, so that `x @ W + b`
+    reshaped to (..., r, r, C_out) is output channel o at offset (p, q) of the pixel's r x r block."""
+    r = conv.stride[0]
+    if tuple(conv.kernel_size) != (r, r) or tuple(conv.padding) != (0, 0):
+        raise ValueError(f"not a kernel-{r}, stride-{r} transposed convolution without padding: {conv}")
+    c_in = conv.weight.shape[0]
+    weight = conv.weight.detach().permute(0, 2, 3, 1).reshape(c_in, -1)  # (c, o, p, q) -> (c, (p, q, o))
+    return weight.clone(), conv.bias.detach().repeat(r * r).clone()
+
+
+class SingleMaskDecoder(torch.nn.Module):
+    """transformers' `SamMaskDecoder` with `multimask_output=False`, its 4x upscaling written for ONNX
+    Runtime: the same sums, in an order that needs neither a transposed convolution nor a big transpose.
+
+    transformers lays the two-way transformer's image tokens out as a (C, h, w) map, upscales it with
+    two kernel-2, stride-2 transposed convolutions (a layer norm over channels between), and takes the
+    product of every one of the four mask tokens' hypernetwork output with the result. Here the tokens
+    stay channels-last: each transposed convolution is one matrix product per pixel into its 2 x 2
+    block (`_channels_last`), the layer norm is over the last axis, only the single-mask token is
+    multiplied, and the blocks are put in place once, on the (4h, 4w) logits. The matrix products are
+    what ONNX Runtime's int8 quantization reaches.
+    """
+
+    def __init__(self, decoder: torch.nn.Module) -> None:
+        super().__init__()
+        self.decoder = decoder
+        for i, conv in enumerate((decoder.upscale_conv1, decoder.upscale_conv2), start=1):
+            weight, bias = _channels_last(conv)
+            self.register_buffer(f"upscale{i}_weight", weight)
+            self.register_buffer(f"upscale{i}_bias", bias)
+
+    def forward(self, image_embeddings: torch.Tensor, image_positional_embeddings: torch.Tensor,
+                sparse: torch.Tensor, dense: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(1, C, h, w) embeddings and positional grid, (1, K, N, C) sparse and (1, C, h, w) dense
+        prompt embeddings -> (1, K, 1, 4h, 4w) low-resolution logits and (1, K, 1) IoU scores."""
+        decoder = self.decoder
+        _, channels, h, w = image_embeddings.shape
+        k = sparse.shape[1]
+        tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight]).repeat(1, k, 1, 1)
+        tokens, image = decoder.transformer(
+            point_embeddings=torch.cat((tokens, sparse), dim=2),
+            image_embeddings=(image_embeddings + dense).repeat_interleave(k, 0),
+            image_positional_embeddings=image_positional_embeddings.repeat_interleave(k, 0), attention_similarity=None)
+        pixels = image.reshape(k, h, w, channels)  # the image tokens, row-major: channels-last pixels
+        norm = decoder.upscale_layer_norm
+        up = (pixels @ self.upscale1_weight + self.upscale1_bias).reshape(k, h, w, 2, 2, -1)  # (p, q, o)
+        up = decoder.activation(F.layer_norm(up, up.shape[-1:], norm.weight, norm.bias, norm.eps))
+        up = decoder.activation(up @ self.upscale2_weight + self.upscale2_bias)  # (k, h, w, p, q, (p', q', o'))
+        hyper = decoder.output_hypernetworks_mlps[0](tokens[:, :, 1, :])  # (1, K, C'): the single-mask token
+        logits = up.reshape(k, -1, hyper.shape[-1]) @ hyper.reshape(k, -1, 1)  # (K, h * w * 16, 1)
+        logits = logits.reshape(k, h, w, 2, 2, 2, 2).permute(0, 1, 3, 5, 2, 4, 6).reshape(1, k, 1, 4 * h, 4 * w)
+        iou = decoder.iou_prediction_head(tokens[:, :, 0, :])[:, :, :1]
+        return logits, iou
+
+
 class DecoderGraph(torch.nn.Module):
     """`prompt_encoder_mask_decoder.onnx`: points (box corners among them) to single-mask logits.
 
@@ -99,6 +157,7 @@ class DecoderGraph(torch.nn.Module):
     def __init__(self, sam: torch.nn.Module) -> None:
         super().__init__()
         self.sam = sam
+        self.mask_decoder = SingleMaskDecoder(sam.mask_decoder)
         config = unwrap_config(sam).prompt_encoder_config
         self.input_size = config.image_size
         self.grid = 4 * (config.image_size // config.patch_size)
@@ -137,10 +196,7 @@ class DecoderGraph(torch.nn.Module):
                 has_input_masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         sparse = self.sparse_tokens(input_points, input_labels)
         dense = self.dense_prompt(input_points, input_labels, input_masks, has_input_masks)
-        low_res, iou = self.sam.mask_decoder(image_embeddings=image_embeddings,
-                                             image_positional_embeddings=image_positional_embeddings,
-                                             sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                                             multimask_output=False)
+        low_res, iou = self.mask_decoder(image_embeddings, image_positional_embeddings, sparse, dense)
         return iou, low_res
 
 
