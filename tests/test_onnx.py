@@ -226,7 +226,7 @@ def test_mobile_sam_export_int8_and_float32_agree_with_pytorch_on_a_real_frame(m
         got = seg.session_logits(seg.embed(image), box, [click])
         if backend == "onnx":
             assert relative_gap(expected, got) < 1e-3
-        else:  # measured 0.982 for this frame's box and click (0.86 with the convolutions quantized too)
+        else:  # measured 0.981 for this frame's box and click (0.86 with the convolutions quantized too)
             assert dice(to_mask(expected), to_mask(got)) >= 0.97
 
 
