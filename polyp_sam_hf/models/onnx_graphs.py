@@ -90,15 +90,14 @@ class EncoderGraph(torch.nn.Module):
 
 
 def _channels_last(conv: torch.nn.ConvTranspose2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """A kernel-r, stride-r transposed convolution as one matrix product on channels-last pixels:
-    (C_in, r * r * C_out) weights and their bias, columns in (p, q, o) order, so that `x @ W + b`
-    reshaped to (..., r, r, C_out) is output channel o at offset (p, q) of the pixel's r x r block."""
-    r = conv.stride[0]
-    if tuple(conv.kernel_size) != (r, r) or tuple(conv.padding) != (0, 0):
-        raise ValueError(f"not a kernel-{r}, stride-{r} transposed convolution without padding: {conv}")
+    """SAM's kernel-2, stride-2 transposed convolution as one matrix product on channels-last pixels:
+    (C_in, 4 * C_out) weights and their bias, columns in (p, q, o) order, so that `x @ W + b`
+    reshaped to (..., 2, 2, C_out) is output channel o at offset (p, q) of the pixel's 2 x 2 block."""
+    if (tuple(conv.kernel_size), tuple(conv.stride), tuple(conv.padding)) != ((2, 2), (2, 2), (0, 0)):
+        raise ValueError(f"not SAM's kernel-2, stride-2 upscaling without padding: {conv}")
     c_in = conv.weight.shape[0]
     weight = conv.weight.detach().permute(0, 2, 3, 1).reshape(c_in, -1)  # (c, o, p, q) -> (c, (p, q, o))
-    return weight.clone(), conv.bias.detach().repeat(r * r).clone()
+    return weight.clone(), conv.bias.detach().repeat(4).clone()
 
 
 class SingleMaskDecoder(torch.nn.Module):
@@ -133,7 +132,8 @@ class SingleMaskDecoder(torch.nn.Module):
         tokens, image = decoder.transformer(
             point_embeddings=torch.cat((tokens, sparse), dim=2),
             image_embeddings=(image_embeddings + dense).repeat_interleave(k, 0),
-            image_positional_embeddings=image_positional_embeddings.repeat_interleave(k, 0), attention_similarity=None)
+            image_positional_embeddings=image_positional_embeddings.repeat_interleave(k, 0),
+            attention_similarity=None)
         pixels = image.reshape(k, h, w, channels)  # the image tokens, row-major: channels-last pixels
         norm = decoder.upscale_layer_norm
         up = (pixels @ self.upscale1_weight + self.upscale1_bias).reshape(k, h, w, 2, 2, -1)  # (p, q, o)
