@@ -36,24 +36,14 @@ class Strategy:
     frozen_encoder: bool
 
 
-def _set_trainable(model: torch.nn.Module, prefixes: tuple[str, ...]) -> None:
-    for name, param in model.named_parameters():
-        param.requires_grad = name.startswith(prefixes)
+def _trainable(*prefixes: str) -> Callable[..., torch.nn.Module]:
+    """A strategy's `apply` that trains the parameters under `prefixes` and freezes the rest."""
+    def apply(model: torch.nn.Module, **_) -> torch.nn.Module:
+        for name, param in model.named_parameters():
+            param.requires_grad = name.startswith(prefixes)
+        return model
 
-
-def _decoder_only(model: torch.nn.Module, **_) -> torch.nn.Module:
-    _set_trainable(model, ("mask_decoder.",))
-    return model
-
-
-def _prompt_and_decoder(model: torch.nn.Module, **_) -> torch.nn.Module:
-    _set_trainable(model, ("prompt_encoder.", "mask_decoder."))
-    return model
-
-
-def _full(model: torch.nn.Module, **_) -> torch.nn.Module:
-    _set_trainable(model, ("vision_encoder.", "prompt_encoder.", "mask_decoder."))
-    return model
+    return apply
 
 
 # the fused query/key/value projection of every image-encoder attention block: SAM's ViT
@@ -76,11 +66,12 @@ def _lora(model: torch.nn.Module, lora_rank: int = 8, lora_alpha: int = 16, **_)
 
 STRATEGIES: dict[str, Strategy] = by_name(
     Strategy("decoder", "mask decoder trained, image and prompt encoders frozen (paper's 1)",
-             _decoder_only, True),
+             _trainable("mask_decoder."), True),
     Strategy("prompt-decoder", "prompt encoder and mask decoder trained, image encoder frozen (embeddings "
-             "computed once): the click and mask-prompt embeddings learn with the decoder", _prompt_and_decoder, True),
+             "computed once): the click and mask-prompt embeddings learn with the decoder",
+             _trainable("prompt_encoder.", "mask_decoder."), True),
     Strategy("full", "image encoder, prompt encoder and mask decoder trained (paper's 2)",
-             _full, False),
+             _trainable("vision_encoder.", "prompt_encoder.", "mask_decoder."), False),
     Strategy("lora", "LoRA on the image encoder's attention, mask decoder trained fully",
              _lora, False),
 )
