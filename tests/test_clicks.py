@@ -11,7 +11,8 @@ from PIL import Image
 from transformers import SamModel, SamProcessor
 
 from polyp_sam_hf.core.errors import ConfigError
-from polyp_sam_hf.data.clicks import NOT_POLYP, POLYP, Click, deepest_point, evaluation_click, training_click
+from polyp_sam_hf.data.clicks import (FIRST_CLICKS, NOT_POLYP, POLYP, Click, deepest_point, evaluation_click,
+                                      training_click)
 from polyp_sam_hf.models.segmenter import MAX_POINTS, PolypSegmenter
 
 # ----------------------------------------------------------------------------- the evaluation clicker
@@ -64,6 +65,32 @@ def test_the_training_sampler_is_uniform_over_the_error_and_seeded():
     assert len({(c.x, c.y) for c in draws}) == 8  # every error pixel is drawn
     again = [training_click(pred, target, np.random.default_rng(seed)) for seed in range(400)]
     assert draws == again  # the same seed, the same click
+
+
+def _disk(size: int, cx: int, cy: int, radius: int) -> np.ndarray:
+    ys, xs = np.mgrid[:size, :size]
+    return (xs - cx) ** 2 + (ys - cy) ** 2 <= radius ** 2
+
+
+def test_a_central_first_click_lies_in_the_inner_half_of_the_polyp_and_uniform_in_it():
+    """A disk of radius 20: pixels at least half its depth inside lie within about 10 of its centre;
+    a uniform first click reaches its rim."""
+    target = _disk(80, 40, 30, 20)
+    central = [FIRST_CLICKS["central"](target, np.random.default_rng(seed)) for seed in range(300)]
+    uniform = [FIRST_CLICKS["uniform"](target, np.random.default_rng(seed)) for seed in range(300)]
+    radius = lambda c: np.hypot(c.x - 40, c.y - 30)  # noqa: E731
+    assert all(c.label == POLYP for c in central + uniform)
+    assert max(map(radius, central)) <= 10.5 < 15 < max(map(radius, uniform))
+    assert len({(c.x, c.y) for c in central}) > 100  # drawn over the centre, not one point
+    assert np.mean([radius(c) for c in central]) > 5  # uniform over the inner disk: mean radius 2/3 of ~10
+    assert central == [FIRST_CLICKS["central"](target, np.random.default_rng(seed)) for seed in range(300)]
+    assert FIRST_CLICKS["central"](np.zeros_like(target), np.random.default_rng(0)) is None
+
+
+def test_a_central_first_click_goes_to_the_deepest_polyp_of_a_frame():
+    target = _disk(100, 20, 20, 6) | _disk(100, 70, 70, 20)
+    clicks = [FIRST_CLICKS["central"](target, np.random.default_rng(seed)) for seed in range(100)]
+    assert all(np.hypot(c.x - 70, c.y - 70) <= 10.5 for c in clicks)
 
 
 # ----------------------------------------------------------------------------- points on the one road

@@ -77,7 +77,7 @@ def test_correction_clicks_fall_in_the_error_and_are_seeded():
 def test_the_run_records_how_it_prompted(prepared_demo, tmp_path):
     _run(prepared_demo, tmp_path / "run", "--max_train_steps", "1")
     record = json.loads((tmp_path / "run" / "best" / "polyp_sam_training.json").read_text())
-    assert (record["interactive_rounds"], record["point_share"]) == (3, 0.5)
+    assert (record["interactive_rounds"], record["point_share"], record["first_click"]) == (3, 0.5, "uniform")
 
 
 def test_correction_rounds_need_one_prompt_per_frame():
@@ -85,6 +85,30 @@ def test_correction_rounds_need_one_prompt_per_frame():
         parse_config(["--interactive_rounds", "3", "--prompt_mode", "box-per-polyp"])
     with pytest.raises(ConfigError, match="point_share 1.5 must be in"):
         parse_config(["--point_share", "1.5"])
+    with pytest.raises((ConfigError, SystemExit)):
+        parse_config(["--point_share", "0.5", "--first_click", "centre"])
+
+
+def test_central_first_clicks_start_inside_the_polyps_centre(prepared_demo):
+    """The training set's click-first items under `first_click: central` are drawn from the polyp's
+    inner half: at least half its greatest depth inside the target."""
+    from datasets import load_from_disk
+
+    from polyp_sam_hf.data.batches import PromptDataset
+    from polyp_sam_hf.data.clicks import depth
+    from polyp_sam_hf.models.loading import load_model_and_processor
+
+    _, processor = load_model_and_processor("tiny-sam")
+    split = load_from_disk(str(prepared_demo))["train"]
+    items = [PromptDataset(split, processor, point_share=1.0, first_click=kind, original_masks=False)[i]
+             for kind in ("central", "uniform") for i in range(len(split))]
+    share = []
+    for item in items:
+        inside = depth(item["targets"][0].numpy().astype(bool))
+        x, y = item["first_point"].round().long().tolist()
+        share.append(inside[y, x] / inside.max())
+    central, uniform = share[: len(split)], share[len(split):]
+    assert min(central) >= 0.45 and min(uniform) < 0.45
 
 
 @pytest.mark.parametrize("strategy", ["decoder", "lora"])

@@ -14,7 +14,7 @@ import torch
 from transformers import SamProcessor
 
 from polyp_sam_hf.core.registry import lookup
-from polyp_sam_hf.data.clicks import first_training_click
+from polyp_sam_hf.data.clicks import FIRST_CLICKS
 from polyp_sam_hf.data.preprocessing import Preprocessing, normalize_pixels, resize_pad_mask, scale_boxes
 from polyp_sam_hf.data.prompts import TRAINING_PROMPT_MODES, jitter_box, prompt_boxes, prompt_targets
 from polyp_sam_hf.data.reading import stored_mask
@@ -36,8 +36,9 @@ class PromptDataset(torch.utils.data.Dataset):
         grid (zero on the padding); `reshaped` (2,) and `original` (2,) long (height, width);
         `mask` (H, W) bool numpy array at the original size (never moved to the device: scoring
         runs on the CPU); `index` int; `first_point` (2,) float in the S x S input frame and
-        `point_first` bool: a click drawn uniformly in the polyp, the step's first prompt instead of the
-        box for a `point_share` of the items (interactive training).
+        `point_first` bool: a click drawn in the polyp (`first_click`: a `data.clicks.FIRST_CLICKS`
+        name), the step's first prompt instead of the box for a `point_share` of the items
+        (interactive training).
 
     Box jitter and the first click are drawn from generators seeded by (seed, epoch, index): the same
     run gives the same prompts whatever the worker count, and a resumed run the prompts it would have
@@ -55,6 +56,7 @@ class PromptDataset(torch.utils.data.Dataset):
         pixels: Callable[[str], torch.Tensor] | None = None,
         original_masks: bool = True,
         point_share: float = 0.0,
+        first_click: str = "uniform",
     ) -> None:
         mode = lookup(TRAINING_PROMPT_MODES, prompt_mode, "training prompt mode")
         self.split = split
@@ -68,6 +70,7 @@ class PromptDataset(torch.utils.data.Dataset):
         self.pixels = pixels
         self.original_masks = original_masks  # for scoring at the original size; training needs none
         self.point_share = point_share
+        self.first_click = lookup(FIRST_CLICKS, first_click, "first click")
         # decode only what is needed: the frame when no cache holds it; the mask unless the pixel
         # cache's mask plane is the target (one whole-mask box) and no original-size mask is asked for
         self.cached_targets = pixels is not None and mode.whole_mask_target and not original_masks
@@ -105,7 +108,7 @@ class PromptDataset(torch.utils.data.Dataset):
         point_first, first_point = False, np.zeros(2, np.float32)
         if self.point_share > 0 and len(targets):
             rng = np.random.default_rng((self.seed, self.epoch, index, FIRST_CLICK_STREAM))
-            click = first_training_click(np.asarray(targets[0], bool), rng) if rng.random() < self.point_share else None
+            click = self.first_click(np.asarray(targets[0], bool), rng) if rng.random() < self.point_share else None
             if click is not None:
                 point_first, first_point = True, np.array([click.x, click.y], np.float32)
         item = {

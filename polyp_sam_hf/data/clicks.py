@@ -9,11 +9,16 @@ the current prediction against the ground truth, over the whole frame (every pol
   predicted yet the error is the polyp itself, so the first click is the point deepest inside it.
 - `training_click` (SAM's and micro-sam's training): a point drawn uniformly from the error, from a
   seeded generator.
+
+A training run's first click, where it starts from one, comes from `FIRST_CLICKS`: drawn uniformly in
+the polyp as SAM trains a point prompt, or only from its central part, where a person clicks and the
+evaluation clicker's first click falls.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 from scipy import ndimage
@@ -43,9 +48,8 @@ def error_regions(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.
 def deepest_point(region: np.ndarray) -> tuple[int, int]:
     """(x, y) of the pixel of a boolean (H, W) region farthest from its border (the frame's edge counts
     as border); ties go to the first in reading order."""
-    inside = np.pad(region, 1)  # the frame's edge is outside the region
-    depth = ndimage.distance_transform_edt(inside)[1:-1, 1:-1]
-    y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    inside = depth(region)
+    y, x = np.unravel_index(int(np.argmax(inside)), inside.shape)
     return int(x), int(y)
 
 
@@ -88,9 +92,38 @@ def training_click(pred: np.ndarray, target: np.ndarray, rng: np.random.Generato
     return Click(float(xs[i]), float(ys[i]), POLYP if missed[ys[i], xs[i]] else NOT_POLYP)
 
 
+def depth(region: np.ndarray) -> np.ndarray:
+    """(H, W) float: each pixel's distance to the border of a boolean (H, W) region (0 outside it;
+    the frame's edge counts as border)."""
+    return ndimage.distance_transform_edt(np.pad(np.asarray(region, bool), 1))[1:-1, 1:-1]
+
+
 def first_training_click(target: np.ndarray, rng: np.random.Generator) -> Click | None:
     """A first click drawn uniformly from the polyp (as SAM trains a point prompt); None for an empty mask."""
     return training_click(np.zeros_like(np.asarray(target, bool)), target, rng)
+
+
+CENTRAL_DEPTH = 0.5  # a central click lies at least this fraction of the polyp's greatest depth inside it
+
+
+def central_training_click(target: np.ndarray, rng: np.random.Generator) -> Click | None:
+    """A first click drawn uniformly from the polyp's central part: its pixels at least `CENTRAL_DEPTH`
+    of its deepest pixel's distance from the border (several polyps: of the deepest one's), so the
+    polyp's deepest point, the evaluation clicker's first click, is always among them; None for an
+    empty mask."""
+    inside = depth(target)
+    if not inside.any():
+        return None
+    ys, xs = np.nonzero(inside >= CENTRAL_DEPTH * inside.max())
+    i = int(rng.integers(len(xs)))
+    return Click(float(xs[i]), float(ys[i]), POLYP)
+
+
+# how a training run draws its first click (data.batches): name -> (target, rng) -> Click | None
+FIRST_CLICKS: dict[str, Callable[[np.ndarray, np.random.Generator], Click | None]] = {
+    "uniform": first_training_click,
+    "central": central_training_click,
+}
 
 
 def nearest_box(x: float, y: float, boxes: np.ndarray) -> int:

@@ -18,6 +18,7 @@ from transformers.trainer_utils import SchedulerType
 
 from polyp_sam_hf.core.arguments import check_choices, check_ranges, parse_arguments
 from polyp_sam_hf.core.errors import ConfigError
+from polyp_sam_hf.data.clicks import FIRST_CLICKS
 from polyp_sam_hf.data.prompts import TRAINING_PROMPT_MODES, get_prompt_mode
 from polyp_sam_hf.data.splits import SPLIT_PRESETS, SplitSettings
 from polyp_sam_hf.models.attention import VISION_ATTENTION
@@ -94,6 +95,11 @@ class DataArguments:
     point_share: float = field(
         default=0.0, metadata={"help": "The share of training frames whose first prompt is one click drawn in the "
                                "polyp instead of the box (0: every frame starts from its box)."})
+    first_click: str = field(
+        default="uniform", metadata={"choices": list(FIRST_CLICKS), "help": "Where that click is drawn: uniform "
+                                     "(anywhere in the polyp, as SAM trains a point prompt), central (in its central "
+                                     "part, at least half as deep inside as its deepest point, where a person clicks "
+                                     "and the evaluation clicker's first click falls)."})
     augment_flips: str = field(
         default="", metadata={"help": "Add flipped copies of the training frames: h (left-right), v (up-down), "
                               "hv (both); works with the embedding and pixel caches. Empty: none (paper)."}

@@ -141,7 +141,7 @@ def _loaders(model_args, data_args, train_args, dataset, model, processor, accel
     common = dict(processor=processor, prompt_mode=data_args.prompt_mode, seed=train_args.seed,
                   embeddings=embeddings, pixels=pixels)
     train_set = PromptDataset(dataset["train"], box_jitter=data_args.box_jitter, original_masks=False,
-                              point_share=data_args.point_share, **common)
+                              point_share=data_args.point_share, first_click=data_args.first_click, **common)
     val_set = PromptDataset(dataset["validation"], **common)
     batcher = functools.partial(collate, normalize=normalize_in_loader(accelerator.device))
     kwargs = dict(collate_fn=batcher, num_workers=data_args.dataloader_num_workers)
