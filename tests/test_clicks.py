@@ -11,8 +11,15 @@ from PIL import Image
 from transformers import SamModel, SamProcessor
 
 from polyp_sam_hf.core.errors import ConfigError
-from polyp_sam_hf.data.clicks import (FIRST_CLICKS, NOT_POLYP, POLYP, Click, deepest_point, evaluation_click,
-                                      training_click)
+from polyp_sam_hf.data.clicks import (
+    FIRST_CLICKS,
+    NOT_POLYP,
+    POLYP,
+    Click,
+    deepest_point,
+    evaluation_click,
+    training_click,
+)
 from polyp_sam_hf.models.segmenter import MAX_POINTS, PolypSegmenter
 
 # ----------------------------------------------------------------------------- the evaluation clicker
