@@ -108,9 +108,9 @@ CENTRAL_DEPTH = 0.5  # a central click lies at least this fraction of the polyp'
 
 def central_training_click(target: np.ndarray, rng: np.random.Generator) -> Click | None:
     """A first click drawn uniformly from the polyp's central part: its pixels at least `CENTRAL_DEPTH`
-    of its deepest pixel's distance from the border (several polyps: of the deepest one's), so the
-    polyp's deepest point, the evaluation clicker's first click, is always among them; None for an
-    empty mask."""
+    of the deepest pixel's distance from the border (with several polyps, the deepest pixel of them
+    all sets the bar for each), so the deepest point, the evaluation clicker's first click on a frame
+    of one polyp, is always among them; None for an empty mask."""
     inside = depth(target)
     if not inside.any():
         return None
