@@ -91,3 +91,30 @@ def test_an_evaluation_with_clicks_compares_the_rows_of_the_clicks_asked_for(tmp
     assert result["groups"]["kvasir"]["difference_95"] == [0.01, 0.01] and result["groups"]["kvasir"]["b_better"] == 6
     with pytest.raises(DataError, match="after 4 clicks"):
         read_frame_scores(folder, clicks=4)
+
+
+def test_clicks_alone_of_two_evaluations_are_compared_after_the_clicks_asked_for(tmp_path, capsys):
+    """`--prompt_mode clicks`: the clicks-alone rows of `evaluate --clicks` (1, 2, 3, 5 and 10 clicks,
+    no prompt of their own), two models paired frame by frame after the same click."""
+    folders = []
+    for name, gain in (("a", 0.0), ("b", 0.02)):
+        folder = tmp_path / name
+        folder.mkdir()
+        lines = [HEADER + ",clicks"]
+        for i in range(6):
+            lines.append(f"kvasir,{i},model,box,0.0,0.9,0.9,False,1,1,0,1,0")
+            for clicks in (1, 2, 3, 5, 10):
+                dice = 0.7 + 0.02 * clicks + gain * (clicks == 1) + 0.001 * i
+                lines.append(f"kvasir,{i},model,clicks,0.0,{dice},{dice},False,1,1,0,1,{clicks}")
+        (folder / "per_image.csv").write_text("\n".join(lines) + "\n")
+        folders.append(str(folder))
+    out = tmp_path / "r.json"
+    assert cli_main(["bootstrap", *folders, "--prompt_mode", "clicks", "--clicks_a", "1", "--clicks_b", "1",
+                     "--resamples", "100", "--output_file", str(out)]) == 0
+    group = json.loads(out.read_text())["groups"]["kvasir"]
+    assert group["dice_a"] == pytest.approx(0.7225) and group["difference_95"] == pytest.approx([0.02, 0.02])
+    assert cli_main(["bootstrap", *folders, "--prompt_mode", "clicks", "--clicks_a", "3", "--clicks_b", "3",
+                     "--resamples", "100"]) == 0
+    assert "+0.0000" in capsys.readouterr().out  # after 3 clicks the two are the same
+    assert cli_main(["bootstrap", *folders, "--prompt_mode", "clicks"]) != 0
+    assert "at least 1" in capsys.readouterr().err
