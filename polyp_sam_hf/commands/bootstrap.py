@@ -51,7 +51,8 @@ class BootstrapArguments:
         check_choices(self)
         if self.prompt_mode == CLICKS_ALONE:
             if min(self.clicks_a, self.clicks_b) < 1:
-                raise ConfigError("Clicks alone start from the first click: give --clicks_a and --clicks_b of at least 1.")
+                raise ConfigError("Clicks alone start from the first click: give --clicks_a and --clicks_b "
+                                  "of at least 1.")
         else:
             get_prompt_mode(self.prompt_mode)
         if len(self.evaluations) != 2:
