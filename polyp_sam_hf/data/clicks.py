@@ -114,9 +114,8 @@ def central_training_click(target: np.ndarray, rng: np.random.Generator) -> Clic
     inside = depth(target)
     if not inside.any():
         return None
-    ys, xs = np.nonzero(inside >= CENTRAL_DEPTH * inside.max())
-    i = int(rng.integers(len(xs)))
-    return Click(float(xs[i]), float(ys[i]), POLYP)
+    central = inside >= CENTRAL_DEPTH * inside.max()
+    return training_click(np.zeros_like(central), central, rng)  # all of it missed: a positive click in it
 
 
 # how a training run draws its first click (data.batches): name -> (target, rng) -> Click | None
