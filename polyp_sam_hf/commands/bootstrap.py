@@ -18,9 +18,9 @@ from pathlib import Path
 
 from polyp_sam_hf.core.arguments import check_choices
 from polyp_sam_hf.core.errors import ConfigError
+from polyp_sam_hf.data.clicks import CLICK_STARTS
 from polyp_sam_hf.data.prompts import get_prompt_mode
 from polyp_sam_hf.evaluation.bootstrap import GROUPINGS, bootstrap_markdown, paired_bootstrap, read_frame_scores
-from polyp_sam_hf.evaluation.clicks import CLICK_STARTS
 
 CLICKS_ALONE = next(start.name for start in CLICK_STARTS.values() if not start.box)  # per_image.csv's prompt_mode
 

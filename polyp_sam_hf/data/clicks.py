@@ -23,6 +23,7 @@ from typing import Callable
 import numpy as np
 from scipy import ndimage
 
+from polyp_sam_hf.core.registry import by_name
 from polyp_sam_hf.data.prompts import label_components
 
 POLYP, NOT_POLYP = 1, 0  # a click's label, as SAM's prompt encoder takes it
@@ -137,3 +138,17 @@ def nearest_box(x: float, y: float, boxes: np.ndarray) -> int:
     dy = np.maximum.reduce([boxes[:, 1] - y, np.zeros(len(boxes)), y - boxes[:, 3]])
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     return int(np.lexsort((area, np.hypot(dx, dy)))[0])
+
+
+@dataclass(frozen=True)
+class ClickStart:
+    """Where a click session starts (the evaluation clicker's, `evaluation.clicks`; a per_image.csv row's
+    prompt_mode): `box`, the frame's box (then corrections beside it), or none."""
+
+    name: str
+    label: str
+    box: bool
+
+
+CLICK_STARTS: dict[str, ClickStart] = by_name(ClickStart("clicks", "clicks alone", False),
+                                               ClickStart("box", "box, then clicks", True))

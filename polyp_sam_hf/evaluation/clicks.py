@@ -21,24 +21,11 @@ import numpy as np
 import torch
 
 from polyp_sam_hf.core.errors import ConfigError
-from polyp_sam_hf.core.registry import by_name
-from polyp_sam_hf.data.clicks import evaluation_click
+from polyp_sam_hf.data.clicks import CLICK_STARTS, evaluation_click
 from polyp_sam_hf.data.prompts import PROMPT_MODE_REGISTRY, get_prompt_mode
 from polyp_sam_hf.evaluation.metrics import score_logits
 from polyp_sam_hf.models.segmenter import ImageEmbedding, PolypSegmenter, union_mask
 
-
-@dataclass(frozen=True)
-class ClickStart:
-    """Where a click session starts: `box`, the frame's box (then corrections beside it), or none."""
-
-    name: str
-    label: str
-    box: bool
-
-
-CLICK_STARTS: dict[str, ClickStart] = by_name(ClickStart("clicks", "clicks alone", False),
-                                               ClickStart("box", "box, then clicks", True))
 CURVE_AT = (1, 2, 3, 5, 10)  # click counts a table shows
 NOC_THRESHOLDS = (0.85, 0.90)  # IoU a frame must reach
 
