@@ -16,9 +16,10 @@ onnx = pytest.importorskip("onnx")
 
 from polyp_sam_hf.core.errors import ConfigError, ExportCheckError, ModelLoadError
 from polyp_sam_hf.models.loading import load_model_and_processor
-from polyp_sam_hf.models.onnx_graphs import DECODER, ENCODER, SingleMaskDecoder
+from polyp_sam_hf.models.onnx_graphs import DECODER, ENCODER
 from polyp_sam_hf.models.onnx_runtime import OnnxSam
 from polyp_sam_hf.models.segmenter import PolypSegmenter, to_mask
+from polyp_sam_hf.models.single_mask_decoder import SingleMaskDecoder
 from polyp_sam_hf.publishing.onnx_export import check_graphs, export_graphs, export_onnx, probe_frames
 from polyp_sam_hf.training.checkpointing import save_pretrained_atomic
 

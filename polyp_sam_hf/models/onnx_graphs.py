@@ -32,9 +32,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from polyp_sam_hf.models.mask_prompts import MASK_PROMPTS, mask_prompt_name, unwrap_config
+from polyp_sam_hf.models.single_mask_decoder import SingleMaskDecoder, tokens_of
 
 ONNX_DIR = "onnx"
 QUANTIZED_SUFFIX = "_quantized"
@@ -89,63 +89,6 @@ class EncoderGraph(torch.nn.Module):
         return embeddings, positional
 
 
-def _channels_last(conv: torch.nn.ConvTranspose2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """SAM's kernel-2, stride-2 transposed convolution as one matrix product on channels-last pixels:
-    (C_in, 4 * C_out) weights and their bias, columns in (p, q, o) order, so that `x @ W + b`
-    reshaped to (..., 2, 2, C_out) is output channel o at offset (p, q) of the pixel's 2 x 2 block."""
-    if (tuple(conv.kernel_size), tuple(conv.stride), tuple(conv.padding)) != ((2, 2), (2, 2), (0, 0)):
-        raise ValueError(f"not SAM's kernel-2, stride-2 upscaling without padding: {conv}")
-    c_in = conv.weight.shape[0]
-    weight = conv.weight.detach().permute(0, 2, 3, 1).reshape(c_in, -1)  # (c, o, p, q) -> (c, (p, q, o))
-    return weight.clone(), conv.bias.detach().repeat(4).clone()
-
-
-class SingleMaskDecoder(torch.nn.Module):
-    """transformers' `SamMaskDecoder` with `multimask_output=False`, its 4x upscaling written for ONNX
-    Runtime: the same sums, in an order that needs neither a transposed convolution nor a big transpose.
-
-    transformers lays the two-way transformer's image tokens out as a (C, h, w) map, upscales it with
-    two kernel-2, stride-2 transposed convolutions (a layer norm over channels between), and takes the
-    product of every one of the four mask tokens' hypernetwork output with the result. Here the tokens
-    stay channels-last: each transposed convolution is one matrix product per pixel into its 2 x 2
-    block (`_channels_last`), the layer norm is over the last axis, only the single-mask token is
-    multiplied, and the blocks are put in place once, on the (4h, 4w) logits. The matrix products are
-    what ONNX Runtime's int8 quantization reaches.
-    """
-
-    def __init__(self, decoder: torch.nn.Module) -> None:
-        super().__init__()
-        self.decoder = decoder
-        for i, conv in enumerate((decoder.upscale_conv1, decoder.upscale_conv2), start=1):
-            weight, bias = _channels_last(conv)
-            self.register_buffer(f"upscale{i}_weight", weight)
-            self.register_buffer(f"upscale{i}_bias", bias)
-
-    def forward(self, image_embeddings: torch.Tensor, image_positional_embeddings: torch.Tensor,
-                sparse: torch.Tensor, dense: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(1, C, h, w) embeddings and positional grid, (1, K, N, C) sparse and (1, C, h, w) dense
-        prompt embeddings -> (1, K, 1, 4h, 4w) low-resolution logits and (1, K, 1) IoU scores."""
-        decoder = self.decoder
-        _, channels, h, w = image_embeddings.shape
-        k = sparse.shape[1]
-        tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight]).repeat(1, k, 1, 1)
-        tokens, image = decoder.transformer(
-            point_embeddings=torch.cat((tokens, sparse), dim=2),
-            image_embeddings=(image_embeddings + dense).repeat_interleave(k, 0),
-            image_positional_embeddings=image_positional_embeddings.repeat_interleave(k, 0),
-            attention_similarity=None)
-        pixels = image.reshape(k, h, w, channels)  # the image tokens, row-major: channels-last pixels
-        norm = decoder.upscale_layer_norm
-        up = (pixels @ self.upscale1_weight + self.upscale1_bias).reshape(k, h, w, 2, 2, -1)  # (p, q, o)
-        up = decoder.activation(F.layer_norm(up, up.shape[-1:], norm.weight, norm.bias, norm.eps))
-        up = decoder.activation(up @ self.upscale2_weight + self.upscale2_bias)  # (k, h, w, p, q, (p', q', o'))
-        hyper = decoder.output_hypernetworks_mlps[0](tokens[:, :, 1, :])  # (1, K, C'): the single-mask token
-        logits = up.reshape(k, -1, hyper.shape[-1]) @ hyper.reshape(k, -1, 1)  # (K, h * w * 16, 1)
-        logits = logits.reshape(k, h, w, 2, 2, 2, 2).permute(0, 1, 3, 5, 2, 4, 6).reshape(1, k, 1, 4 * h, 4 * w)
-        iou = decoder.iou_prediction_head(tokens[:, :, 0, :])[:, :, :1]
-        return logits, iou
-
-
 class DecoderGraph(torch.nn.Module):
     """`prompt_encoder_mask_decoder.onnx`: points (box corners among them) to single-mask logits.
 
@@ -173,30 +116,40 @@ class DecoderGraph(torch.nn.Module):
             tokens = torch.where(labels == label, tokens + encoder.point_embed[label].weight, tokens)
         return tokens
 
-    def dense_prompt(self, points: torch.Tensor, labels: torch.Tensor, masks: torch.Tensor,
+    def dense_tokens(self, points: torch.Tensor, labels: torch.Tensor, masks: torch.Tensor,
                      has_masks: torch.Tensor) -> torch.Tensor:
-        """(1, C, h, w): the given masks, else the model's mask prompt from its box, else "no mask".
+        """(1, 1, h * w, C) channels-last: the given masks' embedding, else the model's mask prompt's
+        from its box, else "no mask".
 
-        One mask embedding either way: the mask prompt is chosen before it is embedded."""
+        One mask embedding either way: the mask prompt is chosen before it is embedded, and the choice
+        of "no mask" is made on its 16 channels, before the last 1 x 1 convolution to C: `used` (0 or
+        1) scales them and picks the bias, so "no mask" is that convolution of zeros plus
+        `no_mask_embed`, exactly, and no C-channel map is selected or broadcast."""
         encoder = self.sam.prompt_encoder
-        side = self.grid // 4
-        nothing = encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(1, -1, side, side)
-        given = has_masks.reshape(1, 1, 1, 1) > 0.5
+        given = has_masks.reshape(()) > 0.5
         corner = [(labels == label).to(points.dtype)[..., None] for label in BOX_CORNER_LABELS]  # (1, K, N, 1)
         boxes = torch.cat([(points * c).sum(2) for c in corner], -1)  # (1, K, 4): x0, y0, x1, y1
         valid = (corner[0].sum((2, 3)) > 0) & (corner[1].sum((2, 3)) > 0)  # (1, K)
         own = self.mask_prompt(boxes, valid, self.input_size, self.grid)
         if own is None:  # no mask prompt of its own: the given masks, or nothing
-            return torch.where(given, encoder.mask_embed(masks), nothing)
-        chosen = torch.where(given, masks, own)  # the given masks, else the ellipse where the frame has a box
-        return torch.where(given | valid.any(), encoder.mask_embed(chosen), nothing)
+            chosen, used = masks, given
+        else:  # the given masks, else the ellipse where the frame has a box
+            chosen, used = torch.where(given, masks, own), given | valid.any()
+        embed = encoder.mask_embed
+        hidden = embed.activation(embed.layer_norm1(embed.conv1(chosen)))
+        hidden = embed.activation(embed.layer_norm2(embed.conv2(hidden)))  # (1, 16, h, w)
+        used = used.to(hidden.dtype)
+        weight = embed.conv3.weight.flatten(1).t()  # (16, C)
+        bias = used * embed.conv3.bias + (1 - used) * encoder.no_mask_embed.weight[0]
+        return tokens_of(hidden) * used @ weight + bias
 
     def forward(self, image_embeddings: torch.Tensor, image_positional_embeddings: torch.Tensor,
                 input_points: torch.Tensor, input_labels: torch.Tensor, input_masks: torch.Tensor,
                 has_input_masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         sparse = self.sparse_tokens(input_points, input_labels)
-        dense = self.dense_prompt(input_points, input_labels, input_masks, has_input_masks)
-        low_res, iou = self.mask_decoder(image_embeddings, image_positional_embeddings, sparse, dense)
+        image = tokens_of(image_embeddings) + self.dense_tokens(input_points, input_labels, input_masks, has_input_masks)
+        low_res, iou = self.mask_decoder.decode_tokens(image, tokens_of(image_positional_embeddings), sparse,
+                                                       image_embeddings.shape[-1])
         return iou, low_res
 
 

@@ -129,9 +129,11 @@ class OnnxSam:
                 feed["input_masks"] = _frame(input_masks, b).float().numpy()
                 feed["has_input_masks"] = np.ones(1, np.float32)
             iou, low_res = self.decoder.run(None, feed)
-            masks.append(torch.from_numpy(low_res))
-            scores.append(torch.from_numpy(iou))
-        return SimpleNamespace(pred_masks=torch.cat(masks), iou_scores=torch.cat(scores))
+            masks.append(low_res)
+            scores.append(iou)
+        # numpy's concatenation: torch.cat of arrays ONNX Runtime allocated costs about 0.5 ms each
+        return SimpleNamespace(pred_masks=torch.from_numpy(np.concatenate(masks)),
+                               iou_scores=torch.from_numpy(np.concatenate(scores)))
 
 
 def _frame(tensor: torch.Tensor | None, b: int) -> torch.Tensor | None:

@@ -78,10 +78,19 @@ def with_defaults(decoder_file: Path, grid: int) -> None:
     onnx.save(graph, str(decoder_file))
 
 
+def weight_products(graph_file: Path) -> list[str]:
+    """The names of a graph's matrix products by a weight matrix (a 2-D initializer as the second
+    factor): what int8 quantization takes. The decoder's token-side products by per-head weight
+    stacks (3-D, `token_side_attention`) are over a few token rows and stay float32."""
+    graph = _import_onnx().load(str(graph_file), load_external_data=False).graph
+    matrices = {tensor.name for tensor in graph.initializer if len(tensor.dims) == 2}
+    return [node.name for node in graph.node if node.op_type == "MatMul" and node.input[1] in matrices]
+
+
 def quantize_graphs(folder: Path) -> list[Path]:
     """`*_quantized.onnx` beside each graph: ONNX Runtime's dynamic quantization of the matrix
-    products (int8 weights per output channel, the activations quantized as they come), what
-    transformers.js loads as `dtype: "q8"`. The convolutions stay float32: quantized too, MobileSAM's
+    products by weight matrices (int8 weights per output channel, the activations quantized as they
+    come), what transformers.js loads as `dtype: "q8"`. The convolutions stay float32: quantized too, MobileSAM's
     masks on six real Kvasir-SEG frames agreed with PyTorch's at Dice 0.86-0.96; with the matrix
     products alone, at 0.95-0.998 (benchmarks/onnx_runtime.py scores the difference over test frames)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -93,8 +102,9 @@ def quantize_graphs(folder: Path) -> list[Path]:
     try:
         for layout in GRAPHS:
             target = folder / layout.file(quantized=True)
-            quantize_dynamic(str(folder / layout.file()), str(target), weight_type=QuantType.QInt8,
-                             per_channel=True, op_types_to_quantize=["MatMul"])
+            source = folder / layout.file()
+            quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
+                             op_types_to_quantize=["MatMul"], nodes_to_quantize=weight_products(source))
             written.append(target)
     finally:
         root.setLevel(level)
