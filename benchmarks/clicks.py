@@ -6,8 +6,8 @@ per step that correction rounds add.
 - Per click (issue target: at most 50 ms for MobileSAM on a 2-core CPU): the prompt encoder and mask
   decoder on the frame's stored embedding with the clicks so far and the previous low-resolution
   logits, then the logits at the frame's size (`PolypSegmenter.session_logits` one click longer),
-  the model as `from_pretrained` loads it, and beside it with PyTorch's default memory layout
-  (without `decoder_memory_layout`);
+  the model as `from_pretrained` loads it (`route_single_masks`: the single-mask decoder with
+  attention on the token side), and beside it with transformers' own mask decoder;
   and the app's whole answer to a click (`gradio_demo.segment`: the round, the mask, the overlay,
   the PNG), its embedding and earlier rounds memoised as the app keeps them.
 - Per training step: the decoder strategy on cached embeddings (`--batch` frames of MobileSAM's
@@ -31,7 +31,8 @@ from PIL import Image
 
 from polyp_sam_hf.models.convert import get_arch
 from polyp_sam_hf.models.modeling_tinyvit_sam import TinyViTSamModel
-from polyp_sam_hf.models.segmenter import PolypSegmenter, decoder_memory_layout
+from polyp_sam_hf.models.segmenter import PolypSegmenter
+from polyp_sam_hf.models.single_mask_decoder import route_single_masks
 from polyp_sam_hf.publishing.gradio_demo import EmbeddingMemo, add_click, segment
 from polyp_sam_hf.training.config import DataArguments
 from polyp_sam_hf.training.interactive import PromptRounds
@@ -45,13 +46,13 @@ CLICKS = [(285, 250, 1), (160, 130, 0), (400, 360, 0), (300, 140, 1), (200, 330,
           (410, 130, 0), (170, 370, 0), (280, 300, 1), (350, 250, 1), (220, 200, 1)]
 
 
-def _mobile_sam(default_layout: bool = False) -> PolypSegmenter:
-    """MobileSAM as `PolypSegmenter.from_pretrained` loads it (its mask decoder in the faster memory layout),
-    or with PyTorch's default layout throughout."""
+def _mobile_sam(transformers_decoder: bool = False) -> PolypSegmenter:
+    """MobileSAM as `PolypSegmenter.from_pretrained` loads it (`route_single_masks`), or with
+    transformers' own mask decoder."""
     torch.manual_seed(0)
     arch = get_arch("mobile-sam")
     model = TinyViTSamModel(arch.config()).eval()
-    return PolypSegmenter(model if default_layout else decoder_memory_layout(model), arch.processor(), device="cpu")
+    return PolypSegmenter(model if transformers_decoder else route_single_masks(model), arch.processor(), device="cpu")
 
 
 def _one_click(segmenter: PolypSegmenter, embedded, k: int) -> float:
@@ -65,9 +66,9 @@ def _one_click(segmenter: PolypSegmenter, embedded, k: int) -> float:
 
 def click_costs(repeats: int) -> dict:
     """Milliseconds one more click costs, after k = 0 .. len(CLICKS) - 1 clicks beside the box (the
-    fastest of `repeats` for each k, then the median and the worst over k); the decoder's median
-    with PyTorch's default memory layout beside it, interleaved with the loaded layout's."""
-    segmenter, default = _mobile_sam(), _mobile_sam(default_layout=True)
+    fastest of `repeats` for each k, then the median and the worst over k); the median with
+    transformers' mask decoder beside it, interleaved with the loaded model's."""
+    segmenter, default = _mobile_sam(), _mobile_sam(transformers_decoder=True)
     frame = Image.fromarray(np.random.default_rng(0).integers(0, 255, (*FRAME, 3), dtype=np.uint8))
     embedded = segmenter.embed(frame)
     out = tempfile.mkdtemp()
@@ -91,8 +92,8 @@ def click_costs(repeats: int) -> dict:
     return {"frame": f"{FRAME[1]} x {FRAME[0]}", "clicks": len(CLICKS),
             "decoder_ms_per_click_median": round(float(np.median(decoder)), 1),
             "decoder_ms_per_click_worst": round(max(decoder), 1),
-            "decoder_ms_per_click_median_default_layout": round(float(np.median(decoder_default)), 1),
-            "default_layout_over_loaded": round(float(np.median(decoder_default) / np.median(decoder)), 2),
+            "decoder_ms_per_click_median_transformers": round(float(np.median(decoder_default)), 1),
+            "transformers_over_loaded": round(float(np.median(decoder_default) / np.median(decoder)), 2),
             "app_ms_per_click_median": round(float(np.median(app)), 1),
             "app_ms_per_click_worst": round(max(app), 1),
             "decoder_ms_by_clicks_before": [round(v, 1) for v in decoder]}

@@ -136,32 +136,31 @@ def test_boxes_json_one_flat_box_is_read(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["tiny-sam", "micro-tinyvit-sam-test"])
-def test_a_loaded_model_decodes_in_channels_last_with_the_same_logits(name):
-    """`from_pretrained` puts the mask decoder's transposed convolutions and the image tokens of its
-    two-way transformer in channels-last memory (faster on a CPU); the logits stay those of PyTorch's
-    default layout."""
+def test_a_loaded_model_decodes_single_masks_on_the_token_side_with_transformers_logits(name):
+    """`from_pretrained` routes single-mask calls to `SingleMaskDecoder` (faster on a CPU): a session
+    of a box and two clicks (the previous round's logits as the dense prompt) and a pass with no
+    prompt give transformers' logits; a multimask call still goes through transformers' decoder."""
     import torch
-    from torch.nn import ConvTranspose2d
 
     from polyp_sam_hf.models.loading import load_model_and_processor
-    from polyp_sam_hf.models.segmenter import decoder_memory_layout
+    from polyp_sam_hf.models.single_mask_decoder import SingleMaskRoute, route_single_masks
 
     fast = PolypSegmenter.from_pretrained(name, device="cpu")
-    convs = [m for m in fast.model.mask_decoder.modules() if isinstance(m, ConvTranspose2d)]
-    assert len(convs) == 2 and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
-    decoder_memory_layout(fast.model)  # a second time adds no second hook
-    assert len(fast.model.mask_decoder.transformer._forward_pre_hooks) == 1
-    seen = []
-    fast.model.mask_decoder.transformer.register_forward_pre_hook(
-        lambda module, args, kwargs: seen.append([kwargs[k].is_contiguous(memory_format=torch.channels_last)
-                                                  for k in ("image_embeddings", "image_positional_embeddings")]),
-        with_kwargs=True)
+    route = fast.model.mask_decoder
+    assert isinstance(route, SingleMaskRoute) and route_single_masks(fast.model).mask_decoder is route  # once
+    calls = []
+    route.single.register_forward_hook(lambda *args: calls.append("single"))
+    route.decoder.register_forward_hook(lambda *args: calls.append("transformers"))
     plain = PolypSegmenter(*load_model_and_processor(name), device="cpu")
-    assert all(m.weight.is_contiguous() for m in plain.model.mask_decoder.modules() if isinstance(m, ConvTranspose2d))
     frame = np.random.default_rng(0).integers(0, 255, (120, 150, 3), dtype=np.uint8)
     embedded = plain.embed(frame)
     box, clicks = [[20, 30, 110, 100]], [(60, 60, 1), (25, 35, 0)]
-    expected = plain.session_logits(embedded, box, clicks)
-    got = fast.session_logits(embedded, box, clicks)
-    assert seen and all(all(layouts) for layouts in seen)
-    assert torch.allclose(got, expected, rtol=1e-5, atol=1e-5 * float(expected.abs().max()))
+    for prompts in ((box, clicks), (None, None)):
+        expected = plain.session_logits(embedded, *prompts) if prompts[0] else plain.logits(embedded, None)
+        got = fast.session_logits(embedded, *prompts) if prompts[0] else fast.logits(embedded, None)
+        assert torch.allclose(got, expected, rtol=1e-5, atol=1e-5 * float(expected.abs().max()))
+    assert calls == ["single"] * 4  # the box, two clicks, no prompt
+    with torch.no_grad():
+        out = fast.model(image_embeddings=embedded.embedding[None], input_boxes=torch.tensor([[[20.0, 30, 110, 100]]]),
+                         multimask_output=True)
+    assert out.pred_masks.shape[2] == 3 and calls[-1] == "transformers"

@@ -41,6 +41,7 @@ from polyp_sam_hf.data.reading import read_image, to_rgb
 from polyp_sam_hf.models.loading import load_model_and_processor
 from polyp_sam_hf.models.mask_prompts import mask_prompt_logits, mask_prompt_name
 from polyp_sam_hf.models.onnx_runtime import OnnxSam
+from polyp_sam_hf.models.single_mask_decoder import route_single_masks
 
 # A pixel is polyp where its logit is above this: probability 0.5, SAM's own threshold. Every mask the
 # library makes from logits (scoring, masks written, the app, self-prompting) goes through `to_mask`.
@@ -268,39 +269,9 @@ def validate_points(points, labels, width: int, height: int, name: str = "image"
     return arr, tags.astype(np.int64)
 
 
-def _tokens_contiguous(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-    """Pre-hook of the two-way transformer: its image embeddings and their positional grid in
-    channels-last memory, so that the (B, h*w, C) token views it makes of them are contiguous, like
-    the tokens its layers write (an add of a strided and a contiguous operand is the slow kind)."""
-    for key in ("image_embeddings", "image_positional_embeddings"):
-        if isinstance(kwargs.get(key), torch.Tensor) and kwargs[key].dim() == 4:
-            kwargs[key] = kwargs[key].contiguous(memory_format=torch.channels_last)
-    return args, kwargs
-
-
-def decoder_memory_layout(model: torch.nn.Module) -> torch.nn.Module:
-    """The mask decoder laid out in memory for speed on a CPU, with the same values (the same sums).
-
-    Its transposed convolutions (the 4x upscaling) get channels-last weights, whose PyTorch CPU kernel
-    is several times faster than the default layout's, and its two-way transformer takes the image
-    embeddings as channels-last (`_tokens_contiguous`). A correction click on a stored embedding is
-    mostly the mask decoder (benchmarks/clicks.py). For models loaded to predict; a model being trained
-    keeps the default layout, its checkpoints as transformers writes them. Laying out a model twice
-    changes nothing more.
-    """
-    decoder = model.mask_decoder
-    for module in decoder.modules():
-        if isinstance(module, torch.nn.ConvTranspose2d):
-            module.to(memory_format=torch.channels_last)
-    if getattr(decoder.transformer, "_tokens_contiguous_hook", None) is None:
-        decoder.transformer._tokens_contiguous_hook = decoder.transformer.register_forward_pre_hook(
-            _tokens_contiguous, with_kwargs=True)
-    return model
-
-
 def _torch_loader(name: str):
     model, processor = load_model_and_processor(name)
-    return decoder_memory_layout(model), processor
+    return route_single_masks(model), processor
 
 
 def _onnx_loader(quantized: bool):
