@@ -12,6 +12,7 @@ from transformers import SamModel, SamProcessor
 
 from polyp_sam_hf.core.errors import ConfigError
 from polyp_sam_hf.data.clicks import (
+    CORRECTION_CLICKS,
     FIRST_CLICKS,
     NOT_POLYP,
     POLYP,
@@ -98,6 +99,27 @@ def test_a_central_first_click_goes_to_the_deepest_polyp_of_a_frame():
     target = _disk(100, 20, 20, 6) | _disk(100, 70, 70, 20)
     clicks = [FIRST_CLICKS["central"](target, np.random.default_rng(seed)) for seed in range(100)]
     assert all(np.hypot(c.x - 70, c.y - 70) <= 10.5 for c in clicks)
+
+
+
+def test_a_central_correction_click_lies_in_the_middle_of_the_largest_error():
+    """A prediction that misses a 40 x 12 band of the polyp and adds a smaller false patch: central
+    correction clicks are positive and at least half the band's depth (6) inside it, so in rows 22-29
+    and columns 17-52, spread along it and seeded; the evaluation clicker's click is among them."""
+    target = np.zeros((60, 80), bool)
+    target[10:50, 10:70] = True
+    pred = target.copy()
+    pred[20:32, 15:55] = False  # missed: rows 20-31, columns 15-54
+    pred[52:56, 10:20] = True  # false polyp, smaller
+    clicks = [CORRECTION_CLICKS["central"](pred, target, np.random.default_rng(seed)) for seed in range(200)]
+    assert all(c.label == POLYP and 22 <= c.y <= 29 and 17 <= c.x <= 52 for c in clicks)
+    assert max(c.x for c in clicks) - min(c.x for c in clicks) > 20  # along the band, not one point
+    expected = evaluation_click(pred, target)
+    assert (expected.x, expected.y) in {(c.x, c.y) for c in clicks}
+    assert clicks == [CORRECTION_CLICKS["central"](pred, target, np.random.default_rng(seed)) for seed in range(200)]
+    uniform = [CORRECTION_CLICKS["uniform"](pred, target, np.random.default_rng(seed)) for seed in range(200)]
+    assert any(c.label == NOT_POLYP for c in uniform)  # SAM's draw reaches the false patch too
+    assert CORRECTION_CLICKS["central"](target, target, np.random.default_rng(0)) is None
 
 
 # ----------------------------------------------------------------------------- points on the one road

@@ -72,12 +72,16 @@ def test_correction_clicks_fall_in_the_error_and_are_seeded():
     again, _ = interactive._next_clicks(low_res, batch, seed=1, epoch=0, round_=0)
     other, _ = interactive._next_clicks(low_res, batch, seed=1, epoch=1, round_=0)
     assert np.array_equal(points, again) and not np.array_equal(points, other)
+    # central: frame 0's click at least half the greatest depth (3) inside the missed 6 x 6 square
+    central, tags = interactive._next_clicks(low_res, batch, seed=1, epoch=0, round_=0, correction_click="central")
+    assert tags.tolist() == [1, 0] and 5 <= central[0][0] <= 8 and 5 <= central[0][1] <= 8
 
 
 def test_the_run_records_how_it_prompted(prepared_demo, tmp_path):
     _run(prepared_demo, tmp_path / "run", "--max_train_steps", "1")
     record = json.loads((tmp_path / "run" / "best" / "polyp_sam_training.json").read_text())
-    assert (record["interactive_rounds"], record["point_share"], record["first_click"]) == (3, 0.5, "uniform")
+    assert (record["interactive_rounds"], record["point_share"], record["first_click"],
+            record["correction_click"]) == (3, 0.5, "uniform", "uniform")
 
 
 def test_correction_rounds_need_one_prompt_per_frame():
@@ -87,6 +91,8 @@ def test_correction_rounds_need_one_prompt_per_frame():
         parse_config(["--point_share", "1.5"])
     with pytest.raises((ConfigError, SystemExit)):
         parse_config(["--point_share", "0.5", "--first_click", "centre"])
+    with pytest.raises((ConfigError, SystemExit)):
+        parse_config(["--interactive_rounds", "3", "--correction_click", "centre"])
 
 
 def test_central_first_clicks_start_inside_the_polyps_centre(prepared_demo):

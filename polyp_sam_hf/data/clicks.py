@@ -12,7 +12,9 @@ the current prediction against the ground truth, over the whole frame (every pol
 
 A training run's first click, where it starts from one, comes from `FIRST_CLICKS`: drawn uniformly in
 the polyp as SAM trains a point prompt, or only from its central part, where a person clicks and the
-evaluation clicker's first click falls.
+evaluation clicker's first click falls. Its correction clicks come from `CORRECTION_CLICKS`: drawn
+uniformly from the whole error (SAM's), or from the central part of the largest error region, where
+a person corrects and the evaluation clicker clicks.
 """
 
 from __future__ import annotations
@@ -62,6 +64,17 @@ def evaluation_click(pred: np.ndarray, target: np.ndarray) -> Click | None:
         pred: (H, W) bool, the current prediction (all False before the first click).
         target: (H, W) bool ground truth.
     """
+    largest = largest_error_region(pred, target)
+    if largest is None:
+        return None
+    region, label = largest
+    x, y = deepest_point(region)
+    return Click(float(x), float(y), label)
+
+
+def largest_error_region(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, int] | None:
+    """The largest 8-connected error region of (H, W) bool `pred` against `target`, as an (H, W) bool
+    mask, with the label a click in it gets (missed polyp wins a tie); None where there is no error."""
     regions = []
     for label, error in zip((POLYP, NOT_POLYP), error_regions(pred, target)):
         labels, count = label_components(error)
@@ -71,9 +84,8 @@ def evaluation_click(pred: np.ndarray, target: np.ndarray) -> Click | None:
             regions.append((int(areas[best]), label, labels == best + 1))
     if not regions:
         return None
-    _, label, region = max(regions, key=lambda r: r[0])  # the larger region; missed polyp wins a tie
-    x, y = deepest_point(region)
-    return Click(float(x), float(y), label)
+    _, label, region = max(regions, key=lambda r: r[0])
+    return region, label
 
 
 def training_click(pred: np.ndarray, target: np.ndarray, rng: np.random.Generator) -> Click | None:
@@ -119,10 +131,36 @@ def central_training_click(target: np.ndarray, rng: np.random.Generator) -> Clic
     return training_click(np.zeros_like(central), central, rng)  # all of it missed: a positive click in it
 
 
+def central_correction_click(pred: np.ndarray, target: np.ndarray, rng: np.random.Generator) -> Click | None:
+    """A correction click drawn uniformly from the central part of the largest error region (its pixels
+    at least `CENTRAL_DEPTH` of its deepest pixel's distance from its border, so the evaluation
+    clicker's click is always among them), labelled by the region's kind; None where there is no error.
+
+    Args:
+        pred: (H, W) bool, the current prediction.
+        target: (H, W) bool ground truth.
+        rng: the seeded generator that draws it.
+    """
+    largest = largest_error_region(pred, target)
+    if largest is None:
+        return None
+    region, label = largest
+    inside = depth(region)
+    ys, xs = np.nonzero(inside >= CENTRAL_DEPTH * inside.max())
+    i = int(rng.integers(len(xs)))
+    return Click(float(xs[i]), float(ys[i]), label)
+
+
 # how a training run draws its first click (data.batches): name -> (target, rng) -> Click | None
 FIRST_CLICKS: dict[str, Callable[[np.ndarray, np.random.Generator], Click | None]] = {
     "uniform": first_training_click,
     "central": central_training_click,
+}
+
+# how a training run draws its correction clicks (training.interactive): name -> (pred, target, rng) -> Click | None
+CORRECTION_CLICKS: dict[str, Callable[[np.ndarray, np.ndarray, np.random.Generator], Click | None]] = {
+    "uniform": training_click,
+    "central": central_correction_click,
 }
 
 

@@ -18,7 +18,7 @@ from transformers.trainer_utils import SchedulerType
 
 from polyp_sam_hf.core.arguments import check_choices, check_ranges, parse_arguments
 from polyp_sam_hf.core.errors import ConfigError
-from polyp_sam_hf.data.clicks import FIRST_CLICKS
+from polyp_sam_hf.data.clicks import CORRECTION_CLICKS, FIRST_CLICKS
 from polyp_sam_hf.data.prompts import TRAINING_PROMPT_MODES, get_prompt_mode
 from polyp_sam_hf.data.splits import SPLIT_PRESETS, SplitSettings
 from polyp_sam_hf.models.attention import VISION_ATTENTION
@@ -100,6 +100,11 @@ class DataArguments:
                                      "(anywhere in the polyp, as SAM trains a point prompt), central (in its central "
                                      "part, at least half as deep inside as its deepest point, where a person clicks "
                                      "and the evaluation clicker's first click falls)."})
+    correction_click: str = field(
+        default="uniform", metadata={"choices": list(CORRECTION_CLICKS), "help": "Where each correction click of "
+                                     "--interactive_rounds is drawn: uniform (anywhere in the previous mask's "
+                                     "error, as SAM was trained), central (in the central part of its largest error "
+                                     "region, where a person corrects and the evaluation clicker clicks)."})
     augment_flips: str = field(
         default="", metadata={"help": "Add flipped copies of the training frames: h (left-right), v (up-down), "
                               "hv (both); works with the embedding and pixel caches. Empty: none (paper)."}

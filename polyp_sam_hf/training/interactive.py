@@ -1,9 +1,9 @@
 """Training with correction rounds, as SAM was trained: each step prompts a frame several times.
 
 Round 1 is the item's first prompt: its box (jittered as usual), or, for a `point_share` of the items,
-one click drawn uniformly in the polyp (`data.batches`). Each later round adds one correction click,
-drawn uniformly from the error of the previous round's mask (`data.clicks.training_click`, seeded by
-(seed, epoch, item, round), so a resumed run draws the same clicks), and feeds the previous
+one click drawn in the polyp (`data.batches`). Each later round adds one correction click, drawn from
+the error of the previous round's mask (`data.clicks.CORRECTION_CLICKS`: uniformly from all of it by
+default, as SAM; seeded by (seed, epoch, item, round), so a resumed run draws the same clicks), and feeds the previous
 low-resolution logits back as the dense prompt (detached, as SAM does); a model trained with the
 ellipse mask prompt keeps it for the first round only (`segmenter.decode`). The loss sums the rounds.
 
@@ -20,35 +20,41 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from polyp_sam_hf.data.clicks import training_click
+from polyp_sam_hf.core.registry import lookup
+from polyp_sam_hf.data.clicks import CORRECTION_CLICKS
 from polyp_sam_hf.models.mask_prompts import unwrap_config
 from polyp_sam_hf.models.segmenter import decode, shared_embeddings, upsample_to_input, valid_region
 
 PADDING_LABEL = -10  # a click slot with no click (the mask was already right): SAM's prompt encoder ignores it
 
 
-def _next_clicks(low_res: torch.Tensor, batch: dict, seed: int, epoch: int, round_: int) -> tuple[np.ndarray, np.ndarray]:
-    """One correction click per item from the error of `low_res` (B, 1, h, w) on the S x S input grid:
-    ((B, 2) points in input pixels, (B,) labels, `PADDING_LABEL` where there is no error)."""
+def _next_clicks(low_res: torch.Tensor, batch: dict, seed: int, epoch: int, round_: int,
+                 correction_click: str = "uniform") -> tuple[np.ndarray, np.ndarray]:
+    """One correction click per item (drawn as `CORRECTION_CLICKS[correction_click]`) from the error of
+    `low_res` (B, 1, h, w) on the S x S input grid: ((B, 2) points in input pixels, (B,) labels,
+    `PADDING_LABEL` where there is no error)."""
+    draw = lookup(CORRECTION_CLICKS, correction_click, "correction click")
     size = batch["targets"].shape[-1]
     with torch.no_grad():
         pred = (upsample_to_input(low_res, size)[:, 0] > 0) & valid_region(batch["reshaped"], size)
     pred, targets = pred.cpu().numpy(), batch["targets"][:, 0].bool().cpu().numpy()
     points, labels = np.zeros((len(pred), 2), np.float32), np.full(len(pred), PADDING_LABEL, np.int64)
     for i, index in enumerate(batch["index"].tolist()):
-        click = training_click(pred[i], targets[i], np.random.default_rng((seed, epoch, index, 2 + round_)))
+        click = draw(pred[i], targets[i], np.random.default_rng((seed, epoch, index, 2 + round_)))
         if click is not None:
             points[i], labels[i] = (click.x, click.y), click.label
     return points, labels
 
 
-def interactive_logits(model: torch.nn.Module, batch: dict, rounds: int, seed: int, epoch: int) -> list[torch.Tensor]:
+def interactive_logits(model: torch.nn.Module, batch: dict, rounds: int, seed: int, epoch: int,
+                       correction_click: str = "uniform") -> list[torch.Tensor]:
     """Every round's (B, 1, h, w) low-resolution logits for a batch of one prompt per frame.
 
     Args:
         batch: a `data.batches` batch of one box per frame (the `box` prompt mode), with `point_first`
             (B,) and `first_point` (B, 2): which items start from a click instead, and where.
         rounds: prompts per frame (1: the first prompt only).
+        correction_click: how each later round's click is drawn (`CORRECTION_CLICKS`).
     """
     inputs = shared_embeddings(model, batch)
     embeddings = inputs["image_embeddings"]
@@ -73,7 +79,7 @@ def interactive_logits(model: torch.nn.Module, batch: dict, rounds: int, seed: i
         outputs.append(low_res)
         if round_ + 1 == rounds:
             break
-        points, tags = _next_clicks(low_res, batch, seed, epoch, round_)
+        points, tags = _next_clicks(low_res, batch, seed, epoch, round_, correction_click)
         clicks = torch.cat([clicks, torch.from_numpy(points).to(device)[:, None, None]], dim=2)
         labels = torch.cat([labels, torch.from_numpy(tags).to(device)[:, None, None]], dim=2)
         previous = low_res.detach()
@@ -89,10 +95,11 @@ class PromptRounds(torch.nn.Module):
         super().__init__()
         self.module = model
 
-    def forward(self, rounds_of: dict | None = None, rounds: int = 1, seed: int = 0, epoch: int = 0, **sam_inputs):
+    def forward(self, rounds_of: dict | None = None, rounds: int = 1, seed: int = 0, epoch: int = 0,
+                correction_click: str = "uniform", **sam_inputs):
         if rounds_of is None:
             return self.module(**sam_inputs)
-        return interactive_logits(self.module, rounds_of, rounds, seed, epoch)
+        return interactive_logits(self.module, rounds_of, rounds, seed, epoch, correction_click)
 
 
 def _low_res_size(model: torch.nn.Module) -> tuple[int, int]:

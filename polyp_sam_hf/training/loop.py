@@ -419,7 +419,8 @@ def step_loss(model: torch.nn.Module, batch: dict, loss_fn, data_args: DataArgum
     (`training.interactive` where the settings ask for correction rounds or click starts)."""
     if not data_args.interactive and rounds in (None, 1):
         return batch_loss(batch_logits(model, batch), batch, loss_fn)
-    logits = model(rounds_of=batch, rounds=rounds or data_args.interactive_rounds, seed=seed, epoch=epoch)
+    logits = model(rounds_of=batch, rounds=rounds or data_args.interactive_rounds, seed=seed, epoch=epoch,
+                   correction_click=data_args.correction_click)
     return sum(batch_loss(low_res, batch, loss_fn) for low_res in logits)
 
 
