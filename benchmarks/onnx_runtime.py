@@ -6,11 +6,13 @@ decoder per prompt, the files' sizes, and (with --data) Dice on real test frames
 
 The model is exported to a temporary folder by the library's own export (`export_onnx`: float32 and
 int8, checked). Per frame: `PolypSegmenter.embed` with each backend (the fastest of `--repeats`
-after a warm-up); per prompt: one box, and one click beside it with the previous round's logits
-(`session_logits`, the frame's embedding kept). With `--data`, `polyp-sam evaluate` scores the first
-`--frames` test frames (one box per frame) with `--backend torch`, `onnx` and `onnx-int8`, each in
-its own process. Issue targets on this 2-core CPU: int8 encoder at least 2x PyTorch's speed, float32
-at least as fast; at most 20 ms a prompt; Dice within 0.001 (float32) and 0.005 (int8) of PyTorch.
+after a warm-up); per prompt: the prompt encoder and mask decoder alone on one box (`low_res_logits`,
+the 20 ms target's call), then the mask at the frame's size for one box and for one click beside it
+with the previous round's logits (`session_logits`, the frame's embedding kept). With `--data`,
+`polyp-sam evaluate` scores the first `--frames` test frames (one box per frame) with `--backend
+torch`, `onnx` and `onnx-int8`, each in its own process. Issue targets on this 2-core CPU: int8
+encoder at least 2x PyTorch's speed, float32 at least as fast; at most 20 ms a prompt; Dice
+within 0.001 (float32) and 0.005 (int8) of PyTorch.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ def speeds(folder: Path, repeats: int, backends: tuple[str, ...] = BACKENDS) -> 
         seg.session_logits(embedded, BOX, rounds=rounds)
         result[backend] = {
             "encoder_s_per_frame": round(_fastest(lambda: seg.embed(frame), repeats), 4),
+            "decoder_ms": round(1000 * _fastest(lambda: seg.low_res_logits(embedded, BOX), repeats), 1),
             "box_ms": round(1000 * _fastest(lambda: seg.session_logits(embedded, BOX), repeats), 1),
             # one click more: one decoder call, the box's round kept (as the app keeps it)
             "click_ms": round(1000 * _fastest(lambda: seg.session_logits(embedded, BOX, CLICK, rounds=dict(rounds)),

@@ -25,16 +25,18 @@ def _channels_last(conv: torch.nn.ConvTranspose2d) -> tuple[torch.Tensor, torch.
 
 
 class SingleMaskDecoder(torch.nn.Module):
-    """transformers' `SamMaskDecoder` with `multimask_output=False`, its 4x upscaling written for ONNX
-    Runtime: the same sums, in an order that needs neither a transposed convolution nor a big transpose.
+    """transformers' `SamMaskDecoder` with `multimask_output=False`, written for a CPU: the same sums, in
+    an order that needs neither a transposed convolution nor a big transpose.
 
-    transformers lays the two-way transformer's image tokens out as a (C, h, w) map, upscales it with
+    The two-way transformer's cross attentions are taken on the prompt tokens' side
+    (`token_side_attention`). For the upscaling, transformers lays the two-way transformer's image tokens out as a (C, h, w) map, upscales it with
     two kernel-2, stride-2 transposed convolutions (a layer norm over channels between), and takes the
     product of every one of the four mask tokens' hypernetwork output with the result. Here the tokens
     stay channels-last: each transposed convolution is one matrix product per pixel into its 2 x 2
     block (`_channels_last`), the layer norm is over the last axis, only the single-mask token is
     multiplied, and the blocks are put in place once, on the (4h, 4w) logits. The matrix products are
-    what ONNX Runtime's int8 quantization reaches.
+    what ONNX Runtime's int8 quantization reaches. Their weights are copied at construction (buffers,
+    so that the ONNX graph holds them as weight matrices): build it on a model whose weights are final.
     """
 
     def __init__(self, decoder: torch.nn.Module) -> None:
