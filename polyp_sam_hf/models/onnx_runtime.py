@@ -131,7 +131,7 @@ class OnnxSam:
             iou, low_res = self.decoder.run(None, feed)
             masks.append(low_res)
             scores.append(iou)
-        # numpy's concatenation: torch.cat of arrays ONNX Runtime allocated costs about 0.5 ms each
+        # numpy's concatenation: torch.cat here cost about 1 ms a call (profiled), a twentieth of the int8 decoder
         return SimpleNamespace(pred_masks=torch.from_numpy(np.concatenate(masks)),
                                iou_scores=torch.from_numpy(np.concatenate(scores)))
 

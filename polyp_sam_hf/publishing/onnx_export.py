@@ -89,10 +89,11 @@ def weight_products(graph_file: Path) -> list[str]:
 
 def quantize_graphs(folder: Path) -> list[Path]:
     """`*_quantized.onnx` beside each graph: ONNX Runtime's dynamic quantization of the matrix
-    products by weight matrices (int8 weights per output channel, the activations quantized as they
-    come), what transformers.js loads as `dtype: "q8"`. The convolutions stay float32: quantized too, MobileSAM's
-    masks on six real Kvasir-SEG frames agreed with PyTorch's at Dice 0.86-0.96; with the matrix
-    products alone, at 0.95-0.998 (benchmarks/onnx_runtime.py scores the difference over test frames)."""
+    products by weight matrices (`weight_products`; int8 weights per output channel, the activations
+    quantized as they come), what transformers.js loads as `dtype: "q8"`. The convolutions stay
+    float32: quantized too, MobileSAM's masks on six real Kvasir-SEG frames agreed with PyTorch's at
+    Dice 0.86-0.96; with the matrix products alone, at 0.95-0.998 (benchmarks/onnx_runtime.py scores
+    the difference over test frames)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     written = []
