@@ -147,7 +147,8 @@ class DecoderGraph(torch.nn.Module):
                 input_points: torch.Tensor, input_labels: torch.Tensor, input_masks: torch.Tensor,
                 has_input_masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         sparse = self.sparse_tokens(input_points, input_labels)
-        image = tokens_of(image_embeddings) + self.dense_tokens(input_points, input_labels, input_masks, has_input_masks)
+        dense = self.dense_tokens(input_points, input_labels, input_masks, has_input_masks)
+        image = tokens_of(image_embeddings) + dense
         low_res, iou = self.mask_decoder.decode_tokens(image, tokens_of(image_positional_embeddings), sparse,
                                                        image_embeddings.shape[-1])
         return iou, low_res

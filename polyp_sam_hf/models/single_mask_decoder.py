@@ -29,14 +29,15 @@ class SingleMaskDecoder(torch.nn.Module):
     an order that needs neither a transposed convolution nor a big transpose.
 
     The two-way transformer's cross attentions are taken on the prompt tokens' side
-    (`token_side_attention`). For the upscaling, transformers lays the two-way transformer's image tokens out as a (C, h, w) map, upscales it with
-    two kernel-2, stride-2 transposed convolutions (a layer norm over channels between), and takes the
-    product of every one of the four mask tokens' hypernetwork output with the result. Here the tokens
-    stay channels-last: each transposed convolution is one matrix product per pixel into its 2 x 2
-    block (`_channels_last`), the layer norm is over the last axis, only the single-mask token is
-    multiplied, and the blocks are put in place once, on the (4h, 4w) logits. The matrix products are
-    what ONNX Runtime's int8 quantization reaches. Their weights are copied at construction (buffers,
-    so that the ONNX graph holds them as weight matrices): build it on a model whose weights are final.
+    (`token_side_attention`). For the upscaling, transformers lays the two-way transformer's image
+    tokens out as a (C, h, w) map, upscales it with two kernel-2, stride-2 transposed convolutions (a
+    layer norm over channels between), and takes the product of every one of the four mask tokens'
+    hypernetwork output with the result. Here the tokens stay channels-last: each transposed
+    convolution is one matrix product per pixel into its 2 x 2 block (`_channels_last`), the layer
+    norm is over the last axis, only the single-mask token is multiplied, and the blocks are put in
+    place once, on the (4h, 4w) logits. The matrix products are what ONNX Runtime's int8 quantization
+    reaches. Their weights are copied at construction (buffers, so that the ONNX graph holds them as
+    weight matrices): build it on a model whose weights are final.
     """
 
     def __init__(self, decoder: torch.nn.Module) -> None:
@@ -49,8 +50,9 @@ class SingleMaskDecoder(torch.nn.Module):
 
     def forward(self, image_embeddings: torch.Tensor, image_positional_embeddings: torch.Tensor,
                 sparse: torch.Tensor | None, dense: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(1, C, h, w) embeddings and positional grid, (1, K, N, C) sparse (None: no prompt, K = 1) and (1, C, h, w) dense
-        prompt embeddings (transformers' arguments) -> (1, K, 1, 4h, 4w) low-resolution logits and (1, K, 1) IoU scores."""
+        """transformers' arguments: (1, C, h, w) embeddings and positional grid, (1, K, N, C) sparse
+        (None: no prompt, K = 1) and (1, C, h, w) dense prompt embeddings -> (1, K, 1, 4h, 4w)
+        low-resolution logits and (1, K, 1) IoU scores."""
         side = image_embeddings.shape[-1]
         return self.decode_tokens(tokens_of(image_embeddings + dense), tokens_of(image_positional_embeddings),
                                   sparse, side)
@@ -99,7 +101,8 @@ class SingleMaskRoute(torch.nn.Module):
         """transformers' `SamMaskDecoder.forward`: (B, K, M, 4h, 4w) logits and (B, K, M) IoU scores."""
         if multimask_output or image_embeddings.shape[0] != 1 or attention_similarity is not None \
                 or target_embedding is not None:
-            return self.decoder(image_embeddings=image_embeddings, image_positional_embeddings=image_positional_embeddings,
+            return self.decoder(image_embeddings=image_embeddings,
+                                image_positional_embeddings=image_positional_embeddings,
                                 sparse_prompt_embeddings=sparse_prompt_embeddings,
                                 dense_prompt_embeddings=dense_prompt_embeddings, multimask_output=multimask_output,
                                 attention_similarity=attention_similarity, target_embedding=target_embedding, **kwargs)
