@@ -3,9 +3,10 @@
 Round 1 is the item's first prompt: its box (jittered as usual), or, for a `point_share` of the items,
 one click drawn in the polyp (`data.batches`). Each later round adds one correction click, drawn from
 the error of the previous round's mask (`data.clicks.CORRECTION_CLICKS`: uniformly from all of it by
-default, as SAM; seeded by (seed, epoch, item, round), so a resumed run draws the same clicks), and feeds the previous
-low-resolution logits back as the dense prompt (detached, as SAM does); a model trained with the
-ellipse mask prompt keeps it for the first round only (`segmenter.decode`). The loss sums the rounds.
+default, as SAM; seeded by (seed, epoch, item, round), so a resumed run draws the same clicks), and
+feeds the previous low-resolution logits back as the dense prompt (detached, as SAM does); a model
+trained with the ellipse mask prompt keeps it for the first round only (`segmenter.decode`). The
+loss sums the rounds.
 
 The image encoder runs once per step: cached embeddings as they are; otherwise the encoder on the
 batch's pixels, its embeddings shared by every round (with gradient for `full` and `lora`).
