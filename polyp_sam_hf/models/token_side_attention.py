@@ -40,7 +40,8 @@ def tokens_attend_to_image(attention: torch.nn.Module, queries: torch.Tensor, ke
 
     Args:
         queries: (1, K, T, C) prompt tokens.
-        keys, values: (B, 1, N, C) image tokens (B 1 or K).
+        keys: (B, 1, N, C) image tokens (B 1 or K), with their positional embeddings.
+        values: (B, 1, N, C) image tokens.
 
     Returns:
         (1, K, T, C), the attention's output after its output projection.
@@ -64,8 +65,9 @@ def image_attends_to_tokens(attention: torch.nn.Module, queries: torch.Tensor, k
     """`SamAttention(query=queries, key=keys, value=values)` for image-token queries.
 
     Args:
-        queries: (B, 1, N, C) image tokens (B 1 or K).
-        keys, values: (1, K, T, C) prompt tokens.
+        queries: (B, 1, N, C) image tokens (B 1 or K), with their positional embeddings.
+        keys: (1, K, T, C) prompt tokens, with theirs.
+        values: (1, K, T, C) prompt tokens.
 
     Returns:
         (K, 1, N, C), the attention's output after its output projection.
