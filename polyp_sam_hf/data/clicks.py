@@ -19,7 +19,7 @@ a person corrects and the evaluation clicker clicks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -124,11 +124,15 @@ def central_training_click(target: np.ndarray, rng: np.random.Generator) -> Clic
     of the deepest pixel's distance from the border (with several polyps, the deepest pixel of them
     all sets the bar for each), so the deepest point, the evaluation clicker's first click on a frame
     of one polyp, is always among them; None for an empty mask."""
-    inside = depth(target)
-    if not inside.any():
-        return None
-    central = inside >= CENTRAL_DEPTH * inside.max()
+    central = central_part(target)
     return training_click(np.zeros_like(central), central, rng)  # all of it missed: a positive click in it
+
+
+def central_part(region: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the pixels of a boolean (H, W) region at least `CENTRAL_DEPTH` of its deepest pixel's
+    distance from its border (none for an empty region)."""
+    inside = depth(region)
+    return inside >= CENTRAL_DEPTH * inside.max() if inside.any() else np.zeros(inside.shape, bool)
 
 
 def central_correction_click(pred: np.ndarray, target: np.ndarray, rng: np.random.Generator) -> Click | None:
@@ -145,10 +149,9 @@ def central_correction_click(pred: np.ndarray, target: np.ndarray, rng: np.rando
     if largest is None:
         return None
     region, label = largest
-    inside = depth(region)
-    ys, xs = np.nonzero(inside >= CENTRAL_DEPTH * inside.max())
-    i = int(rng.integers(len(xs)))
-    return Click(float(xs[i]), float(ys[i]), label)
+    central = central_part(region)
+    # the same uniform draw as a central first click, labelled by the region's kind
+    return replace(training_click(np.zeros_like(central), central, rng), label=label)
 
 
 # how a training run draws its first click (data.batches): name -> (target, rng) -> Click | None
