@@ -68,16 +68,16 @@ def click_costs(repeats: int) -> dict:
     """Milliseconds one more click costs, after k = 0 .. len(CLICKS) - 1 clicks beside the box (the
     fastest of `repeats` for each k, then the median and the worst over k); the median with
     transformers' mask decoder beside it, interleaved with the loaded model's."""
-    segmenter, default = _mobile_sam(), _mobile_sam(transformers_decoder=True)
+    segmenter, plain = _mobile_sam(), _mobile_sam(transformers_decoder=True)
     frame = Image.fromarray(np.random.default_rng(0).integers(0, 255, (*FRAME, 3), dtype=np.uint8))
     embedded = segmenter.embed(frame)
     out = tempfile.mkdtemp()
-    decoder, app, decoder_default = [], [], []
+    decoder, app, decoder_plain = [], [], []
     for k in range(len(CLICKS)):
-        best_decoder = best_app = best_default = float("inf")
+        best_decoder = best_app = best_plain = float("inf")
         for _ in range(repeats):
             best_decoder = min(best_decoder, _one_click(segmenter, embedded, k))
-            best_default = min(best_default, _one_click(default, embedded, k))
+            best_plain = min(best_plain, _one_click(plain, embedded, k))
             memo = EmbeddingMemo(segmenter)
             text = ""
             for click in CLICKS[:k]:
@@ -87,13 +87,13 @@ def click_costs(repeats: int) -> dict:
             segment(segmenter, frame, ",".join(map(str, BOX)), out, memo, add_click(text, *CLICKS[k]))
             best_app = min(best_app, time.perf_counter() - start)
         decoder.append(1000 * best_decoder)
-        decoder_default.append(1000 * best_default)
+        decoder_plain.append(1000 * best_plain)
         app.append(1000 * best_app)
     return {"frame": f"{FRAME[1]} x {FRAME[0]}", "clicks": len(CLICKS),
             "decoder_ms_per_click_median": round(float(np.median(decoder)), 1),
             "decoder_ms_per_click_worst": round(max(decoder), 1),
-            "decoder_ms_per_click_median_transformers": round(float(np.median(decoder_default)), 1),
-            "transformers_over_loaded": round(float(np.median(decoder_default) / np.median(decoder)), 2),
+            "decoder_ms_per_click_median_transformers": round(float(np.median(decoder_plain)), 1),
+            "transformers_over_loaded": round(float(np.median(decoder_plain) / np.median(decoder)), 2),
             "app_ms_per_click_median": round(float(np.median(app)), 1),
             "app_ms_per_click_worst": round(max(app), 1),
             "decoder_ms_by_clicks_before": [round(v, 1) for v in decoder]}
