@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import re
 
 import pytest
 from conftest import REPO_ROOT
 
 from polyp_sam_hf.commands.cli import main as cli_main
-from polyp_sam_hf.evaluation.comparison import identify, results_section
+from polyp_sam_hf.evaluation.comparison import identify, results_markdown, results_section
 from polyp_sam_hf.evaluation.published import PAPER_RUNS, PUBLISHED, table_rows
 from polyp_sam_hf.evaluation.record import EvaluationRecord
 
@@ -181,3 +182,29 @@ def test_reproduce_dry_run_lists_six_trainings_and_their_evaluations(tmp_path, c
         assert f"--model_name_or_path {tmp_path}/out/runs/{name}/best" in command and f"--paper_run {name}" in command
     assert len(re.findall(r"prepare the (\S+) split: would run", out)) == 2
     assert not (tmp_path / "out").exists()  # a dry run writes nothing
+
+
+def test_an_evaluation_of_validation_frames_is_not_set_beside_the_published_test_numbers(tmp_path):
+    """`evaluate --split validation` (how a recipe is chosen): results.md says which frames were scored and
+    shows no published row and no difference; `compare` places it in no paper table and says why."""
+    metrics = _metrics("val", "Polyp-SAM-B", "full", "paper", {"kvasir": 0.95, "cvc-clinicdb": 0.94})
+    metrics.settings["split"] = "validation"
+    for modes in metrics.results.values():  # the detection table's cells
+        for levels in modes.values():
+            for per in levels.values():
+                per.update({s: dataclasses.replace(e, fp_per_frame=0.0) for s, e in per.items()})
+    text = results_markdown(metrics)
+    assert "published, Table" not in text and "difference to" not in text and "paper's test set" not in text
+    assert "split `paper` (its `validation` frames)" in text and "not the test frames" in text
+    assert _table_cells(results_section(metrics))["**val** (one box)"] == ["0.950", "0.900", "0.940", "0.890"]
+    # the same run scored on its test frames is Table 2's, with the difference to Polyp-SAM-B (full)
+    metrics.settings["split"] = "test"
+    assert "difference to Polyp-SAM-B (full), Table 2" in results_markdown(metrics)
+
+    metrics.settings["split"] = "validation"
+    metrics.write(tmp_path / "val.json")
+    assert cli_main(["compare", str(tmp_path / "val.json"), "--output_file", str(tmp_path / "c.md")]) == 0
+    text = (tmp_path / "c.md").read_text()
+    tables, unplaced = text.split("## Runs that match no table shown")
+    assert "**val**" not in tables
+    assert "`val`: split `paper`, Polyp-SAM-B, strategy `full`, scored on its `validation` frames" in unplaced

@@ -146,7 +146,7 @@ def comparison_table(rows: list[PublishedRow], runs: list[EvaluationRecord], sou
             blocks.append((given, block))
     # the fair comparisons side by side: every row found without the true box, then every row given it
     ordered = [line for group in ("no", "yes") for given, block in blocks if given == group for line in block]
-    if runs:
+    if runs and all(record.scored_split == "test" for record in runs):
         counts = {s: max(record.sources[s].n if s in record.sources else 0 for record in runs) for s in sources}
         ordered.append(row(["frames scored (the paper's test set)", "count", ""]
                            + [c for s in sources for c in (f"{counts[s]} ({SOURCES[s].paper_test_frames})", "")]))
@@ -187,6 +187,11 @@ def _why_no_difference(identity: RunIdentity, rows: list[PublishedRow]) -> str:
             f"is printed for `{identity.label}`.")
 
 
+def _other_split_note(record: EvaluationRecord) -> str:
+    return (f"`{record.run.label}` was scored on the `{record.scored_split}` frames, not the test frames: the "
+            "published rows, all of test frames, are not set beside it.")
+
+
 def _sources_of(record: EvaluationRecord) -> set[str]:
     return set(_per_source(record, "model", record.model_modes[0]))
 
@@ -199,6 +204,9 @@ def results_section(record: EvaluationRecord) -> str:
     """The comparison for one evaluation (`results.md` and the model card): the main table of the
     run's split (Table 2 plus Table 1's row for its strategy; Table 3), or Table 2 as reference."""
     identity = record.run
+    if record.scored_split != "test":  # the published numbers are of test frames: nothing to set beside
+        table, notes = comparison_table([], [record], _ordered(_sources_of(record)))
+        return "\n\n".join([table, *notes, _other_split_note(record), BASELINE_NOTE])
     tables = tables_for_split(identity.split)
     rows = table_rows(tables[0] if tables else 2)
     for extra in tables[1:]:  # Table 1's row of the run's own strategy, where Table 2 has none like it
@@ -259,7 +267,8 @@ def results_markdown(record: EvaluationRecord) -> str:
     return "\n".join([
         f"# Results: {identity.label}",
         "",
-        f"Protocol `{settings['protocol']}`, split `{identity.split or 'unknown'}`, box jitter {level}. "
+        f"Protocol `{settings['protocol']}`, split `{identity.split or 'unknown'}`"
+        f"{'' if record.scored_split == 'test' else f' (its `{record.scored_split}` frames)'}, box jitter {level}. "
         f"Frames: {counts}.{prompted}",
         "",
         *empty_note,
@@ -305,11 +314,13 @@ def comparison_markdown(runs: list[EvaluationRecord], tables: tuple[int, ...] | 
         if not members:
             sections += ["No run of this library was given for this table.", ""]
         sections += [note + "\n" for note in notes]
-    unplaced = [m.run for m in runs if id(m) not in placed]
+    unplaced = [m for m in runs if id(m) not in placed]
     if unplaced:
         sections += ["## Runs that match no table shown", ""]
-        sections += [f"- `{i.label}`: split `{i.split or 'unknown'}`, {i.method or 'no Polyp-SAM backbone'}, "
-                     f"strategy `{i.strategy or 'unknown'}`" for i in unplaced] + [""]
+        sections += [f"- `{m.run.label}`: split `{m.run.split or 'unknown'}`, "
+                     f"{m.run.method or 'no Polyp-SAM backbone'}, strategy `{m.run.strategy or 'unknown'}`"
+                     + ("" if m.scored_split == "test" else f", scored on its `{m.scored_split}` frames")
+                     for m in unplaced] + [""]
     sections += [BOX_NOTE, "", BASELINE_NOTE, "", f"Published rows: {CITATION}.", ""]
     return "\n".join(sections)
 
@@ -318,6 +329,8 @@ def _belongs(record: EvaluationRecord, table: int) -> bool:
     """A run belongs to a table of its split (a declared paper run: its own table only); and a run of any
     known split scored on CVC-ColonDB also stands beside Table 3 (`published.HELD_OUT_TABLE`)."""
     identity = record.run
+    if record.scored_split != "test":
+        return False
     if identity.paper_run is not None:
         return PAPER_RUNS[identity.paper_run].table == table
     if identity.split == TABLE_SPLITS[table]:

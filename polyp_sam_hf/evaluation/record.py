@@ -121,6 +121,11 @@ class EvaluationRecord:
     def synthetic(self) -> bool:
         return bool(self.settings.get("synthetic"))
 
+    @property
+    def scored_split(self) -> str:
+        """Which split of the data was scored (`evaluate --split`): the published rows are of test frames."""
+        return self.settings.get("split") or "test"
+
     def to_json(self) -> dict:
         return {
             "settings": self.settings,
