@@ -17,6 +17,7 @@ from polyp_sam_hf.data.clicks import (
     NOT_POLYP,
     POLYP,
     Click,
+    clicked_region,
     deepest_point,
     evaluation_click,
     training_click,
@@ -120,6 +121,23 @@ def test_a_central_correction_click_lies_in_the_middle_of_the_largest_error():
     uniform = [CORRECTION_CLICKS["uniform"](pred, target, np.random.default_rng(seed)) for seed in range(200)]
     assert any(c.label == NOT_POLYP for c in uniform)  # SAM's draw reaches the false patch too
     assert CORRECTION_CLICKS["central"](target, target, np.random.default_rng(0)) is None
+
+
+def test_a_correction_clicks_region_is_the_connected_error_of_its_kind_around_it():
+    """Two false patches and a missed band: a negative click in one patch names that patch alone, a
+    positive click the band; a click on no error of its kind names nothing."""
+    target = np.zeros((40, 60), bool)
+    target[10:30, 10:50] = True
+    pred = target.copy()
+    pred[12:16, 15:45] = False  # missed band
+    pred[32:36, 5:12] = True  # false patch 1
+    pred[2:6, 40:55] = True  # false patch 2
+    first = clicked_region(pred, target, Click(8.0, 34.0, NOT_POLYP))
+    assert first.sum() == 4 * 7 and first[32:36, 5:12].all()
+    band = clicked_region(pred, target, Click(30.0, 13.0, POLYP))
+    assert band.sum() == 4 * 30 and band[12:16, 15:45].all()
+    assert not clicked_region(pred, target, Click(30.0, 13.0, NOT_POLYP)).any()  # missed polyp, negative click
+    assert not clicked_region(pred, target, Click(30.0, 20.0, POLYP)).any()  # right there already
 
 
 # ----------------------------------------------------------------------------- points on the one road

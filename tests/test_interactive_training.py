@@ -65,23 +65,52 @@ def test_correction_clicks_fall_in_the_error_and_are_seeded():
     low_res = torch.full((2, 1, 4, 4), -10.0)
     low_res[1] = 10.0  # frame 1 predicts everything: its error is false polyp outside the square
     batch = {"targets": targets, "reshaped": torch.tensor([[16, 16], [16, 16]]), "index": torch.tensor([0, 1])}
-    points, labels = interactive._next_clicks(low_res, batch, seed=1, epoch=0, round_=0)
+    points, labels, regions = interactive._next_clicks(low_res, batch, seed=1, epoch=0, round_=0)
     (x0, y0), (x1, y1) = points
     assert labels.tolist() == [1, 0]
     assert 4 <= x0 <= 9 and 4 <= y0 <= 9 and not (4 <= x1 <= 9 and 4 <= y1 <= 9)
-    again, _ = interactive._next_clicks(low_res, batch, seed=1, epoch=0, round_=0)
-    other, _ = interactive._next_clicks(low_res, batch, seed=1, epoch=1, round_=0)
+    again, _, _ = interactive._next_clicks(low_res, batch, seed=1, epoch=0, round_=0)
+    other, _, _ = interactive._next_clicks(low_res, batch, seed=1, epoch=1, round_=0)
     assert np.array_equal(points, again) and not np.array_equal(points, other)
     # central: frame 0's click at least half the greatest depth (3) inside the missed 6 x 6 square
-    central, tags = interactive._next_clicks(low_res, batch, seed=1, epoch=0, round_=0, correction_click="central")
+    central, tags, _ = interactive._next_clicks(low_res, batch, seed=1, epoch=0, round_=0, correction_click="central")
     assert tags.tolist() == [1, 0] and 5 <= central[0][0] <= 8 and 5 <= central[0][1] <= 8
+    # asked for, each click's error region: frame 0 the missed square, frame 1 everything around it
+    assert regions is None
+    _, _, regions = interactive._next_clicks(low_res, batch, seed=1, epoch=0, round_=0, regions=True)
+    square = targets[:, 0].bool().numpy()
+    assert np.array_equal(regions[0], square[0]) and np.array_equal(regions[1], ~square[1])
+
+
+def test_the_click_region_weight_adds_each_correction_rounds_region_loss(prepared_demo, tmp_path, monkeypatch):
+    """The first step's loss (same seed and weights) with --click_region_weight 2 is the loss without it
+    plus twice the region losses of its 2 correction rounds, each over the region its click was drawn in."""
+    losses, regions = {}, []
+    real_step, real_region = loop.step_loss, loop.click_region_loss
+
+    def region_spy(logits, batch, clicked):
+        value = real_region(logits, batch, clicked)
+        regions.append((clicked, value.item()))
+        return value
+
+    for weight in ("0", "2"):
+        seen = []
+        monkeypatch.setattr(loop, "step_loss", lambda *a, **k: seen.append(real_step(*a, **k)) or seen[-1])
+        monkeypatch.setattr(loop, "click_region_loss", region_spy)
+        _run(prepared_demo, tmp_path / weight, "--max_train_steps", "1", "--click_region_weight", weight)
+        losses[weight] = seen[0].item()  # the probe's: before any optimiser step
+    first = regions[:2]  # the weighted run's probe: rounds 2 and 3
+    assert len(regions) >= 2 and all(r.any() for r, _ in first)
+    assert losses["2"] == pytest.approx(losses["0"] + 2 * sum(v for _, v in first), rel=1e-5)
+    with pytest.raises(ConfigError, match="give --interactive_rounds 2 or more"):
+        parse_config(["--click_region_weight", "1"])
 
 
 def test_the_run_records_how_it_prompted(prepared_demo, tmp_path):
     _run(prepared_demo, tmp_path / "run", "--max_train_steps", "1")
     record = json.loads((tmp_path / "run" / "best" / "polyp_sam_training.json").read_text())
     assert (record["interactive_rounds"], record["point_share"], record["first_click"],
-            record["correction_click"]) == (3, 0.5, "uniform", "uniform")
+            record["correction_click"], record["click_region_weight"]) == (3, 0.5, "uniform", "uniform", 0.0)
 
 
 def test_correction_rounds_need_one_prompt_per_frame():

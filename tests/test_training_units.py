@@ -18,7 +18,7 @@ from polyp_sam_hf.evaluation.published import PAPER_RUNS
 from polyp_sam_hf.models.loading import load_model_and_processor
 from polyp_sam_hf.training.config import TrainArguments, parse_config
 from polyp_sam_hf.training.loop import build_scheduler, is_better
-from polyp_sam_hf.training.losses import batch_loss, bce_loss, dice_loss, get_loss
+from polyp_sam_hf.training.losses import batch_loss, bce_loss, click_region_loss, dice_loss, get_loss
 from polyp_sam_hf.training.strategies import count_parameters, freeze_unreached, get_strategy
 
 # ----------------------------------------------------------------------------- loss
@@ -57,6 +57,21 @@ def test_padding_does_not_count():
     cropped = dice_loss(logits[..., :2], target[..., :2], valid[..., :2])
     assert padded_garbage.item() == pytest.approx(cropped.item(), abs=1e-6)
     assert padded_garbage.item() < 1e-6  # a loss that counted the border would be 1/3 worse
+
+
+def test_the_click_region_loss_averages_over_each_clicked_region_and_skips_unclicked_items():
+    """Item 0's clicked region is 2 of 16 pixels, one wrong at logit -2 on polyp, one right; item 1 got
+    no click and counts neither way, however wrong it is."""
+    targets = torch.zeros(2, 1, 4, 4)
+    targets[0, 0, 0, :2] = 1
+    logits = torch.full((2, 1, 4, 4), 20.0)  # everything polyp: item 1 all wrong
+    logits[0, 0, 0, 0], logits[0, 0, 0, 1] = -2.0, 20.0
+    regions = torch.zeros(2, 4, 4, dtype=torch.bool)
+    regions[0, 0, :2] = True
+    loss = click_region_loss(logits, {"targets": targets}, regions)
+    expected = (torch.nn.functional.softplus(torch.tensor(2.0)) + torch.nn.functional.softplus(torch.tensor(-20.0))) / 2
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert click_region_loss(logits, {"targets": targets}, torch.zeros_like(regions)).item() == 0.0
 
 
 def test_batch_loss_ignores_padded_prompts_and_padding():

@@ -167,6 +167,22 @@ CORRECTION_CLICKS: dict[str, Callable[[np.ndarray, np.ndarray, np.random.Generat
 }
 
 
+def clicked_region(pred: np.ndarray, target: np.ndarray, click: Click) -> np.ndarray:
+    """(H, W) bool: the 8-connected error region a correction click lies in (missed polyp for a
+    positive click, false polyp for a negative one), the region a person means to fix with it; all
+    False where the click lies in no error of its kind.
+
+    Args:
+        pred: (H, W) bool, the prediction the click corrects.
+        target: (H, W) bool ground truth.
+        click: the click, in `pred`'s pixels.
+    """
+    missed, false = error_regions(pred, target)
+    labels, _ = label_components(missed if click.label == POLYP else false)
+    which = labels[int(round(click.y)), int(round(click.x))]
+    return labels == which if which else np.zeros(labels.shape, bool)
+
+
 def nearest_box(x: float, y: float, boxes: np.ndarray) -> int:
     """Which of a frame's boxes a click at (x, y) corrects: the one it falls in (the smallest where it
     falls in several), else the one whose edge is nearest.

@@ -105,6 +105,12 @@ class DataArguments:
                                      "--interactive_rounds is drawn: uniform (anywhere in the previous mask's "
                                      "error, as SAM was trained), central (in the central part of its largest error "
                                      "region, where a person corrects and the evaluation clicker clicks)."})
+    click_region_weight: float = field(
+        default=0.0, metadata={"help": "Each correction round of --interactive_rounds also adds this weight times "
+                               "the binary cross-entropy averaged over the error region its click lies in (the "
+                               "connected missed or false polyp around the click), so a click is rewarded for "
+                               "clearing that whole region, not only the pixels near it. 0: the rounds' losses "
+                               "alone."})
     augment_flips: str = field(
         default="", metadata={"help": "Add flipped copies of the training frames: h (left-right), v (up-down), "
                               "hv (both); works with the embedding and pixel caches. Empty: none (paper)."}
@@ -135,8 +141,14 @@ class DataArguments:
         if self.interactive and not (mode.boxes is not None and mode.whole_mask_target):
             raise ConfigError(f"--interactive_rounds and --point_share prompt one frame at a time (one box or click "
                               f"for the whole frame, then corrections): use --prompt_mode box, not {mode.name}.")
-        check_ranges(self, {"interactive_rounds": (1, None), "point_share": (0.0, 1.0), "val_fraction": (0.0, 0.99), "box_jitter": (0.0, 1.0), "max_train_samples": (1, None),
-                             "max_eval_samples": (1, None), "dataloader_num_workers": (0, None)})
+        if self.click_region_weight and self.interactive_rounds < 2:
+            raise ConfigError(f"--click_region_weight {self.click_region_weight} weighs the correction rounds' "
+                              f"clicked error regions: give --interactive_rounds 2 or more (it is "
+                              f"{self.interactive_rounds}), or leave the weight at 0.")
+        check_ranges(self, {"interactive_rounds": (1, None), "point_share": (0.0, 1.0),
+                            "click_region_weight": (0.0, None), "val_fraction": (0.0, 0.99), "box_jitter": (0.0, 1.0),
+                            "max_train_samples": (1, None), "max_eval_samples": (1, None),
+                            "dataloader_num_workers": (0, None)})
 
 
 PAPER_EFFECTIVE_BATCH = 48  # images per optimiser step in the paper (its batch size, reached by accumulation)

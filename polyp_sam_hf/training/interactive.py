@@ -6,7 +6,9 @@ the error of the previous round's mask (`data.clicks.CORRECTION_CLICKS`: uniform
 default, as SAM; seeded by (seed, epoch, item, round), so a resumed run draws the same clicks), and
 feeds the previous low-resolution logits back as the dense prompt (detached, as SAM does); a model
 trained with the ellipse mask prompt keeps it for the first round only (`segmenter.decode`). The
-loss sums the rounds.
+loss sums the rounds; with `click_region_weight` each correction round also pays for the error
+region its click lies in, averaged over that region (`losses.click_region_loss`), so that a click
+is rewarded for clearing its whole region, not only the pixels around it.
 
 The image encoder runs once per step: cached embeddings as they are; otherwise the encoder on the
 batch's pixels, its embeddings shared by every round (with gradient for `full` and `lora`).
@@ -22,7 +24,7 @@ import numpy as np
 import torch
 
 from polyp_sam_hf.core.registry import lookup
-from polyp_sam_hf.data.clicks import CORRECTION_CLICKS
+from polyp_sam_hf.data.clicks import CORRECTION_CLICKS, clicked_region
 from polyp_sam_hf.models.mask_prompts import unwrap_config
 from polyp_sam_hf.models.segmenter import decode, shared_embeddings, upsample_to_input, valid_region
 
@@ -34,32 +36,41 @@ PADDING_LABEL = -10
 
 
 def _next_clicks(low_res: torch.Tensor, batch: dict, seed: int, epoch: int, round_: int,
-                 correction_click: str = "uniform") -> tuple[np.ndarray, np.ndarray]:
+                 correction_click: str = "uniform", regions: bool = False
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """One correction click per item (drawn as `CORRECTION_CLICKS[correction_click]`) from the error of
     `low_res` (B, 1, h, w) on the S x S input grid: ((B, 2) points in input pixels, (B,) labels,
-    `PADDING_LABEL` where there is no error)."""
+    `PADDING_LABEL` where there is no error, and with `regions` the (B, S, S) bool error region each
+    click lies in (`data.clicks.clicked_region`; all False where there is no click), else None)."""
     draw = lookup(CORRECTION_CLICKS, correction_click, "correction click")
     size = batch["targets"].shape[-1]
     with torch.no_grad():
         pred = (upsample_to_input(low_res, size)[:, 0] > 0) & valid_region(batch["reshaped"], size)
     pred, targets = pred.cpu().numpy(), batch["targets"][:, 0].bool().cpu().numpy()
     points, labels = np.zeros((len(pred), 2), np.float32), np.full(len(pred), PADDING_LABEL, np.int64)
+    clicked = np.zeros(pred.shape, bool) if regions else None
     for i, index in enumerate(batch["index"].tolist()):
         click = draw(pred[i], targets[i], np.random.default_rng((seed, epoch, index, 2 + round_)))
         if click is not None:
             points[i], labels[i] = (click.x, click.y), click.label
-    return points, labels
+            if regions:
+                clicked[i] = clicked_region(pred[i], targets[i], click)
+    return points, labels, clicked
 
 
 def interactive_logits(model: torch.nn.Module, batch: dict, rounds: int, seed: int, epoch: int,
-                       correction_click: str = "uniform") -> list[torch.Tensor]:
-    """Every round's (B, 1, h, w) low-resolution logits for a batch of one prompt per frame.
+                       correction_click: str = "uniform", click_regions: bool = False
+                       ) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+    """Every round's (B, 1, h, w) low-resolution logits for a batch of one prompt per frame, and for
+    each round after the first the (B, S, S) bool error regions its clicks were drawn in (None
+    without `click_regions`).
 
     Args:
         batch: a `data.batches` batch of one box per frame (the `box` prompt mode), with `point_first`
             (B,) and `first_point` (B, 2): which items start from a click instead, and where.
         rounds: prompts per frame (1: the first prompt only).
         correction_click: how each later round's click is drawn (`CORRECTION_CLICKS`).
+        click_regions: also return the clicked error regions (for `losses.click_region_loss`).
     """
     inputs = shared_embeddings(model, batch)
     embeddings = inputs["image_embeddings"]
@@ -67,7 +78,7 @@ def interactive_logits(model: torch.nn.Module, batch: dict, rounds: int, seed: i
     point_first = batch["point_first"].to(device)
     clicks = batch["first_point"].to(device)[:, None, None]  # (B, 1, n, 2): each item's clicks so far
     labels = torch.where(point_first, 1, PADDING_LABEL)[:, None, None].to(device)
-    previous, outputs = None, []
+    previous, outputs, regions = None, [], []
     for round_ in range(rounds):
         low_res = torch.empty((len(embeddings), 1, *_low_res_size(model)), device=device)
         for group in (~point_first, point_first):  # with the box (and its clicks), or from clicks alone
@@ -84,11 +95,12 @@ def interactive_logits(model: torch.nn.Module, batch: dict, rounds: int, seed: i
         outputs.append(low_res)
         if round_ + 1 == rounds:
             break
-        points, tags = _next_clicks(low_res, batch, seed, epoch, round_, correction_click)
+        points, tags, clicked = _next_clicks(low_res, batch, seed, epoch, round_, correction_click, click_regions)
+        regions.append(None if clicked is None else torch.from_numpy(clicked).to(device))
         clicks = torch.cat([clicks, torch.from_numpy(points).to(device)[:, None, None]], dim=2)
         labels = torch.cat([labels, torch.from_numpy(tags).to(device)[:, None, None]], dim=2)
         previous = low_res.detach()
-    return outputs
+    return outputs, regions
 
 
 class PromptRounds(torch.nn.Module):
@@ -101,10 +113,10 @@ class PromptRounds(torch.nn.Module):
         self.module = model
 
     def forward(self, rounds_of: dict | None = None, rounds: int = 1, seed: int = 0, epoch: int = 0,
-                correction_click: str = "uniform", **sam_inputs):
+                correction_click: str = "uniform", click_regions: bool = False, **sam_inputs):
         if rounds_of is None:
             return self.module(**sam_inputs)
-        return interactive_logits(self.module, rounds_of, rounds, seed, epoch, correction_click)
+        return interactive_logits(self.module, rounds_of, rounds, seed, epoch, correction_click, click_regions)
 
 
 def _low_res_size(model: torch.nn.Module) -> tuple[int, int]:

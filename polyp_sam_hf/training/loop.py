@@ -51,7 +51,7 @@ from polyp_sam_hf.training.checkpointing import (
 )
 from polyp_sam_hf.training.config import DataArguments, ModelArguments, TrainArguments, config_to_dict
 from polyp_sam_hf.training.interactive import PromptRounds
-from polyp_sam_hf.training.losses import batch_loss, get_loss
+from polyp_sam_hf.training.losses import batch_loss, click_region_loss, get_loss
 from polyp_sam_hf.training.stopping import GracefulStop
 from polyp_sam_hf.training.strategies import count_parameters, freeze_unreached, get_strategy
 
@@ -416,12 +416,18 @@ def setup(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
 def step_loss(model: torch.nn.Module, batch: dict, loss_fn, data_args: DataArguments, seed: int, epoch: int,
               rounds: int | None = None) -> torch.Tensor:
     """A micro-batch's loss: one prompt per frame and round, the rounds' losses summed
-    (`training.interactive` where the settings ask for correction rounds or click starts)."""
+    (`training.interactive` where the settings ask for correction rounds or click starts), plus
+    `click_region_weight` times each correction round's `click_region_loss`."""
     if not data_args.interactive and rounds in (None, 1):
         return batch_loss(batch_logits(model, batch), batch, loss_fn)
-    logits = model(rounds_of=batch, rounds=rounds or data_args.interactive_rounds, seed=seed, epoch=epoch,
-                   correction_click=data_args.correction_click)
-    return sum(batch_loss(low_res, batch, loss_fn) for low_res in logits)
+    weight = data_args.click_region_weight
+    logits, regions = model(rounds_of=batch, rounds=rounds or data_args.interactive_rounds, seed=seed, epoch=epoch,
+                            correction_click=data_args.correction_click, click_regions=bool(weight))
+    loss = sum(batch_loss(low_res, batch, loss_fn) for low_res in logits)
+    if weight:
+        loss = loss + weight * sum(click_region_loss(low_res, batch, clicked)
+                                   for low_res, clicked in zip(logits[1:], regions))
+    return loss
 
 
 def train_steps(run: Run) -> None:

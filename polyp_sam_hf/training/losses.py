@@ -71,3 +71,21 @@ def batch_loss(
     per_mask = loss_fn(up.flatten(0, 1), batch["targets"].flatten(0, 1), valid.flatten(0, 1))
     keep = batch["box_valid"].flatten().float()
     return (per_mask * keep).sum() / keep.sum().clamp_min(1.0)
+
+
+def click_region_loss(logits: torch.Tensor, batch: dict, regions: torch.Tensor) -> torch.Tensor:
+    """Mean over a batch's clicked items of the binary cross-entropy averaged over the error region each
+    item's correction click was drawn in: how much of that whole region the round's mask still leaves
+    wrong, however large the region (the whole mask's loss weighs a region by its share of the frame).
+
+    Args:
+        logits: (B, 1, h, w) a correction round's low-resolution logits.
+        batch: holds `targets` (B, 1, S, S).
+        regions: (B, S, S) bool, each item's clicked error region on the S x S input grid (all False
+            for an item that got no click).
+    """
+    size = batch["targets"].shape[-1]
+    up = upsample_to_input(logits, size)[:, 0]
+    clicked = regions.flatten(1).any(1).float()
+    per_item = bce_loss(up, batch["targets"][:, 0], regions)
+    return (per_item * clicked).sum() / clicked.sum().clamp_min(1.0)
