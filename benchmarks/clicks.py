@@ -12,7 +12,8 @@ per step that correction rounds add.
   the PNG), its embedding and earlier rounds memoised as the app keeps them.
 - Per training step: the decoder strategy on cached embeddings (`--batch` frames of MobileSAM's
   size, one box each, half starting from a click), forward and backward through training's own
-  `step_loss`, with 1 round against `--rounds` rounds.
+  `step_loss`, with 1 round against `--rounds` rounds, and `--rounds` rounds with
+  `click_region_weight` 1 (each clicked error region found and scored) against without.
 
 Random weights of MobileSAM's architecture time the same as the real ones; every ratio divides two
 times measured in this one run on this one machine.
@@ -99,13 +100,14 @@ def click_costs(repeats: int) -> dict:
             "decoder_ms_by_clicks_before": [round(v, 1) for v in decoder]}
 
 
-def step_seconds(rounds: int, batch: int, repeats: int) -> float:
-    """One optimiser step of the decoder strategy on cached embeddings with `rounds` prompts a frame."""
+def step_seconds(rounds: int, batch: int, repeats: int, click_region_weight: float = 0.0) -> float:
+    """One optimiser step of the decoder strategy on cached embeddings with `rounds` prompts a frame
+    (and the clicked-region loss at `click_region_weight`)."""
     torch.manual_seed(0)
     model = PromptRounds(get_strategy("decoder").apply(TinyViTSamModel(get_arch("mobile-sam").config())))
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
-    data_args = DataArguments(interactive_rounds=rounds, point_share=0.5)
+    data_args = DataArguments(interactive_rounds=rounds, point_share=0.5, click_region_weight=click_region_weight)
     targets = torch.zeros(batch, 1, 1024, 1024)
     targets[:, :, 240:700, 200:620] = 1
     first = torch.tensor([[400.0, 470.0]]).repeat(batch, 1)
@@ -138,11 +140,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def measure(args: argparse.Namespace) -> dict:
     result = click_costs(args.repeats)
-    one, many = (step_seconds(rounds, args.batch, max(1, args.repeats // 2)) for rounds in (1, args.rounds))
+    repeats = max(1, args.repeats // 2)
+    one, many = (step_seconds(rounds, args.batch, repeats) for rounds in (1, args.rounds))
+    regions = step_seconds(args.rounds, args.batch, repeats, click_region_weight=1.0)
     result.update({"target_ms_per_click": 50, "batch": args.batch, "rounds": args.rounds,
                    "step_s_one_round": round(one, 3), f"step_s_{args.rounds}_rounds": round(many, 3),
                    "step_ratio": round(many / one, 2),
-                   "extra_s_per_round": round((many - one) / max(args.rounds - 1, 1), 3)})
+                   "extra_s_per_round": round((many - one) / max(args.rounds - 1, 1), 3),
+                   f"step_s_{args.rounds}_rounds_click_region": round(regions, 3),
+                   "click_region_ratio": round(regions / many, 2)})
     return result
 
 
