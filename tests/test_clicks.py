@@ -123,6 +123,27 @@ def test_a_central_correction_click_lies_in_the_middle_of_the_largest_error():
     assert CORRECTION_CLICKS["central"](target, target, np.random.default_rng(0)) is None
 
 
+def test_a_deepest_correction_click_is_the_evaluation_clickers_whatever_the_seed():
+    """The same band and false patch: every seed gives the one point deepest inside the missed band
+    (rows 20-31, so row 25 or 26; columns 15-54), positive; on a smaller band than the false patch the
+    click turns negative, in the patch."""
+    target = np.zeros((60, 80), bool)
+    target[10:50, 10:70] = True
+    pred = target.copy()
+    pred[20:32, 15:55] = False
+    pred[52:56, 10:20] = True
+    clicks = {CORRECTION_CLICKS["deepest"](pred, target, np.random.default_rng(seed)) for seed in range(20)}
+    assert clicks == {evaluation_click(pred, target)}
+    (click,) = clicks
+    assert click.label == POLYP and 25 <= click.y <= 26 and 15 <= click.x <= 54
+    pred = target.copy()
+    pred[20:22, 15:20] = False  # missed: 10 pixels
+    pred[52:58, 0:30] = True  # false polyp: 180 pixels, rows 52-57
+    click = CORRECTION_CLICKS["deepest"](pred, target, np.random.default_rng(0))
+    assert click.label == NOT_POLYP and 54 <= click.y <= 55 and 0 <= click.x < 30
+    assert CORRECTION_CLICKS["deepest"](target, target, np.random.default_rng(0)) is None
+
+
 def test_a_correction_clicks_region_is_the_connected_error_of_its_kind_around_it():
     """Two false patches and a missed band: a negative click in one patch names that patch alone, a
     positive click the band; a click on no error of its kind names nothing."""

@@ -13,8 +13,9 @@ the current prediction against the ground truth, over the whole frame (every pol
 A training run's first click, where it starts from one, comes from `FIRST_CLICKS`: drawn uniformly in
 the polyp as SAM trains a point prompt, or only from its central part, where a person clicks and the
 evaluation clicker's first click falls. Its correction clicks come from `CORRECTION_CLICKS`: drawn
-uniformly from the whole error (SAM's), or from the central part of the largest error region, where
-a person corrects and the evaluation clicker clicks.
+uniformly from the whole error (SAM's), from the central part of the largest error region, where
+a person corrects and the evaluation clicker clicks, or at the evaluation clicker's own point (as RITM
+trains its iterative clicks).
 """
 
 from __future__ import annotations
@@ -160,10 +161,17 @@ FIRST_CLICKS: dict[str, Callable[[np.ndarray, np.random.Generator], Click | None
     "central": central_training_click,
 }
 
+def deepest_correction_click(pred: np.ndarray, target: np.ndarray, rng: np.random.Generator) -> Click | None:
+    """The evaluation clicker's click (`evaluation_click`) as a training draw: the same masks always give
+    the same click, so `rng` is taken for the registry's signature and left unused."""
+    return evaluation_click(pred, target)
+
+
 # how a training run draws its correction clicks (training.interactive): name -> (pred, target, rng) -> Click | None
 CORRECTION_CLICKS: dict[str, Callable[[np.ndarray, np.ndarray, np.random.Generator], Click | None]] = {
     "uniform": training_click,
     "central": central_correction_click,
+    "deepest": deepest_correction_click,
 }
 
 

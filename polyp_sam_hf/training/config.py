@@ -104,7 +104,8 @@ class DataArguments:
         default="uniform", metadata={"choices": list(CORRECTION_CLICKS), "help": "Where each correction click of "
                                      "--interactive_rounds is drawn: uniform (anywhere in the previous mask's "
                                      "error, as SAM was trained), central (in the central part of its largest error "
-                                     "region, where a person corrects and the evaluation clicker clicks)."})
+                                     "region, where a person corrects and the evaluation clicker clicks), deepest (the "
+                                     "evaluation clicker's own click: the point deepest inside the largest error)."})
     click_region_weight: float = field(
         default=0.0, metadata={"help": "Each correction round of --interactive_rounds also adds this weight times "
                                "the binary cross-entropy averaged over the error region its click lies in (the "
