@@ -155,17 +155,17 @@ def central_correction_click(pred: np.ndarray, target: np.ndarray, rng: np.rando
     return replace(training_click(np.zeros_like(central), central, rng), label=label)
 
 
-# how a training run draws its first click (data.batches): name -> (target, rng) -> Click | None
-FIRST_CLICKS: dict[str, Callable[[np.ndarray, np.random.Generator], Click | None]] = {
-    "uniform": first_training_click,
-    "central": central_training_click,
-}
-
 def deepest_correction_click(pred: np.ndarray, target: np.ndarray, rng: np.random.Generator) -> Click | None:
     """The evaluation clicker's click (`evaluation_click`) as a training draw: the same masks always give
     the same click, so `rng` is taken for the registry's signature and left unused."""
     return evaluation_click(pred, target)
 
+
+# how a training run draws its first click (data.batches): name -> (target, rng) -> Click | None
+FIRST_CLICKS: dict[str, Callable[[np.ndarray, np.random.Generator], Click | None]] = {
+    "uniform": first_training_click,
+    "central": central_training_click,
+}
 
 # how a training run draws its correction clicks (training.interactive): name -> (pred, target, rng) -> Click | None
 CORRECTION_CLICKS: dict[str, Callable[[np.ndarray, np.ndarray, np.random.Generator], Click | None]] = {
