@@ -196,3 +196,28 @@ def test_prompt_decoder_strategy_trains_the_click_embeddings_beside_the_decoder(
     for key in ("prompt_encoder.point_embed.0.weight", "prompt_encoder.point_embed.1.weight",
                 "prompt_encoder.mask_embed.conv1.weight"):
         assert not torch.equal(a[key], b[key]), key
+
+
+
+@pytest.mark.parametrize("strategy", ["full", "lora"])
+def test_correction_rounds_train_the_encoder_of_a_strategy_that_trains_it(strategy, prepared_demo, tmp_path):
+    """With correction rounds the loss reaches a trained image encoder (transformers' own
+    `get_image_embeddings` runs without gradient): `best/`, a plain `SamModel` (LoRA merged), has an
+    encoder that moved (with LoRA only the attention `qkv`), and click embeddings that learned exactly
+    where the strategy trains the prompt encoder. TinyViT (MobileSAM's encoder) at 64 px."""
+    from polyp_sam_hf.models.loading import load_model_and_processor
+    from polyp_sam_hf.models.modeling_tinyvit_sam import TinyViTSamModel
+
+    args = train_args(prepared_demo, tmp_path / "run", *ROUNDS, "--max_train_steps", "2", "--eval_steps", "2",
+                      "--lora_rank", "2", "--embedding_cache", "false")
+    args[args.index("--model_name_or_path") + 1] = "micro-tinyvit-sam-test"
+    args[args.index("--strategy") + 1] = strategy
+    train(*parse_config(args))
+    trained = TinyViTSamModel.from_pretrained(tmp_path / "run" / "best").state_dict()
+    base = load_model_and_processor("micro-tinyvit-sam-test", seed=42)[0].state_dict()  # the run's --seed
+    moved = {k for k in base if k.startswith("vision_encoder.") and not torch.equal(base[k], trained[k])}
+    assert moved
+    if strategy != "full":
+        assert all(".attn.qkv." in k for k in moved)
+    clicks = ("prompt_encoder.point_embed.0.weight", "prompt_encoder.point_embed.1.weight")
+    assert all(not torch.equal(base[k], trained[k]) for k in clicks) == (strategy != "lora")

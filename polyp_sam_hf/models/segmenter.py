@@ -135,9 +135,10 @@ def shared_embeddings(model: torch.nn.Module, batch: dict) -> dict:
     if "image_embeddings" in inputs:
         return inputs
     encoder = sam_of(model)
-    frozen = not any(p.requires_grad for p in encoder.vision_encoder.parameters())
-    with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
+    if not torch.is_grad_enabled() or not any(p.requires_grad for p in encoder.vision_encoder.parameters()):
         return {"image_embeddings": encoder.get_image_embeddings(inputs["pixel_values"])}
+    # transformers' get_image_embeddings runs under no_grad: a trained encoder (full, LoRA) is called itself
+    return {"image_embeddings": encoder.vision_encoder(inputs["pixel_values"])[0]}
 
 
 def batch_logits(model: torch.nn.Module, batch: dict) -> torch.Tensor:
