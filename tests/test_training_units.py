@@ -140,11 +140,12 @@ def _module_params(model, prefix):
     return sum(p.numel() for n, p in model.named_parameters() if n.startswith(prefix))
 
 
-@pytest.mark.parametrize("name", ["decoder", "prompt-decoder", "full", "lora"])
+@pytest.mark.parametrize("name", ["decoder", "prompt-decoder", "full", "lora", "lora-prompt-decoder"])
 def test_strategy_trainable_counts(name):
     model, _ = load_model_and_processor("micro-sam-test")
     base_decoder = _module_params(model, "mask_decoder.")
-    encoder_and_prompt = _module_params(model, "vision_encoder.") + _module_params(model, "prompt_encoder.")
+    prompt = _module_params(model, "prompt_encoder.")
+    encoder_and_prompt = _module_params(model, "vision_encoder.") + prompt
     shared = _module_params(model, "shared_image_embedding.")
     qkv = [m for n, m in model.named_modules() if n.endswith("attn.qkv")]
     model = get_strategy(name).apply(model, lora_rank=4)
@@ -156,10 +157,16 @@ def test_strategy_trainable_counts(name):
         assert not any(p.requires_grad for n, p in model.named_parameters() if n.startswith("vision_encoder."))
     elif name == "full":
         assert trainable == base_decoder + encoder_and_prompt
-    else:
+    elif name == "lora":
         lora = sum(4 * (m.in_features + m.out_features) for m in qkv)
         assert trainable == base_decoder + lora
         assert total == trainable + encoder_and_prompt + shared
+    else:  # the prompt encoder trains too, the rest of the image encoder stays frozen
+        lora = sum(4 * (m.in_features + m.out_features) for m in qkv)
+        assert trainable == base_decoder + lora + prompt > base_decoder + lora
+        assert total == trainable + encoder_and_prompt - prompt + shared
+        assert not any(p.requires_grad for n, p in model.named_parameters()
+                       if "vision_encoder." in n and "lora_" not in n)
 
 
 def test_freeze_unreached_freezes_what_boxes_never_touch():

@@ -33,7 +33,8 @@ class RunIdentity:
     Attributes:
         label: the row's name (a paper run's name, or the model's path or id).
         method: `Polyp-SAM-B` / `Polyp-SAM-L` when fine-tuned from SAM ViT-B / ViT-L, else None.
-        strategy: `decoder`, `prompt-decoder`, `full`, `lora`, or None when not trained by this library.
+        strategy: `decoder`, `prompt-decoder`, `full`, `lora`, `lora-prompt-decoder`, or None when not trained
+            by this library.
         split: the split preset of the test data (`paper`, `cross-colondb`, ...), None if unknown.
         paper_run: the paper run this model was declared to reproduce (`--paper_run`), if any.
     """

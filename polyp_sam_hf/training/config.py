@@ -36,8 +36,8 @@ class ModelArguments:
     strategy: str = field(
         default="decoder", metadata={"help": "What to train.", "choices": list(STRATEGIES)}
     )
-    lora_rank: int = field(default=8, metadata={"help": "LoRA rank (strategy lora)."})
-    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (strategy lora)."})
+    lora_rank: int = field(default=8, metadata={"help": "LoRA rank (strategies lora, lora-prompt-decoder)."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (strategies lora, lora-prompt-decoder)."})
     vision_attention: str = field(
         default="fused",
         metadata={"help": "SAM ViT attention: fused (the relative-position terms folded into queries and keys, one "

@@ -51,17 +51,21 @@ def _trainable(*prefixes: str) -> Callable[..., torch.nn.Module]:
 LORA_TARGETS = r"vision_encoder\.layers\.\d+(\.blocks\.\d+)?\.attn\.qkv"
 
 
-def _lora(model: torch.nn.Module, lora_rank: int = 8, lora_alpha: int = 16, **_) -> torch.nn.Module:
-    """PEFT's LoRA on the image encoder's attention; the mask decoder trains fully beside it."""
-    from peft import LoraConfig, get_peft_model  # here: importing peft takes seconds, LoRA alone needs it
+def _lora(*trained: str) -> Callable[..., torch.nn.Module]:
+    """A strategy's `apply`: PEFT's LoRA on the image encoder's attention, and the modules named in
+    `trained` (`mask_decoder`, `prompt_encoder`) trained fully beside it."""
+    def apply(model: torch.nn.Module, lora_rank: int = 8, lora_alpha: int = 16, **_) -> torch.nn.Module:
+        from peft import LoraConfig, get_peft_model  # here: importing peft takes seconds, LoRA alone needs it
 
-    config = LoraConfig(r=lora_rank, lora_alpha=lora_alpha, lora_dropout=0.0, target_modules=LORA_TARGETS)
-    with warnings.catch_warnings():  # PEFT asks transformers' deprecated name; nothing a user can act on
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-        wrapped = get_peft_model(model, config)
-    for name, param in wrapped.named_parameters():
-        param.requires_grad = "lora_" in name or ".mask_decoder." in f".{name}"
-    return wrapped
+        config = LoraConfig(r=lora_rank, lora_alpha=lora_alpha, lora_dropout=0.0, target_modules=LORA_TARGETS)
+        with warnings.catch_warnings():  # PEFT asks transformers' deprecated name; nothing a user can act on
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            wrapped = get_peft_model(model, config)
+        for name, param in wrapped.named_parameters():
+            param.requires_grad = "lora_" in name or any(f".{module}." in f".{name}" for module in trained)
+        return wrapped
+
+    return apply
 
 
 STRATEGIES: dict[str, Strategy] = by_name(
@@ -73,7 +77,10 @@ STRATEGIES: dict[str, Strategy] = by_name(
     Strategy("full", "image encoder, prompt encoder and mask decoder trained (paper's 2)",
              _trainable("vision_encoder.", "prompt_encoder.", "mask_decoder."), False),
     Strategy("lora", "LoRA on the image encoder's attention, mask decoder trained fully",
-             _lora, False),
+             _lora("mask_decoder"), False),
+    Strategy("lora-prompt-decoder", "LoRA on the image encoder's attention, prompt encoder and mask decoder "
+             "trained fully: correction rounds with an encoder that learns too",
+             _lora("prompt_encoder", "mask_decoder"), False),
 )
 
 
