@@ -198,7 +198,6 @@ def test_prompt_decoder_strategy_trains_the_click_embeddings_beside_the_decoder(
         assert not torch.equal(a[key], b[key]), key
 
 
-
 @pytest.mark.parametrize("strategy", ["full", "lora", "lora-prompt-decoder"])
 def test_correction_rounds_train_the_encoder_of_a_strategy_that_trains_it(strategy, prepared_demo, tmp_path):
     """With correction rounds the loss reaches a trained image encoder (transformers' own
