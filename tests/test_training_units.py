@@ -147,7 +147,7 @@ def test_strategy_trainable_counts(name):
     prompt = _module_params(model, "prompt_encoder.")
     encoder_and_prompt = _module_params(model, "vision_encoder.") + prompt
     shared = _module_params(model, "shared_image_embedding.")
-    qkv = [m for n, m in model.named_modules() if n.endswith("attn.qkv")]
+    lora = sum(4 * (m.in_features + m.out_features) for n, m in model.named_modules() if n.endswith("attn.qkv"))
     model = get_strategy(name).apply(model, lora_rank=4)
     trainable, total = count_parameters(model)
     if name == "decoder":
@@ -158,11 +158,9 @@ def test_strategy_trainable_counts(name):
     elif name == "full":
         assert trainable == base_decoder + encoder_and_prompt
     elif name == "lora":
-        lora = sum(4 * (m.in_features + m.out_features) for m in qkv)
         assert trainable == base_decoder + lora
         assert total == trainable + encoder_and_prompt + shared
     else:  # the prompt encoder trains too, the rest of the image encoder stays frozen
-        lora = sum(4 * (m.in_features + m.out_features) for m in qkv)
         assert trainable == base_decoder + lora + prompt > base_decoder + lora
         assert total == trainable + encoder_and_prompt - prompt + shared
         assert not any(p.requires_grad for n, p in model.named_parameters()
